@@ -1,0 +1,149 @@
+// The journal: an append-only, checksummed log of operation state transitions
+// kept by every endpoint, and the live state table rebuilt from it on open
+// (format in libproto/JOURNAL.md). One process owns a journal directory at a
+// time (an advisory lock); one thread uses a Journal object at a time.
+//
+// Write-ahead use: Append*() buffers a record and applies it to the live
+// state; Commit() hands everything buffered to the OS (and in kSync level
+// waits for fdatasync) before it returns. The I/O loop appends every record of
+// one loop turn and commits once, before any message of that turn leaves the
+// process: that one commit is the group commit.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "rejoin/proto/status.h"
+#include "rejoin/proto/types.h"
+
+namespace rejoin {
+
+// Which kind of party owns a journal; checked on every open.
+enum class JournalRole : std::uint8_t { kClient = 1, kServer = 2 };
+
+// One operation's live record. For a client journal `state` holds a
+// ClientOpState value, for a server journal a ServerOpState value.
+struct JournalOp {
+  std::uint8_t state = 0;
+  std::string service;
+  // The request while PREPARED/RECEIVED, the response once
+  // COMPLETED/EXECUTED, empty once released.
+  std::string payload;
+  ErrorCode status = ErrorCode::kOk;  // of the response, once there is one
+  // The incarnation that wrote the latest state of this operation.
+  Incarnation incarnation = 0;
+  bool operator==(const JournalOp&) const = default;
+};
+
+struct JournalSession {
+  // One past the highest seq ever recorded for the session.
+  Seq next_seq = 1;
+  // Every seq below it has been released (server) or forgotten (client) and
+  // has no entry in `ops`.
+  Seq released_below = 1;
+  // Live operations at or above released_below, by seq. An entry whose state
+  // is kReleased (server) is a tombstone kept for duplicate suppression.
+  std::map<Seq, JournalOp> ops;
+  bool operator==(const JournalSession&) const = default;
+};
+
+struct JournalState {
+  std::unordered_map<SessionId, JournalSession> sessions;
+  bool operator==(const JournalState&) const = default;
+};
+
+struct JournalOptions {
+  std::string dir;  // created if missing; unused in kMemory
+  Durability durability = Durability::kProcess;
+  JournalRole role = JournalRole::kClient;
+  std::string owner_id;  // session id or server id; must match on reopen
+  // Source of the journal id for a new journal. Injected so tests are
+  // deterministic; the default draws from std::random_device.
+  std::function<JournalId()> new_journal_id;
+  // A new segment file is started when the current one passes this size.
+  std::size_t segment_bytes = 64 * 1024 * 1024;
+  // NeedsCompaction() turns true when the bytes on disk exceed both this and
+  // 4 x the size of the live state.
+  std::size_t compact_min_bytes = 16 * 1024 * 1024;
+};
+
+// What replay found on open.
+struct ReplayReport {
+  std::size_t segments = 0;
+  std::size_t records = 0;
+  // A torn or corrupt tail of the last segment was cut off: how many bytes.
+  std::size_t truncated_bytes = 0;
+  bool created = false;  // no journal existed; a new one was made
+};
+
+class Journal {
+ public:
+  // Opens (or creates) the journal, takes the directory lock, replays every
+  // segment into the live state, truncates a torn tail of the last segment,
+  // and records the new incarnation (durably, per the level) before
+  // returning. Errors: kJournalLocked (another process holds it), kIoError
+  // (permissions, disk), kJournalVersion (written by a newer format),
+  // kCorrupt (bad bytes before the tail, wrong owner or role),
+  // kInvalidArgument (bad options).
+  static Result<std::unique_ptr<Journal>> Open(JournalOptions options);
+
+  ~Journal();
+  Journal(const Journal&) = delete;
+  Journal& operator=(const Journal&) = delete;
+
+  // Records that (session, seq) reached `op.state` with op's data, and
+  // applies it to the live state. `op.incarnation` is set to incarnation().
+  // An empty payload keeps the payload already recorded. kInvalidArgument for
+  // an invalid id, seq 0, or seq below the session's released_below.
+  Status AppendOp(const SessionId& session, Seq seq, JournalOp op);
+
+  // Releases (server) or forgets (client): drops every op of `session` below
+  // `below` and raises released_below to it, then for each seq in `seqs`
+  // drops its payload and (server) leaves a kReleased tombstone or (client)
+  // removes the entry.
+  Status AppendRelease(const SessionId& session, Seq below,
+                       const std::vector<Seq>& seqs = {});
+
+  // Hands every buffered record to the OS; in kSync also fdatasyncs. A no-op
+  // in kMemory and when nothing is buffered. After an error the journal is
+  // unusable (every later call returns kIoError).
+  Status Commit();
+
+  // Rewrites the live state into a fresh segment and deletes the older ones.
+  // Crash-safe: a crash at any point leaves either the old or the new set.
+  Status Compact();
+  bool NeedsCompaction() const;
+
+  const JournalState& state() const { return state_; }
+  Incarnation incarnation() const { return incarnation_; }
+  JournalId journal_id() const { return journal_id_; }
+  const ReplayReport& report() const { return report_; }
+  Durability durability() const { return options_.durability; }
+  // Bytes in all segments, committed or buffered.
+  std::size_t disk_bytes() const;
+  // Records buffered and not yet committed.
+  std::size_t pending_records() const { return pending_records_; }
+
+ private:
+  explicit Journal(JournalOptions options);
+  class Files;  // segment files, lock, write buffer (src/journal.cpp)
+
+  JournalOptions options_;
+  JournalState state_;
+  Incarnation incarnation_ = 0;
+  JournalId journal_id_ = 0;
+  ReplayReport report_;
+  std::size_t pending_records_ = 0;
+  // Approximate encoded size of state_, kept by the code that changes it;
+  // NeedsCompaction() compares it with disk_bytes().
+  std::size_t live_bytes_ = 0;
+  std::unique_ptr<Files> files_;
+};
+
+}  // namespace rejoin
