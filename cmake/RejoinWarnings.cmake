@@ -4,7 +4,7 @@ function(rejoin_target_warnings target)
   target_compile_options(${target} PRIVATE
     -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Wold-style-cast
     -Wcast-align -Woverloaded-virtual -Wconversion -Wsign-conversion
-    -Wnull-dereference -Wimplicit-fallthrough -Wswitch -Werror=switch)
+    -Wimplicit-fallthrough -Wswitch -Werror=switch)
   if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
     # GCC 12 reports false positives through std::variant and std::optional
     # at -O2; clang's -Wsometimes-uninitialized still covers our own code.

@@ -352,6 +352,16 @@ class StateApplier {
   StateApplier(JournalRole role, JournalState* state, std::size_t* live_bytes)
       : role_(role), state_(state), live_bytes_(live_bytes) {}
 
+  bool IsResponseState(std::uint8_t state) const {
+    switch (role_) {
+      case JournalRole::kClient:
+        return state == static_cast<std::uint8_t>(ClientOpState::kCompleted);
+      case JournalRole::kServer:
+        return state == static_cast<std::uint8_t>(ServerOpState::kExecuted);
+    }
+    return false;
+  }
+
   Status ApplyOp(const std::string& session, Seq seq, JournalOp&& op,
                  std::string* record_out) {
     if (!IsValidId(session)) {
@@ -390,8 +400,12 @@ class StateApplier {
     stored.status = op.status;
     stored.incarnation = op.incarnation;
     // An empty payload means "no new payload": a state change such as
-    // PREPARED -> SENT must not cost a copy of the request.
-    if (!op.payload.empty()) stored.payload = std::move(op.payload);
+    // PREPARED -> SENT must not cost a copy of the request. A record that
+    // carries the response (COMPLETED, EXECUTED) always replaces it, so an
+    // empty response never reads back as the request.
+    if (!op.payload.empty() || IsResponseState(op.state)) {
+      stored.payload = std::move(op.payload);
+    }
     *live_bytes_ += OpLiveBytes(session, stored);
     return Status::Ok();
   }

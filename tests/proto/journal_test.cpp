@@ -818,3 +818,52 @@ TEST(Journal, FailedWriteMakesTheJournalUnusable) {
 
 }  // namespace
 }  // namespace rejoin
+
+namespace rejoin {
+namespace {
+
+// The response states replace the stored request even when the response is
+// empty; every other state keeps it. Checked live and after replay.
+TEST(JournalPayload, EmptyResponseReplacesTheStoredRequest) {
+  char tmpl[] = "/tmp/rejoin-journal-payload-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  for (JournalRole role : {JournalRole::kClient, JournalRole::kServer}) {
+    const std::string sub = dir + (role == JournalRole::kClient ? "/c" : "/s");
+    const std::uint8_t request_state =
+        role == JournalRole::kClient
+            ? static_cast<std::uint8_t>(ClientOpState::kPrepared)
+            : static_cast<std::uint8_t>(ServerOpState::kReceived);
+    const std::uint8_t response_state =
+        role == JournalRole::kClient
+            ? static_cast<std::uint8_t>(ClientOpState::kCompleted)
+            : static_cast<std::uint8_t>(ServerOpState::kExecuted);
+    JournalOptions o;
+    o.dir = sub;
+    o.role = role;
+    o.owner_id = "owner";
+    {
+      auto j = Journal::Open(o);
+      ASSERT_TRUE(j.ok()) << j.status().ToString();
+      JournalOp op;
+      op.state = request_state;
+      op.service = "svc";
+      op.payload = "the request";
+      ASSERT_TRUE((*j)->AppendOp("s", 1, op).ok());
+      JournalOp done;
+      done.state = response_state;
+      done.service = "svc";
+      ASSERT_TRUE((*j)->AppendOp("s", 1, done).ok());
+      ASSERT_TRUE((*j)->Commit().ok());
+      EXPECT_EQ((*j)->state().sessions.at("s").ops.at(1).payload, "");
+    }
+    auto j = Journal::Open(o);
+    ASSERT_TRUE(j.ok()) << j.status().ToString();
+    EXPECT_EQ((*j)->state().sessions.at("s").ops.at(1).payload, "");
+    EXPECT_EQ((*j)->state().sessions.at("s").ops.at(1).state, response_state);
+  }
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace rejoin

@@ -99,7 +99,9 @@ class Journal {
 
   // Records that (session, seq) reached `op.state` with op's data, and
   // applies it to the live state. `op.incarnation` is set to incarnation().
-  // An empty payload keeps the payload already recorded. kInvalidArgument for
+  // An empty payload keeps the payload already recorded, except in the
+  // response states (client COMPLETED, server EXECUTED), whose payload always
+  // replaces the stored request. kInvalidArgument for
   // an invalid id, seq 0, or seq below the session's released_below.
   Status AppendOp(const SessionId& session, Seq seq, JournalOp op);
 
