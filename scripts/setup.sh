@@ -9,6 +9,7 @@ packages=(
   libzmq3-dev cppzmq-dev
   libmsgpack-cxx-dev libboost-dev
   libgtest-dev libbenchmark-dev
+  libcli11-dev libspdlog-dev
   clang-format
 )
 

@@ -1,0 +1,111 @@
+// rejoin::Broker: routes REQUEST/RESPONSE envelopes between clients and
+// servers and coordinates recovery (libproto/FLOWS.md). It keeps no durable
+// state: everything it knows it rebuilds from the endpoints after a restart.
+//
+// Threading: Run() owns the socket and all state and must be called from one
+// thread; Stop() and stats() may be called from any thread. Start() runs Run()
+// on an internal thread (for tests and embedding). No method throws.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "rejoin/proto/messages.h"
+#include "rejoin/proto/status.h"
+#include "rejoin/proto/types.h"
+
+namespace rejoin {
+
+// One REQUEST or RESPONSE at the broker, offered to BrokerOptions::fault.
+struct FaultPoint {
+  enum class Where : std::uint8_t {
+    kArrived,  // just read from a peer, before any bookkeeping
+    kLeaving,  // about to be sent, after all bookkeeping
+  };
+  Where where;
+  MessageType type;  // kRequest, kResponse or kAck
+  SessionId session;
+  Seq seq;
+};
+
+struct BrokerOptions {
+  std::string endpoint = "tcp://127.0.0.1:5555";
+  std::chrono::milliseconds heartbeat{200};
+  std::chrono::milliseconds grace{500};
+  std::chrono::milliseconds probe{50};
+  // How long operations stay with a dead server before they are moved to
+  // another server (idempotent services) or answered IN_DOUBT.
+  std::chrono::milliseconds lease{2000};
+  std::uint32_t max_sessions = 100000;
+  std::uint32_t max_message_bytes = 1024 * 1024;  // per payload
+  std::uint32_t max_outstanding = 4096;           // unanswered per session
+  std::uint32_t max_queue = 100000;               // queued per service
+  // Probability of dropping each REQUEST/RESPONSE the broker sends, after its
+  // own bookkeeping, as if lost on the wire. For tests and benchmarks.
+  double inject_loss = 0.0;
+  std::uint64_t seed = 1;
+  Epoch epoch = 0;  // 0: drawn at random
+  // Deterministic fault injection for tests: return true to drop the
+  // envelope as if the network lost it. Called on the broker's thread.
+  std::function<bool(const FaultPoint&)> fault;
+};
+
+// Cumulative counters. Read with stats() from any thread.
+struct BrokerStats {
+  std::uint64_t sessions = 0;  // known now
+  std::uint64_t servers = 0;   // alive now
+  std::uint64_t requests = 0;  // dispatched to a server (first time)
+  std::uint64_t responses = 0;
+  std::uint64_t forwarded_resends = 0;   // resends passed to the holder
+  std::uint64_t responses_replayed = 0;  // from the broker's retained copy
+  std::uint64_t probes = 0;
+  std::uint64_t recover_messages = 0;
+  std::uint64_t state_exchanges = 0;
+  std::uint64_t moved = 0;  // re-dispatched after a server's lease
+  std::uint64_t answered_in_doubt = 0;
+  std::uint64_t answered_errors = 0;  // too_large, unknown_service, ...
+  std::uint64_t injected_drops = 0;
+  std::uint64_t malformed = 0;  // undecodable frames of any kind
+  std::uint64_t bad_version = 0;
+  std::uint64_t unknown_type = 0;
+  std::uint64_t too_large = 0;
+  std::uint64_t unknown_peer = 0;  // messages from connections without HELLO
+  std::uint64_t fenced = 0;
+  std::uint64_t duplicate_identity = 0;
+  std::uint64_t orphans = 0;
+};
+
+class Broker {
+ public:
+  // Binds the endpoint. Errors: kInvalidArgument (options), kIoError (bind).
+  static Result<std::unique_ptr<Broker>> Bind(BrokerOptions options);
+  ~Broker();
+  Broker(const Broker&) = delete;
+  Broker& operator=(const Broker&) = delete;
+
+  // Serves until Stop(). Returns the reason it ended.
+  Status Run();
+  // Run() on an internal thread.
+  void Start();
+  // Ends Run() within a few milliseconds; safe from signal-handling threads
+  // and from any other thread.
+  void Stop();
+
+  BrokerStats stats() const;
+  Epoch epoch() const;
+  // The endpoint actually bound (resolves "tcp://127.0.0.1:*").
+  std::string bound_endpoint() const;
+
+ private:
+  class Impl;
+  explicit Broker(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+  std::thread thread_;
+};
+
+}  // namespace rejoin

@@ -1,0 +1,1573 @@
+// The broker's I/O shell and routing state (libproto/FLOWS.md). One thread
+// owns the ROUTER socket and every table below; the breakpoint decision comes
+// from rejoin::proto, and this file only gathers its inputs and carries out
+// its actions.
+//
+// Tables:
+//   sessions_  session id -> the client holder and the operations the broker
+//              tracks for it (dispatched, queued, held, answered)
+//   servers_   server id -> the server holder, its services and credit
+//   services_  service name -> registered servers (round robin) and a queue
+//   routes_    routing id -> the id it holds (for every inbound message)
+// A tracked operation keeps zero-copy references to its request frames until
+// it is answered, then to its response frames until the client's watermark
+// passes it, so most recovery needs nothing from the endpoints.
+#include "rejoin/broker/broker.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <set>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+#include <zmq.hpp>
+
+#include "rejoin/proto/breakpoint.h"
+#include "rejoin/proto/codec.h"
+#include "rejoin/transport/wire.h"
+
+namespace rejoin {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using Time = Clock::time_point;
+using transport::Frames;
+using transport::SendResult;
+
+// Frames larger than this never reach the decoder: libzmq drops the
+// connection of a peer that sends one. Below it, payloads over
+// max_message_bytes are answered TOO_LARGE.
+constexpr std::int64_t kHardFrameSlack = 64 * 1024;
+// Messages handled per loop turn before timers get a look in.
+constexpr int kBatch = 256;
+// Sessions with no live client and nothing tracked are forgotten after this.
+constexpr auto kIdleSessionExpiry = std::chrono::seconds(120);
+
+struct Counters {
+  std::atomic<std::uint64_t> requests{0}, responses{0}, forwarded_resends{0},
+      responses_replayed{0}, probes{0}, recover_messages{0}, state_exchanges{0},
+      moved{0}, answered_in_doubt{0}, answered_errors{0}, injected_drops{0},
+      malformed{0}, bad_version{0}, unknown_type{0}, too_large{0},
+      unknown_peer{0}, fenced{0}, duplicate_identity{0}, orphans{0},
+      sessions{0}, servers{0};
+};
+
+void Bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) {
+  c.fetch_add(n, std::memory_order_relaxed);
+}
+
+// Who holds an id right now.
+struct Holder {
+  std::string route;
+  Incarnation incarnation = 0;
+  JournalId journal_id = 0;
+  bool alive = false;
+  Time last_heard{};
+  Time dead_since{};
+};
+
+enum class Phase : std::uint8_t {
+  kQueued,        // waiting for a server with credit
+  kHeldForGrace,  // an untracked resend during the grace period
+  kDispatched,    // with `server`, unanswered
+  kAnswered,      // response retained for resends
+};
+
+struct Track {
+  Phase phase = Phase::kQueued;
+  std::string service;  // empty when learned from a server's report
+  std::string server;   // holder, once dispatched
+  JournalId server_journal = 0;
+  bool credit_taken = false;
+  bool has_request = false;
+  zmq::message_t request_header, request_payload;
+  zmq::message_t response_header, response_payload;
+  Time due{};  // next probe of a dispatched operation
+};
+
+struct Session {
+  Holder holder;
+  JournalId previous_journal = 0;
+  std::map<Seq, Track> ops;
+  std::set<std::string> servers;  // every server that held one of its ops
+  std::vector<Seq> deferred;      // pending seqs to decide when grace ends
+  std::uint32_t unanswered = 0;
+  Time last_activity{};
+};
+
+struct ServerPeer {
+  Holder holder;
+  JournalId previous_journal = 0;
+  std::vector<ServiceSpec> services;
+  std::uint32_t credit_limit = 1;
+  std::uint32_t in_flight = 0;
+  bool lease_expired = false;
+};
+
+struct Service {
+  ServiceSpec spec;
+  std::vector<std::string> servers;  // alive ones, in registration order
+  std::size_t next = 0;
+  std::deque<std::pair<SessionId, Seq>> queue;
+  Time empty_since{};
+};
+
+struct ProbeEntry {
+  Time due;
+  SessionId session;
+  Seq seq;
+};
+
+enum class ProbeKind : std::uint8_t { kServer, kClient };
+
+struct PendingProbe {
+  ProbeKind kind;
+  std::string server;
+  SessionId session;
+  std::vector<Seq> seqs;
+  ServerVector server_vector;  // kClient: what the server reported
+  Time sent;
+};
+
+// The decision's view of one operation in a server's vector.
+ServerOpView ViewOf(const ServerVector& sv, Seq seq) {
+  const HeldOp* held = sv.Find(seq);
+  return ServerOpView{sv.StateOf(seq),
+                      held != nullptr &&
+                          held->state == ServerOpState::kReceived &&
+                          held->received_incarnation < sv.incarnation};
+}
+
+struct RouteRef {
+  Role role;
+  std::string id;
+};
+
+}  // namespace
+
+class Broker::Impl {
+ public:
+  explicit Impl(BrokerOptions options)
+      : options_(std::move(options)),
+        socket_(context_, zmq::socket_type::router),
+        rng_(options_.seed),
+        loss_(options_.inject_loss) {}
+
+  Status Bind();
+  Status Run();
+  void Stop() { stop_.store(true); }
+  BrokerStats Snapshot() const;
+  Epoch epoch() const { return epoch_; }
+  std::string bound() const { return bound_; }
+
+ private:
+  // ---- inbound ------------------------------------------------------------
+  void Handle(Frames& frames, Time now);
+  void RejectUndecodable(const Frames& frames, const Status& status);
+  void OnHello(const std::string& route, const Hello& hello, Time now);
+  void OnRequest(const std::string& route, const Request& req, Frames& frames,
+                 Time now);
+  void OnResponse(const std::string& route, const Response& resp,
+                  Frames& frames, Time now);
+  void OnAck(const std::string& route, const Ack& ack, Frames& frames);
+  void OnStateExchange(const std::string& route, const StateExchange& se,
+                       Time now);
+  void OnProbeReply(const std::string& route, const ProbeReply& reply,
+                    Time now);
+  void OnGoodbye(const std::string& route, Time now);
+
+  // ---- peers --------------------------------------------------------------
+  Session* SessionOf(const std::string& route);
+  ServerPeer* ServerOf(const std::string& route);
+  // Resolves a route to the id it holds; answers unknown connections.
+  const RouteRef* Known(const std::string& route, MessageType type);
+  void AdmitServer(const std::string& route, const Hello& hello, Time now);
+  void AdmitSession(const std::string& route, const Hello& hello, Time now);
+  bool HolderGone(Holder& holder);
+  void MarkServerDead(const std::string& id, Time now);
+  void RegisterServices(const std::string& id, ServerPeer& server);
+
+  // ---- operations ---------------------------------------------------------
+  void Dispatch(const SessionId& sid, Seq seq, Track& t, Time now);
+  bool PickServer(const std::string& service, std::string& out);
+  void SendRequestTo(const SessionId& sid, Seq seq, Track& t,
+                     const std::string& server, Time now);
+  // Every track enters through NewTrack and leaves the unanswered count
+  // through MarkAnswered or ReleaseOne, so the count stays exact.
+  Track& NewTrack(Session& s, Seq seq);
+  void MarkAnswered(Session& s, Track& t);
+  void Answer(const SessionId& sid, Session& s, Seq seq, ErrorCode status);
+  void ReplayResponse(Session& s, Track& t);
+  void ReleaseBelow(Session& s, Seq below);
+  void ReleaseOne(Session& s, std::map<Seq, Track>::iterator it);
+  void ReturnCredit(Track& t);
+  void DrainQueue(const std::string& service, Time now);
+  void ScheduleProbe(const SessionId& sid, Seq seq, Track& t, Time due);
+  const ServiceSpec* SpecFor(const Track& t, const ServerPeer* server) const;
+  DecisionContext ContextFor(const Track* t, const ServerPeer* server,
+                             bool server_journal_lost) const;
+  void ApplyServerDecision(const SessionId& sid, Session& s,
+                           const OpDecision& d, const std::string& server_id,
+                           RecoverSession& to_server, Time now);
+
+  // ---- timers -------------------------------------------------------------
+  void Tick(Time now);
+  void SendProbes(Time now);
+  void EndGrace(Time now);
+  void ExpireLeases(Time now);
+  void CheckPeers(Time now);
+
+  // ---- output -------------------------------------------------------------
+  SendResult SendTo(const std::string& route, const Message& m,
+                    zmq::message_t* payload = nullptr);
+  // REQUEST/RESPONSE on their way to a peer: subject to injected loss.
+  SendResult SendEnvelope(const std::string& route, zmq::message_t header,
+                          zmq::message_t payload);
+  // Asks the test hook whether to lose this REQUEST/RESPONSE.
+  bool Faulted(FaultPoint::Where where, const Message& m);
+  void SendRecover(const std::string& route, RecoverSession block);
+  void SendError(const std::string& route, ErrorCode code, std::string text,
+                 MessageType ref = MessageType{0}, const SessionId& sid = {},
+                 Seq seq = 0);
+  void LogOnce(const std::string& key, const std::string& text);
+
+  bool InGrace(Time now) const { return now < grace_end_; }
+
+  BrokerOptions options_;
+  zmq::context_t context_;
+  zmq::socket_t socket_;
+  std::string bound_;
+  Epoch epoch_ = 0;
+  Time grace_end_{};
+  bool grace_over_handled_ = false;
+  std::atomic<bool> stop_{false};
+
+  std::unordered_map<SessionId, Session> sessions_;
+  std::unordered_map<std::string, ServerPeer> servers_;
+  std::unordered_map<std::string, Service> services_;
+  std::unordered_map<std::string, RouteRef> routes_;
+  std::deque<ProbeEntry> probe_queue_;
+  std::unordered_map<std::uint64_t, PendingProbe> probes_;
+  std::uint64_t next_probe_id_ = 1;
+  Time next_tick_{};
+  Time next_peer_check_{};
+
+  std::mt19937_64 rng_;
+  std::bernoulli_distribution loss_;
+  std::set<std::string> logged_;
+  CodecLimits limits_;
+  mutable Counters counters_;
+};
+
+// ===========================================================================
+// Setup and the loop
+// ===========================================================================
+
+Status Broker::Impl::Bind() {
+  try {
+    socket_.set(zmq::sockopt::router_mandatory, 1);
+    socket_.set(zmq::sockopt::linger, 0);
+    socket_.set(zmq::sockopt::sndhwm, 100000);
+    socket_.set(zmq::sockopt::rcvhwm, 100000);
+    socket_.set(zmq::sockopt::maxmsgsize,
+                static_cast<std::int64_t>(options_.max_message_bytes) * 4 +
+                    kHardFrameSlack);
+    socket_.bind(options_.endpoint);
+    bound_ = socket_.get(zmq::sockopt::last_endpoint);
+  } catch (const zmq::error_t& e) {
+    return Status(ErrorCode::kIoError,
+                  "cannot bind " + options_.endpoint + ": " + e.what());
+  }
+  if (options_.epoch != 0) {
+    epoch_ = options_.epoch;
+  } else {
+    std::random_device rd;
+    epoch_ = (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
+    if (epoch_ == 0) epoch_ = 1;
+  }
+  limits_.max_payload_bytes =
+      static_cast<std::size_t>(options_.max_message_bytes) * 4 +
+      static_cast<std::size_t>(kHardFrameSlack);
+  return Status::Ok();
+}
+
+Status Broker::Impl::Run() {
+  const Time start = Clock::now();
+  grace_end_ = start + options_.grace;
+  next_tick_ = start;
+  spdlog::info("rejoin-broker: serving {} epoch {:016x} grace {} ms", bound_,
+               epoch_, options_.grace.count());
+  const auto tick_every =
+      std::max(std::chrono::milliseconds(1),
+               std::min(options_.probe, options_.heartbeat) / 4);
+
+  Frames frames;
+  while (!stop_.load(std::memory_order_relaxed)) {
+    Time now = Clock::now();
+    auto wait =
+        std::chrono::duration_cast<std::chrono::milliseconds>(next_tick_ - now);
+    wait = std::clamp(wait, std::chrono::milliseconds(0),
+                      std::chrono::milliseconds(20));
+    zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
+    try {
+      zmq::poll(&item, 1, wait);
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EINTR) continue;
+      return Status(ErrorCode::kIoError, std::string("poll: ") + e.what());
+    }
+    now = Clock::now();
+    for (int i = 0; i < kBatch; ++i) {
+      auto r = transport::TryRead(socket_, true, frames);
+      if (r == transport::ReadResult::kNothing) break;
+      if (r == transport::ReadResult::kClosed) {
+        return Status(ErrorCode::kClosed, "socket closed");
+      }
+      Handle(frames, now);
+    }
+    if (now >= next_tick_) {
+      Tick(now);
+      next_tick_ = now + tick_every;
+    }
+  }
+  // Tell everyone we are leaving so they do not wait for heartbeats.
+  for (auto& [id, s] : sessions_) {
+    if (s.holder.alive) SendTo(s.holder.route, Goodbye{"broker shutting down"});
+  }
+  for (auto& [id, srv] : servers_) {
+    if (srv.holder.alive) {
+      SendTo(srv.holder.route, Goodbye{"broker shutting down"});
+    }
+  }
+  return Status::Ok();
+}
+
+BrokerStats Broker::Impl::Snapshot() const {
+  auto v = [](const std::atomic<std::uint64_t>& c) {
+    return c.load(std::memory_order_relaxed);
+  };
+  const Counters& c = counters_;
+  BrokerStats s;
+  s.sessions = v(c.sessions);
+  s.servers = v(c.servers);
+  s.requests = v(c.requests);
+  s.responses = v(c.responses);
+  s.forwarded_resends = v(c.forwarded_resends);
+  s.responses_replayed = v(c.responses_replayed);
+  s.probes = v(c.probes);
+  s.recover_messages = v(c.recover_messages);
+  s.state_exchanges = v(c.state_exchanges);
+  s.moved = v(c.moved);
+  s.answered_in_doubt = v(c.answered_in_doubt);
+  s.answered_errors = v(c.answered_errors);
+  s.injected_drops = v(c.injected_drops);
+  s.malformed = v(c.malformed);
+  s.bad_version = v(c.bad_version);
+  s.unknown_type = v(c.unknown_type);
+  s.too_large = v(c.too_large);
+  s.unknown_peer = v(c.unknown_peer);
+  s.fenced = v(c.fenced);
+  s.duplicate_identity = v(c.duplicate_identity);
+  s.orphans = v(c.orphans);
+  return s;
+}
+
+// ===========================================================================
+// Inbound
+// ===========================================================================
+
+void Broker::Impl::Handle(Frames& frames, Time now) {
+  Result<Message> decoded = transport::Decode(frames, limits_);
+  if (!decoded.ok()) {
+    RejectUndecodable(frames, decoded.status());
+    return;
+  }
+  const std::string& route = frames.route;
+  Message& msg = decoded.value();
+  if (options_.fault && Faulted(FaultPoint::Where::kArrived, msg)) return;
+  switch (TypeOf(msg)) {
+    case MessageType::kHello:
+      OnHello(route, std::get<Hello>(msg), now);
+      return;
+    case MessageType::kRequest:
+      OnRequest(route, std::get<Request>(msg), frames, now);
+      return;
+    case MessageType::kResponse:
+      OnResponse(route, std::get<Response>(msg), frames, now);
+      return;
+    case MessageType::kAck:
+      OnAck(route, std::get<Ack>(msg), frames);
+      return;
+    case MessageType::kHeartbeat: {
+      if (Known(route, MessageType::kHeartbeat) == nullptr) return;
+      if (Session* s = SessionOf(route)) {
+        s->holder.last_heard = now;
+        s->last_activity = now;
+      } else if (ServerPeer* srv = ServerOf(route)) {
+        srv->holder.last_heard = now;
+      }
+      SendTo(route, Heartbeat{epoch_});
+      return;
+    }
+    case MessageType::kStateExchange:
+      OnStateExchange(route, std::get<StateExchange>(msg), now);
+      return;
+    case MessageType::kProbeReply:
+      OnProbeReply(route, std::get<ProbeReply>(msg), now);
+      return;
+    case MessageType::kError: {
+      const Error& e = std::get<Error>(msg);
+      LogOnce("peer-error:" + route + std::to_string(static_cast<int>(e.code)),
+              "peer reported " + std::string(ErrorCodeName(e.code)) + ": " +
+                  e.message);
+      return;
+    }
+    case MessageType::kGoodbye:
+      OnGoodbye(route, now);
+      return;
+    case MessageType::kWelcome:
+    case MessageType::kRecover:
+    case MessageType::kProbe:
+      SendError(route, ErrorCode::kProtocolViolation,
+                std::string(MessageTypeName(TypeOf(msg))) +
+                    " is sent by the broker, not to it",
+                TypeOf(msg));
+      return;
+  }
+}
+
+void Broker::Impl::RejectUndecodable(const Frames& frames,
+                                     const Status& status) {
+  Bump(counters_.malformed);
+  switch (status.code()) {
+    case ErrorCode::kUnsupportedVersion:
+      Bump(counters_.bad_version);
+      break;
+    case ErrorCode::kUnknownType:
+      Bump(counters_.unknown_type);
+      break;
+    case ErrorCode::kTooLarge:
+      Bump(counters_.too_large);
+      break;
+    default:
+      break;
+  }
+  LogOnce(
+      "bad:" + frames.route + ":" + std::string(ErrorCodeName(status.code())),
+      "dropped frame from peer: " + status.ToString());
+  // Never answer an ERROR with an ERROR: two confused peers would loop.
+  std::span<const std::byte> header(
+      static_cast<const std::byte*>(frames.header.data()),
+      frames.header.size());
+  MessageType ref{0};
+  if (frames.count > 0) {
+    if (auto type = PeekType(header); type.ok()) {
+      if (*type == MessageType::kError) return;
+      ref = *type;
+    }
+  }
+  const ErrorCode code =
+      IsWireCode(status.code()) ? status.code() : ErrorCode::kMalformed;
+  SendError(frames.route, code, status.message(), ref);
+}
+
+const RouteRef* Broker::Impl::Known(const std::string& route,
+                                    MessageType type) {
+  auto it = routes_.find(route);
+  if (it == routes_.end()) {
+    Bump(counters_.unknown_peer);
+    SendError(route, ErrorCode::kUnknownSession,
+              "unknown connection: send HELLO", type);
+    return nullptr;
+  }
+  return &it->second;
+}
+
+Session* Broker::Impl::SessionOf(const std::string& route) {
+  auto it = routes_.find(route);
+  if (it == routes_.end() || it->second.role != Role::kClient) return nullptr;
+  auto s = sessions_.find(it->second.id);
+  if (s == sessions_.end() || s->second.holder.route != route) return nullptr;
+  return &s->second;
+}
+
+ServerPeer* Broker::Impl::ServerOf(const std::string& route) {
+  auto it = routes_.find(route);
+  if (it == routes_.end() || it->second.role != Role::kServer) return nullptr;
+  auto s = servers_.find(it->second.id);
+  if (s == servers_.end() || s->second.holder.route != route) return nullptr;
+  return &s->second;
+}
+
+// True when the current holder's connection is gone: dead by timeout, or a
+// probe send fails because the ROUTER no longer has its pipe.
+bool Broker::Impl::HolderGone(Holder& holder) {
+  if (!holder.alive) return true;
+  SendResult r = transport::Send(socket_, holder.route, Heartbeat{epoch_});
+  return r == SendResult::kUnreachable;
+}
+
+void Broker::Impl::OnHello(const std::string& route, const Hello& hello,
+                           Time now) {
+  if (hello.role == Role::kServer) {
+    AdmitServer(route, hello, now);
+  } else {
+    AdmitSession(route, hello, now);
+  }
+}
+
+// Shared admission rule (FLOWS §2). Returns false after answering ERROR.
+template <typename Peer>
+static bool MayTakeOver(Peer& peer, const Hello& hello,
+                        const std::string& route, bool holder_gone,
+                        std::string& why, ErrorCode& code) {
+  Holder& h = peer.holder;
+  if (h.route.empty() || h.route == route) return true;
+  if (h.journal_id == hello.journal_id && h.incarnation == hello.incarnation) {
+    return true;  // the same process on a new connection
+  }
+  if (h.journal_id == hello.journal_id && h.incarnation > hello.incarnation) {
+    code = ErrorCode::kFenced;
+    why = "incarnation " + std::to_string(hello.incarnation) +
+          " is older than the current " + std::to_string(h.incarnation);
+    return false;
+  }
+  if (holder_gone) return true;
+  code = ErrorCode::kDuplicateIdentity;
+  why = "'" + hello.id + "' is held by a live process";
+  return false;
+}
+
+void Broker::Impl::AdmitSession(const std::string& route, const Hello& hello,
+                                Time now) {
+  auto it = sessions_.find(hello.id);
+  if (it == sessions_.end()) {
+    if (sessions_.size() >= options_.max_sessions) {
+      SendError(route, ErrorCode::kLimitExceeded,
+                "broker holds its maximum of " +
+                    std::to_string(options_.max_sessions) + " sessions",
+                MessageType::kHello);
+      return;
+    }
+    it = sessions_.emplace(hello.id, Session{}).first;
+    Bump(counters_.sessions);
+  }
+  Session& s = it->second;
+  std::string why;
+  ErrorCode code = ErrorCode::kOk;
+  const bool gone =
+      s.holder.route.empty() || s.holder.route == route || HolderGone(s.holder);
+  if (!MayTakeOver(s, hello, route, gone, why, code)) {
+    Bump(code == ErrorCode::kFenced ? counters_.fenced
+                                    : counters_.duplicate_identity);
+    SendError(route, code, why, MessageType::kHello, hello.id);
+    return;
+  }
+  if (!s.holder.route.empty() && s.holder.route != route) {
+    routes_.erase(s.holder.route);
+  }
+  if (s.holder.journal_id != 0 && s.holder.journal_id != hello.journal_id) {
+    // The client lost its journal: nothing it held can be delivered any
+    // more. Servers drop those records when the new journal's watermark
+    // (which starts above every old seq) reaches them.
+    s.previous_journal = s.holder.journal_id;
+    Bump(counters_.orphans, s.ops.size());
+    while (!s.ops.empty()) ReleaseOne(s, s.ops.begin());
+  }
+  s.holder = Holder{route, hello.incarnation, hello.journal_id, true, now, {}};
+  s.last_activity = now;
+  routes_[route] = RouteRef{Role::kClient, hello.id};
+  Welcome w{epoch_, static_cast<std::uint32_t>(options_.heartbeat.count()),
+            options_.max_message_bytes, options_.max_outstanding, 0};
+  if (InGrace(now)) {
+    w.grace_ms = static_cast<std::uint32_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(grace_end_ - now)
+            .count());
+  }
+  SendTo(route, w);
+}
+
+void Broker::Impl::AdmitServer(const std::string& route, const Hello& hello,
+                               Time now) {
+  auto [it, fresh] = servers_.try_emplace(hello.id);
+  ServerPeer& srv = it->second;
+  std::string why;
+  ErrorCode code = ErrorCode::kOk;
+  const bool gone =
+      fresh || srv.holder.route == route || HolderGone(srv.holder);
+  if (!fresh && !MayTakeOver(srv, hello, route, gone, why, code)) {
+    Bump(code == ErrorCode::kFenced ? counters_.fenced
+                                    : counters_.duplicate_identity);
+    SendError(route, code, why, MessageType::kHello, hello.id);
+    return;
+  }
+  const bool same_process = !fresh &&
+                            srv.holder.journal_id == hello.journal_id &&
+                            srv.holder.incarnation == hello.incarnation;
+  if (!fresh && srv.holder.route != route) routes_.erase(srv.holder.route);
+  if (!fresh && srv.holder.journal_id != hello.journal_id) {
+    srv.previous_journal = srv.holder.journal_id;
+  }
+  const bool was_alive = !fresh && srv.holder.alive;
+  srv.holder =
+      Holder{route, hello.incarnation, hello.journal_id, true, now, {}};
+  srv.services = hello.services;
+  srv.credit_limit = 1;
+  for (const ServiceSpec& spec : hello.services) {
+    srv.credit_limit = std::max(srv.credit_limit, spec.credit);
+  }
+  // A new process runs none of the old one's handlers.
+  if (!same_process) srv.in_flight = 0;
+  srv.lease_expired = false;
+  routes_[route] = RouteRef{Role::kServer, hello.id};
+  if (!was_alive) Bump(counters_.servers);
+  RegisterServices(hello.id, srv);
+
+  Welcome w{epoch_, static_cast<std::uint32_t>(options_.heartbeat.count()),
+            options_.max_message_bytes, options_.max_outstanding, 0};
+  if (InGrace(now)) {
+    w.grace_ms = static_cast<std::uint32_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(grace_end_ - now)
+            .count());
+  }
+  SendTo(route, w);
+
+  // Operations that waited for this server go to it again: it deduplicates,
+  // so this is safe, and it is the quickest way back to an answer.
+  for (auto& [sid, s] : sessions_) {
+    for (auto& [seq, t] : s.ops) {
+      if (t.phase == Phase::kDispatched && t.server == hello.id) {
+        if (t.server_journal != hello.journal_id) {
+          // Leave it to the probe, which sees the lost journal.
+          ScheduleProbe(sid, seq, t, now);
+        } else if (t.has_request) {
+          SendRequestTo(sid, seq, t, hello.id, now);
+        } else {
+          ScheduleProbe(sid, seq, t, now);
+        }
+      }
+    }
+  }
+  for (const ServiceSpec& spec : hello.services) DrainQueue(spec.name, now);
+}
+
+void Broker::Impl::RegisterServices(const std::string& id, ServerPeer& srv) {
+  for (const ServiceSpec& spec : srv.services) {
+    auto [it, fresh] = services_.try_emplace(spec.name);
+    Service& svc = it->second;
+    if (fresh) {
+      svc.spec = spec;
+    } else if (svc.spec.idempotent != spec.idempotent ||
+               svc.spec.policy != spec.policy) {
+      LogOnce("policy:" + spec.name,
+              "servers disagree on the policy of service " + spec.name +
+                  "; keeping the first one registered");
+    }
+    if (std::find(svc.servers.begin(), svc.servers.end(), id) ==
+        svc.servers.end()) {
+      svc.servers.push_back(id);
+    }
+  }
+}
+
+void Broker::Impl::MarkServerDead(const std::string& id, Time now) {
+  auto it = servers_.find(id);
+  if (it == servers_.end() || !it->second.holder.alive) return;
+  ServerPeer& srv = it->second;
+  srv.holder.alive = false;
+  srv.holder.dead_since = now;
+  counters_.servers.fetch_sub(1, std::memory_order_relaxed);
+  for (const ServiceSpec& spec : srv.services) {
+    auto svc = services_.find(spec.name);
+    if (svc == services_.end()) continue;
+    auto& list = svc->second.servers;
+    list.erase(std::remove(list.begin(), list.end(), id), list.end());
+    if (list.empty()) svc->second.empty_since = now;
+  }
+  spdlog::info("rejoin-broker: server {} is gone", id);
+}
+
+void Broker::Impl::OnGoodbye(const std::string& route, Time now) {
+  if (ServerPeer* srv = ServerOf(route)) {
+    MarkServerDead(routes_[route].id, now);
+    (void)srv;
+  } else if (Session* s = SessionOf(route)) {
+    s->holder.alive = false;
+    s->holder.dead_since = now;
+  }
+}
+
+// ---- REQUEST --------------------------------------------------------------
+
+void Broker::Impl::OnRequest(const std::string& route, const Request& req,
+                             Frames& frames, Time now) {
+  if (Known(route, MessageType::kRequest) == nullptr) return;
+  Session* sp = SessionOf(route);
+  if (sp == nullptr || routes_[route].id != req.session) {
+    Bump(counters_.fenced);
+    SendError(route, ErrorCode::kNotAuthorized,
+              "REQUEST for a session this connection does not hold",
+              MessageType::kRequest, req.session, req.seq);
+    return;
+  }
+  Session& s = *sp;
+  s.holder.last_heard = now;
+  s.last_activity = now;
+  ReleaseBelow(s, req.completed_watermark);
+  if (req.seq < req.completed_watermark) return;  // already completed
+
+  auto it = s.ops.find(req.seq);
+  if (it != s.ops.end()) {
+    Track& t = it->second;
+    switch (t.phase) {
+      case Phase::kAnswered:
+        ReplayResponse(s, t);
+        return;
+      case Phase::kDispatched: {
+        if (!t.has_request) {
+          t.request_header = std::move(frames.header);
+          t.request_payload = std::move(frames.payload);
+          t.has_request = true;
+        }
+        auto srv = servers_.find(t.server);
+        if (srv == servers_.end() || !srv->second.holder.alive) {
+          return;  // the holder keeps it until it returns or its lease ends
+        }
+        if (srv->second.holder.journal_id != t.server_journal) {
+          // The holder lost its journal since dispatch: its "no record"
+          // would run the request again. The probe decides instead.
+          if (t.due > now) ScheduleProbe(req.session, req.seq, t, now);
+          return;
+        }
+        Bump(counters_.forwarded_resends);
+        SendRequestTo(req.session, req.seq, t, t.server, now);
+        return;
+      }
+      case Phase::kQueued:
+      case Phase::kHeldForGrace:
+        return;
+    }
+  }
+
+  if (frames.payload.size() > options_.max_message_bytes) {
+    Bump(counters_.too_large);
+    Answer(req.session, s, req.seq, ErrorCode::kTooLarge);
+    return;
+  }
+  const bool known_service = services_.count(req.service) != 0;
+  if (!known_service && !InGrace(now)) {
+    Answer(req.session, s, req.seq, ErrorCode::kUnknownService);
+    return;
+  }
+  if (s.unanswered >= options_.max_outstanding) {
+    Answer(req.session, s, req.seq, ErrorCode::kLimitExceeded);
+    return;
+  }
+  Track& t = NewTrack(s, req.seq);
+  t.service = req.service;
+  t.request_header = std::move(frames.header);
+  t.request_payload = std::move(frames.payload);
+  t.has_request = true;
+  if (InGrace(now) && ((req.flags & kRequestResend) != 0 || !known_service)) {
+    // A server that has not reported yet may hold this one.
+    t.phase = Phase::kHeldForGrace;
+    return;
+  }
+  Dispatch(req.session, req.seq, t, now);
+}
+
+bool Broker::Impl::PickServer(const std::string& service, std::string& out) {
+  auto it = services_.find(service);
+  if (it == services_.end()) return false;
+  Service& svc = it->second;
+  const std::size_t n = svc.servers.size();
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::string& id = svc.servers[(svc.next + i) % n];
+    ServerPeer& srv = servers_[id];
+    if (srv.holder.alive && srv.in_flight < srv.credit_limit) {
+      svc.next = (svc.next + i + 1) % n;
+      out = id;
+      return true;
+    }
+  }
+  return false;
+}
+
+void Broker::Impl::Dispatch(const SessionId& sid, Seq seq, Track& t, Time now) {
+  std::string server;
+  if (!PickServer(t.service, server)) {
+    Service& svc = services_[t.service];
+    if (svc.queue.size() >= options_.max_queue) {
+      auto s = sessions_.find(sid);
+      Answer(sid, s->second, seq, ErrorCode::kLimitExceeded);
+      return;
+    }
+    t.phase = Phase::kQueued;
+    if (svc.servers.empty() && svc.empty_since == Time{}) svc.empty_since = now;
+    svc.queue.emplace_back(sid, seq);
+    return;
+  }
+  ServerPeer& srv = servers_[server];
+  ++srv.in_flight;
+  t.credit_taken = true;
+  t.phase = Phase::kDispatched;
+  t.server = server;
+  t.server_journal = srv.holder.journal_id;
+  sessions_[sid].servers.insert(server);
+  Bump(counters_.requests);
+  SendRequestTo(sid, seq, t, server, now);
+}
+
+void Broker::Impl::SendRequestTo(const SessionId& sid, Seq seq, Track& t,
+                                 const std::string& server, Time now) {
+  ServerPeer& srv = servers_[server];
+  if (t.has_request) {
+    SendResult r =
+        SendEnvelope(srv.holder.route, transport::Share(t.request_header),
+                     transport::Share(t.request_payload));
+    if (r == SendResult::kUnreachable) MarkServerDead(server, now);
+  }
+  ScheduleProbe(sid, seq, t, now + options_.probe);
+}
+
+void Broker::Impl::ScheduleProbe(const SessionId& sid, Seq seq, Track& t,
+                                 Time due) {
+  t.due = due;
+  probe_queue_.push_back(ProbeEntry{due, sid, seq});
+}
+
+void Broker::Impl::DrainQueue(const std::string& service, Time now) {
+  auto it = services_.find(service);
+  if (it == services_.end()) return;
+  auto& queue = it->second.queue;
+  while (!queue.empty()) {
+    auto [sid, seq] = queue.front();
+    auto s = sessions_.find(sid);
+    if (s == sessions_.end()) {
+      queue.pop_front();
+      continue;
+    }
+    auto t = s->second.ops.find(seq);
+    if (t == s->second.ops.end() || t->second.phase != Phase::kQueued) {
+      queue.pop_front();
+      continue;
+    }
+    std::string server;
+    if (!PickServer(service, server)) return;
+    queue.pop_front();
+    // Dispatch picks again; with credit just seen it takes the same path.
+    Dispatch(sid, seq, t->second, now);
+  }
+}
+
+// A broker-made outcome: retained like a server's response, so a resend of
+// the same seq gets the same answer and is never dispatched.
+void Broker::Impl::Answer(const SessionId& sid, Session& s, Seq seq,
+                          ErrorCode status) {
+  if (status == ErrorCode::kInDoubt) {
+    Bump(counters_.answered_in_doubt);
+  } else {
+    Bump(counters_.answered_errors);
+  }
+  auto [it, created] = s.ops.try_emplace(seq);
+  Track& t = it->second;
+  if (created) t.phase = Phase::kAnswered;  // never counted as unanswered
+  MarkAnswered(s, t);
+  std::string bytes = EncodeHeader(Response{sid, seq, status});
+  t.response_header.rebuild(bytes.data(), bytes.size());
+  t.response_payload.rebuild(std::size_t{0});
+  if (s.holder.alive) {
+    SendEnvelope(s.holder.route, transport::Share(t.response_header),
+                 transport::Share(t.response_payload));
+  }
+}
+
+Track& Broker::Impl::NewTrack(Session& s, Seq seq) {
+  Track& t = s.ops[seq];
+  t = Track{};
+  ++s.unanswered;
+  return t;
+}
+
+void Broker::Impl::MarkAnswered(Session& s, Track& t) {
+  if (t.phase != Phase::kAnswered && s.unanswered > 0) --s.unanswered;
+  ReturnCredit(t);
+  t.phase = Phase::kAnswered;
+  t.has_request = false;
+  t.request_header.rebuild(std::size_t{0});
+  t.request_payload.rebuild(std::size_t{0});
+}
+
+void Broker::Impl::ReplayResponse(Session& s, Track& t) {
+  Bump(counters_.responses_replayed);
+  SendEnvelope(s.holder.route, transport::Share(t.response_header),
+               transport::Share(t.response_payload));
+}
+
+void Broker::Impl::ReturnCredit(Track& t) {
+  if (!t.credit_taken) return;
+  t.credit_taken = false;
+  auto it = servers_.find(t.server);
+  if (it != servers_.end() && it->second.in_flight > 0) {
+    --it->second.in_flight;
+  }
+}
+
+void Broker::Impl::ReleaseOne(Session& s, std::map<Seq, Track>::iterator it) {
+  Track& t = it->second;
+  if (t.phase != Phase::kAnswered && s.unanswered > 0) --s.unanswered;
+  ReturnCredit(t);
+  s.ops.erase(it);
+}
+
+void Broker::Impl::ReleaseBelow(Session& s, Seq below) {
+  while (!s.ops.empty() && s.ops.begin()->first < below) {
+    ReleaseOne(s, s.ops.begin());
+  }
+}
+
+// ---- RESPONSE -------------------------------------------------------------
+
+void Broker::Impl::OnResponse(const std::string& route, const Response& resp,
+                              Frames& frames, Time now) {
+  if (Known(route, MessageType::kResponse) == nullptr) return;
+  ServerPeer* srv = ServerOf(route);
+  if (srv == nullptr) {
+    Bump(counters_.fenced);
+    return;
+  }
+  srv->holder.last_heard = now;
+  const std::string server_id = routes_[route].id;
+  Bump(counters_.responses);
+  auto sit = sessions_.find(resp.session);
+  if (sit == sessions_.end()) return;  // nobody to give it to; server keeps it
+  Session& s = sit->second;
+  auto it = s.ops.find(resp.seq);
+  std::string service;
+  if (it != s.ops.end()) {
+    Track& t = it->second;
+    if (t.phase == Phase::kAnswered) {
+      // A second response for one operation (a resend crossed the first):
+      // the client already has, or will get, the retained one.
+      return;
+    }
+    if (t.phase == Phase::kDispatched && t.server != server_id) {
+      // It was moved to another server after this one's lease; the client
+      // is answered by that one. This server learns on release.
+      return;
+    }
+    service = t.service;
+    MarkAnswered(s, t);
+    t.server = server_id;
+    t.response_header = std::move(frames.header);
+    t.response_payload = std::move(frames.payload);
+    if (s.holder.alive) {
+      SendEnvelope(s.holder.route, transport::Share(t.response_header),
+                   transport::Share(t.response_payload));
+    }
+  } else if (s.holder.alive && resp.seq >= 1) {
+    // Untracked (broker restarted, or already released): the client
+    // deduplicates, and a response it is waiting for must not be lost.
+    SendEnvelope(s.holder.route, std::move(frames.header),
+                 std::move(frames.payload));
+  }
+  if (!service.empty()) {
+    DrainQueue(service, now);
+  } else {
+    for (const ServiceSpec& spec : srv->services) DrainQueue(spec.name, now);
+  }
+}
+
+// ---- ACK ------------------------------------------------------------------
+
+void Broker::Impl::OnAck(const std::string& route, const Ack& ack,
+                         Frames& frames) {
+  if (Known(route, MessageType::kAck) == nullptr) return;
+  Session* sp = SessionOf(route);
+  if (sp == nullptr || routes_[route].id != ack.session) {
+    Bump(counters_.fenced);
+    return;
+  }
+  Session& s = *sp;
+  ReleaseBelow(s, ack.completed_watermark);
+  for (Seq seq : ack.seqs) {
+    auto it = s.ops.find(seq);
+    if (it != s.ops.end() && it->second.phase == Phase::kAnswered) {
+      ReleaseOne(s, it);
+    }
+  }
+  for (const std::string& id : s.servers) {
+    auto srv = servers_.find(id);
+    if (srv == servers_.end() || !srv->second.holder.alive) continue;
+    zmq::message_t header = transport::Share(frames.header);
+    zmq::message_t none;
+    transport::Forward(socket_, srv->second.holder.route, header, none, false);
+  }
+}
+
+// ---- STATE_EXCHANGE -------------------------------------------------------
+
+void Broker::Impl::OnStateExchange(const std::string& route,
+                                   const StateExchange& se, Time now) {
+  if (Known(route, MessageType::kStateExchange) == nullptr) return;
+  Bump(counters_.state_exchanges);
+  if (se.role == Role::kClient) {
+    Session* sp = SessionOf(route);
+    if (sp == nullptr || se.clients.size() != 1 ||
+        se.clients[0].session != routes_[route].id) {
+      SendError(route, ErrorCode::kProtocolViolation,
+                "client STATE_EXCHANGE must carry its own session's vector",
+                MessageType::kStateExchange);
+      return;
+    }
+    Session& s = *sp;
+    const ClientVector& cv = se.clients[0];
+    const SessionId& sid = cv.session;
+    ReleaseBelow(s, cv.completed_watermark);
+    for (Seq seq : cv.completed) {
+      auto it = s.ops.find(seq);
+      if (it != s.ops.end() && it->second.phase == Phase::kAnswered) {
+        ReleaseOne(s, it);
+      }
+    }
+    RecoverSession to_client{sid, cv.completed_watermark, {}};
+    for (Seq seq : cv.pending) {
+      auto it = s.ops.find(seq);
+      if (it == s.ops.end()) {
+        if (InGrace(now)) {
+          s.deferred.push_back(seq);
+        } else {
+          // Nobody reported it and every dispatched operation is tracked:
+          // the request never got past the broker.
+          to_client.ops.push_back(
+              {seq, Breakpoint::kRequestLost, Action::kResendRequest});
+        }
+        continue;
+      }
+      Track& t = it->second;
+      switch (t.phase) {
+        case Phase::kAnswered:
+          ReplayResponse(s, t);
+          break;
+        case Phase::kDispatched:
+          ScheduleProbe(sid, seq, t, now);
+          break;
+        case Phase::kQueued:
+        case Phase::kHeldForGrace:
+          break;
+      }
+    }
+    if (!to_client.ops.empty()) SendRecover(route, std::move(to_client));
+    // Servers learn what the client has completed (an ACK may have been
+    // lost on the way).
+    std::vector<OpDecision> releases;
+    for (Seq seq : cv.completed) {
+      releases.push_back({seq, Breakpoint::kAckLost, Action::kRelease});
+    }
+    for (const std::string& id : s.servers) {
+      auto srv = servers_.find(id);
+      if (srv == servers_.end() || !srv->second.holder.alive) continue;
+      SendRecover(srv->second.holder.route,
+                  RecoverSession{sid, cv.completed_watermark, releases});
+    }
+    return;
+  }
+
+  ServerPeer* srv = ServerOf(route);
+  if (srv == nullptr || !se.clients.empty()) {
+    SendError(route, ErrorCode::kProtocolViolation,
+              "server STATE_EXCHANGE from a connection that is not a server",
+              MessageType::kStateExchange);
+    return;
+  }
+  const std::string server_id = routes_[route].id;
+  for (const ServerVector& sv : se.servers) {
+    if (sv.server != server_id) continue;  // not its to report
+    auto [sit, fresh] = sessions_.try_emplace(sv.session);
+    if (fresh) Bump(counters_.sessions);
+    Session& s = sit->second;
+    s.last_activity = now;
+    s.servers.insert(server_id);
+    std::vector<Seq> to_ask;
+    for (const HeldOp& op : sv.held) {
+      auto it = s.ops.find(op.seq);
+      if (it == s.ops.end()) {
+        Track& t = NewTrack(s, op.seq);
+        t.phase = Phase::kDispatched;
+        t.server = server_id;
+        t.server_journal = sv.journal_id;
+        to_ask.push_back(op.seq);
+        continue;
+      }
+      Track& t = it->second;
+      switch (t.phase) {
+        case Phase::kAnswered:
+          // The client may never have confirmed it (a lost ACK): ask.
+          to_ask.push_back(op.seq);
+          continue;
+        case Phase::kDispatched:
+          if (t.server != server_id) continue;  // moved; the other answers
+          break;
+        case Phase::kQueued:
+        case Phase::kHeldForGrace:
+          // Waiting for exactly this report: it goes to its holder.
+          t.phase = Phase::kDispatched;
+          t.server = server_id;
+          break;
+      }
+      t.server_journal = sv.journal_id;
+      to_ask.push_back(op.seq);
+    }
+    if (to_ask.empty()) continue;
+    if (s.holder.alive) {
+      // Ask the client what it has, then decide (FLOWS §5).
+      const std::uint64_t id = next_probe_id_++;
+      probes_[id] = PendingProbe{
+          ProbeKind::kClient, server_id, sv.session, to_ask, sv, now};
+      SendTo(s.holder.route, Probe{id, sv.session, to_ask});
+      Bump(counters_.probes);
+    }
+    // Held resends for these seqs can go to their holder now.
+    for (Seq seq : to_ask) {
+      Track& t = s.ops[seq];
+      if (t.phase == Phase::kDispatched && t.has_request) {
+        SendRequestTo(sv.session, seq, t, server_id, now);
+      }
+    }
+  }
+}
+
+// ---- PROBE_REPLY ----------------------------------------------------------
+
+DecisionContext Broker::Impl::ContextFor(const Track* t,
+                                         const ServerPeer* server,
+                                         bool server_journal_lost) const {
+  DecisionContext ctx;
+  ctx.server_journal_lost = server_journal_lost;
+  const ServiceSpec* spec = nullptr;
+  if (t != nullptr && !t->service.empty()) {
+    auto it = services_.find(t->service);
+    if (it != services_.end()) spec = &it->second.spec;
+  }
+  if (spec == nullptr && server != nullptr && server->services.size() == 1) {
+    spec = &server->services[0];
+  }
+  if (spec != nullptr) {
+    ctx.idempotent = spec->idempotent;
+    ctx.policy = spec->policy;
+  }
+  // Unknown service on a multi-service server: the conservative reading
+  // (not idempotent, answer IN_DOUBT) is the default of DecisionContext.
+  return ctx;
+}
+
+void Broker::Impl::ApplyServerDecision(const SessionId& sid, Session& s,
+                                       const OpDecision& d,
+                                       const std::string& server_id,
+                                       RecoverSession& to_server, Time now) {
+  auto it = s.ops.find(d.seq);
+  switch (d.action) {
+    case Action::kNone:
+    case Action::kKeepOrphan:
+      if (d.action == Action::kKeepOrphan) {
+        Bump(counters_.orphans);
+        to_server.ops.push_back(d);
+      }
+      return;
+    case Action::kWait:
+      if (it != s.ops.end()) {
+        ScheduleProbe(sid, d.seq, it->second, now + options_.probe);
+      }
+      return;
+    case Action::kResendRequest:
+      if (it != s.ops.end() && it->second.has_request) {
+        SendRequestTo(sid, d.seq, it->second, server_id, now);
+      } else if (s.holder.alive) {
+        SendRecover(s.holder.route, RecoverSession{sid, 1, {d}});
+      }
+      return;
+    case Action::kResendResponse:
+    case Action::kReexecute:
+    case Action::kResolve:
+    case Action::kAnswerInDoubt:
+    case Action::kRelease:
+      to_server.ops.push_back(d);
+      if (it != s.ops.end() && it->second.phase == Phase::kDispatched) {
+        ScheduleProbe(sid, d.seq, it->second, now + options_.probe);
+      }
+      return;
+  }
+}
+
+void Broker::Impl::OnProbeReply(const std::string& route,
+                                const ProbeReply& reply, Time now) {
+  if (Known(route, MessageType::kProbeReply) == nullptr) return;
+  auto pit = probes_.find(reply.probe_id);
+  if (pit == probes_.end()) return;  // late or duplicate
+  PendingProbe probe = std::move(pit->second);
+  probes_.erase(pit);
+  auto sit = sessions_.find(probe.session);
+  if (sit == sessions_.end()) return;
+  Session& s = sit->second;
+  auto srv_it = servers_.find(probe.server);
+  ServerPeer* srv = srv_it == servers_.end() ? nullptr : &srv_it->second;
+  if (srv == nullptr) return;
+
+  if (probe.kind == ProbeKind::kServer) {
+    if (ServerOf(route) != srv || reply.role != Role::kServer ||
+        reply.servers.size() != 1 ||
+        reply.servers[0].session != probe.session) {
+      return;
+    }
+    const ServerVector& sv = reply.servers[0];
+    RecoverSession to_server{probe.session, 1, {}};
+    for (Seq seq : probe.seqs) {
+      auto it = s.ops.find(seq);
+      if (it == s.ops.end() || it->second.phase != Phase::kDispatched ||
+          it->second.server != probe.server) {
+        continue;
+      }
+      Track& t = it->second;
+      const ServerOpView view = ViewOf(sv, seq);
+      const bool lost = sv.journal_id != t.server_journal;
+      // t.server_journal stays the journal the request went to: every later
+      // probe must read "no record" from a newer journal as "forgotten".
+      OpDecision d =
+          DecideOp(seq, ClientOpState::kSent, view, ContextFor(&t, srv, lost));
+      ApplyServerDecision(probe.session, s, d, probe.server, to_server, now);
+    }
+    if (!to_server.ops.empty()) {
+      SendRecover(srv->holder.route, std::move(to_server));
+    }
+    return;
+  }
+
+  // A client's answer to "what do you have of these?" after a server return.
+  if (SessionOf(route) != &s || reply.role != Role::kClient ||
+      reply.clients.size() != 1) {
+    return;
+  }
+  const ClientVector& cv = reply.clients[0];
+  const ServerVector& sv = probe.server_vector;
+  // A client with a new journal restarted its seqs above every old one, so
+  // the old operations fall below its watermark and are released: the
+  // vectors alone say so, and client_journal_lost stays false.
+  SessionDecision decision = Decide(cv, sv, ContextFor(nullptr, srv, false));
+  RecoverSession to_server{probe.session, decision.release_below, {}};
+  RecoverSession to_client{probe.session, decision.release_below, {}};
+  for (OpDecision d : decision.ops) {
+    // Only what was asked about: other pending seqs of the client may be in
+    // flight to other servers, and "not held here" says nothing about them.
+    if (!std::binary_search(probe.seqs.begin(), probe.seqs.end(), d.seq)) {
+      continue;
+    }
+    auto it = s.ops.find(d.seq);
+    if (it != s.ops.end() && !it->second.service.empty()) {
+      d = DecideOp(d.seq, cv.StateOf(d.seq), ViewOf(sv, d.seq),
+                   ContextFor(&it->second, srv, false));
+    }
+    if (ActorOf(d.action) == Actor::kClient) {
+      to_client.ops.push_back(d);
+    } else {
+      ApplyServerDecision(probe.session, s, d, probe.server, to_server, now);
+    }
+  }
+  ReleaseBelow(s, decision.release_below);
+  if (srv->holder.alive) SendRecover(srv->holder.route, std::move(to_server));
+  if (!to_client.ops.empty()) SendRecover(route, std::move(to_client));
+}
+
+// ===========================================================================
+// Timers
+// ===========================================================================
+
+void Broker::Impl::Tick(Time now) {
+  if (now >= next_peer_check_) {
+    CheckPeers(now);
+    next_peer_check_ = now + options_.heartbeat / 2;
+  }
+  SendProbes(now);
+  if (!grace_over_handled_ && !InGrace(now)) EndGrace(now);
+  ExpireLeases(now);
+  // Probes whose replies never came are forgotten; the operations they were
+  // about get probed again from the queue.
+  for (auto it = probes_.begin(); it != probes_.end();) {
+    if (now - it->second.sent > options_.probe * 4) {
+      it = probes_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void Broker::Impl::CheckPeers(Time now) {
+  const auto timeout = options_.heartbeat * 3;
+  std::vector<std::string> dead;
+  for (auto& [id, srv] : servers_) {
+    if (srv.holder.alive && now - srv.holder.last_heard > timeout) {
+      dead.push_back(id);
+    }
+  }
+  for (const std::string& id : dead) MarkServerDead(id, now);
+  for (auto it = sessions_.begin(); it != sessions_.end();) {
+    Session& s = it->second;
+    if (s.holder.alive && now - s.holder.last_heard > timeout) {
+      s.holder.alive = false;
+      s.holder.dead_since = now;
+    }
+    if (!s.holder.alive && s.ops.empty() &&
+        now - s.last_activity > kIdleSessionExpiry) {
+      routes_.erase(s.holder.route);
+      it = sessions_.erase(it);
+      counters_.sessions.fetch_sub(1, std::memory_order_relaxed);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void Broker::Impl::SendProbes(Time now) {
+  // (server, session) -> seqs due for a probe.
+  std::map<std::pair<std::string, SessionId>, std::vector<Seq>> due;
+  while (!probe_queue_.empty() && probe_queue_.front().due <= now) {
+    ProbeEntry e = std::move(probe_queue_.front());
+    probe_queue_.pop_front();
+    auto s = sessions_.find(e.session);
+    if (s == sessions_.end()) continue;
+    auto t = s->second.ops.find(e.seq);
+    if (t == s->second.ops.end()) continue;
+    Track& track = t->second;
+    if (track.phase != Phase::kDispatched || track.due > now) continue;
+    auto srv = servers_.find(track.server);
+    if (srv == servers_.end() || !srv->second.holder.alive) {
+      // Waits for the server's return or its lease; look again later.
+      ScheduleProbe(e.session, e.seq, track, now + options_.probe);
+      continue;
+    }
+    due[{track.server, e.session}].push_back(e.seq);
+    // If this probe or its reply is lost, probe again.
+    ScheduleProbe(e.session, e.seq, track, now + options_.probe * 2);
+  }
+  for (auto& [key, seqs] : due) {
+    std::sort(seqs.begin(), seqs.end());
+    seqs.erase(std::unique(seqs.begin(), seqs.end()), seqs.end());
+    const std::uint64_t id = next_probe_id_++;
+    probes_[id] =
+        PendingProbe{ProbeKind::kServer, key.first, key.second, seqs, {}, now};
+    Bump(counters_.probes);
+    SendResult r =
+        SendTo(servers_[key.first].holder.route, Probe{id, key.second, seqs});
+    if (r == SendResult::kUnreachable) MarkServerDead(key.first, now);
+  }
+}
+
+void Broker::Impl::EndGrace(Time now) {
+  grace_over_handled_ = true;
+  for (auto& [sid, s] : sessions_) {
+    for (auto& [seq, t] : s.ops) {
+      if (t.phase != Phase::kHeldForGrace) continue;
+      if (services_.count(t.service) == 0) {
+        Answer(sid, s, seq, ErrorCode::kUnknownService);
+        continue;
+      }
+      Dispatch(sid, seq, t, now);
+    }
+    if (s.deferred.empty()) continue;
+    RecoverSession to_client{sid, 1, {}};
+    for (Seq seq : s.deferred) {
+      if (s.ops.count(seq) != 0) continue;  // a server reported it meanwhile
+      to_client.ops.push_back(
+          {seq, Breakpoint::kRequestLost, Action::kResendRequest});
+    }
+    s.deferred.clear();
+    if (!to_client.ops.empty() && s.holder.alive) {
+      SendRecover(s.holder.route, std::move(to_client));
+    }
+  }
+}
+
+void Broker::Impl::ExpireLeases(Time now) {
+  for (auto& [id, srv] : servers_) {
+    if (srv.holder.alive || srv.lease_expired ||
+        now - srv.holder.dead_since < options_.lease) {
+      continue;
+    }
+    srv.lease_expired = true;
+    srv.in_flight = 0;
+    spdlog::info("rejoin-broker: lease of server {} expired", id);
+    for (auto& [sid, s] : sessions_) {
+      for (auto& [seq, t] : s.ops) {
+        if (t.phase != Phase::kDispatched || t.server != id) continue;
+        t.credit_taken = false;
+        const ServiceSpec* spec = nullptr;
+        if (auto svc = services_.find(t.service); svc != services_.end()) {
+          spec = &svc->second.spec;
+        } else if (srv.services.size() == 1) {
+          spec = &srv.services[0];
+        }
+        if (spec != nullptr && spec->idempotent) {
+          Bump(counters_.moved);
+          if (t.has_request) {
+            t.phase = Phase::kQueued;
+            if (t.service.empty()) t.service = spec->name;
+            Dispatch(sid, seq, t, now);
+          } else if (s.holder.alive) {
+            // The client holds the request; have it sent again.
+            t.phase = Phase::kHeldForGrace;
+            SendRecover(s.holder.route,
+                        RecoverSession{sid,
+                                       1,
+                                       {{seq, Breakpoint::kUnknown,
+                                         Action::kResendRequest}}});
+          }
+        } else {
+          Answer(sid, s, seq, ErrorCode::kInDoubt);
+        }
+      }
+    }
+  }
+  // Queued work of a service that has had no server for a whole lease.
+  for (auto& [name, svc] : services_) {
+    if (!svc.servers.empty() || svc.queue.empty() ||
+        now - svc.empty_since < options_.lease) {
+      continue;
+    }
+    while (!svc.queue.empty()) {
+      auto [sid, seq] = svc.queue.front();
+      svc.queue.pop_front();
+      auto s = sessions_.find(sid);
+      if (s == sessions_.end()) continue;
+      auto t = s->second.ops.find(seq);
+      if (t == s->second.ops.end() || t->second.phase != Phase::kQueued) {
+        continue;
+      }
+      Answer(sid, s->second, seq, ErrorCode::kUnavailable);
+    }
+  }
+}
+
+// ===========================================================================
+// Output
+// ===========================================================================
+
+SendResult Broker::Impl::SendTo(const std::string& route, const Message& m,
+                                zmq::message_t* payload) {
+  return transport::Send(socket_, route, m, payload);
+}
+
+SendResult Broker::Impl::SendEnvelope(const std::string& route,
+                                      zmq::message_t header,
+                                      zmq::message_t payload) {
+  if (options_.inject_loss > 0.0 && loss_(rng_)) {
+    Bump(counters_.injected_drops);
+    return SendResult::kOk;
+  }
+  if (options_.fault) {
+    auto m = DecodeHeader(transport::View(header), 2, payload.size(), limits_);
+    if (m.ok() && Faulted(FaultPoint::Where::kLeaving, *m)) {
+      return SendResult::kOk;
+    }
+  }
+  return transport::Forward(socket_, route, header, payload, true);
+}
+
+bool Broker::Impl::Faulted(FaultPoint::Where where, const Message& m) {
+  FaultPoint point{where, TypeOf(m), {}, 0};
+  if (const auto* req = std::get_if<Request>(&m)) {
+    point.session = req->session;
+    point.seq = req->seq;
+  } else if (const auto* resp = std::get_if<Response>(&m)) {
+    point.session = resp->session;
+    point.seq = resp->seq;
+  } else if (const auto* ack = std::get_if<Ack>(&m)) {
+    point.session = ack->session;
+    point.seq = ack->completed_watermark;
+  } else {
+    return false;
+  }
+  if (!options_.fault(point)) return false;
+  Bump(counters_.injected_drops);
+  return true;
+}
+
+void Broker::Impl::SendRecover(const std::string& route, RecoverSession block) {
+  Bump(counters_.recover_messages);
+  Recover r{epoch_, {}};
+  r.sessions.push_back(std::move(block));
+  SendTo(route, r);
+}
+
+void Broker::Impl::SendError(const std::string& route, ErrorCode code,
+                             std::string text, MessageType ref,
+                             const SessionId& sid, Seq seq) {
+  Error e;
+  e.code = code;
+  if (text.size() > 1024) text.resize(1024);
+  e.message = std::move(text);
+  e.ref_type = static_cast<std::uint8_t>(ref);
+  if (IsValidId(sid)) e.session = sid;
+  e.seq = seq;
+  SendTo(route, e);
+}
+
+void Broker::Impl::LogOnce(const std::string& key, const std::string& text) {
+  if (logged_.size() > 10000) return;  // bounded: a flood logs nothing more
+  if (logged_.insert(key).second) spdlog::warn("rejoin-broker: {}", text);
+}
+
+// ===========================================================================
+// Broker
+// ===========================================================================
+
+Result<std::unique_ptr<Broker>> Broker::Bind(BrokerOptions options) {
+  if (options.heartbeat.count() <= 0 || options.probe.count() <= 0 ||
+      options.grace.count() < 0 || options.lease.count() <= 0) {
+    return Result<std::unique_ptr<Broker>>(
+        ErrorCode::kInvalidArgument, "timers must be positive (grace >= 0)");
+  }
+  if (options.inject_loss < 0.0 || options.inject_loss >= 1.0) {
+    return Result<std::unique_ptr<Broker>>(ErrorCode::kInvalidArgument,
+                                           "inject_loss must be in [0, 1)");
+  }
+  if (options.max_message_bytes == 0 || options.max_outstanding == 0 ||
+      options.max_sessions == 0 || options.max_queue == 0) {
+    return Result<std::unique_ptr<Broker>>(ErrorCode::kInvalidArgument,
+                                           "limits must be at least 1");
+  }
+  auto impl = std::make_unique<Impl>(std::move(options));
+  if (Status s = impl->Bind(); !s.ok()) {
+    return Result<std::unique_ptr<Broker>>(std::move(s));
+  }
+  return std::unique_ptr<Broker>(new Broker(std::move(impl)));
+}
+
+Broker::Broker(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Broker::~Broker() {
+  Stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+Status Broker::Run() { return impl_->Run(); }
+
+void Broker::Start() {
+  thread_ = std::thread([this] {
+    Status s = impl_->Run();
+    if (!s.ok()) spdlog::error("rejoin-broker: {}", s.ToString());
+  });
+}
+
+void Broker::Stop() { impl_->Stop(); }
+
+BrokerStats Broker::stats() const { return impl_->Snapshot(); }
+
+Epoch Broker::epoch() const { return impl_->epoch(); }
+
+std::string Broker::bound_endpoint() const { return impl_->bound(); }
+
+}  // namespace rejoin

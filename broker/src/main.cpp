@@ -1,0 +1,116 @@
+// rejoin-broker: command-line front end. Parses flags, binds, serves until
+// SIGINT/SIGTERM, then prints its counters.
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
+
+#include "rejoin/broker/broker.h"
+
+namespace {
+
+// Signals are waited for on a dedicated thread (sigwait), so the handler
+// context never touches the broker.
+void BlockStopSignals(sigset_t& set) {
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  rejoin::BrokerOptions options;
+  int heartbeat_ms = static_cast<int>(options.heartbeat.count());
+  int grace_ms = static_cast<int>(options.grace.count());
+  int probe_ms = static_cast<int>(options.probe.count());
+  int lease_ms = static_cast<int>(options.lease.count());
+  std::string log_level = "info";
+
+  CLI::App app{
+      "rejoin-broker: routes requests between rejoin clients and "
+      "servers and coordinates their recovery"};
+  app.set_version_flag("--version",
+                       std::string("rejoin-broker ") + REJOIN_VERSION);
+  app.add_option("--endpoint", options.endpoint, "ZeroMQ endpoint to bind")
+      ->capture_default_str();
+  app.add_option("--heartbeat-ms", heartbeat_ms, "heartbeat interval")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 600000));
+  app.add_option("--grace-ms", grace_ms,
+                 "after start, how long servers get to report what they hold")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 600000));
+  app.add_option("--probe-ms", probe_ms,
+                 "an unanswered operation older than this is probed")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 600000));
+  app.add_option("--lease-ms", lease_ms,
+                 "how long operations wait for a dead server")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3600000));
+  app.add_option("--max-sessions", options.max_sessions)
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--max-message-bytes", options.max_message_bytes,
+                 "largest payload accepted")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--max-outstanding", options.max_outstanding,
+                 "unanswered operations per session")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--max-queue", options.max_queue,
+                 "requests queued per service")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--inject-loss", options.inject_loss,
+                 "drop each REQUEST/RESPONSE the broker sends with this "
+                 "probability (testing)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 0.99));
+  app.add_option("--seed", options.seed, "seed for --inject-loss")
+      ->capture_default_str();
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off")
+      ->capture_default_str()
+      ->check(
+          CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+  CLI11_PARSE(app, argc, argv);
+
+  spdlog::set_level(spdlog::level::from_str(log_level));
+  options.heartbeat = std::chrono::milliseconds(heartbeat_ms);
+  options.grace = std::chrono::milliseconds(grace_ms);
+  options.probe = std::chrono::milliseconds(probe_ms);
+  options.lease = std::chrono::milliseconds(lease_ms);
+
+  sigset_t stop_signals;
+  BlockStopSignals(stop_signals);  // before any thread starts
+
+  auto broker = rejoin::Broker::Bind(options);
+  if (!broker.ok()) {
+    std::fprintf(stderr, "rejoin-broker: %s\n",
+                 broker.status().ToString().c_str());
+    return 1;
+  }
+  std::thread waiter([&] {
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    (*broker)->Stop();
+  });
+  rejoin::Status status = (*broker)->Run();
+  // Run can also end on its own (socket error): release the waiter.
+  pthread_kill(waiter.native_handle(), SIGTERM);
+  waiter.join();
+
+  const rejoin::BrokerStats s = (*broker)->stats();
+  spdlog::info(
+      "rejoin-broker: stopped ({}); requests={} responses={} probes={} "
+      "recover={} replayed={} resends={} malformed={} injected_drops={}",
+      status.ToString(), s.requests, s.responses, s.probes, s.recover_messages,
+      s.responses_replayed, s.forwarded_resends, s.malformed, s.injected_drops);
+  return status.ok() ? 0 : 1;
+}
