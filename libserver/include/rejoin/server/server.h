@@ -1,0 +1,108 @@
+// rejoin::Server: runs handlers for one or more services so that each
+// operation is executed at most once and answered exactly once, across
+// message loss, broker restarts and restarts of this process (same server id
+// and journal directory).
+//
+// Threading: Open() starts one I/O thread (owns the socket and the journal)
+// and `concurrency` worker threads that run handlers. Handlers and resolve
+// hooks run on worker threads, concurrently with each other. No method
+// throws; an exception escaping a handler is caught and answered as
+// kHandlerFailed with its what() text.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "rejoin/proto/status.h"
+#include "rejoin/proto/types.h"
+
+namespace rejoin {
+
+// What a handler sees of one operation.
+struct RequestView {
+  SessionId session;
+  Seq seq = 0;
+  std::string_view service;
+  std::string_view payload;
+};
+
+// What a handler returns. kOk or kHandlerFailed (the payload reaches the
+// client either way); other codes are turned into kHandlerFailed.
+struct HandlerReply {
+  ErrorCode status = ErrorCode::kOk;
+  std::string payload;
+};
+
+using Handler = std::function<HandlerReply(const RequestView&)>;
+// Asked when the execution of an operation is in doubt (the server restarted
+// between RECEIVED and EXECUTED). Checks the application's own records and
+// returns the reply if the operation was carried out, nullopt if it was not
+// (the handler then runs). A reply with status kInDoubt says "cannot tell"
+// and is answered as IN_DOUBT; a hook that throws is treated the same way,
+// since running the handler could then run the operation twice.
+using ResolveHook =
+    std::function<std::optional<HandlerReply>(const RequestView&)>;
+
+struct ServiceOptions {
+  std::string name;
+  Handler handler;
+  // Safe to run twice: in-doubt operations are re-executed, and operations
+  // of a server that does not return are moved to another server.
+  bool idempotent = false;
+  InDoubtPolicy policy = InDoubtPolicy::kAnswerInDoubt;
+  ResolveHook resolve;  // required when policy is kResolveHook
+};
+
+struct ServerOptions {
+  std::string endpoint = "tcp://127.0.0.1:5555";
+  std::string server_id;    // durable id, printable ASCII; required
+  std::string journal_dir;  // required unless durability is kMemory
+  Durability durability = Durability::kProcess;
+  // Handlers running at once; also the credit announced to the broker.
+  std::uint32_t concurrency = 4;
+  std::chrono::milliseconds heartbeat{200};
+};
+
+struct ServerStats {
+  std::uint64_t executed = 0;    // handler runs
+  std::uint64_t duplicates = 0;  // requests answered from the journal
+  std::uint64_t responses_resent = 0;
+  std::uint64_t reexecuted = 0;  // in-doubt, re-run
+  std::uint64_t resolved = 0;    // in-doubt, settled by the hook
+  std::uint64_t answered_in_doubt = 0;
+  std::uint64_t released = 0;
+  std::uint64_t orphans = 0;
+  std::uint64_t state_exchanges = 0;
+  std::uint64_t malformed = 0;  // broker messages dropped: undecodable or
+                                // not valid for a server to receive
+};
+
+class Server {
+ public:
+  // Opens the journal, starts the threads, connects and registers. Errors:
+  // kInvalidArgument (bad id, no services, missing handler or hook),
+  // kJournalLocked, kIoError, kCorrupt, kJournalVersion.
+  static Result<std::unique_ptr<Server>> Open(
+      ServerOptions options, std::vector<ServiceOptions> services);
+
+  // Says GOODBYE, waits for running handlers, commits, stops.
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  ServerStats stats() const;
+  Incarnation incarnation() const;
+
+ private:
+  class Impl;
+  explicit Server(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace rejoin

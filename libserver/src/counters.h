@@ -1,0 +1,45 @@
+// The counters behind ServerStats: written by the I/O and worker threads,
+// read by any thread through Server::stats().
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "rejoin/server/server.h"
+
+namespace rejoin::server_internal {
+
+struct Counters {
+  std::atomic<std::uint64_t> executed{0};
+  std::atomic<std::uint64_t> duplicates{0};
+  std::atomic<std::uint64_t> responses_resent{0};
+  std::atomic<std::uint64_t> reexecuted{0};
+  std::atomic<std::uint64_t> resolved{0};
+  std::atomic<std::uint64_t> answered_in_doubt{0};
+  std::atomic<std::uint64_t> released{0};
+  std::atomic<std::uint64_t> orphans{0};
+  std::atomic<std::uint64_t> state_exchanges{0};
+  std::atomic<std::uint64_t> malformed{0};
+
+  ServerStats Snapshot() const {
+    ServerStats s;
+    s.executed = executed.load(std::memory_order_relaxed);
+    s.duplicates = duplicates.load(std::memory_order_relaxed);
+    s.responses_resent = responses_resent.load(std::memory_order_relaxed);
+    s.reexecuted = reexecuted.load(std::memory_order_relaxed);
+    s.resolved = resolved.load(std::memory_order_relaxed);
+    s.answered_in_doubt = answered_in_doubt.load(std::memory_order_relaxed);
+    s.released = released.load(std::memory_order_relaxed);
+    s.orphans = orphans.load(std::memory_order_relaxed);
+    s.state_exchanges = state_exchanges.load(std::memory_order_relaxed);
+    s.malformed = malformed.load(std::memory_order_relaxed);
+    return s;
+  }
+};
+
+// Adds one; counters are statistics, so no ordering with other memory.
+inline void Bump(std::atomic<std::uint64_t>& counter, std::uint64_t n = 1) {
+  counter.fetch_add(n, std::memory_order_relaxed);
+}
+
+}  // namespace rejoin::server_internal

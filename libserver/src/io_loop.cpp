@@ -1,0 +1,853 @@
+// The server side of FLOWS.md §2-§7. Every decision here reads the journal's
+// live state, never a cache of it, so that what the server answers is always
+// what it would find again after a restart.
+#include "io_loop.h"
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <utility>
+
+#include "log.h"
+#include "rejoin/transport/wire.h"
+
+namespace rejoin::server_internal {
+namespace {
+
+using std::chrono::milliseconds;
+
+// Bounds one turn's reading so completions and timers are never starved by a
+// busy broker; whatever is left is read on the next turn.
+constexpr std::size_t kMaxMessagesPerTurn = 1024;
+// A STATE_EXCHANGE is split so each header stays well inside the codec's
+// 64 KiB header limit.
+constexpr std::size_t kMaxVectorsPerExchange = 256;
+constexpr std::size_t kMaxExchangeBytes = 48 * 1024;
+constexpr std::size_t kVectorOverheadBytes = 48;
+constexpr std::size_t kHeldOpBytes = 24;
+// A payload the broker could not decode is not worth journaling.
+const std::size_t kMaxResponseBytes = CodecLimits().max_payload_bytes;
+
+constexpr milliseconds kFencedRetry{100};
+// HANDSHAKE_SUCCEEDED can be reported a moment before the socket accepts
+// messages for the new connection.
+constexpr milliseconds kHandshakeRetry{10};
+constexpr milliseconds kRelinkDelay{100};
+constexpr milliseconds kGoodbyeLinger{100};
+constexpr milliseconds kMaxPollWait{1000};
+constexpr int kPeerTimeoutIntervals = 3;
+
+ServerOpState StateOf(const JournalOp& op) {
+  return static_cast<ServerOpState>(op.state);
+}
+
+bool HasHeldOps(const JournalState& state) {
+  for (const auto& [session, js] : state.sessions) {
+    for (const auto& [seq, op] : js.ops) {
+      if (StateOf(op) == ServerOpState::kReceived ||
+          StateOf(op) == ServerOpState::kExecuted) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+zmq::message_t Frame(std::string_view bytes) {
+  return zmq::message_t(bytes.data(), bytes.size());
+}
+
+}  // namespace
+
+IoLoop::IoLoop(const ServerOptions& options,
+               const std::vector<ServiceOptions>& services,
+               std::unique_ptr<Journal> journal, std::unique_ptr<Link> link,
+               zmq::context_t& context, WorkerPool& pool, Counters& counters)
+    : options_(options),
+      services_(services),
+      journal_(std::move(journal)),
+      link_(std::move(link)),
+      context_(context),
+      pool_(pool),
+      counters_(counters),
+      incarnation_(journal_->incarnation()),
+      heartbeat_(options.heartbeat) {
+  for (std::size_t i = 0; i < services_.size(); ++i) {
+    const ServiceOptions& s = services_[i];
+    service_index_.emplace(s.name, i);
+    specs_.push_back(
+        ServiceSpec{s.name, options_.concurrency, s.idempotent, s.policy});
+  }
+  // A process that restarted has returned (FLOWS §5); one whose journal
+  // holds operations has something to report even on a first start.
+  need_state_exchange_ = incarnation_ > 1 || HasHeldOps(journal_->state());
+}
+
+IoLoop::~IoLoop() = default;
+
+// ---------------------------------------------------------------------------
+// The loop.
+
+void IoLoop::Run(const std::atomic<bool>& stop) {
+  const Clock::time_point now = Clock::now();
+  next_hello_ = now;
+  next_link_ = now;
+  last_sent_ = now;
+  last_heard_ = now;
+  for (;;) {
+    // zmq::error_t is translated here and nowhere else in the loop.
+    try {
+      if (Step(stop)) break;
+    } catch (const zmq::error_t& e) {
+      if (e.num() == ETERM) break;
+      OnZmqError(e);
+    }
+  }
+  link_.reset();
+}
+
+bool IoLoop::Step(const std::atomic<bool>& stop) {
+  if (stop.load(std::memory_order_acquire)) draining_ = true;
+  if (draining_ && outstanding_ == 0 && jobs_.empty()) {
+    Leave(Clock::now());
+    return true;
+  }
+  Poll(Clock::now());
+  Turn(Clock::now());
+  return false;
+}
+
+void IoLoop::Poll(Clock::time_point now) {
+  Clock::time_point due = now + kMaxPollWait;
+  if (failed_) {
+    // Nothing to time: only completions and the stop request matter.
+  } else if (!link_) {
+    due = std::min(due, next_link_);
+  } else if (!welcomed_) {
+    due = std::min(due, next_hello_);
+  } else {
+    due = std::min({due, last_sent_ + heartbeat_,
+                    last_heard_ + kPeerTimeoutIntervals * heartbeat_});
+  }
+  milliseconds wait{0};
+  if (due > now) {
+    // Round up so the loop does not spin through the last partial
+    // millisecond before a timer.
+    wait = std::chrono::ceil<milliseconds>(due - now);
+  }
+  std::array<zmq::pollitem_t, 3> items{};
+  std::size_t n = 0;
+  items[n++] = zmq::pollitem_t{nullptr, pool_.fd(), ZMQ_POLLIN, 0};
+  if (link_) {
+    items[n++] = zmq::pollitem_t{link_->socket().handle(), 0, ZMQ_POLLIN, 0};
+    items[n++] = zmq::pollitem_t{link_->monitor().handle(), 0, ZMQ_POLLIN, 0};
+  }
+  try {
+    zmq::poll(items.data(), n, wait);
+  } catch (const zmq::error_t& e) {
+    // A signal delivered to this thread; the turn below handles anything
+    // that is ready.
+    if (e.num() != EINTR) throw;
+  }
+}
+
+void IoLoop::Turn(Clock::time_point now) {
+  if (link_ && !failed_) {
+    HandleLinkEvents(now);
+    ReadMessages(now);
+  }
+  for (Completion& c : pool_.Take()) {
+    --outstanding_;
+    if (!failed_) OnCompletion(std::move(c));
+  }
+  Flush(now);
+  Timers(now);
+}
+
+void IoLoop::Leave(Clock::time_point now) {
+  Flush(now);
+  if (link_ && welcomed_ && !failed_) {
+    Send(Goodbye{"shutting down"}, nullptr, now);
+    // The loop is about to close the socket: give GOODBYE and the last
+    // responses a moment to leave.
+    link_->SetLinger(kGoodbyeLinger);
+  }
+  link_.reset();
+}
+
+void IoLoop::OnZmqError(const zmq::error_t& e) {
+  if (LogOnce("zmq")) {
+    Log().warn("server {}: socket error: {}; reconnecting", options_.server_id,
+               e.what());
+  }
+  DropLink(Clock::now() + kRelinkDelay);
+}
+
+// ---------------------------------------------------------------------------
+// Connection.
+
+void IoLoop::HandleLinkEvents(Clock::time_point now) {
+  for (;;) {
+    switch (link_->ReadEvent()) {
+      case Link::Event::kNone:
+        return;
+      case Link::Event::kConnected:
+        connected_ = true;
+        // A new connection is a new peer for the broker: HELLO at once,
+        // unless the HELLO already went out on it (the connection can be
+        // usable before its event is read).
+        if (!hello_sent_) next_hello_ = now;
+        break;
+      case Link::Event::kDisconnected:
+        // Messages may have been lost with the connection: report on
+        // return (FLOWS §5).
+        if (welcomed_) need_state_exchange_ = true;
+        connected_ = false;
+        welcomed_ = false;
+        hello_sent_ = false;
+        break;
+      case Link::Event::kOther:
+        break;
+    }
+  }
+}
+
+void IoLoop::ReadMessages(Clock::time_point now) {
+  for (std::size_t i = 0; i < kMaxMessagesPerTurn && link_ && !failed_; ++i) {
+    transport::Frames frames;
+    switch (transport::TryRead(link_->socket(), /*routed=*/false, frames)) {
+      case transport::ReadResult::kNothing:
+        return;
+      case transport::ReadResult::kClosed:
+        DropLink(now + kRelinkDelay);
+        return;
+      case transport::ReadResult::kMessage:
+        break;
+    }
+    last_heard_ = now;
+    Result<Message> m = transport::Decode(frames);
+    if (!m.ok()) {
+      Bump(counters_.malformed);
+      if (LogOnce("decode:" + std::string(ErrorCodeName(m.status().code())))) {
+        Log().warn("server {}: dropped a message from the broker: {}",
+                   options_.server_id, m.status().ToString());
+      }
+      continue;
+    }
+    Dispatch(*m, frames.payload, now);
+  }
+}
+
+void IoLoop::Timers(Clock::time_point now) {
+  if (failed_) return;
+  // Draining keeps the link as it is: reconnecting only to say GOODBYE is
+  // pointless, but heartbeats go on below while handlers finish.
+  if (draining_ && (!link_ || !welcomed_)) return;
+  if (!link_) {
+    if (now >= next_link_) OpenLink(now);
+    return;
+  }
+  if (!welcomed_) {
+    if (now >= next_hello_) SendHello(now);
+    return;
+  }
+  if (now - last_heard_ >= kPeerTimeoutIntervals * heartbeat_) {
+    Log().warn("server {}: broker silent for {} ms; reconnecting",
+               options_.server_id,
+               (kPeerTimeoutIntervals * heartbeat_).count());
+    DropLink(now);
+    OpenLink(now);
+    return;
+  }
+  if (now - last_sent_ >= heartbeat_) Send(Heartbeat{epoch_}, nullptr, now);
+}
+
+void IoLoop::OpenLink(Clock::time_point now) {
+  link_ = std::make_unique<Link>(context_, options_.endpoint);
+  connected_ = false;
+  welcomed_ = false;
+  hello_sent_ = false;
+  next_hello_ = now;
+  last_heard_ = now;
+}
+
+void IoLoop::DropLink(Clock::time_point reopen_at) {
+  if (welcomed_) need_state_exchange_ = true;
+  link_.reset();
+  connected_ = false;
+  welcomed_ = false;
+  hello_sent_ = false;
+  next_link_ = reopen_at;
+}
+
+void IoLoop::SendHello(Clock::time_point now) {
+  Hello h;
+  h.role = Role::kServer;
+  h.id = options_.server_id;
+  h.incarnation = incarnation_;
+  h.journal_id = journal_->journal_id();
+  h.last_epoch = epoch_;
+  h.services = specs_;
+  switch (transport::Send(link_->socket(), "", h)) {
+    case transport::SendResult::kOk:
+      last_sent_ = now;
+      hello_sent_ = true;
+      // No WELCOME within an interval: the HELLO or its answer was lost
+      // (a broker starting up, say); say it again.
+      next_hello_ = now + heartbeat_;
+      return;
+    case transport::SendResult::kWouldBlock:
+    case transport::SendResult::kUnreachable:
+      next_hello_ = now + (connected_ ? kHandshakeRetry : heartbeat_);
+      return;
+    case transport::SendResult::kClosed:
+      DropLink(now + kRelinkDelay);
+      return;
+  }
+}
+
+void IoLoop::Send(const Message& m, zmq::message_t* payload,
+                  Clock::time_point now) {
+  if (!link_) return;
+  // Until WELCOME the broker does not know this connection and would refuse
+  // the message; whatever is dropped here is in the journal and reaches the
+  // broker through the state exchange that follows WELCOME.
+  if (!welcomed_) return;
+  switch (transport::Send(link_->socket(), "", m, payload)) {
+    case transport::SendResult::kOk:
+      last_sent_ = now;
+      return;
+    case transport::SendResult::kWouldBlock:
+    case transport::SendResult::kUnreachable:
+      // Not connected or over the high-water mark. The broker's probe or our
+      // next state exchange recovers what was dropped.
+      return;
+    case transport::SendResult::kClosed:
+      DropLink(now + kRelinkDelay);
+      return;
+  }
+}
+
+void IoLoop::Flush(Clock::time_point now) {
+  if (failed_) {
+    outbox_.clear();
+    jobs_.clear();
+    return;
+  }
+  // The one commit of the turn: the group commit that makes every record of
+  // the turn durable before any message or handler of the turn starts.
+  if (Status s = journal_->Commit(); !s.ok()) {
+    Fail(s);
+    return;
+  }
+  for (Outgoing& out : outbox_) Send(out.message, &out.payload, now);
+  outbox_.clear();
+  for (Job& job : jobs_) {
+    pool_.Submit(std::move(job));
+    ++outstanding_;
+  }
+  jobs_.clear();
+  if (journal_->NeedsCompaction()) {
+    if (Status s = journal_->Compact(); !s.ok()) Fail(s);
+  }
+}
+
+void IoLoop::Fail(const Status& status) {
+  if (failed_) return;
+  failed_ = true;
+  Log().error("server {}: journal failed ({}); no further answers will be sent",
+              options_.server_id, status.ToString());
+  outbox_.clear();
+  jobs_.clear();
+  // Tell the broker at once, so it stops dispatching here and its lease
+  // rules take over; nothing else may leave without its record.
+  if (link_ && welcomed_) {
+    (void)transport::Send(link_->socket(), "", Goodbye{"journal failure"});
+  }
+  link_.reset();
+  welcomed_ = false;
+}
+
+// ---------------------------------------------------------------------------
+// Messages from the broker.
+
+void IoLoop::Dispatch(Message& m, zmq::message_t& payload,
+                      Clock::time_point now) {
+  const MessageType type = TypeOf(m);
+  switch (type) {
+    case MessageType::kWelcome:
+      OnWelcome(std::get<Welcome>(m));
+      return;
+    case MessageType::kRequest:
+      OnRequest(std::get<Request>(m), payload);
+      return;
+    case MessageType::kAck:
+      OnAck(std::get<Ack>(m));
+      return;
+    case MessageType::kHeartbeat:
+      OnHeartbeat(std::get<Heartbeat>(m), now);
+      return;
+    case MessageType::kRecover:
+      OnRecover(std::get<Recover>(m));
+      return;
+    case MessageType::kProbe:
+      OnProbe(std::get<Probe>(m));
+      return;
+    case MessageType::kError:
+      OnError(std::get<Error>(m), now);
+      return;
+    case MessageType::kGoodbye:
+      OnGoodbye(now);
+      return;
+    case MessageType::kHello:
+    case MessageType::kResponse:
+    case MessageType::kStateExchange:
+    case MessageType::kProbeReply:
+      break;
+  }
+  // Well-formed, but never sent to a server.
+  Bump(counters_.malformed);
+  if (LogOnce("unexpected:" + std::string(MessageTypeName(type)))) {
+    Log().warn("server {}: dropped an unexpected {} from the broker",
+               options_.server_id, MessageTypeName(type));
+  }
+}
+
+void IoLoop::OnWelcome(const Welcome& w) {
+  if (epoch_ != 0 && w.epoch != epoch_) need_state_exchange_ = true;
+  epoch_ = w.epoch;
+  heartbeat_ =
+      w.heartbeat_ms > 0 ? milliseconds(w.heartbeat_ms) : options_.heartbeat;
+  welcomed_ = true;
+  logged_.erase("error:duplicate_identity");
+  logged_.erase("error:fenced");
+  if (need_state_exchange_) {
+    need_state_exchange_ = false;
+    QueueStateExchange();
+  }
+}
+
+void IoLoop::OnRequest(const Request& r, const zmq::message_t& payload) {
+  ReleaseBelow(r.session, r.completed_watermark);
+  if (IsReleased(r.session, r.seq)) {
+    Bump(counters_.duplicates);
+    return;
+  }
+  if (const JournalOp* op = FindOp(r.session, r.seq)) {
+    switch (StateOf(*op)) {
+      case ServerOpState::kExecuted:
+        Bump(counters_.duplicates);
+        ResendStored(r.session, r.seq, *op);
+        return;
+      case ServerOpState::kReceived:
+        // This incarnation: the handler is queued or running and will
+        // answer. An older one: the process restarted mid-execution.
+        if (op->incarnation != incarnation_) {
+          SettleInDoubt(r.session, r.seq, InDoubtAction(op->service));
+        }
+        return;
+      case ServerOpState::kReleased:
+      case ServerOpState::kNone:
+        // kReleased is caught by IsReleased; kNone is never recorded.
+        return;
+    }
+  }
+  // Leaving: the broker finds this request unanswered and recovers it.
+  if (draining_) return;
+  auto service = service_index_.find(r.service);
+  if (service == service_index_.end()) {
+    Execute(r.session, r.seq, r.service,
+            HandlerReply{ErrorCode::kUnknownService, ""});
+    return;
+  }
+  const std::string_view request = transport::View(payload);
+  JournalOp received;
+  received.state = static_cast<std::uint8_t>(ServerOpState::kReceived);
+  received.service = r.service;
+  received.payload = std::string(request);
+  if (Status s = journal_->AppendOp(r.session, r.seq, std::move(received));
+      !s.ok()) {
+    if (s.code() != ErrorCode::kInvalidArgument) {
+      Fail(s);
+      return;
+    }
+    // Only a request over the journal's record limit gets here.
+    Execute(r.session, r.seq, r.service,
+            HandlerReply{ErrorCode::kTooLarge, ""});
+    return;
+  }
+  jobs_.push_back(Job{JobKind::kHandle, r.session, r.seq, service->second,
+                      std::string(request)});
+}
+
+void IoLoop::OnAck(const Ack& a) {
+  Release(a.session, a.completed_watermark, a.seqs);
+}
+
+void IoLoop::OnProbe(const Probe& p) {
+  ProbeReply reply;
+  reply.probe_id = p.probe_id;
+  reply.role = Role::kServer;
+  reply.servers.push_back(VectorOf(p.session, FindSession(p.session), &p.seqs));
+  outbox_.push_back(Outgoing{std::move(reply), {}});
+}
+
+void IoLoop::OnRecover(const Recover& r) {
+  for (const RecoverSession& rs : r.sessions) {
+    ReleaseBelow(rs.session, rs.release_below);
+    for (const OpDecision& d : rs.ops) ApplyDecision(rs.session, d);
+  }
+}
+
+void IoLoop::ApplyDecision(const SessionId& session, const OpDecision& d) {
+  const JournalOp* op = FindOp(session, d.seq);
+  const ServerOpState state = op ? StateOf(*op) : ServerOpState::kNone;
+  switch (d.action) {
+    case Action::kNone:
+    case Action::kWait:
+      return;
+    case Action::kResendResponse:
+      if (state == ServerOpState::kExecuted) ResendStored(session, d.seq, *op);
+      return;
+    case Action::kReexecute:
+    case Action::kResolve:
+    case Action::kAnswerInDoubt:
+      // The journal is checked again because the decision was made on a
+      // vector that may be older than this turn: an operation that was
+      // settled since is answered from its record, one that is running in
+      // this incarnation must not be started twice.
+      if (state == ServerOpState::kExecuted) {
+        ResendStored(session, d.seq, *op);
+      } else if (state == ServerOpState::kReceived &&
+                 op->incarnation != incarnation_) {
+        SettleInDoubt(session, d.seq, d.action);
+      }
+      return;
+    case Action::kRelease:
+      if (state == ServerOpState::kReceived ||
+          state == ServerOpState::kExecuted) {
+        Release(session, 0, {d.seq});
+      }
+      return;
+    case Action::kKeepOrphan:
+      Bump(counters_.orphans);
+      return;
+    case Action::kResendRequest:
+      break;
+  }
+  Bump(counters_.malformed);
+  if (LogOnce("recover:" + std::string(ActionName(d.action)))) {
+    Log().warn("server {}: ignored RECOVER action {} meant for a client",
+               options_.server_id, ActionName(d.action));
+  }
+}
+
+void IoLoop::OnHeartbeat(const Heartbeat& h, Clock::time_point now) {
+  if (welcomed_ && h.epoch != 0 && h.epoch != epoch_) {
+    // A different broker answers on this endpoint (FLOWS §2): register again
+    // and report.
+    welcomed_ = false;
+    need_state_exchange_ = true;
+    next_hello_ = now;
+  }
+}
+
+void IoLoop::OnError(const Error& e, Clock::time_point now) {
+  const std::string key = "error:" + std::string(ErrorCodeName(e.code));
+  switch (e.code) {
+    case ErrorCode::kUnknownSession:
+      // The broker does not know this connection: it restarted, or dropped
+      // us. One HELLO per loss, not one per refused message.
+      if (welcomed_) next_hello_ = now;
+      welcomed_ = false;
+      need_state_exchange_ = true;
+      return;
+    case ErrorCode::kDuplicateIdentity:
+    case ErrorCode::kFenced:
+      // Another process holds the id. Keep asking: the holder may be a
+      // previous incarnation whose death the broker has not noticed yet.
+      welcomed_ = false;
+      next_hello_ = now + kFencedRetry;
+      if (LogOnce(key)) {
+        Log().warn("server {}: broker refused HELLO: {} ({}); retrying",
+                   options_.server_id, ErrorCodeName(e.code), e.message);
+      }
+      return;
+    default:
+      break;
+  }
+  if (LogOnce(key)) {
+    Log().warn("server {}: broker reported {}: {}", options_.server_id,
+               ErrorCodeName(e.code), e.message);
+  }
+}
+
+void IoLoop::OnGoodbye(Clock::time_point now) {
+  // The broker is leaving; its successor on the same endpoint gets a HELLO
+  // as soon as libzmq reconnects, or at the next hello timer.
+  welcomed_ = false;
+  need_state_exchange_ = true;
+  next_hello_ = now + heartbeat_;
+}
+
+void IoLoop::OnCompletion(Completion c) {
+  const Job& job = c.job;
+  const JournalOp* op = FindOp(job.session, job.seq);
+  // Released (the client has an outcome from elsewhere) or settled while
+  // the handler ran: this result must not replace that record.
+  if (op == nullptr || StateOf(*op) != ServerOpState::kReceived ||
+      op->incarnation != incarnation_) {
+    return;
+  }
+  const std::string service = op->service;
+  if (job.kind == JobKind::kResolve) {
+    if (!c.reply) {
+      // The hook found no trace of the operation: it did not happen, so it
+      // runs now (FLOWS §5 "resolve").
+      Bump(counters_.reexecuted);
+      c.job.kind = JobKind::kHandle;
+      jobs_.push_back(std::move(c.job));
+      return;
+    }
+    Bump(c.reply->status == ErrorCode::kInDoubt ? counters_.answered_in_doubt
+                                                : counters_.resolved);
+  }
+  Execute(job.session, job.seq, service, std::move(*c.reply));
+}
+
+// ---------------------------------------------------------------------------
+// Operations.
+
+void IoLoop::QueueStateExchange() {
+  Bump(counters_.state_exchanges);
+  // Sorted so an exchange is the same for the same journal.
+  std::vector<const SessionId*> ids;
+  for (const auto& [id, js] : journal_->state().sessions) ids.push_back(&id);
+  std::sort(ids.begin(), ids.end(),
+            [](const SessionId* a, const SessionId* b) { return *a < *b; });
+
+  StateExchange batch;
+  batch.role = Role::kServer;
+  std::size_t bytes = 0;
+  auto flush = [&](bool last) {
+    batch.last = last;
+    outbox_.push_back(Outgoing{batch, {}});
+    batch.servers.clear();
+    bytes = 0;
+  };
+  for (const SessionId* id : ids) {
+    ServerVector v = VectorOf(*id, FindSession(*id), nullptr);
+    if (v.held.empty()) continue;
+    const std::size_t size = kVectorOverheadBytes + v.server.size() +
+                             v.session.size() + v.held.size() * kHeldOpBytes;
+    if (!batch.servers.empty() &&
+        (batch.servers.size() == kMaxVectorsPerExchange ||
+         bytes + size > kMaxExchangeBytes)) {
+      flush(false);
+    }
+    batch.servers.push_back(std::move(v));
+    bytes += size;
+  }
+  // Always ends with a `last` message, empty if need be: it is how the
+  // broker learns this server has reported everything.
+  flush(true);
+}
+
+ServerVector IoLoop::VectorOf(const SessionId& session,
+                              const JournalSession* js,
+                              const std::vector<Seq>* only) const {
+  ServerVector v;
+  v.server = options_.server_id;
+  v.incarnation = incarnation_;
+  v.journal_id = journal_->journal_id();
+  v.session = session;
+  if (js == nullptr) return v;
+  v.released_watermark = js->released_below;
+  auto add = [&v](Seq seq, const JournalOp& op) {
+    const ServerOpState state = StateOf(op);
+    if (state != ServerOpState::kReceived &&
+        state != ServerOpState::kExecuted) {
+      return;
+    }
+    // For RECEIVED this is the incarnation that took the operation on; for
+    // EXECUTED the decision does not look at it.
+    v.held.push_back(HeldOp{seq, state, op.incarnation});
+  };
+  if (only != nullptr) {
+    for (Seq seq : *only) {
+      auto it = js->ops.find(seq);
+      if (it != js->ops.end()) add(seq, it->second);
+    }
+  } else {
+    for (const auto& [seq, op] : js->ops) add(seq, op);
+  }
+  return v;
+}
+
+Action IoLoop::InDoubtAction(const std::string& service) const {
+  auto it = service_index_.find(service);
+  if (it == service_index_.end()) return Action::kAnswerInDoubt;
+  const ServiceOptions& s = services_[it->second];
+  if (s.idempotent) return Action::kReexecute;
+  switch (s.policy) {
+    case InDoubtPolicy::kReexecute:
+      return Action::kReexecute;
+    case InDoubtPolicy::kResolveHook:
+      return Action::kResolve;
+    case InDoubtPolicy::kAnswerInDoubt:
+      return Action::kAnswerInDoubt;
+  }
+  return Action::kAnswerInDoubt;
+}
+
+void IoLoop::SettleInDoubt(const SessionId& session, Seq seq, Action action) {
+  const JournalOp* op = FindOp(session, seq);
+  if (op == nullptr) return;
+  const std::string service = op->service;
+  auto it = service_index_.find(service);
+  if (it == service_index_.end()) {
+    // This process no longer serves it: nobody here can tell or redo it.
+    action = Action::kAnswerInDoubt;
+  } else if (action == Action::kResolve && !services_[it->second].resolve) {
+    action = services_[it->second].idempotent ? Action::kReexecute
+                                              : Action::kAnswerInDoubt;
+  }
+  if (action == Action::kAnswerInDoubt) {
+    Bump(counters_.answered_in_doubt);
+    Execute(session, seq, service, HandlerReply{ErrorCode::kInDoubt, ""});
+    return;
+  }
+  if (action != Action::kReexecute && action != Action::kResolve) return;
+  // Leaving: the operation stays in doubt for the next incarnation.
+  if (draining_) return;
+  std::string request = op->payload;
+  // RECEIVED again, in this incarnation: a duplicate REQUEST now finds it
+  // running, and a crash before it finishes leaves it in doubt again.
+  JournalOp received;
+  received.state = static_cast<std::uint8_t>(ServerOpState::kReceived);
+  received.service = service;  // empty payload: the request stays as stored
+  if (Status s = journal_->AppendOp(session, seq, std::move(received));
+      !s.ok()) {
+    Fail(s);
+    return;
+  }
+  if (action == Action::kReexecute) Bump(counters_.reexecuted);
+  jobs_.push_back(
+      Job{action == Action::kResolve ? JobKind::kResolve : JobKind::kHandle,
+          session, seq, it->second, std::move(request)});
+}
+
+void IoLoop::Execute(const SessionId& session, Seq seq,
+                     const std::string& service, HandlerReply reply) {
+  // The wire carries a payload only with kOk and kHandlerFailed.
+  if (reply.status != ErrorCode::kOk &&
+      reply.status != ErrorCode::kHandlerFailed) {
+    reply.payload.clear();
+  }
+  if (reply.payload.size() > kMaxResponseBytes) {
+    reply = HandlerReply{ErrorCode::kTooLarge, ""};
+  }
+  JournalOp executed;
+  executed.state = static_cast<std::uint8_t>(ServerOpState::kExecuted);
+  executed.service = service;
+  executed.status = reply.status;
+  executed.payload = reply.payload;
+  Status s = journal_->AppendOp(session, seq, std::move(executed));
+  if (s.code() == ErrorCode::kInvalidArgument) {
+    // Over the journal's record limit: a response that cannot be kept
+    // cannot be sent either (it could never be sent again).
+    reply = HandlerReply{ErrorCode::kTooLarge, ""};
+    JournalOp too_large;
+    too_large.state = static_cast<std::uint8_t>(ServerOpState::kExecuted);
+    too_large.service = service;
+    too_large.status = reply.status;
+    s = journal_->AppendOp(session, seq, std::move(too_large));
+  }
+  if (!s.ok()) {
+    Fail(s);
+    return;
+  }
+  QueueResponse(session, seq, reply.status, reply.payload);
+}
+
+void IoLoop::ResendStored(const SessionId& session, Seq seq,
+                          const JournalOp& op) {
+  Bump(counters_.responses_resent);
+  QueueResponse(session, seq, op.status, op.payload);
+}
+
+void IoLoop::QueueResponse(const SessionId& session, Seq seq, ErrorCode status,
+                           std::string_view payload) {
+  if (status != ErrorCode::kOk && status != ErrorCode::kHandlerFailed) {
+    payload = {};
+  }
+  outbox_.push_back(Outgoing{Response{session, seq, status}, Frame(payload)});
+}
+
+void IoLoop::ReleaseBelow(const SessionId& session, Seq below) {
+  const JournalSession* js = FindSession(session);
+  const Seq current = js ? js->released_below : 1;
+  // Only an advance is journaled: most requests repeat the watermark.
+  if (below <= current) return;
+  Release(session, below, {});
+}
+
+void IoLoop::Release(const SessionId& session, Seq below,
+                     const std::vector<Seq>& seqs) {
+  const JournalSession* js = FindSession(session);
+  const Seq current = js ? js->released_below : 1;
+  std::uint64_t dropped = 0;
+  std::vector<Seq> held;
+  if (js != nullptr) {
+    for (const auto& [seq, op] : js->ops) {
+      if (seq >= below) break;
+      if (StateOf(op) != ServerOpState::kReleased) ++dropped;
+    }
+    for (Seq seq : seqs) {
+      if (seq < below) continue;
+      auto it = js->ops.find(seq);
+      if (it == js->ops.end() ||
+          StateOf(it->second) == ServerOpState::kReleased) {
+        continue;
+      }
+      held.push_back(seq);
+      ++dropped;
+    }
+  }
+  // Nothing to drop and no watermark to raise: no record, so a repeated ACK
+  // costs nothing.
+  if (dropped == 0 && below <= current) return;
+  if (Status s = journal_->AppendRelease(session, below, held); !s.ok()) {
+    if (s.code() == ErrorCode::kInvalidArgument) return;
+    Fail(s);
+    return;
+  }
+  Bump(counters_.released, dropped);
+}
+
+const JournalSession* IoLoop::FindSession(const SessionId& session) const {
+  const auto& sessions = journal_->state().sessions;
+  auto it = sessions.find(session);
+  return it == sessions.end() ? nullptr : &it->second;
+}
+
+const JournalOp* IoLoop::FindOp(const SessionId& session, Seq seq) const {
+  const JournalSession* js = FindSession(session);
+  if (js == nullptr) return nullptr;
+  auto it = js->ops.find(seq);
+  return it == js->ops.end() ? nullptr : &it->second;
+}
+
+bool IoLoop::IsReleased(const SessionId& session, Seq seq) const {
+  const JournalSession* js = FindSession(session);
+  if (js == nullptr) return false;
+  if (seq < js->released_below) return true;
+  auto it = js->ops.find(seq);
+  return it != js->ops.end() && StateOf(it->second) == ServerOpState::kReleased;
+}
+
+bool IoLoop::LogOnce(const std::string& key) {
+  return logged_.insert(key).second;
+}
+
+}  // namespace rejoin::server_internal

@@ -1,0 +1,140 @@
+// The server's I/O thread: the server side of libproto/FLOWS.md. It owns the
+// broker link and the journal, hands handler work to the WorkerPool, and
+// journals every state change before the message describing it leaves: all
+// records of one loop turn are committed once, then that turn's messages are
+// sent and its handlers started.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <set>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+#include <zmq.hpp>
+
+#include "counters.h"
+#include "link.h"
+#include "rejoin/proto/breakpoint.h"
+#include "rejoin/proto/journal.h"
+#include "rejoin/proto/messages.h"
+#include "rejoin/server/server.h"
+#include "worker_pool.h"
+
+namespace rejoin::server_internal {
+
+class IoLoop {
+ public:
+  // Everything passed by reference must outlive the loop. `link` may be null
+  // (the loop then connects on its first turn).
+  IoLoop(const ServerOptions& options,
+         const std::vector<ServiceOptions>& services,
+         std::unique_ptr<Journal> journal, std::unique_ptr<Link> link,
+         zmq::context_t& context, WorkerPool& pool, Counters& counters);
+  ~IoLoop();
+  IoLoop(const IoLoop&) = delete;
+  IoLoop& operator=(const IoLoop&) = delete;
+
+  // Runs on the I/O thread until `stop` is set and every handler started so
+  // far has been answered; then says GOODBYE and closes the link. The caller
+  // wakes the loop (WorkerPool::Wake) after setting `stop`.
+  void Run(const std::atomic<bool>& stop);
+
+ private:
+  using Clock = std::chrono::steady_clock;
+
+  struct Outgoing {
+    Message message;
+    zmq::message_t payload;
+  };
+
+  // One pass of the loop; true when the loop is over.
+  bool Step(const std::atomic<bool>& stop);
+  void Poll(Clock::time_point now);
+  void Turn(Clock::time_point now);
+  void Leave(Clock::time_point now);
+  void OnZmqError(const zmq::error_t& e);
+
+  // Connection.
+  void HandleLinkEvents(Clock::time_point now);
+  void ReadMessages(Clock::time_point now);
+  void Timers(Clock::time_point now);
+  void OpenLink(Clock::time_point now);
+  void DropLink(Clock::time_point reopen_at);
+  void SendHello(Clock::time_point now);
+  void Send(const Message& m, zmq::message_t* payload, Clock::time_point now);
+  // Commits the turn's records, then sends its messages and starts its jobs.
+  void Flush(Clock::time_point now);
+  void Fail(const Status& status);
+
+  // Messages from the broker.
+  void Dispatch(Message& m, zmq::message_t& payload, Clock::time_point now);
+  void OnWelcome(const Welcome& w);
+  void OnRequest(const Request& r, const zmq::message_t& payload);
+  void OnAck(const Ack& a);
+  void OnProbe(const Probe& p);
+  void OnRecover(const Recover& r);
+  void OnHeartbeat(const Heartbeat& h, Clock::time_point now);
+  void OnError(const Error& e, Clock::time_point now);
+  void OnGoodbye(Clock::time_point now);
+  void OnCompletion(Completion c);
+  void ApplyDecision(const SessionId& session, const OpDecision& d);
+
+  // Operations.
+  void QueueStateExchange();
+  ServerVector VectorOf(const SessionId& session, const JournalSession* js,
+                        const std::vector<Seq>* only) const;
+  // What to do with an operation found RECEIVED by an older incarnation when
+  // its request arrives again: the service's policy.
+  Action InDoubtAction(const std::string& service) const;
+  void SettleInDoubt(const SessionId& session, Seq seq, Action action);
+  void Execute(const SessionId& session, Seq seq, const std::string& service,
+               HandlerReply reply);
+  void ResendStored(const SessionId& session, Seq seq, const JournalOp& op);
+  void QueueResponse(const SessionId& session, Seq seq, ErrorCode status,
+                     std::string_view payload);
+  void ReleaseBelow(const SessionId& session, Seq below);
+  void Release(const SessionId& session, Seq below,
+               const std::vector<Seq>& seqs);
+
+  const JournalSession* FindSession(const SessionId& session) const;
+  const JournalOp* FindOp(const SessionId& session, Seq seq) const;
+  bool IsReleased(const SessionId& session, Seq seq) const;
+  bool LogOnce(const std::string& key);
+
+  const ServerOptions& options_;
+  const std::vector<ServiceOptions>& services_;
+  std::unordered_map<std::string, std::size_t> service_index_;
+  std::vector<ServiceSpec> specs_;
+  std::unique_ptr<Journal> journal_;
+  std::unique_ptr<Link> link_;
+  zmq::context_t& context_;
+  WorkerPool& pool_;
+  Counters& counters_;
+  const Incarnation incarnation_;
+
+  // Connection state.
+  bool connected_ = false;   // a handshake finished, no disconnect since
+  bool hello_sent_ = false;  // a HELLO left since the last disconnect
+  bool welcomed_ = false;    // the broker answered HELLO on this connection
+  Epoch epoch_ = 0;          // of the last WELCOME
+  std::chrono::milliseconds heartbeat_;
+  bool need_state_exchange_ = false;
+  Clock::time_point next_hello_;
+  Clock::time_point next_link_;
+  Clock::time_point last_sent_;
+  Clock::time_point last_heard_;
+
+  // Work of the current turn, held back until its records are committed.
+  std::vector<Outgoing> outbox_;
+  std::vector<Job> jobs_;
+  std::size_t outstanding_ = 0;  // jobs submitted, completion not yet taken
+  bool draining_ = false;        // stopping: no new handler work
+  bool failed_ = false;          // the journal failed: nothing may leave
+  std::set<std::string> logged_;
+};
+
+}  // namespace rejoin::server_internal

@@ -1,0 +1,406 @@
+// Returns and recovery (FLOWS.md §5): what a server reports after a restart,
+// how it settles operations whose execution is in doubt under each policy,
+// and how it carries out each RECOVER action.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "server/fake_broker.h"
+#include "server/server_fixture.h"
+
+namespace rejoin::testing {
+namespace {
+
+// A service with the given in-doubt behaviour whose handler and hook count
+// their calls. The hook reports `hook_reply` (nullopt: "not done").
+struct PolicyService {
+  std::atomic<int> runs{0};
+  std::atomic<int> hook_calls{0};
+  std::optional<HandlerReply> hook_reply;
+
+  ServiceOptions Make(InDoubtPolicy policy, bool idempotent = false) {
+    ServiceOptions s;
+    s.name = "pay";
+    s.idempotent = idempotent;
+    s.policy = policy;
+    s.handler = [this](const RequestView& r) {
+      ++runs;
+      return HandlerReply{ErrorCode::kOk, "ran:" + std::string(r.payload)};
+    };
+    s.resolve = [this](const RequestView& r) -> std::optional<HandlerReply> {
+      ++hook_calls;
+      EXPECT_EQ(r.payload, "req");
+      return hook_reply;
+    };
+    return s;
+  }
+};
+
+// Seq 1 of "alice" was RECEIVED by incarnation 1, which then died.
+void CrashedWhileExecuting(const std::string& dir) {
+  CraftedJournal j(dir);
+  j.Received("alice", 1, "pay", "req");
+}
+
+// Opens a server on `dir` and completes its return: HELLO, WELCOME and the
+// STATE_EXCHANGE that a restarted server sends.
+std::unique_ptr<Server> Return(FakeBroker& broker, const std::string& dir,
+                               ServiceOptions service) {
+  auto server = MustOpen(TestOptions(broker, dir), {std::move(service)});
+  auto hello = broker.AcceptHello();
+  EXPECT_TRUE(hello);
+  if (hello) {
+    EXPECT_EQ(hello->incarnation, 2u);
+  }
+  auto exchange = broker.NextAs<StateExchange>();
+  EXPECT_TRUE(exchange);
+  return server;
+}
+
+TEST(ServerRecovery, StateExchangeAfterRestartListsHeldOps) {
+  TempDir dir;
+  FakeBroker broker;
+  JournalId journal_id = 0;
+  {
+    CraftedJournal j(dir.path());
+    j.Received("alice", 3, "pay", "a3");
+    j.Received("alice", 4, "pay", "a4");
+    j.Received("bob", 9, "pay", "b9");
+    ASSERT_TRUE(j.journal().AppendRelease("bob", 9, {}).ok());
+    ASSERT_TRUE(j.journal().AppendRelease("carol", 5, {}).ok());
+    journal_id = j.journal().journal_id();
+  }
+  PolicyService svc;
+  auto server = MustOpen(TestOptions(broker, dir.path()),
+                         {svc.Make(InDoubtPolicy::kAnswerInDoubt)});
+  auto hello = broker.AcceptHello();
+  ASSERT_TRUE(hello);
+  EXPECT_EQ(hello->incarnation, 2u);
+  EXPECT_EQ(hello->journal_id, journal_id);
+
+  auto exchange = broker.NextAs<StateExchange>();
+  ASSERT_TRUE(exchange);
+  EXPECT_EQ(exchange->role, Role::kServer);
+  EXPECT_TRUE(exchange->last);
+  // carol holds nothing and is not reported.
+  ASSERT_EQ(exchange->servers.size(), 2u);
+  const ServerVector& alice = exchange->servers[0];
+  EXPECT_EQ(alice.session, "alice");
+  EXPECT_EQ(alice.server, kServerId);
+  EXPECT_EQ(alice.incarnation, 2u);
+  EXPECT_EQ(alice.journal_id, journal_id);
+  EXPECT_EQ(alice.released_watermark, 1u);
+  EXPECT_EQ(alice.held,
+            (std::vector<HeldOp>{{3, ServerOpState::kReceived, 1},
+                                 {4, ServerOpState::kReceived, 1}}));
+  EXPECT_EQ(exchange->servers[1].session, "bob");
+  EXPECT_EQ(exchange->servers[1].released_watermark, 9u);
+  EXPECT_EQ(server->stats().state_exchanges, 1u);
+}
+
+TEST(ServerRecovery, LargeStateExchangeIsSplitWithLastOnTheFinalMessage) {
+  TempDir dir;
+  FakeBroker broker;
+  constexpr int kSessions = 600;
+  {
+    CraftedJournal j(dir.path());
+    for (int i = 0; i < kSessions; ++i) {
+      j.Received("session-" + std::to_string(i), 1, "pay", "r");
+    }
+  }
+  PolicyService svc;
+  auto server = MustOpen(TestOptions(broker, dir.path()),
+                         {svc.Make(InDoubtPolicy::kAnswerInDoubt)});
+  ASSERT_TRUE(broker.AcceptHello());
+  std::size_t vectors = 0;
+  int messages = 0;
+  for (;;) {
+    auto exchange = broker.NextAs<StateExchange>();
+    ASSERT_TRUE(exchange);
+    ++messages;
+    EXPECT_LE(exchange->servers.size(), 256u);
+    vectors += exchange->servers.size();
+    if (exchange->last) break;
+  }
+  EXPECT_EQ(vectors, static_cast<std::size_t>(kSessions));
+  EXPECT_GE(messages, 3);
+  EXPECT_EQ(server->stats().state_exchanges, 1u);
+}
+
+TEST(ServerRecovery, RestartKeepsExecutedResponses) {
+  TempDir dir;
+  FakeBroker broker;
+  std::atomic<int> runs{0};
+  {
+    auto first =
+        MustOpen(TestOptions(broker, dir.path()), {CountingEcho(runs)});
+    auto hello = broker.AcceptHello();
+    ASSERT_TRUE(hello);
+    EXPECT_EQ(hello->incarnation, 1u);
+    broker.SendRequest("alice", 1, "hi");
+    ASSERT_TRUE(broker.NextAs<Response>());
+    first.reset();
+    ASSERT_TRUE(broker.NextAs<Goodbye>());
+  }
+  auto second = MustOpen(TestOptions(broker, dir.path()), {CountingEcho(runs)});
+  auto hello = broker.AcceptHello(TestWelcome(/*epoch=*/77));
+  ASSERT_TRUE(hello);
+  EXPECT_EQ(hello->incarnation, 2u);
+  auto exchange = broker.NextAs<StateExchange>();
+  ASSERT_TRUE(exchange);
+  ASSERT_EQ(exchange->servers.size(), 1u);
+  EXPECT_EQ(exchange->servers[0].held,
+            (std::vector<HeldOp>{{1, ServerOpState::kExecuted, 1}}));
+
+  broker.SendRequest("alice", 1, "hi");
+  std::string payload;
+  ASSERT_TRUE(broker.NextAs<Response>(&payload));
+  EXPECT_EQ(payload, "echo:hi");
+  EXPECT_EQ(runs, 1);
+}
+
+TEST(ServerRecovery, InDoubtRequestWithAnswerInDoubtPolicy) {
+  TempDir dir;
+  CrashedWhileExecuting(dir.path());
+  FakeBroker broker;
+  PolicyService svc;
+  auto server =
+      Return(broker, dir.path(), svc.Make(InDoubtPolicy::kAnswerInDoubt));
+
+  broker.SendRequest("alice", 1, "req", "pay");
+  std::string payload = "unset";
+  auto response = broker.NextAs<Response>(&payload);
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->status, ErrorCode::kInDoubt);
+  EXPECT_EQ(payload, "");
+  // The in-doubt answer is journaled: asked again, it is the same answer.
+  broker.SendRequest("alice", 1, "req", "pay");
+  response = broker.NextAs<Response>();
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->status, ErrorCode::kInDoubt);
+  EXPECT_EQ(svc.runs, 0);
+  EXPECT_EQ(svc.hook_calls, 0);
+  EXPECT_EQ(server->stats().answered_in_doubt, 1u);
+}
+
+TEST(ServerRecovery, InDoubtRequestWithReexecutePolicy) {
+  TempDir dir;
+  CrashedWhileExecuting(dir.path());
+  FakeBroker broker;
+  PolicyService svc;
+  auto server = Return(broker, dir.path(), svc.Make(InDoubtPolicy::kReexecute));
+
+  broker.SendRequest("alice", 1, "req", "pay");
+  std::string payload;
+  auto response = broker.NextAs<Response>(&payload);
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->status, ErrorCode::kOk);
+  EXPECT_EQ(payload, "ran:req");
+  EXPECT_EQ(svc.runs, 1);
+  EXPECT_EQ(server->stats().reexecuted, 1u);
+}
+
+TEST(ServerRecovery, InDoubtRequestOfIdempotentServiceReexecutes) {
+  TempDir dir;
+  CrashedWhileExecuting(dir.path());
+  FakeBroker broker;
+  PolicyService svc;
+  auto server =
+      Return(broker, dir.path(),
+             svc.Make(InDoubtPolicy::kAnswerInDoubt, /*idempotent=*/true));
+
+  broker.SendRequest("alice", 1, "req", "pay");
+  auto response = broker.NextAs<Response>();
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->status, ErrorCode::kOk);
+  EXPECT_EQ(svc.runs, 1);
+}
+
+TEST(ServerRecovery, InDoubtRequestResolvedByHookIsNotRunAgain) {
+  TempDir dir;
+  CrashedWhileExecuting(dir.path());
+  FakeBroker broker;
+  PolicyService svc;
+  svc.hook_reply = HandlerReply{ErrorCode::kOk, "from the ledger"};
+  auto server =
+      Return(broker, dir.path(), svc.Make(InDoubtPolicy::kResolveHook));
+
+  broker.SendRequest("alice", 1, "req", "pay");
+  std::string payload;
+  auto response = broker.NextAs<Response>(&payload);
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->status, ErrorCode::kOk);
+  EXPECT_EQ(payload, "from the ledger");
+  EXPECT_EQ(svc.hook_calls, 1);
+  EXPECT_EQ(svc.runs, 0);
+  EXPECT_EQ(server->stats().resolved, 1u);
+}
+
+TEST(ServerRecovery, InDoubtRequestHookFindsNothingAndHandlerRuns) {
+  TempDir dir;
+  CrashedWhileExecuting(dir.path());
+  FakeBroker broker;
+  PolicyService svc;
+  auto server =
+      Return(broker, dir.path(), svc.Make(InDoubtPolicy::kResolveHook));
+
+  broker.SendRequest("alice", 1, "req", "pay");
+  std::string payload;
+  ASSERT_TRUE(broker.NextAs<Response>(&payload));
+  EXPECT_EQ(payload, "ran:req");
+  EXPECT_EQ(svc.hook_calls, 1);
+  EXPECT_EQ(svc.runs, 1);
+  EXPECT_EQ(server->stats().reexecuted, 1u);
+}
+
+TEST(ServerRecovery, RecoverReexecuteRunsStoredRequestOnce) {
+  TempDir dir;
+  CrashedWhileExecuting(dir.path());
+  FakeBroker broker;
+  PolicyService svc;
+  auto server =
+      Return(broker, dir.path(), svc.Make(InDoubtPolicy::kAnswerInDoubt));
+
+  broker.Send(RecoverWith("alice", Action::kReexecute));
+  std::string payload;
+  ASSERT_TRUE(broker.NextAs<Response>(&payload));
+  EXPECT_EQ(payload, "ran:req");
+  // The same decision again, now stale: answered from the journal.
+  broker.Send(RecoverWith("alice", Action::kReexecute));
+  payload.clear();
+  ASSERT_TRUE(broker.NextAs<Response>(&payload));
+  EXPECT_EQ(payload, "ran:req");
+  auto vector = broker.ProbeBarrier("alice", {1});
+  ASSERT_TRUE(vector);
+  ASSERT_EQ(vector->held.size(), 1u);
+  EXPECT_EQ(vector->held[0].state, ServerOpState::kExecuted);
+  EXPECT_EQ(svc.runs, 1);
+  EXPECT_EQ(server->stats().responses_resent, 1u);
+}
+
+TEST(ServerRecovery, RecoverResolveAsksTheHook) {
+  TempDir dir;
+  CrashedWhileExecuting(dir.path());
+  FakeBroker broker;
+  PolicyService svc;
+  svc.hook_reply = HandlerReply{ErrorCode::kOk, "done before"};
+  auto server =
+      Return(broker, dir.path(), svc.Make(InDoubtPolicy::kResolveHook));
+
+  broker.Send(RecoverWith("alice", Action::kResolve));
+  std::string payload;
+  ASSERT_TRUE(broker.NextAs<Response>(&payload));
+  EXPECT_EQ(payload, "done before");
+  EXPECT_EQ(svc.runs, 0);
+}
+
+TEST(ServerRecovery, RecoverAnswerInDoubtJournalsTheAnswer) {
+  TempDir dir;
+  CrashedWhileExecuting(dir.path());
+  FakeBroker broker;
+  PolicyService svc;
+  auto server = Return(broker, dir.path(), svc.Make(InDoubtPolicy::kReexecute));
+
+  broker.Send(RecoverWith("alice", Action::kAnswerInDoubt));
+  auto response = broker.NextAs<Response>();
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->status, ErrorCode::kInDoubt);
+  // A later duplicate request gets the journaled answer, not a run.
+  broker.SendRequest("alice", 1, "req", "pay");
+  response = broker.NextAs<Response>();
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->status, ErrorCode::kInDoubt);
+  EXPECT_EQ(svc.runs, 0);
+}
+
+TEST(ServerRecovery, RecoverResendResponseSendsStoredResponse) {
+  FakeBroker broker;
+  std::atomic<int> runs{0};
+  auto server = MustOpen(TestOptions(broker), {CountingEcho(runs)});
+  ASSERT_TRUE(broker.AcceptHello());
+  broker.SendRequest("alice", 4, "hi", "echo", 4);
+  ASSERT_TRUE(broker.NextAs<Response>());
+
+  broker.Send(RecoverWith("alice", Action::kResendResponse, 4));
+  std::string payload;
+  auto response = broker.NextAs<Response>(&payload);
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->seq, 4u);
+  EXPECT_EQ(payload, "echo:hi");
+  EXPECT_EQ(runs, 1);
+  EXPECT_EQ(server->stats().responses_resent, 1u);
+}
+
+TEST(ServerRecovery, RecoverReleaseAndReleaseBelow) {
+  FakeBroker broker;
+  std::atomic<int> runs{0};
+  auto server = MustOpen(TestOptions(broker), {CountingEcho(runs)});
+  ASSERT_TRUE(broker.AcceptHello());
+  for (Seq seq : {Seq{1}, Seq{2}, Seq{3}}) {
+    broker.SendRequest("alice", seq, "x");
+    ASSERT_TRUE(broker.NextAs<Response>());
+  }
+  broker.Send(RecoverWith("alice", Action::kRelease, 3, /*release_below=*/2));
+  auto vector = broker.ProbeBarrier("alice", {1, 2, 3});
+  ASSERT_TRUE(vector);
+  EXPECT_EQ(vector->released_watermark, 2u);
+  ASSERT_EQ(vector->held.size(), 1u);
+  EXPECT_EQ(vector->held[0].seq, 2u);
+  EXPECT_EQ(server->stats().released, 2u);
+  // A released operation asked for again is not run again.
+  broker.SendRequest("alice", 3, "x");
+  ASSERT_TRUE(broker.ProbeBarrier("alice", {3}));
+  EXPECT_EQ(runs, 3);
+}
+
+TEST(ServerRecovery, RecoverKeepOrphanKeepsAndCounts) {
+  FakeBroker broker;
+  std::atomic<int> runs{0};
+  auto server = MustOpen(TestOptions(broker), {CountingEcho(runs)});
+  ASSERT_TRUE(broker.AcceptHello());
+  broker.SendRequest("alice", 1, "x");
+  ASSERT_TRUE(broker.NextAs<Response>());
+
+  broker.Send(RecoverWith("alice", Action::kKeepOrphan, 1));
+  auto vector = broker.ProbeBarrier("alice", {1});
+  ASSERT_TRUE(vector);
+  ASSERT_EQ(vector->held.size(), 1u);
+  EXPECT_EQ(vector->held[0].state, ServerOpState::kExecuted);
+  EXPECT_EQ(server->stats().orphans, 1u);
+}
+
+TEST(ServerRecovery, RecoverForRunningOperationDoesNotStartItTwice) {
+  FakeBroker broker;
+  Gate gate;
+  std::atomic<int> runs{0};
+  ServiceOptions slow;
+  slow.name = "echo";
+  slow.handler = [&](const RequestView&) {
+    ++runs;
+    gate.Wait();
+    return HandlerReply{ErrorCode::kOk, "once"};
+  };
+  auto server = MustOpen(TestOptions(broker), {slow});
+  ASSERT_TRUE(broker.AcceptHello());
+  broker.SendRequest("alice", 1, "x");
+  ASSERT_TRUE(gate.AwaitWaiting(1));
+
+  broker.Send(RecoverWith("alice", Action::kReexecute));
+  broker.Send(RecoverWith("alice", Action::kAnswerInDoubt));
+  broker.Send(RecoverWith("alice", Action::kResendResponse));
+  ASSERT_TRUE(broker.ProbeBarrier("alice", {1}));
+  gate.Open();
+  std::string payload;
+  auto response = broker.NextAs<Response>(&payload);
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->status, ErrorCode::kOk);
+  EXPECT_EQ(payload, "once");
+  ASSERT_TRUE(broker.ProbeBarrier("alice", {1}));
+  EXPECT_EQ(runs, 1);
+}
+
+}  // namespace
+}  // namespace rejoin::testing

@@ -1,0 +1,331 @@
+// The request path of a server (FLOWS.md §3, §6): handlers run once per
+// operation, duplicates are answered from the journal, releases drop stored
+// responses, and nothing the broker sends can stop the server.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "server/fake_broker.h"
+#include "server/server_fixture.h"
+
+namespace rejoin::testing {
+namespace {
+
+TEST(ServerRequest, RequestRunsHandlerOnceAndAnswers) {
+  FakeBroker broker;
+  std::atomic<int> runs{0};
+  auto server = MustOpen(TestOptions(broker), {CountingEcho(runs)});
+  ASSERT_TRUE(broker.AcceptHello());
+
+  broker.SendRequest("alice", 1, "hi");
+  std::string payload;
+  auto response = broker.NextAs<Response>(&payload);
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->session, "alice");
+  EXPECT_EQ(response->seq, 1u);
+  EXPECT_EQ(response->status, ErrorCode::kOk);
+  EXPECT_EQ(payload, "echo:hi");
+  EXPECT_EQ(runs, 1);
+  EXPECT_EQ(server->stats().executed, 1u);
+}
+
+TEST(ServerRequest, DuplicateRequestResendsStoredResponse) {
+  FakeBroker broker;
+  std::atomic<int> runs{0};
+  auto server = MustOpen(TestOptions(broker), {CountingEcho(runs)});
+  ASSERT_TRUE(broker.AcceptHello());
+
+  broker.SendRequest("alice", 1, "hi");
+  ASSERT_TRUE(broker.NextAs<Response>());
+  broker.SendRequest("alice", 1, "hi");
+  std::string payload;
+  auto again = broker.NextAs<Response>(&payload);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->seq, 1u);
+  EXPECT_EQ(payload, "echo:hi");
+  EXPECT_EQ(runs, 1);
+  ServerStats stats = server->stats();
+  EXPECT_EQ(stats.duplicates, 1u);
+  EXPECT_EQ(stats.responses_resent, 1u);
+}
+
+TEST(ServerRequest, DuplicateWhileRunningIsIgnored) {
+  FakeBroker broker;
+  Gate gate;
+  std::atomic<int> runs{0};
+  ServiceOptions slow;
+  slow.name = "echo";
+  slow.handler = [&](const RequestView& r) {
+    ++runs;
+    gate.Wait();
+    return HandlerReply{ErrorCode::kOk, std::string(r.payload)};
+  };
+  auto server = MustOpen(TestOptions(broker), {slow});
+  ASSERT_TRUE(broker.AcceptHello());
+
+  broker.SendRequest("alice", 1, "x");
+  ASSERT_TRUE(gate.AwaitWaiting(1));
+  broker.SendRequest("alice", 1, "x");
+  auto vector = broker.ProbeBarrier("alice", {1});
+  ASSERT_TRUE(vector);
+  ASSERT_EQ(vector->held.size(), 1u);
+  EXPECT_EQ(vector->held[0].state, ServerOpState::kReceived);
+  EXPECT_EQ(vector->held[0].received_incarnation, server->incarnation());
+
+  gate.Open();
+  ASSERT_TRUE(broker.NextAs<Response>());
+  EXPECT_EQ(runs, 1);
+}
+
+TEST(ServerRequest, EmptyResponseIsResentEmpty) {
+  FakeBroker broker;
+  ServiceOptions quiet;
+  quiet.name = "echo";
+  quiet.handler = [](const RequestView&) { return HandlerReply{}; };
+  auto server = MustOpen(TestOptions(broker), {quiet});
+  ASSERT_TRUE(broker.AcceptHello());
+
+  broker.SendRequest("alice", 1, "a request that must not come back");
+  std::string payload = "unset";
+  ASSERT_TRUE(broker.NextAs<Response>(&payload));
+  EXPECT_EQ(payload, "");
+  broker.SendRequest("alice", 1, "a request that must not come back");
+  payload = "unset";
+  ASSERT_TRUE(broker.NextAs<Response>(&payload));
+  EXPECT_EQ(payload, "");
+}
+
+TEST(ServerRequest, HandlerExceptionIsAnsweredHandlerFailed) {
+  FakeBroker broker;
+  ServiceOptions failing;
+  failing.name = "echo";
+  failing.handler = [](const RequestView&) -> HandlerReply {
+    throw std::runtime_error("disk on fire");
+  };
+  auto server = MustOpen(TestOptions(broker), {failing});
+  ASSERT_TRUE(broker.AcceptHello());
+
+  broker.SendRequest("alice", 1, "x");
+  std::string payload;
+  auto response = broker.NextAs<Response>(&payload);
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->status, ErrorCode::kHandlerFailed);
+  EXPECT_EQ(payload, "disk on fire");
+}
+
+TEST(ServerRequest, HandlerStatusOtherThanOkBecomesHandlerFailed) {
+  FakeBroker broker;
+  ServiceOptions odd;
+  odd.name = "echo";
+  odd.handler = [](const RequestView&) {
+    return HandlerReply{ErrorCode::kInDoubt, "why"};
+  };
+  auto server = MustOpen(TestOptions(broker), {odd});
+  ASSERT_TRUE(broker.AcceptHello());
+
+  broker.SendRequest("alice", 1, "x");
+  std::string payload;
+  auto response = broker.NextAs<Response>(&payload);
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->status, ErrorCode::kHandlerFailed);
+  EXPECT_EQ(payload, "why");
+}
+
+TEST(ServerRequest, UnknownServiceIsAnsweredUnknownService) {
+  FakeBroker broker;
+  std::atomic<int> runs{0};
+  auto server = MustOpen(TestOptions(broker), {CountingEcho(runs)});
+  ASSERT_TRUE(broker.AcceptHello());
+
+  broker.SendRequest("alice", 1, "x", "nope");
+  auto response = broker.NextAs<Response>();
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->status, ErrorCode::kUnknownService);
+  EXPECT_EQ(runs, 0);
+}
+
+TEST(ServerRequest, WatermarkReleasesAndLaterDuplicateIsIgnored) {
+  FakeBroker broker;
+  std::atomic<int> runs{0};
+  auto server = MustOpen(TestOptions(broker), {CountingEcho(runs)});
+  ASSERT_TRUE(broker.AcceptHello());
+
+  broker.SendRequest("alice", 1, "one", "echo", /*watermark=*/1);
+  ASSERT_TRUE(broker.NextAs<Response>());
+  broker.SendRequest("alice", 2, "two", "echo", /*watermark=*/2);
+  ASSERT_TRUE(broker.NextAs<Response>());
+  EXPECT_EQ(server->stats().released, 1u);
+
+  broker.SendRequest("alice", 1, "one", "echo", /*watermark=*/1);
+  auto vector = broker.ProbeBarrier("alice", {1, 2});
+  ASSERT_TRUE(vector);
+  EXPECT_EQ(vector->released_watermark, 2u);
+  ASSERT_EQ(vector->held.size(), 1u);
+  EXPECT_EQ(vector->held[0].seq, 2u);
+  EXPECT_EQ(vector->held[0].state, ServerOpState::kExecuted);
+  EXPECT_EQ(runs, 2);
+  EXPECT_EQ(server->stats().duplicates, 1u);
+}
+
+TEST(ServerRequest, AckReleasesAndDuplicateIsIgnored) {
+  FakeBroker broker;
+  std::atomic<int> runs{0};
+  auto server = MustOpen(TestOptions(broker), {CountingEcho(runs)});
+  ASSERT_TRUE(broker.AcceptHello());
+
+  for (Seq seq : {Seq{1}, Seq{2}, Seq{3}}) {
+    broker.SendRequest("alice", seq, "x");
+    ASSERT_TRUE(broker.NextAs<Response>());
+  }
+  // Seq 1 by the watermark, seq 3 by name; seq 2 stays.
+  broker.Send(Ack{"alice", 2, {3}});
+  broker.SendRequest("alice", 1, "x");
+  broker.SendRequest("alice", 3, "x");
+  auto vector = broker.ProbeBarrier("alice", {1, 2, 3});
+  ASSERT_TRUE(vector);
+  EXPECT_EQ(vector->released_watermark, 2u);
+  ASSERT_EQ(vector->held.size(), 1u);
+  EXPECT_EQ(vector->held[0].seq, 2u);
+  EXPECT_EQ(runs, 3);
+  ServerStats stats = server->stats();
+  EXPECT_EQ(stats.released, 2u);
+  EXPECT_EQ(stats.duplicates, 2u);
+  EXPECT_EQ(stats.responses_resent, 0u);
+}
+
+TEST(ServerRequest, ProbeReportsOnlyProbedSeqs) {
+  FakeBroker broker;
+  Gate gate;
+  ServiceOptions svc;
+  svc.name = "echo";
+  svc.handler = [&](const RequestView& r) {
+    if (r.seq == 7) gate.Wait();
+    return HandlerReply{ErrorCode::kOk, "ok"};
+  };
+  auto server = MustOpen(TestOptions(broker), {svc});
+  ASSERT_TRUE(broker.AcceptHello());
+
+  broker.SendRequest("alice", 5, "x", "echo", 5);
+  ASSERT_TRUE(broker.NextAs<Response>());
+  broker.SendRequest("alice", 6, "x", "echo", 5);
+  ASSERT_TRUE(broker.NextAs<Response>());
+  broker.SendRequest("alice", 7, "x", "echo", 5);
+  ASSERT_TRUE(gate.AwaitWaiting(1));
+
+  auto vector = broker.ProbeBarrier("alice", {5, 7, 9});
+  ASSERT_TRUE(vector);
+  EXPECT_EQ(vector->server, kServerId);
+  EXPECT_EQ(vector->session, "alice");
+  EXPECT_EQ(vector->incarnation, server->incarnation());
+  EXPECT_EQ(vector->released_watermark, 5u);
+  ASSERT_EQ(vector->held.size(), 2u);
+  EXPECT_EQ(vector->held[0],
+            (HeldOp{5, ServerOpState::kExecuted, server->incarnation()}));
+  EXPECT_EQ(vector->held[1],
+            (HeldOp{7, ServerOpState::kReceived, server->incarnation()}));
+  EXPECT_TRUE(vector->Validate().ok());
+
+  auto unknown = broker.ProbeBarrier("bob", {1});
+  ASSERT_TRUE(unknown);
+  EXPECT_EQ(unknown->session, "bob");
+  EXPECT_EQ(unknown->released_watermark, 1u);
+  EXPECT_TRUE(unknown->held.empty());
+  gate.Open();
+  ASSERT_TRUE(broker.NextAs<Response>());
+}
+
+TEST(ServerRequest, ReleaseWhileRunningDropsTheLateResult) {
+  FakeBroker broker;
+  Gate gate;
+  ServiceOptions slow;
+  slow.name = "echo";
+  slow.handler = [&](const RequestView&) {
+    gate.Wait();
+    return HandlerReply{ErrorCode::kOk, "late"};
+  };
+  auto server = MustOpen(TestOptions(broker), {slow});
+  ASSERT_TRUE(broker.AcceptHello());
+
+  broker.SendRequest("alice", 1, "x");
+  ASSERT_TRUE(gate.AwaitWaiting(1));
+  // The client got an outcome elsewhere (say IN_DOUBT from the broker).
+  broker.Send(Ack{"alice", 2, {}});
+  // The ACK is handled before the handler may finish.
+  ASSERT_TRUE(broker.ProbeBarrier("alice", {1}));
+  gate.Open();
+  ASSERT_TRUE(Eventually([&] { return server->stats().executed == 1; }));
+  // The completion is handled before a later PROBE is read or after; either
+  // way nothing may be sent for seq 1.
+  for (int i = 0; i < 3; ++i) {
+    auto vector = broker.ProbeBarrier("alice", {1});
+    ASSERT_TRUE(vector);
+    EXPECT_TRUE(vector->held.empty());
+    EXPECT_EQ(vector->released_watermark, 2u);
+  }
+}
+
+TEST(ServerRequest, ConcurrencyLimitBoundsRunningHandlers) {
+  FakeBroker broker;
+  Gate gate;
+  std::atomic<int> runs{0};
+  ServiceOptions slow;
+  slow.name = "echo";
+  slow.handler = [&](const RequestView& r) {
+    ++runs;
+    gate.Wait();
+    return HandlerReply{ErrorCode::kOk, std::string(r.payload)};
+  };
+  ServerOptions options = TestOptions(broker);
+  options.concurrency = 3;
+  auto server = MustOpen(options, {slow});
+  auto hello = broker.AcceptHello();
+  ASSERT_TRUE(hello);
+  ASSERT_EQ(hello->services.size(), 1u);
+  EXPECT_EQ(hello->services[0].credit, 3u);
+
+  for (Seq seq = 1; seq <= 8; ++seq) broker.SendRequest("alice", seq, "x");
+  ASSERT_TRUE(gate.AwaitWaiting(3));
+  // Every request is journaled (PROBE is answered after all eight are read),
+  // yet only three handlers run.
+  auto vector = broker.ProbeBarrier("alice", {1, 2, 3, 4, 5, 6, 7, 8});
+  ASSERT_TRUE(vector);
+  EXPECT_EQ(vector->held.size(), 8u);
+  EXPECT_EQ(runs, 3);
+  gate.Open();
+  for (int i = 0; i < 8; ++i) ASSERT_TRUE(broker.NextAs<Response>());
+  EXPECT_EQ(gate.max_waiting(), 3);
+  EXPECT_EQ(runs, 8);
+}
+
+TEST(ServerRequest, MalformedFramesAreDroppedAndServerKeepsWorking) {
+  FakeBroker broker;
+  std::atomic<int> runs{0};
+  auto server = MustOpen(TestOptions(broker), {CountingEcho(runs)});
+  ASSERT_TRUE(broker.AcceptHello());
+
+  broker.SendFrames({"garbage"});
+  broker.SendFrames({""});
+  broker.SendFrames({std::string("\xff\xff\xff\xff\x01\x03", 6)});
+  // A valid REQUEST header without its payload frame: wrong frame count.
+  Request r{"alice", 1, "echo", 1, 0, 0};
+  broker.SendFrames({EncodeHeader(r)});
+  // A header that must travel alone, with a stray payload frame.
+  broker.SendFrames({EncodeHeader(Heartbeat{77}), "extra"});
+  // Well-formed but never sent to a server.
+  broker.Send(Hello{});
+  broker.Send(Response{"alice", 1, ErrorCode::kOk});
+  broker.Send(RecoverWith("alice", Action::kResendRequest));
+
+  broker.SendRequest("alice", 1, "still here");
+  std::string payload;
+  ASSERT_TRUE(broker.NextAs<Response>(&payload));
+  EXPECT_EQ(payload, "echo:still here");
+  EXPECT_EQ(runs, 1);
+  EXPECT_EQ(server->stats().malformed, 8u);
+}
+
+}  // namespace
+}  // namespace rejoin::testing
