@@ -1,0 +1,160 @@
+// rejoin::Client: a durable client session. Every call is journaled before it
+// leaves the process and completed exactly once, across message loss, broker
+// restarts, server restarts and restarts of this process (same session id and
+// journal directory).
+//
+// Threading: all methods are thread-safe. One internal I/O thread owns the
+// socket and the journal; callbacks run on that thread and must not block
+// (hand work off instead). No method throws.
+//
+// Failure model: a per-call deadline ends the *wait* with kDeadlineExceeded;
+// the operation stays in the journal, recovery goes on, and its outcome can be
+// collected later (Collect), also by a later process on the same journal.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <future>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "rejoin/proto/status.h"
+#include "rejoin/proto/types.h"
+
+namespace rejoin {
+
+struct ClientOptions {
+  std::string endpoint = "tcp://127.0.0.1:5555";
+  // Durable session id (printable ASCII, <= 128 bytes). Required.
+  std::string session_id;
+  // Journal directory; locked for the lifetime of the Client. Required
+  // unless durability is kMemory.
+  std::string journal_dir;
+  Durability durability = Durability::kProcess;
+  // Calls in flight at once; CallAsync beyond it fails with kLimitExceeded
+  // and Call waits for a slot (within its deadline). The broker may lower it
+  // (WELCOME.max_outstanding).
+  std::uint32_t max_outstanding = 1024;
+  // Deadline used when a call passes zero.
+  std::chrono::milliseconds default_deadline{10000};
+  // Heartbeat interval used until the broker's WELCOME says otherwise.
+  std::chrono::milliseconds heartbeat{200};
+  // A pending operation with no response for this long is sent again (the
+  // client's report that it is still waiting); doubles per attempt up to 2 s.
+  std::chrono::milliseconds resend_delay{200};
+  // Off: an outcome delivered to its caller (callback or future) is dropped
+  // from the journal once the broker has been told of it, which bounds the
+  // journal of callers that never Forget. On: completed operations stay
+  // until Forget. Outcomes nobody received (deadline passed, process
+  // restarted) always stay until Forget.
+  bool keep_completed = false;
+};
+
+// The outcome of one operation.
+struct Reply {
+  Seq seq = 0;
+  // kOk, kHandlerFailed (payload from the handler), or an error the broker
+  // or server answered: kInDoubt, kUnavailable, kUnknownService, kTooLarge,
+  // kLimitExceeded.
+  ErrorCode status = ErrorCode::kOk;
+  std::string payload;
+};
+
+// An operation the journal knows, as listed after a restart.
+struct OperationInfo {
+  Seq seq = 0;
+  std::string service;
+  ClientOpState state = ClientOpState::kNone;  // kPrepared or kCompleted
+};
+
+// Counters, cumulative since Open. Recovery events are also reported to
+// ClientOptions-independent observers via SetRecoveryCallback.
+struct ClientStats {
+  std::uint64_t calls = 0;
+  std::uint64_t completed = 0;
+  std::uint64_t requests_resent = 0;      // sends with the resend flag
+  std::uint64_t responses_recovered = 0;  // completed after a resend/recover
+  std::uint64_t in_doubt = 0;             // outcomes with status kInDoubt
+  std::uint64_t duplicate_responses = 0;  // dropped: already completed
+  std::uint64_t state_exchanges = 0;      // returns (new broker epoch etc.)
+  std::uint64_t deadline_exceeded = 0;
+  std::uint64_t malformed = 0;  // inbound frames dropped as undecodable
+};
+
+enum class RecoveryEventKind : std::uint8_t {
+  kRequestResent = 1,
+  kResponseRecovered = 2,
+  kInDoubt = 3,
+  kBrokerReturned = 4,  // a new broker epoch was seen
+  kStateExchanged = 5,
+};
+
+struct RecoveryEvent {
+  RecoveryEventKind kind;
+  Seq seq = 0;  // 0 for session-level events
+};
+
+class Client {
+ public:
+  using Callback = std::function<void(const Result<Reply>&)>;
+
+  // Opens (or creates) the journal, replays it, and starts the I/O thread,
+  // which connects and returns to the broker in the background. Errors:
+  // kInvalidArgument, kJournalLocked, kIoError, kCorrupt, kJournalVersion.
+  static Result<std::unique_ptr<Client>> Open(ClientOptions options);
+
+  // Stops the I/O thread, commits the journal, closes the socket. Waiters get
+  // kClosed; operations stay in the journal. Must not run on the I/O thread
+  // (from inside a callback).
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // Issues one operation. The callback runs exactly once on the I/O thread:
+  // with the Reply, with kDeadlineExceeded when `deadline` (0: default)
+  // passes first, or with kClosed at shutdown. Returns the operation's seq, or
+  // kLimitExceeded when max_outstanding calls are in flight, kInvalidArgument
+  // for a bad service name, kClosed after shutdown began.
+  Result<Seq> CallAsync(std::string_view service, std::string_view payload,
+                        Callback callback,
+                        std::chrono::milliseconds deadline = {});
+
+  // Future form of CallAsync.
+  std::future<Result<Reply>> CallFuture(
+      std::string_view service, std::string_view payload,
+      std::chrono::milliseconds deadline = {});
+
+  // Synchronous call: waits for a slot and then for the outcome, together
+  // within `deadline`.
+  Result<Reply> Call(std::string_view service, std::string_view payload,
+                     std::chrono::milliseconds deadline = {});
+
+  // Operations the journal holds: pending ones (still being recovered) and
+  // completed ones not yet forgotten, by seq.
+  std::vector<OperationInfo> ListOperations() const;
+
+  // Waits up to `deadline` for the outcome of `seq` (pending or completed).
+  // kNotFound for a seq the journal does not hold.
+  Result<Reply> Collect(Seq seq, std::chrono::milliseconds deadline = {});
+
+  // The application has the outcome of `seq`: the journal may drop it.
+  // kNotFound / kInvalidArgument (still pending).
+  Status Forget(Seq seq);
+
+  // Invoked on the I/O thread for each recovery event. Set before calls.
+  void SetRecoveryCallback(std::function<void(const RecoveryEvent&)> cb);
+
+  ClientStats stats() const;
+  const std::string& session_id() const;
+  Incarnation incarnation() const;
+
+ private:
+  class Impl;
+  explicit Client(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace rejoin

@@ -1,0 +1,409 @@
+// The application side of rejoin::Client: option checks, opening the journal,
+// seq assignment and the command queue to the I/O thread. Nothing here
+// touches the socket or the journal after Open; see io_loop.cpp for that.
+#include "rejoin/client/client.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <exception>
+#include <system_error>
+#include <utility>
+
+#include "client_impl.h"
+#include "log.h"
+#include "rejoin/proto/codec.h"
+
+namespace rejoin {
+
+namespace client_internal {
+
+UniqueFd::~UniqueFd() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+UniqueFd& UniqueFd::operator=(UniqueFd&& o) noexcept {
+  if (this != &o) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = std::exchange(o.fd_, -1);
+  }
+  return *this;
+}
+
+namespace {
+
+// The first seq of a session whose journal is new: microseconds since the
+// Unix epoch, so that a session that lost its journal never reuses a seq a
+// server may still remember (FLOWS.md §2).
+Seq TimeBasedFirstSeq() {
+  auto since_epoch = std::chrono::system_clock::now().time_since_epoch();
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(since_epoch)
+                .count();
+  return us > 0 ? static_cast<Seq>(us) : Seq{1};
+}
+
+Status CheckOptions(const ClientOptions& o) {
+  if (!IsValidId(o.session_id)) {
+    return Status(ErrorCode::kInvalidArgument,
+                  "session_id must be 1..128 printable ASCII bytes");
+  }
+  if (o.endpoint.empty()) {
+    return Status(ErrorCode::kInvalidArgument, "endpoint is empty");
+  }
+  if (o.durability != Durability::kMemory && o.journal_dir.empty()) {
+    return Status(ErrorCode::kInvalidArgument,
+                  "journal_dir is required unless durability is memory");
+  }
+  if (o.max_outstanding == 0) {
+    return Status(ErrorCode::kInvalidArgument, "max_outstanding must be >= 1");
+  }
+  if (o.default_deadline.count() <= 0 || o.heartbeat.count() <= 0 ||
+      o.resend_delay.count() <= 0) {
+    return Status(ErrorCode::kInvalidArgument,
+                  "default_deadline, heartbeat and resend_delay must be > 0");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+}  // namespace client_internal
+
+using client_internal::CallCommand;
+using client_internal::Clock;
+using client_internal::CollectCommand;
+using client_internal::Command;
+using client_internal::ForgetCommand;
+using client_internal::ListCommand;
+using client_internal::Log;
+
+Result<std::unique_ptr<Client::Impl>> Client::Impl::Create(
+    ClientOptions options) {
+  if (Status s = client_internal::CheckOptions(options); !s.ok()) return s;
+
+  JournalOptions jo;
+  jo.dir = options.journal_dir;
+  jo.durability = options.durability;
+  jo.role = JournalRole::kClient;
+  jo.owner_id = options.session_id;
+  auto journal = Journal::Open(std::move(jo));
+  if (!journal.ok()) return journal.status();
+
+  int fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (fd < 0) {
+    return Status(ErrorCode::kIoError,
+                  std::string("eventfd: ") + std::strerror(errno));
+  }
+  client_internal::UniqueFd wake_fd(fd);
+
+  std::unique_ptr<Impl> impl;
+  try {
+    impl.reset(new Impl(std::move(options), std::move(journal).value(),
+                        std::move(wake_fd)));
+    // The socket is created and connected here so that a bad endpoint is
+    // reported by Open; the thread start below is the memory barrier zmq
+    // asks for when a socket moves to another thread.
+    if (Status s = impl->OpenSocket(); !s.ok()) return s;
+    impl->io_thread_ = std::thread([raw = impl.get()] { raw->Run(); });
+  } catch (const zmq::error_t& e) {
+    bool bad_endpoint = e.num() == EINVAL || e.num() == EPROTONOSUPPORT ||
+                        e.num() == ENOCOMPATPROTO;
+    return Status(
+        bad_endpoint ? ErrorCode::kInvalidArgument : ErrorCode::kIoError,
+        std::string("zmq: ") + e.what());
+  } catch (const std::system_error& e) {
+    return Status(ErrorCode::kIoError, std::string("thread: ") + e.what());
+  }
+  return impl;
+}
+
+Client::Impl::Impl(ClientOptions options, std::unique_ptr<Journal> journal,
+                   client_internal::UniqueFd wake_fd)
+    : options_(std::move(options)),
+      incarnation_(journal->incarnation()),
+      journal_id_(journal->journal_id()),
+      wake_fd_(std::move(wake_fd)),
+      journal_(std::move(journal)),
+      heartbeat_(options_.heartbeat) {
+  limit_ = options_.max_outstanding;
+  // A journal that exists continues its session's seqs; a new one (or one
+  // that never recorded this session) starts from the clock.
+  const auto& sessions = journal_->state().sessions;
+  auto it = sessions.find(options_.session_id);
+  Seq first = client_internal::TimeBasedFirstSeq();
+  if (it != sessions.end() && !journal_->report().created &&
+      journal_->durability() != Durability::kMemory) {
+    first = it->second.next_seq;
+  }
+  next_seq_ = io_next_seq_ = first;
+
+  auto now = Clock::now();
+  if (it != sessions.end()) {
+    for (const auto& [seq, op] : it->second.ops) {
+      auto state = static_cast<ClientOpState>(op.state);
+      if (state == ClientOpState::kPrepared || state == ClientOpState::kSent) {
+        client_internal::PendingOp& p = pending_[seq];
+        p.service = op.service;
+        p.inherited = true;
+        ScheduleResend(seq, p, now);
+      }
+    }
+    // Outcomes journaled by an earlier process may never have been
+    // acknowledged; telling the broker again costs one small message.
+    for (const auto& [seq, op] : it->second.ops) {
+      if (static_cast<ClientOpState>(op.state) == ClientOpState::kCompleted &&
+          seq >= Watermark()) {
+        unacked_.insert(seq);
+      }
+    }
+  }
+  outstanding_ = static_cast<std::uint32_t>(pending_.size());
+  returning_ = incarnation_ > 1;
+  last_send_ = last_recv_ = hello_due_ = ack_due_ = now;
+}
+
+Client::Impl::~Impl() {
+  if (!io_thread_.joinable()) return;
+  {
+    std::unique_lock lock(mutex_);
+    closing_ = true;
+    io_sleeping_ = false;
+  }
+  slot_cv_.notify_all();
+  std::uint64_t one = 1;
+  // A failed write only means the counter is already non-zero.
+  (void)!::write(wake_fd_.get(), &one, sizeof one);
+  io_thread_.join();
+}
+
+Client::Impl::TimePoint Client::Impl::DeadlineFrom(
+    std::chrono::milliseconds deadline) const {
+  return Clock::now() +
+         (deadline.count() > 0 ? deadline : options_.default_deadline);
+}
+
+void Client::Impl::Enqueue(std::unique_lock<std::mutex>& lock, Command c) {
+  queue_.push_back(std::move(c));
+  // Only a sleeping I/O thread needs the eventfd; an awake one takes the
+  // queue at the start of its next turn without a syscall from us.
+  bool wake = std::exchange(io_sleeping_, false);
+  lock.unlock();
+  if (wake) {
+    std::uint64_t one = 1;
+    (void)!::write(wake_fd_.get(), &one, sizeof one);
+  }
+}
+
+Seq Client::Impl::IssueLocked(std::unique_lock<std::mutex>& lock,
+                              std::string_view service,
+                              std::string_view payload, Callback callback,
+                              TimePoint deadline) {
+  Seq seq = next_seq_++;
+  ++outstanding_;
+  stats_.calls.fetch_add(1, std::memory_order_relaxed);
+  CallCommand c;
+  c.seq = seq;
+  c.service.assign(service);
+  c.payload.assign(payload);
+  c.callback = std::move(callback);
+  c.deadline = deadline;
+  Enqueue(lock, std::move(c));
+  return seq;
+}
+
+namespace {
+
+Status CheckCall(std::string_view service, std::string_view payload,
+                 std::chrono::milliseconds deadline) {
+  if (!IsValidServiceName(service)) {
+    return Status(ErrorCode::kInvalidArgument,
+                  "service must be 1..128 printable ASCII bytes");
+  }
+  if (payload.size() > CodecLimits().max_payload_bytes) {
+    return Status(ErrorCode::kTooLarge, "payload over the message limit");
+  }
+  if (deadline.count() < 0) {
+    return Status(ErrorCode::kInvalidArgument, "negative deadline");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<Seq> Client::Impl::CallAsync(std::string_view service,
+                                    std::string_view payload, Callback callback,
+                                    std::chrono::milliseconds deadline) {
+  if (Status s = CheckCall(service, payload, deadline); !s.ok()) return s;
+  TimePoint end = DeadlineFrom(deadline);
+  std::unique_lock lock(mutex_);
+  if (closing_) return Status(ErrorCode::kClosed, "client is closing");
+  if (!failed_.ok()) return failed_;
+  if (outstanding_ >= limit_) {
+    return Status(ErrorCode::kLimitExceeded,
+                  std::to_string(outstanding_) + " calls in flight");
+  }
+  return IssueLocked(lock, service, payload, std::move(callback), end);
+}
+
+Result<Reply> Client::Impl::Call(std::string_view service,
+                                 std::string_view payload,
+                                 std::chrono::milliseconds deadline) {
+  if (Status s = CheckCall(service, payload, deadline); !s.ok()) return s;
+  if (OnIoThread()) {
+    return Status(ErrorCode::kInvalidArgument,
+                  "Call from a callback would block the I/O thread");
+  }
+  TimePoint end = DeadlineFrom(deadline);
+  auto done = std::make_shared<std::promise<Result<Reply>>>();
+  auto outcome = done->get_future();
+  {
+    std::unique_lock lock(mutex_);
+    slot_cv_.wait_until(lock, end, [&] {
+      return closing_ || !failed_.ok() || outstanding_ < limit_;
+    });
+    if (closing_) return Status(ErrorCode::kClosed, "client is closing");
+    if (!failed_.ok()) return failed_;
+    if (outstanding_ >= limit_) {
+      stats_.deadline_exceeded.fetch_add(1, std::memory_order_relaxed);
+      return Status(ErrorCode::kDeadlineExceeded,
+                    "no free slot within the deadline");
+    }
+    IssueLocked(
+        lock, service, payload,
+        [done](const Result<Reply>& r) { done->set_value(r); }, end);
+  }
+  // The I/O thread always answers: outcome, deadline or kClosed.
+  return outcome.get();
+}
+
+std::vector<OperationInfo> Client::Impl::ListOperations() {
+  if (OnIoThread()) return ListFromJournal();
+  auto done = std::make_shared<std::promise<std::vector<OperationInfo>>>();
+  auto result = done->get_future();
+  {
+    std::unique_lock lock(mutex_);
+    if (closing_) return {};
+    Enqueue(lock, ListCommand{done});
+  }
+  return result.get();
+}
+
+Result<Reply> Client::Impl::Collect(Seq seq,
+                                    std::chrono::milliseconds deadline) {
+  if (deadline.count() < 0) {
+    return Status(ErrorCode::kInvalidArgument, "negative deadline");
+  }
+  if (OnIoThread()) {
+    return Status(ErrorCode::kInvalidArgument,
+                  "Collect from a callback would block the I/O thread");
+  }
+  auto done = std::make_shared<std::promise<Result<Reply>>>();
+  auto outcome = done->get_future();
+  {
+    std::unique_lock lock(mutex_);
+    if (closing_) return Status(ErrorCode::kClosed, "client is closing");
+    CollectCommand c;
+    c.seq = seq;
+    c.callback = [done](const Result<Reply>& r) { done->set_value(r); };
+    c.deadline = DeadlineFrom(deadline);
+    Enqueue(lock, std::move(c));
+  }
+  return outcome.get();
+}
+
+Status Client::Impl::Forget(Seq seq) {
+  if (OnIoThread()) return ForgetSeq(seq);
+  auto done = std::make_shared<std::promise<Status>>();
+  auto result = done->get_future();
+  {
+    std::unique_lock lock(mutex_);
+    if (closing_) return Status(ErrorCode::kClosed, "client is closing");
+    Enqueue(lock, ForgetCommand{seq, done});
+  }
+  return result.get();
+}
+
+void Client::Impl::SetRecoveryCallback(
+    std::function<void(const RecoveryEvent&)> cb) {
+  auto shared =
+      std::make_shared<const std::function<void(const RecoveryEvent&)>>(
+          std::move(cb));
+  std::unique_lock lock(mutex_);
+  recovery_cb_ = std::move(shared);
+}
+
+ClientStats Client::Impl::stats() const {
+  auto get = [](const std::atomic<std::uint64_t>& a) {
+    return a.load(std::memory_order_relaxed);
+  };
+  ClientStats s;
+  s.calls = get(stats_.calls);
+  s.completed = get(stats_.completed);
+  s.requests_resent = get(stats_.requests_resent);
+  s.responses_recovered = get(stats_.responses_recovered);
+  s.in_doubt = get(stats_.in_doubt);
+  s.duplicate_responses = get(stats_.duplicate_responses);
+  s.state_exchanges = get(stats_.state_exchanges);
+  s.deadline_exceeded = get(stats_.deadline_exceeded);
+  s.malformed = get(stats_.malformed);
+  return s;
+}
+
+// --- Client ---------------------------------------------------------------
+
+Result<std::unique_ptr<Client>> Client::Open(ClientOptions options) {
+  auto impl = Impl::Create(std::move(options));
+  if (!impl.ok()) return impl.status();
+  return std::unique_ptr<Client>(new Client(std::move(impl).value()));
+}
+
+Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Client::~Client() = default;
+
+Result<Seq> Client::CallAsync(std::string_view service,
+                              std::string_view payload, Callback callback,
+                              std::chrono::milliseconds deadline) {
+  return impl_->CallAsync(service, payload, std::move(callback), deadline);
+}
+
+std::future<Result<Reply>> Client::CallFuture(
+    std::string_view service, std::string_view payload,
+    std::chrono::milliseconds deadline) {
+  auto done = std::make_shared<std::promise<Result<Reply>>>();
+  auto outcome = done->get_future();
+  auto seq = impl_->CallAsync(
+      service, payload, [done](const Result<Reply>& r) { done->set_value(r); },
+      deadline);
+  if (!seq.ok()) done->set_value(seq.status());
+  return outcome;
+}
+
+Result<Reply> Client::Call(std::string_view service, std::string_view payload,
+                           std::chrono::milliseconds deadline) {
+  return impl_->Call(service, payload, deadline);
+}
+
+std::vector<OperationInfo> Client::ListOperations() const {
+  return impl_->ListOperations();
+}
+
+Result<Reply> Client::Collect(Seq seq, std::chrono::milliseconds deadline) {
+  return impl_->Collect(seq, deadline);
+}
+
+Status Client::Forget(Seq seq) { return impl_->Forget(seq); }
+
+void Client::SetRecoveryCallback(std::function<void(const RecoveryEvent&)> cb) {
+  impl_->SetRecoveryCallback(std::move(cb));
+}
+
+ClientStats Client::stats() const { return impl_->stats(); }
+
+const std::string& Client::session_id() const { return impl_->session_id(); }
+
+Incarnation Client::incarnation() const { return impl_->incarnation(); }
+
+}  // namespace rejoin

@@ -1,0 +1,309 @@
+// Client::Impl: the shared state between application threads and the I/O
+// thread. Application threads only assign seqs and queue commands under
+// `mutex_`; the I/O thread alone touches the socket, the journal and the
+// operation table (everything below "I/O thread state").
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <future>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <queue>
+#include <set>
+#include <string>
+#include <thread>
+#include <utility>
+#include <variant>
+#include <vector>
+#include <zmq.hpp>
+
+#include "rejoin/client/client.h"
+#include "rejoin/proto/journal.h"
+#include "rejoin/proto/messages.h"
+#include "rejoin/proto/state_vector.h"
+
+namespace rejoin {
+
+namespace client_internal {
+
+using Clock = std::chrono::steady_clock;
+using TimePoint = Clock::time_point;
+
+// Longest wait between resends of one operation (FLOWS.md §1).
+inline constexpr std::chrono::milliseconds kMaxResendDelay{2000};
+// Completions above the watermark are acknowledged after this, or at once
+// when kAckBatch of them wait (FLOWS.md §6).
+inline constexpr std::chrono::milliseconds kAckDelay{5};
+inline constexpr std::size_t kAckBatch = 64;
+// HELLO retry after ERROR duplicate_identity: the broker still thinks the
+// previous process of this session is alive and will notice it is not.
+inline constexpr std::chrono::milliseconds kDuplicateRetry{100};
+// HELLO retry while fenced: a newer process owns the session; keep asking
+// rarely in case it goes away.
+inline constexpr std::chrono::milliseconds kFencedRetry{1000};
+// Inbound messages handled per loop turn, so that a flood cannot postpone
+// the commit and the deliveries of what was already read.
+inline constexpr int kReadBudget = 4096;
+
+struct CallCommand {
+  Seq seq = 0;
+  std::string service;
+  std::string payload;
+  Client::Callback callback;
+  TimePoint deadline;
+};
+struct CollectCommand {
+  Seq seq = 0;
+  Client::Callback callback;
+  TimePoint deadline;
+};
+struct ForgetCommand {
+  Seq seq = 0;
+  std::shared_ptr<std::promise<Status>> done;
+};
+struct ListCommand {
+  std::shared_ptr<std::promise<std::vector<OperationInfo>>> done;
+};
+using Command =
+    std::variant<CallCommand, CollectCommand, ForgetCommand, ListCommand>;
+
+// Someone waiting for the outcome of one operation.
+struct Waiter {
+  std::uint64_t id = 0;
+  Client::Callback callback;
+  TimePoint deadline;
+  // The original caller (CallAsync), as opposed to a Collect: once it has
+  // the outcome the journal entry may be dropped automatically.
+  bool is_caller = false;
+};
+
+// An operation journaled PREPARED and not yet COMPLETED.
+struct PendingOp {
+  std::string service;
+  std::vector<Waiter> waiters;
+  bool sent = false;       // handed to the socket by this process
+  bool queued = false;     // in send_queue_
+  bool inherited = false;  // issued by an earlier process of the session
+  bool resent = false;     // sent with the resend flag or recovered
+  int attempts = 0;
+  TimePoint next_resend;
+};
+
+// A REQUEST waiting for the socket.
+struct SendItem {
+  Seq seq = 0;
+  std::uint8_t flags = 0;
+};
+
+// A timer entry: fires at `at` for `seq` (and `waiter` for deadlines). Stale
+// entries are skipped when they fire rather than removed early.
+struct TimerEntry {
+  TimePoint at;
+  Seq seq = 0;
+  std::uint64_t waiter = 0;
+  bool operator>(const TimerEntry& o) const { return at > o.at; }
+};
+using TimerHeap = std::priority_queue<TimerEntry, std::vector<TimerEntry>,
+                                      std::greater<TimerEntry>>;
+
+// Control messages are built when they are sent, after the turn's commit,
+// so they describe exactly what the journal holds.
+struct OutStateExchange {};
+struct OutProbeReply {
+  std::uint64_t probe_id = 0;
+  std::vector<Seq> seqs;
+};
+struct OutAck {};
+using OutItem = std::variant<Message, OutStateExchange, OutProbeReply, OutAck>;
+
+struct AtomicStats {
+  std::atomic<std::uint64_t> calls{0};
+  std::atomic<std::uint64_t> completed{0};
+  std::atomic<std::uint64_t> requests_resent{0};
+  std::atomic<std::uint64_t> responses_recovered{0};
+  std::atomic<std::uint64_t> in_doubt{0};
+  std::atomic<std::uint64_t> duplicate_responses{0};
+  std::atomic<std::uint64_t> state_exchanges{0};
+  std::atomic<std::uint64_t> deadline_exceeded{0};
+  std::atomic<std::uint64_t> malformed{0};
+};
+
+// Owns a file descriptor (the wakeup eventfd).
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  ~UniqueFd();
+  UniqueFd(UniqueFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  UniqueFd& operator=(UniqueFd&& o) noexcept;
+  int get() const { return fd_; }
+
+ private:
+  int fd_ = -1;
+};
+
+}  // namespace client_internal
+
+class Client::Impl {
+ public:
+  using TimePoint = client_internal::TimePoint;
+
+  static Result<std::unique_ptr<Impl>> Create(ClientOptions options);
+  ~Impl();
+
+  Result<Seq> CallAsync(std::string_view service, std::string_view payload,
+                        Callback callback, std::chrono::milliseconds deadline);
+  Result<Reply> Call(std::string_view service, std::string_view payload,
+                     std::chrono::milliseconds deadline);
+  std::vector<OperationInfo> ListOperations();
+  Result<Reply> Collect(Seq seq, std::chrono::milliseconds deadline);
+  Status Forget(Seq seq);
+  void SetRecoveryCallback(std::function<void(const RecoveryEvent&)> cb);
+  ClientStats stats() const;
+  const std::string& session_id() const { return options_.session_id; }
+  Incarnation incarnation() const { return incarnation_; }
+
+ private:
+  Impl(ClientOptions options, std::unique_ptr<Journal> journal,
+       client_internal::UniqueFd wake_fd);
+
+  // --- Application side -------------------------------------------------
+  TimePoint DeadlineFrom(std::chrono::milliseconds deadline) const;
+  // Queues a command and wakes the I/O thread if it sleeps. Caller holds
+  // `lock`; it is released before the wakeup write.
+  void Enqueue(std::unique_lock<std::mutex>& lock, client_internal::Command c);
+  // Assigns a seq and queues the call; caller holds `lock` and has checked
+  // the outstanding limit.
+  Seq IssueLocked(std::unique_lock<std::mutex>& lock, std::string_view service,
+                  std::string_view payload, Callback callback,
+                  TimePoint deadline);
+  bool OnIoThread() const {
+    return std::this_thread::get_id() == io_thread_.get_id();
+  }
+
+  // --- I/O thread (io_loop.cpp) -------------------------------------------
+  void Run();
+  bool RunTurn();
+  void Shutdown();
+  // Socket lifecycle.
+  Status OpenSocket();
+  void CloseSocket();
+  void RecreateSocket(const char* why);
+  void ReadMonitor();
+  // Turn phases.
+  bool TakeCommands(std::vector<client_internal::Command>& out);
+  void HandleCommand(client_internal::Command& c);
+  void HandleCall(client_internal::CallCommand& c);
+  void HandleCollect(client_internal::CollectCommand& c);
+  void HandleForget(client_internal::ForgetCommand& c);
+  Status ForgetSeq(Seq seq);
+  std::vector<OperationInfo> ListFromJournal() const;
+  void ReadInbound();
+  void HandleMessage(Message& m, zmq::message_t& payload);
+  void HandleWelcome(const Welcome& w);
+  void HandleResponse(const Response& r, zmq::message_t& payload);
+  void HandleError(const Error& e);
+  void HandleRecover(const Recover& r);
+  void HandleProbe(const Probe& p);
+  void HandleTimers(TimePoint now);
+  void Commit();
+  void Flush(TimePoint now);
+  void Deliver();
+  // Helpers.
+  void Unwelcome(const char* why);
+  void ScheduleHello(TimePoint at);
+  void SendHello();
+  bool SendNow(const Message& m, zmq::message_t* payload = nullptr);
+  enum class RequestSend { kSent, kBlocked, kDropped };
+  RequestSend SendRequest(const client_internal::SendItem& item);
+  void ScheduleResend(Seq seq, client_internal::PendingOp& op, TimePoint now);
+  void Complete(Seq seq, ErrorCode status, std::string payload);
+  void FailAllWaiters(ErrorCode code, const char* why);
+  void Emit(RecoveryEventKind kind, Seq seq);
+  Seq Watermark() const;
+  ClientVector BuildVector(const std::vector<Seq>* only) const;
+  // The broker was told of everything below `watermark` and of `seqs`
+  // (sorted): stop acknowledging them, and forget those delivered.
+  void NoteAcked(Seq watermark, const std::vector<Seq>& seqs);
+  int PollTimeoutMs(TimePoint now) const;
+
+  const ClientOptions options_;
+  const Incarnation incarnation_;
+  const JournalId journal_id_;
+
+  // --- Shared with application threads, under mutex_ ----------------------
+  mutable std::mutex mutex_;
+  std::condition_variable slot_cv_;
+  std::vector<client_internal::Command> queue_;
+  Seq next_seq_ = 1;
+  std::uint32_t outstanding_ = 0;
+  std::uint32_t limit_ = 0;
+  bool closing_ = false;
+  bool io_sleeping_ = false;
+  Status failed_;  // set when the journal becomes unusable
+  std::shared_ptr<const std::function<void(const RecoveryEvent&)>> recovery_cb_;
+  client_internal::AtomicStats stats_;
+  client_internal::UniqueFd wake_fd_;
+
+  // --- I/O thread state ---------------------------------------------------
+  std::unique_ptr<Journal> journal_;
+  zmq::context_t context_;
+  std::optional<zmq::socket_t> dealer_;
+  std::optional<zmq::socket_t> monitor_;
+  std::uint64_t socket_generation_ = 0;
+  std::map<Seq, client_internal::PendingOp> pending_;
+  Seq io_next_seq_ = 1;
+  std::deque<client_internal::SendItem> send_queue_;
+  std::vector<client_internal::OutItem> outbox_;
+  // Completions journaled this turn, delivered after the commit.
+  std::vector<std::pair<Client::Callback, Result<Reply>>> deliveries_;
+  std::vector<std::pair<std::shared_ptr<std::promise<Status>>, Status>>
+      forget_replies_;
+  // Slots of max_outstanding given back this turn (returned in Deliver).
+  std::uint32_t slots_freed_ = 0;
+  // False once a commit failed: the journal is unusable and nothing may
+  // leave any more (journal_status_ says why).
+  bool failed_ok_ = true;
+  Status journal_status_;
+  // Completed seqs the broker has not been told about (by ACK or a
+  // watermark above them).
+  std::set<Seq> unacked_;
+  TimePoint ack_due_;
+  // Completed seqs delivered to their caller, to be dropped from the
+  // journal once acknowledged (ClientOptions::keep_completed off).
+  std::set<Seq> forget_when_acked_;
+  // Completed seqs dropped from the journal while still above the
+  // watermark: the state vector keeps reporting them as completed.
+  std::set<Seq> forgotten_above_wm_;
+  client_internal::TimerHeap resend_timers_;
+  client_internal::TimerHeap deadline_timers_;
+  std::uint64_t next_waiter_id_ = 1;
+  std::shared_ptr<const std::function<void(const RecoveryEvent&)>>
+      io_recovery_cb_;
+  std::vector<RecoveryEvent> events_;  // delivered after the commit
+  bool logged_malformed_ = false;
+
+  // Connection state.
+  bool welcomed_ = false;
+  bool returning_ = false;  // the next WELCOME starts a return (FLOWS §5)
+  bool hello_pending_ = false;
+  bool fenced_ = false;
+  Epoch epoch_ = 0;       // from the current WELCOME
+  Epoch last_epoch_ = 0;  // from the previous WELCOME
+  std::chrono::milliseconds heartbeat_;
+  TimePoint hello_due_;
+  TimePoint hello_sent_;
+  TimePoint last_send_;
+  TimePoint last_recv_;
+
+  std::thread io_thread_;
+};
+
+}  // namespace rejoin

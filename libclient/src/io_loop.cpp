@@ -1,0 +1,971 @@
+// The client's I/O thread (FLOWS.md §2-§6, client side). Each loop turn:
+// take queued commands and journal new calls PREPARED, read every waiting
+// message and journal COMPLETED outcomes, run timers, commit once (the group
+// commit), and only then send and deliver. Nothing of a turn leaves the
+// process before the commit that describes it.
+#include <sys/types.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <exception>
+#include <string>
+#include <utility>
+
+#include "client_impl.h"
+#include "log.h"
+#include "rejoin/proto/codec.h"
+#include "rejoin/transport/wire.h"
+
+namespace rejoin {
+
+using client_internal::CallCommand;
+using client_internal::Clock;
+using client_internal::CollectCommand;
+using client_internal::Command;
+using client_internal::ForgetCommand;
+using client_internal::ListCommand;
+using client_internal::Log;
+using client_internal::OutAck;
+using client_internal::OutItem;
+using client_internal::OutProbeReply;
+using client_internal::OutStateExchange;
+using client_internal::PendingOp;
+using client_internal::SendItem;
+using client_internal::Waiter;
+
+namespace {
+
+template <class... F>
+struct Overloaded : F... {
+  using F::operator()...;
+};
+template <class... F>
+Overloaded(F...) -> Overloaded<F...>;
+
+std::chrono::milliseconds CeilMs(Clock::duration d) {
+  return std::chrono::ceil<std::chrono::milliseconds>(d);
+}
+
+}  // namespace
+
+// --- Socket lifecycle -------------------------------------------------------
+
+Status Client::Impl::OpenSocket() {
+  dealer_.emplace(context_, zmq::socket_type::dealer);
+  // Nothing may queue for a broker that is not there: a REQUEST that cannot
+  // leave stays in send_queue_ and goes after the next WELCOME.
+  dealer_->set(zmq::sockopt::immediate, 1);
+  dealer_->set(zmq::sockopt::linger, 0);
+  dealer_->set(zmq::sockopt::reconnect_ivl, 20);
+  dealer_->set(zmq::sockopt::reconnect_ivl_max, 200);
+  std::string name =
+      "inproc://rejoin-client-monitor-" + std::to_string(++socket_generation_);
+  // A completed handshake is the moment HELLO can leave (ZMQ_IMMEDIATE
+  // attaches the pipe only then); a disconnect means the broker may have
+  // restarted and the next WELCOME starts a return.
+  if (zmq_socket_monitor(
+          dealer_->handle(), name.c_str(),
+          ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED) != 0) {
+    int err = zmq_errno();
+    dealer_.reset();
+    return Status(ErrorCode::kIoError,
+                  std::string("zmq_socket_monitor: ") + zmq_strerror(err));
+  }
+  monitor_.emplace(context_, zmq::socket_type::pair);
+  monitor_->connect(name);
+  dealer_->connect(options_.endpoint);
+  return Status::Ok();
+}
+
+void Client::Impl::CloseSocket() {
+  if (dealer_) {
+    zmq_socket_monitor(dealer_->handle(), nullptr, 0);
+  }
+  monitor_.reset();
+  dealer_.reset();
+}
+
+void Client::Impl::RecreateSocket(const char* why) {
+  Log().info("session {}: new connection ({})", options_.session_id, why);
+  CloseSocket();
+  Unwelcome(why);
+  returning_ = true;
+  Status s = Status::Ok();
+  try {
+    s = OpenSocket();
+  } catch (const zmq::error_t& e) {
+    s = Status(ErrorCode::kIoError, e.what());
+  }
+  if (!s.ok()) {
+    CloseSocket();
+    Log().error("session {}: cannot reopen socket: {}", options_.session_id,
+                s.ToString());
+  }
+  ScheduleHello(Clock::now() + heartbeat_);
+}
+
+void Client::Impl::ReadMonitor() {
+  while (monitor_) {
+    zmq::message_t event;
+    zmq::message_t address;
+    if (!monitor_->recv(event, zmq::recv_flags::dontwait)) return;
+    if (event.more()) (void)monitor_->recv(address, zmq::recv_flags::none);
+    if (event.size() < sizeof(std::uint16_t)) continue;
+    std::uint16_t kind = 0;
+    std::memcpy(&kind, event.data(), sizeof kind);
+    if (kind == ZMQ_EVENT_DISCONNECTED) {
+      Unwelcome("disconnected");
+      returning_ = true;
+      ScheduleHello(Clock::now() + heartbeat_);
+    } else if (kind == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+      // Events arrive in order, so a reconnect has already been seen as
+      // DISCONNECTED; a HELLO that went out before this event (the pipe
+      // attaches just before it is reported) must not be repeated.
+      if (!welcomed_ && !hello_pending_ && !fenced_) SendHello();
+    }
+  }
+}
+
+// --- The loop ---------------------------------------------------------------
+
+void Client::Impl::Run() {
+  SendHello();
+  bool running = true;
+  while (running) {
+    try {
+      running = RunTurn();
+    } catch (const zmq::error_t& e) {
+      // The one place where zmq exceptions from the loop end up.
+      if (e.num() == ETERM) break;
+      Log().warn("session {}: zmq error in I/O loop: {}", options_.session_id,
+                 e.what());
+    }
+  }
+  Shutdown();
+}
+
+int Client::Impl::PollTimeoutMs(TimePoint now) const {
+  TimePoint next = now + std::chrono::seconds(1);
+  auto consider = [&](TimePoint t) { next = std::min(next, t); };
+  if (!deadline_timers_.empty()) consider(deadline_timers_.top().at);
+  if (!resend_timers_.empty()) consider(resend_timers_.top().at);
+  if (welcomed_) {
+    consider(last_send_ + heartbeat_);
+    consider(last_recv_ + 3 * heartbeat_);
+    if (!unacked_.empty()) consider(ack_due_);
+  } else {
+    consider(hello_due_);
+  }
+  if (next <= now) return 0;
+  return static_cast<int>(CeilMs(next - now).count());
+}
+
+bool Client::Impl::RunTurn() {
+  TimePoint now = Clock::now();
+  int timeout = PollTimeoutMs(now);
+  {
+    std::unique_lock lock(mutex_);
+    if (queue_.empty() && !closing_) {
+      io_sleeping_ = true;
+    } else {
+      timeout = 0;
+    }
+  }
+  zmq_pollitem_t items[3];
+  int n = 0;
+  int monitor_index = -1;
+  if (dealer_) {
+    short events = ZMQ_POLLIN;
+    if (welcomed_ && !send_queue_.empty()) events |= ZMQ_POLLOUT;
+    items[n++] = {dealer_->handle(), 0, events, 0};
+  }
+  if (monitor_) {
+    items[n] = {monitor_->handle(), 0, ZMQ_POLLIN, 0};
+    monitor_index = n++;
+  }
+  items[n] = {nullptr, wake_fd_.get(), ZMQ_POLLIN, 0};
+  int wake_index = n++;
+  int rc = zmq_poll(items, n, timeout);
+  {
+    std::unique_lock lock(mutex_);
+    io_sleeping_ = false;
+  }
+  if (rc < 0) {
+    if (zmq_errno() == ETERM) return false;
+    if (zmq_errno() != EINTR) {
+      Log().warn("session {}: zmq_poll: {}", options_.session_id,
+                 zmq_strerror(zmq_errno()));
+    }
+  }
+  if (rc > 0 && (items[wake_index].revents & ZMQ_POLLIN) != 0) {
+    std::uint64_t count = 0;
+    (void)!::read(wake_fd_.get(), &count, sizeof count);
+  }
+  if (monitor_index >= 0 && rc > 0 &&
+      (items[monitor_index].revents & ZMQ_POLLIN) != 0) {
+    ReadMonitor();
+  }
+
+  std::vector<Command> commands;
+  bool closing = TakeCommands(commands);
+  for (Command& c : commands) HandleCommand(c);
+  ReadInbound();
+  now = Clock::now();
+  HandleTimers(now);
+  Commit();
+  Flush(now);
+  Deliver();
+  if (failed_ok_ && journal_->NeedsCompaction()) {
+    if (Status s = journal_->Compact(); !s.ok()) {
+      Log().warn("session {}: journal compaction failed: {}",
+                 options_.session_id, s.ToString());
+    }
+  }
+  return !closing;
+}
+
+bool Client::Impl::TakeCommands(std::vector<Command>& out) {
+  std::unique_lock lock(mutex_);
+  out.swap(queue_);
+  io_recovery_cb_ = recovery_cb_;
+  return closing_;
+}
+
+void Client::Impl::Shutdown() {
+  try {
+    std::vector<Command> commands;
+    (void)TakeCommands(commands);
+    for (Command& c : commands) HandleCommand(c);
+    Commit();
+    if (welcomed_ && dealer_) {
+      // A short linger lets GOODBYE reach the broker, so that a restarted
+      // process of this session is not refused as a duplicate.
+      dealer_->set(zmq::sockopt::linger, 100);
+      Goodbye bye;
+      bye.reason = "client closing";
+      (void)transport::Send(*dealer_, "", bye);
+    }
+  } catch (const zmq::error_t& e) {
+    Log().warn("session {}: zmq error at shutdown: {}", options_.session_id,
+               e.what());
+  }
+  FailAllWaiters(ErrorCode::kClosed, "client closed");
+  Deliver();
+  CloseSocket();
+}
+
+// --- Commands ---------------------------------------------------------------
+
+void Client::Impl::HandleCommand(Command& c) {
+  std::visit(
+      Overloaded{
+          [&](CallCommand& call) { HandleCall(call); },
+          [&](CollectCommand& collect) { HandleCollect(collect); },
+          [&](ForgetCommand& forget) { HandleForget(forget); },
+          [&](ListCommand& list) { list.done->set_value(ListFromJournal()); },
+      },
+      c);
+}
+
+void Client::Impl::HandleCall(CallCommand& c) {
+  if (!failed_ok_) {
+    deliveries_.emplace_back(std::move(c.callback), journal_status_);
+    ++slots_freed_;
+    return;
+  }
+  JournalOp op;
+  op.state = static_cast<std::uint8_t>(ClientOpState::kPrepared);
+  op.service = c.service;
+  op.payload = std::move(c.payload);
+  if (Status s = journal_->AppendOp(options_.session_id, c.seq, std::move(op));
+      !s.ok()) {
+    deliveries_.emplace_back(std::move(c.callback), s);
+    ++slots_freed_;
+    return;
+  }
+  io_next_seq_ = std::max(io_next_seq_, c.seq + 1);
+  PendingOp& p = pending_[c.seq];
+  p.service = std::move(c.service);
+  Waiter w;
+  w.id = next_waiter_id_++;
+  w.callback = std::move(c.callback);
+  w.deadline = c.deadline;
+  w.is_caller = true;
+  deadline_timers_.push({w.deadline, c.seq, w.id});
+  p.waiters.push_back(std::move(w));
+  p.queued = true;
+  send_queue_.push_back({c.seq, 0});
+}
+
+void Client::Impl::HandleCollect(CollectCommand& c) {
+  if (auto it = pending_.find(c.seq); it != pending_.end()) {
+    Waiter w;
+    w.id = next_waiter_id_++;
+    w.callback = std::move(c.callback);
+    w.deadline = c.deadline;
+    deadline_timers_.push({w.deadline, c.seq, w.id});
+    it->second.waiters.push_back(std::move(w));
+    return;
+  }
+  const auto& sessions = journal_->state().sessions;
+  if (auto s = sessions.find(options_.session_id); s != sessions.end()) {
+    if (auto op = s->second.ops.find(c.seq);
+        op != s->second.ops.end() &&
+        static_cast<ClientOpState>(op->second.state) ==
+            ClientOpState::kCompleted) {
+      Reply reply;
+      reply.seq = c.seq;
+      reply.status = op->second.status;
+      reply.payload = op->second.payload;
+      deliveries_.emplace_back(std::move(c.callback), std::move(reply));
+      return;
+    }
+  }
+  deliveries_.emplace_back(
+      std::move(c.callback),
+      Status(ErrorCode::kNotFound,
+             "seq " + std::to_string(c.seq) + " is not in the journal"));
+}
+
+void Client::Impl::HandleForget(ForgetCommand& c) {
+  forget_replies_.emplace_back(std::move(c.done), ForgetSeq(c.seq));
+}
+
+Status Client::Impl::ForgetSeq(Seq seq) {
+  if (pending_.count(seq) != 0) {
+    return Status(ErrorCode::kInvalidArgument,
+                  "seq " + std::to_string(seq) + " is still pending");
+  }
+  const auto& sessions = journal_->state().sessions;
+  auto s = sessions.find(options_.session_id);
+  if (s == sessions.end() || s->second.ops.count(seq) == 0) {
+    return Status(ErrorCode::kNotFound,
+                  "seq " + std::to_string(seq) + " is not in the journal");
+  }
+  if (!failed_ok_) return journal_status_;
+  Status st = journal_->AppendRelease(options_.session_id,
+                                      s->second.released_below, {seq});
+  if (!st.ok()) return st;
+  forget_when_acked_.erase(seq);
+  // Still above the watermark: keep reporting it as completed so the
+  // broker does not read the gap as "no record".
+  if (seq >= Watermark()) forgotten_above_wm_.insert(seq);
+  return Status::Ok();
+}
+
+std::vector<OperationInfo> Client::Impl::ListFromJournal() const {
+  std::vector<OperationInfo> out;
+  const auto& sessions = journal_->state().sessions;
+  auto s = sessions.find(options_.session_id);
+  if (s == sessions.end()) return out;
+  out.reserve(s->second.ops.size());
+  for (const auto& [seq, op] : s->second.ops) {
+    OperationInfo info;
+    info.seq = seq;
+    info.service = op.service;
+    info.state =
+        static_cast<ClientOpState>(op.state) == ClientOpState::kCompleted
+            ? ClientOpState::kCompleted
+            : ClientOpState::kPrepared;
+    out.push_back(std::move(info));
+  }
+  return out;
+}
+
+// --- Inbound ----------------------------------------------------------------
+
+void Client::Impl::ReadInbound() {
+  if (!dealer_) return;
+  for (int i = 0; i < client_internal::kReadBudget; ++i) {
+    transport::Frames frames;
+    transport::ReadResult r = transport::TryRead(*dealer_, false, frames);
+    if (r != transport::ReadResult::kMessage) return;
+    last_recv_ = Clock::now();
+    Result<Message> m = transport::Decode(frames);
+    if (!m.ok()) {
+      stats_.malformed.fetch_add(1, std::memory_order_relaxed);
+      // Logged once: a broker that sends garbage would otherwise flood the
+      // log; the counter keeps the rest.
+      if (!std::exchange(logged_malformed_, true)) {
+        Log().warn("session {}: dropped undecodable message: {}",
+                   options_.session_id, m.status().ToString());
+      }
+      continue;
+    }
+    HandleMessage(*m, frames.payload);
+  }
+}
+
+void Client::Impl::HandleMessage(Message& m, zmq::message_t& payload) {
+  switch (TypeOf(m)) {
+    case MessageType::kWelcome:
+      HandleWelcome(std::get<Welcome>(m));
+      return;
+    case MessageType::kResponse:
+      HandleResponse(std::get<Response>(m), payload);
+      return;
+    case MessageType::kError:
+      HandleError(std::get<Error>(m));
+      return;
+    case MessageType::kHeartbeat: {
+      const auto& hb = std::get<Heartbeat>(m);
+      if (welcomed_ && hb.epoch != 0 && hb.epoch != epoch_) {
+        // A broker we have not said HELLO to: it restarted between two of
+        // our heartbeats.
+        Unwelcome("new broker epoch in heartbeat");
+        returning_ = true;
+        SendHello();
+      }
+      return;
+    }
+    case MessageType::kRecover:
+      HandleRecover(std::get<Recover>(m));
+      return;
+    case MessageType::kProbe:
+      HandleProbe(std::get<Probe>(m));
+      return;
+    case MessageType::kGoodbye:
+      Unwelcome("broker said goodbye");
+      returning_ = true;
+      ScheduleHello(Clock::now() + heartbeat_);
+      return;
+    case MessageType::kHello:
+    case MessageType::kRequest:
+    case MessageType::kAck:
+    case MessageType::kStateExchange:
+    case MessageType::kProbeReply:
+      stats_.malformed.fetch_add(1, std::memory_order_relaxed);
+      if (!std::exchange(logged_malformed_, true)) {
+        Log().warn("session {}: dropped {} from the broker",
+                   options_.session_id, MessageTypeName(TypeOf(m)));
+      }
+      return;
+  }
+}
+
+void Client::Impl::HandleWelcome(const Welcome& w) {
+  TimePoint now = Clock::now();
+  if (epoch_ != 0 && w.epoch != epoch_) {
+    events_.push_back({RecoveryEventKind::kBrokerReturned, 0});
+    returning_ = true;
+  }
+  last_epoch_ = epoch_ = w.epoch;
+  heartbeat_ = w.heartbeat_ms > 0 ? std::chrono::milliseconds(w.heartbeat_ms)
+                                  : options_.heartbeat;
+  {
+    std::unique_lock lock(mutex_);
+    limit_ = w.max_outstanding > 0
+                 ? std::min(options_.max_outstanding, w.max_outstanding)
+                 : options_.max_outstanding;
+  }
+  slot_cv_.notify_all();
+  welcomed_ = true;
+  hello_pending_ = false;
+  fenced_ = false;
+  last_recv_ = now;
+
+  // Calls of this process that never left are ordinary first sends; they
+  // go ahead of the state exchange so the broker already tracks them when
+  // it reads the vector. Whatever did leave (or came from an earlier
+  // process) is covered by the exchange.
+  bool covered = false;
+  for (auto& [seq, op] : pending_) {
+    if (op.sent || op.inherited) {
+      covered = true;
+    } else if (!op.queued) {
+      op.queued = true;
+      send_queue_.push_back({seq, 0});
+    }
+  }
+  std::sort(send_queue_.begin(), send_queue_.end(),
+            [](const SendItem& a, const SendItem& b) { return a.seq < b.seq; });
+  ClientVector v = BuildVector(nullptr);
+  if (returning_ || covered || !v.completed.empty() || !unacked_.empty()) {
+    outbox_.push_back(OutStateExchange{});
+  }
+  returning_ = false;
+}
+
+void Client::Impl::HandleResponse(const Response& r, zmq::message_t& payload) {
+  if (r.session != options_.session_id) {
+    stats_.malformed.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  if (pending_.count(r.seq) == 0) {
+    // Already completed (a resend crossed the first answer) or never ours:
+    // the application sees each outcome once.
+    stats_.duplicate_responses.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  Complete(r.seq, r.status, std::string(transport::View(payload)));
+}
+
+void Client::Impl::Complete(Seq seq, ErrorCode status, std::string payload) {
+  auto it = pending_.find(seq);
+  PendingOp op = std::move(it->second);
+  pending_.erase(it);
+  ++slots_freed_;
+
+  if (failed_ok_) {
+    JournalOp jop;
+    jop.state = static_cast<std::uint8_t>(ClientOpState::kCompleted);
+    jop.service = op.service;
+    jop.payload = payload;
+    jop.status = status;
+    if (Status s = journal_->AppendOp(options_.session_id, seq, std::move(jop));
+        !s.ok()) {
+      Log().error("session {}: cannot journal outcome of seq {}: {}",
+                  options_.session_id, seq, s.ToString());
+    }
+  }
+
+  stats_.completed.fetch_add(1, std::memory_order_relaxed);
+  if (status == ErrorCode::kInDoubt) {
+    stats_.in_doubt.fetch_add(1, std::memory_order_relaxed);
+    events_.push_back({RecoveryEventKind::kInDoubt, seq});
+  }
+  if (op.resent || op.inherited) {
+    stats_.responses_recovered.fetch_add(1, std::memory_order_relaxed);
+    events_.push_back({RecoveryEventKind::kResponseRecovered, seq});
+  }
+  if (unacked_.empty()) ack_due_ = Clock::now() + client_internal::kAckDelay;
+  unacked_.insert(seq);
+
+  Reply reply;
+  reply.seq = seq;
+  reply.status = status;
+  reply.payload = std::move(payload);
+  bool caller_has_it = false;
+  for (Waiter& w : op.waiters) {
+    caller_has_it = caller_has_it || w.is_caller;
+    deliveries_.emplace_back(std::move(w.callback), reply);
+  }
+  if (caller_has_it && !options_.keep_completed) forget_when_acked_.insert(seq);
+}
+
+void Client::Impl::HandleError(const Error& e) {
+  TimePoint now = Clock::now();
+  switch (e.code) {
+    case ErrorCode::kUnknownSession:
+      // The broker does not know this connection: it restarted.
+      Unwelcome("broker does not know the session");
+      returning_ = true;
+      SendHello();
+      return;
+    case ErrorCode::kDuplicateIdentity:
+      hello_pending_ = false;
+      ScheduleHello(now + client_internal::kDuplicateRetry);
+      return;
+    case ErrorCode::kFenced:
+      if (!fenced_) {
+        Log().error(
+            "session {}: fenced: a newer process holds the session; calls "
+            "fail until it is gone",
+            options_.session_id);
+        FailAllWaiters(ErrorCode::kFenced, "a newer process holds the session");
+      }
+      fenced_ = true;
+      Unwelcome("fenced");
+      ScheduleHello(now + client_internal::kFencedRetry);
+      return;
+    default:
+      Log().warn("session {}: broker error {} (seq {}): {}",
+                 options_.session_id, ErrorCodeName(e.code), e.seq, e.message);
+      return;
+  }
+}
+
+void Client::Impl::HandleRecover(const Recover& r) {
+  for (const RecoverSession& rs : r.sessions) {
+    if (rs.session != options_.session_id) continue;
+    for (const OpDecision& d : rs.ops) {
+      if (d.action != Action::kResendRequest) continue;
+      auto it = pending_.find(d.seq);
+      if (it == pending_.end()) continue;
+      it->second.resent = true;
+      if (!it->second.queued) {
+        it->second.queued = true;
+        send_queue_.push_back({d.seq, kRequestResend});
+      }
+    }
+  }
+}
+
+void Client::Impl::HandleProbe(const Probe& p) {
+  if (p.session != options_.session_id) {
+    Log().warn("session {}: probe for another session {}", options_.session_id,
+               p.session);
+    return;
+  }
+  outbox_.push_back(OutProbeReply{p.probe_id, p.seqs});
+}
+
+// --- Timers -----------------------------------------------------------------
+
+void Client::Impl::HandleTimers(TimePoint now) {
+  while (!deadline_timers_.empty() && deadline_timers_.top().at <= now) {
+    client_internal::TimerEntry t = deadline_timers_.top();
+    deadline_timers_.pop();
+    auto it = pending_.find(t.seq);
+    if (it == pending_.end()) continue;
+    auto& waiters = it->second.waiters;
+    auto w = std::find_if(waiters.begin(), waiters.end(),
+                          [&](const Waiter& x) { return x.id == t.waiter; });
+    if (w == waiters.end()) continue;
+    stats_.deadline_exceeded.fetch_add(1, std::memory_order_relaxed);
+    deliveries_.emplace_back(std::move(w->callback),
+                             Status(ErrorCode::kDeadlineExceeded,
+                                    "seq " + std::to_string(t.seq) +
+                                        " still pending; Collect() it later"));
+    waiters.erase(w);
+  }
+
+  while (!resend_timers_.empty() && resend_timers_.top().at <= now) {
+    client_internal::TimerEntry t = resend_timers_.top();
+    resend_timers_.pop();
+    auto it = pending_.find(t.seq);
+    if (it == pending_.end() || it->second.next_resend != t.at) continue;
+    PendingOp& op = it->second;
+    if (!welcomed_) {
+      // Resends wait for the broker; the state exchange after WELCOME
+      // covers them anyway.
+      op.next_resend = now + options_.resend_delay;
+      resend_timers_.push({op.next_resend, t.seq, 0});
+      continue;
+    }
+    if (!op.queued) {
+      op.queued = true;
+      send_queue_.push_back({t.seq, kRequestResend});
+    }
+  }
+
+  if (welcomed_) {
+    if (now - last_recv_ >= 3 * heartbeat_) {
+      RecreateSocket("broker silent for 3 heartbeats");
+      return;
+    }
+    if (now - last_send_ >= heartbeat_) {
+      Heartbeat hb;
+      hb.epoch = epoch_;
+      outbox_.push_back(Message(hb));
+    }
+    if (!unacked_.empty() &&
+        (now >= ack_due_ || unacked_.size() >= client_internal::kAckBatch)) {
+      outbox_.push_back(OutAck{});
+    }
+  } else if (now >= hello_due_) {
+    if (hello_pending_ && now - hello_sent_ >= 3 * heartbeat_) {
+      RecreateSocket("no WELCOME for 3 heartbeats");
+      return;
+    }
+    SendHello();
+  }
+}
+
+// --- Commit, send, deliver --------------------------------------------------
+
+void Client::Impl::Commit() {
+  if (!failed_ok_ || journal_->pending_records() == 0) return;
+  Status s = journal_->Commit();
+  if (s.ok()) return;
+  // Write-ahead cannot be kept any more: nothing of this turn may leave.
+  Log().error("session {}: journal commit failed, client stops: {}",
+              options_.session_id, s.ToString());
+  failed_ok_ = false;
+  journal_status_ = s;
+  {
+    std::unique_lock lock(mutex_);
+    failed_ = s;
+  }
+  slot_cv_.notify_all();
+  send_queue_.clear();
+  outbox_.clear();
+  for (auto& delivery : deliveries_) delivery.second = s;
+  FailAllWaiters(s.code(), "journal failed");
+}
+
+void Client::Impl::Flush(TimePoint now) {
+  if (!failed_ok_ || !dealer_) {
+    outbox_.clear();
+    return;
+  }
+  while (welcomed_ && !send_queue_.empty()) {
+    SendItem item = send_queue_.front();
+    auto it = pending_.find(item.seq);
+    if (it == pending_.end()) {
+      send_queue_.pop_front();
+      continue;
+    }
+    RequestSend sent = SendRequest(item);
+    if (sent == RequestSend::kBlocked) break;  // POLLOUT resumes it
+    send_queue_.pop_front();
+    PendingOp& op = it->second;
+    op.queued = false;
+    // A request that cannot be encoded stays pending in the journal for a
+    // later process; retrying it here would only spin.
+    if (sent == RequestSend::kDropped) continue;
+    op.sent = true;
+    if ((item.flags & kRequestResend) != 0) {
+      op.resent = true;
+      stats_.requests_resent.fetch_add(1, std::memory_order_relaxed);
+      events_.push_back({RecoveryEventKind::kRequestResent, item.seq});
+    }
+    ScheduleResend(item.seq, op, now);
+  }
+
+  std::vector<OutItem> items;
+  items.swap(outbox_);
+  for (OutItem& item : items) {
+    std::visit(
+        Overloaded{
+            [&](Message& m) { (void)SendNow(m); },
+            [&](OutStateExchange&) {
+              if (!welcomed_) return;
+              StateExchange x;
+              x.role = Role::kClient;
+              x.clients.push_back(BuildVector(nullptr));
+              Seq wm = x.clients.front().completed_watermark;
+              std::vector<Seq> completed = x.clients.front().completed;
+              if (!SendNow(x)) return;
+              stats_.state_exchanges.fetch_add(1, std::memory_order_relaxed);
+              events_.push_back({RecoveryEventKind::kStateExchanged, 0});
+              // Acknowledge again: an ACK sent to the previous broker may
+              // have died with it.
+              if (unacked_.empty()) ack_due_ = now + client_internal::kAckDelay;
+              for (Seq s : completed) {
+                if (s >= wm) unacked_.insert(s);
+              }
+            },
+            [&](OutProbeReply& p) {
+              if (!welcomed_) return;
+              ProbeReply reply;
+              reply.probe_id = p.probe_id;
+              reply.role = Role::kClient;
+              reply.clients.push_back(BuildVector(&p.seqs));
+              (void)SendNow(reply);
+            },
+            [&](OutAck&) {
+              if (!welcomed_ || unacked_.empty()) return;
+              Ack ack;
+              ack.session = options_.session_id;
+              ack.completed_watermark = Watermark();
+              for (auto s = unacked_.lower_bound(ack.completed_watermark);
+                   s != unacked_.end(); ++s) {
+                ack.seqs.push_back(*s);
+              }
+              if (!SendNow(ack)) return;
+              NoteAcked(ack.completed_watermark, ack.seqs);
+            },
+        },
+        item);
+  }
+}
+
+bool Client::Impl::SendNow(const Message& m, zmq::message_t* payload) {
+  if (!dealer_) return false;
+  if (Status s = ValidateMessage(m); !s.ok()) {
+    Log().error("session {}: not sending invalid {}: {}", options_.session_id,
+                MessageTypeName(TypeOf(m)), s.ToString());
+    return false;
+  }
+  transport::SendResult r = transport::Send(*dealer_, "", m, payload);
+  if (r != transport::SendResult::kOk) return false;
+  last_send_ = Clock::now();
+  return true;
+}
+
+Client::Impl::RequestSend Client::Impl::SendRequest(const SendItem& item) {
+  const JournalSession& js = journal_->state().sessions.at(options_.session_id);
+  auto jop = js.ops.find(item.seq);
+  if (jop == js.ops.end()) return RequestSend::kDropped;  // broken invariant
+  Request req;
+  req.session = options_.session_id;
+  req.seq = item.seq;
+  req.service = jop->second.service;
+  req.completed_watermark = Watermark();
+  // The caller's deadline ends only its wait; the operation itself lives on
+  // until it completes, so servers get no deadline.
+  req.deadline_ms = 0;
+  req.flags = item.flags;
+  if (Status s = ValidateMessage(req); !s.ok()) {
+    Log().error("session {}: not sending seq {}: {}", options_.session_id,
+                item.seq, s.ToString());
+    return RequestSend::kDropped;
+  }
+  zmq::message_t payload(jop->second.payload.data(),
+                         jop->second.payload.size());
+  if (!SendNow(req, &payload)) return RequestSend::kBlocked;
+  NoteAcked(req.completed_watermark, {});
+  return RequestSend::kSent;
+}
+
+void Client::Impl::ScheduleResend(Seq seq, PendingOp& op, TimePoint now) {
+  auto delay = options_.resend_delay;
+  for (int i = 0; i < op.attempts && delay < client_internal::kMaxResendDelay;
+       ++i) {
+    delay *= 2;
+  }
+  delay = std::min(delay, client_internal::kMaxResendDelay);
+  ++op.attempts;
+  op.next_resend = now + delay;
+  resend_timers_.push({op.next_resend, seq, 0});
+}
+
+void Client::Impl::NoteAcked(Seq watermark, const std::vector<Seq>& seqs) {
+  std::vector<Seq> forget;
+  for (auto it = forget_when_acked_.begin(); it != forget_when_acked_.end();) {
+    if (*it < watermark || std::binary_search(seqs.begin(), seqs.end(), *it)) {
+      forget.push_back(*it);
+      it = forget_when_acked_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  unacked_.erase(unacked_.begin(), unacked_.lower_bound(watermark));
+  for (Seq s : seqs) unacked_.erase(s);
+  forgotten_above_wm_.erase(forgotten_above_wm_.begin(),
+                            forgotten_above_wm_.lower_bound(watermark));
+  if (forget.empty() || !failed_ok_) return;
+  const JournalSession& js = journal_->state().sessions.at(options_.session_id);
+  // Committed with the next turn: losing this record in a crash only means
+  // the outcome is kept a little longer.
+  if (Status s = journal_->AppendRelease(options_.session_id, js.released_below,
+                                         forget);
+      !s.ok()) {
+    Log().warn("session {}: cannot forget acknowledged outcomes: {}",
+               options_.session_id, s.ToString());
+    return;
+  }
+  for (Seq s : forget) {
+    if (s >= watermark) forgotten_above_wm_.insert(s);
+  }
+}
+
+void Client::Impl::Deliver() {
+  std::vector<std::pair<Callback, Result<Reply>>> deliveries;
+  deliveries.swap(deliveries_);
+  std::vector<RecoveryEvent> events;
+  events.swap(events_);
+  auto forgets = std::move(forget_replies_);
+  forget_replies_.clear();
+  std::uint32_t freed = std::exchange(slots_freed_, 0);
+  if (freed > 0) {
+    {
+      std::unique_lock lock(mutex_);
+      outstanding_ -= std::min(outstanding_, freed);
+    }
+    slot_cv_.notify_all();
+  }
+  for (auto& [callback, result] : deliveries) {
+    if (!callback) continue;
+    try {
+      callback(result);
+    } catch (const std::exception& e) {
+      Log().error("session {}: callback threw: {}", options_.session_id,
+                  e.what());
+    } catch (...) {
+      Log().error("session {}: callback threw", options_.session_id);
+    }
+  }
+  for (auto& [done, status] : forgets) done->set_value(std::move(status));
+  if (io_recovery_cb_ && *io_recovery_cb_) {
+    for (const RecoveryEvent& e : events) {
+      try {
+        (*io_recovery_cb_)(e);
+      } catch (...) {
+        Log().error("session {}: recovery callback threw", options_.session_id);
+      }
+    }
+  }
+}
+
+// --- Helpers ----------------------------------------------------------------
+
+void Client::Impl::Unwelcome(const char* why) {
+  if (welcomed_) {
+    Log().info("session {}: lost the broker ({})", options_.session_id, why);
+  }
+  welcomed_ = false;
+  hello_pending_ = false;
+}
+
+void Client::Impl::ScheduleHello(TimePoint at) { hello_due_ = at; }
+
+void Client::Impl::SendHello() {
+  TimePoint now = Clock::now();
+  if (!dealer_) {
+    hello_due_ = now + heartbeat_;
+    return;
+  }
+  Hello h;
+  h.role = Role::kClient;
+  h.id = options_.session_id;
+  h.incarnation = incarnation_;
+  h.journal_id = journal_id_;
+  h.last_epoch = last_epoch_;
+  if (SendNow(h)) {
+    hello_pending_ = true;
+    hello_sent_ = now;
+    hello_due_ =
+        now + (fenced_ ? client_internal::kFencedRetry : 3 * heartbeat_);
+  } else {
+    // Not connected yet: the handshake event will send it; this is the
+    // fallback.
+    hello_due_ = now + heartbeat_;
+  }
+}
+
+void Client::Impl::FailAllWaiters(ErrorCode code, const char* why) {
+  for (auto& [seq, op] : pending_) {
+    for (Waiter& w : op.waiters) {
+      deliveries_.emplace_back(
+          std::move(w.callback),
+          Status(code, std::string(why) + " (seq " + std::to_string(seq) +
+                           " stays in the journal)"));
+    }
+    op.waiters.clear();
+  }
+}
+
+Seq Client::Impl::Watermark() const {
+  return pending_.empty() ? io_next_seq_ : pending_.begin()->first;
+}
+
+ClientVector Client::Impl::BuildVector(const std::vector<Seq>* only) const {
+  auto wanted = [&](Seq s) {
+    return only == nullptr || std::binary_search(only->begin(), only->end(), s);
+  };
+  ClientVector v;
+  v.session = options_.session_id;
+  v.incarnation = incarnation_;
+  v.journal_id = journal_id_;
+  v.next_seq = io_next_seq_;
+  v.completed_watermark = Watermark();
+  for (const auto& [seq, op] : pending_) {
+    if (wanted(seq)) v.pending.push_back(seq);
+  }
+  const auto& sessions = journal_->state().sessions;
+  if (auto s = sessions.find(options_.session_id); s != sessions.end()) {
+    for (auto it = s->second.ops.lower_bound(v.completed_watermark);
+         it != s->second.ops.end(); ++it) {
+      if (static_cast<ClientOpState>(it->second.state) ==
+              ClientOpState::kCompleted &&
+          wanted(it->first)) {
+        v.completed.push_back(it->first);
+      }
+    }
+  }
+  for (auto it = forgotten_above_wm_.lower_bound(v.completed_watermark);
+       it != forgotten_above_wm_.end(); ++it) {
+    if (wanted(*it)) v.completed.push_back(*it);
+  }
+  std::sort(v.completed.begin(), v.completed.end());
+  v.completed.erase(std::unique(v.completed.begin(), v.completed.end()),
+                    v.completed.end());
+  return v;
+}
+
+}  // namespace rejoin

@@ -1,0 +1,652 @@
+// libclient against a scripted broker: what the client sends and when
+// (FLOWS.md §2-§6, client side), what the application sees, and what the
+// journal holds across a restart of the client.
+#include "rejoin/client/client.h"
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+
+#include "client/fake_broker.h"
+
+namespace rejoin {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::FakeBroker;
+using testing::kFirstEpoch;
+using testing::kSecondEpoch;
+using testing::WaitFor;
+
+// A journal directory that disappears with the test.
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern =
+        (std::filesystem::temp_directory_path() / "rejoin-client-XXXXXX")
+            .string();
+    path_ = ::mkdtemp(pattern.data());
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+ClientOptions MemoryOptions(const FakeBroker& broker,
+                            std::string session = "test-session") {
+  ClientOptions o;
+  o.endpoint = broker.endpoint();
+  o.session_id = std::move(session);
+  o.durability = Durability::kMemory;
+  o.default_deadline = 5s;
+  o.resend_delay = 5s;  // tests that want resends lower it
+  return o;
+}
+
+ClientOptions DurableOptions(const FakeBroker& broker, const TempDir& dir) {
+  ClientOptions o = MemoryOptions(broker);
+  o.durability = Durability::kProcess;
+  o.journal_dir = dir.path();
+  return o;
+}
+
+std::unique_ptr<Client> OpenClient(const ClientOptions& o) {
+  auto c = Client::Open(o);
+  EXPECT_TRUE(c.ok()) << c.status().ToString();
+  return c.ok() ? std::move(c).value() : nullptr;
+}
+
+// Collects every outcome a callback receives.
+class Outcomes {
+ public:
+  Client::Callback Callback() {
+    return [this](const Result<Reply>& r) {
+      std::lock_guard lock(mutex_);
+      results_.push_back(r);
+    };
+  }
+  std::size_t size() const {
+    std::lock_guard lock(mutex_);
+    return results_.size();
+  }
+  Result<Reply> at(std::size_t i) const {
+    std::lock_guard lock(mutex_);
+    return results_.at(i);
+  }
+  bool WaitForCount(std::size_t n) {
+    return WaitFor([&] { return size() >= n; });
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<Result<Reply>> results_;
+};
+
+// Records recovery events.
+class Events {
+ public:
+  std::function<void(const RecoveryEvent&)> Callback() {
+    return [this](const RecoveryEvent& e) {
+      std::lock_guard lock(mutex_);
+      kinds_.push_back(e.kind);
+    };
+  }
+  bool Saw(RecoveryEventKind kind) const {
+    std::lock_guard lock(mutex_);
+    return std::find(kinds_.begin(), kinds_.end(), kind) != kinds_.end();
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<RecoveryEventKind> kinds_;
+};
+
+TEST(ClientOpen, RejectsInvalidOptions) {
+  FakeBroker broker;
+  ClientOptions o = MemoryOptions(broker, "");
+  EXPECT_EQ(Client::Open(o).status().code(), ErrorCode::kInvalidArgument);
+  o = MemoryOptions(broker, "has space");
+  EXPECT_EQ(Client::Open(o).status().code(), ErrorCode::kInvalidArgument);
+  o = MemoryOptions(broker);
+  o.durability = Durability::kProcess;  // no journal_dir
+  EXPECT_EQ(Client::Open(o).status().code(), ErrorCode::kInvalidArgument);
+  o = MemoryOptions(broker);
+  o.max_outstanding = 0;
+  EXPECT_EQ(Client::Open(o).status().code(), ErrorCode::kInvalidArgument);
+  o = MemoryOptions(broker);
+  o.endpoint = "nonsense://x";
+  EXPECT_EQ(Client::Open(o).status().code(), ErrorCode::kInvalidArgument);
+}
+
+TEST(ClientHello, CarriesSessionIncarnationAndJournalId) {
+  FakeBroker broker;
+  auto client = OpenClient(MemoryOptions(broker));
+  auto hello = broker.Expect<Hello>();
+  ASSERT_TRUE(hello);
+  EXPECT_EQ(hello->msg.role, Role::kClient);
+  EXPECT_EQ(hello->msg.id, "test-session");
+  EXPECT_EQ(hello->msg.incarnation, client->incarnation());
+  EXPECT_NE(hello->msg.journal_id, 0u);
+  EXPECT_EQ(hello->msg.last_epoch, 0u);
+  EXPECT_TRUE(hello->msg.services.empty());
+}
+
+TEST(ClientRequest, CarriesSeqServiceWatermarkAndPayload) {
+  Outcomes out;
+  FakeBroker broker;
+  auto client = OpenClient(MemoryOptions(broker));
+  ASSERT_TRUE(broker.AcceptHello());
+  auto seq = client->CallAsync("echo", "hello", out.Callback());
+  ASSERT_TRUE(seq.ok());
+  // A new journal starts its seqs at the clock (microseconds).
+  auto now_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                    std::chrono::system_clock::now().time_since_epoch())
+                    .count();
+  EXPECT_GT(*seq, static_cast<Seq>(now_us) - 60'000'000u);
+  auto req = broker.Expect<Request>();
+  ASSERT_TRUE(req);
+  EXPECT_EQ(req->msg.session, "test-session");
+  EXPECT_EQ(req->msg.seq, *seq);
+  EXPECT_EQ(req->msg.service, "echo");
+  EXPECT_EQ(req->msg.completed_watermark, *seq);
+  EXPECT_EQ(req->msg.flags, 0);
+  EXPECT_EQ(req->payload, "hello");
+}
+
+TEST(ClientResponse, CompletesTheCallOnceAndDropsDuplicates) {
+  Outcomes out;
+  FakeBroker broker;
+  auto client = OpenClient(MemoryOptions(broker));
+  ASSERT_TRUE(broker.AcceptHello());
+  auto seq = client->CallAsync("echo", "ping", out.Callback());
+  ASSERT_TRUE(seq.ok());
+  ASSERT_TRUE(broker.Expect<Request>());
+  broker.Respond("test-session", *seq, "pong");
+  broker.Respond("test-session", *seq, "pong again");
+  ASSERT_TRUE(out.WaitForCount(1));
+  ASSERT_TRUE(
+      WaitFor([&] { return client->stats().duplicate_responses == 1; }));
+  EXPECT_EQ(out.size(), 1u);
+  ASSERT_TRUE(out.at(0).ok());
+  EXPECT_EQ(out.at(0)->seq, *seq);
+  EXPECT_EQ(out.at(0)->status, ErrorCode::kOk);
+  EXPECT_EQ(out.at(0)->payload, "pong");
+  EXPECT_EQ(client->stats().completed, 1u);
+}
+
+TEST(ClientResponse, ErrorStatusReachesTheCaller) {
+  FakeBroker broker;
+  auto client = OpenClient(MemoryOptions(broker));
+  ASSERT_TRUE(broker.AcceptHello());
+  auto future = client->CallFuture("nobody", "x");
+  auto req = broker.Expect<Request>();
+  ASSERT_TRUE(req);
+  broker.Respond("test-session", req->msg.seq, "", ErrorCode::kInDoubt);
+  auto r = future.get();
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, ErrorCode::kInDoubt);
+  EXPECT_EQ(client->stats().in_doubt, 1u);
+}
+
+TEST(ClientRequest, CallsBeforeWelcomeLeaveAfterIt) {
+  FakeBroker broker;
+  auto client = OpenClient(MemoryOptions(broker));
+  auto hello = broker.Expect<Hello>();
+  ASSERT_TRUE(hello);
+  auto seq = client->CallAsync("echo", "early", nullptr);
+  ASSERT_TRUE(seq.ok());
+  // Journaled but held back: no WELCOME yet.
+  EXPECT_FALSE(broker.Expect<Request>(100ms));
+  Welcome w;
+  w.epoch = kFirstEpoch;
+  w.heartbeat_ms = 5000;
+  w.max_message_bytes = 1 << 20;
+  w.max_outstanding = 1024;
+  broker.Send(w);
+  auto req = broker.Expect<Request>();
+  ASSERT_TRUE(req);
+  EXPECT_EQ(req->msg.seq, *seq);
+  EXPECT_EQ(req->msg.flags, 0);
+  EXPECT_EQ(req->payload, "early");
+}
+
+TEST(ClientResend, PendingCallIsSentAgainWithTheResendFlag) {
+  Outcomes out;
+  Events events;
+  FakeBroker broker;
+  ClientOptions o = MemoryOptions(broker);
+  o.resend_delay = 50ms;
+  auto client = OpenClient(o);
+  client->SetRecoveryCallback(events.Callback());
+  ASSERT_TRUE(broker.AcceptHello());
+  auto seq = client->CallAsync("echo", "again", out.Callback());
+  ASSERT_TRUE(seq.ok());
+  auto first = broker.Expect<Request>();
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->msg.flags, 0);
+  auto start = std::chrono::steady_clock::now();
+  auto second = broker.Expect<Request>();
+  ASSERT_TRUE(second);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 30ms);
+  EXPECT_EQ(second->msg.seq, *seq);
+  EXPECT_EQ(second->msg.flags, kRequestResend);
+  EXPECT_EQ(second->payload, "again");
+  broker.Respond("test-session", *seq, "done");
+  ASSERT_TRUE(out.WaitForCount(1));
+  ClientStats s = client->stats();
+  EXPECT_GE(s.requests_resent, 1u);
+  EXPECT_EQ(s.responses_recovered, 1u);
+  EXPECT_TRUE(WaitFor([&] {
+    return events.Saw(RecoveryEventKind::kRequestResent) &&
+           events.Saw(RecoveryEventKind::kResponseRecovered);
+  }));
+}
+
+TEST(ClientRecover, ResendRequestSendsTheJournaledRequestAtOnce) {
+  FakeBroker broker;
+  auto client = OpenClient(MemoryOptions(broker));  // resend_delay 5 s
+  ASSERT_TRUE(broker.AcceptHello());
+  auto seq = client->CallAsync("echo", "lost", nullptr);
+  ASSERT_TRUE(seq.ok());
+  ASSERT_TRUE(broker.Expect<Request>());
+  Recover rec;
+  rec.epoch = kFirstEpoch;
+  RecoverSession rs;
+  rs.session = "test-session";
+  rs.ops.push_back({*seq, Breakpoint::kRequestLost, Action::kResendRequest});
+  rec.sessions.push_back(rs);
+  broker.Send(rec);
+  auto again = broker.Expect<Request>(1s);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->msg.seq, *seq);
+  EXPECT_EQ(again->msg.flags, kRequestResend);
+  EXPECT_EQ(again->payload, "lost");
+}
+
+TEST(ClientDeadline, ExpiresTheWaitAndTheOutcomeCanBeCollected) {
+  Outcomes out;
+  FakeBroker broker;
+  auto client = OpenClient(MemoryOptions(broker));
+  ASSERT_TRUE(broker.AcceptHello());
+  auto seq = client->CallAsync("slow", "work", out.Callback(), 100ms);
+  ASSERT_TRUE(seq.ok());
+  ASSERT_TRUE(broker.Expect<Request>());
+  ASSERT_TRUE(out.WaitForCount(1));
+  EXPECT_EQ(out.at(0).status().code(), ErrorCode::kDeadlineExceeded);
+  EXPECT_EQ(client->stats().deadline_exceeded, 1u);
+  auto ops = client->ListOperations();
+  ASSERT_EQ(ops.size(), 1u);
+  EXPECT_EQ(ops[0].state, ClientOpState::kPrepared);
+
+  broker.Respond("test-session", *seq, "finally");
+  auto r = client->Collect(*seq, 2s);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->payload, "finally");
+  EXPECT_EQ(out.size(), 1u);  // the expired caller is not called again
+  EXPECT_EQ(client->Collect(*seq + 1000).status().code(), ErrorCode::kNotFound);
+}
+
+TEST(ClientRestart, PreparedOperationSurvivesTheProcess) {
+  FakeBroker broker;
+  TempDir dir;
+  Seq seq = 0;
+  {
+    auto client = OpenClient(DurableOptions(broker, dir));
+    ASSERT_TRUE(broker.AcceptHello());
+    auto s = client->CallAsync("bank.transfer", "a b 5", nullptr);
+    ASSERT_TRUE(s.ok());
+    seq = *s;
+    // Once the broker has it, the journal must already hold it.
+    ASSERT_TRUE(broker.Expect<Request>());
+  }
+  auto client = OpenClient(DurableOptions(broker, dir));
+  EXPECT_EQ(client->incarnation(), 2u);
+  auto ops = client->ListOperations();
+  ASSERT_EQ(ops.size(), 1u);
+  EXPECT_EQ(ops[0].seq, seq);
+  EXPECT_EQ(ops[0].service, "bank.transfer");
+  EXPECT_EQ(ops[0].state, ClientOpState::kPrepared);
+  // Seqs continue after the journaled ones.
+  auto next = client->CallAsync("echo", "x", nullptr);
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ(*next, seq + 1);
+}
+
+TEST(ClientRestart, StateExchangeCarriesPendingAndCompleted) {
+  Events events;
+  FakeBroker broker;
+  TempDir dir;
+  ClientOptions o = DurableOptions(broker, dir);
+  o.keep_completed = true;
+  Seq a = 0, b = 0;
+  {
+    Outcomes out;  // outlives the client, which calls it at close
+    auto client = OpenClient(o);
+    ASSERT_TRUE(broker.AcceptHello());
+    a = *client->CallAsync("echo", "a", out.Callback());
+    b = *client->CallAsync("echo", "b", out.Callback());
+    ASSERT_TRUE(broker.Expect<Request>());
+    ASSERT_TRUE(broker.Expect<Request>());
+    broker.Respond("test-session", b, "reply b");
+    ASSERT_TRUE(out.WaitForCount(1));
+  }
+  auto client = OpenClient(o);
+  client->SetRecoveryCallback(events.Callback());
+  auto hello = broker.AcceptHello();
+  ASSERT_TRUE(hello);
+  EXPECT_EQ(hello->incarnation, 2u);
+  auto x = broker.Expect<StateExchange>();
+  ASSERT_TRUE(x);
+  EXPECT_EQ(x->msg.role, Role::kClient);
+  ASSERT_EQ(x->msg.clients.size(), 1u);
+  const ClientVector& v = x->msg.clients[0];
+  EXPECT_EQ(v.session, "test-session");
+  EXPECT_EQ(v.incarnation, 2u);
+  EXPECT_EQ(v.journal_id, hello->journal_id);
+  EXPECT_EQ(v.completed_watermark, a);
+  EXPECT_EQ(v.next_seq, b + 1);
+  EXPECT_EQ(v.pending, std::vector<Seq>{a});
+  EXPECT_EQ(v.completed, std::vector<Seq>{b});
+  EXPECT_TRUE(WaitFor([&] { return client->stats().state_exchanges == 1; }));
+  EXPECT_TRUE(
+      WaitFor([&] { return events.Saw(RecoveryEventKind::kStateExchanged); }));
+
+  auto ops = client->ListOperations();
+  ASSERT_EQ(ops.size(), 2u);
+  EXPECT_EQ(ops[0].state, ClientOpState::kPrepared);
+  EXPECT_EQ(ops[1].state, ClientOpState::kCompleted);
+  auto rb = client->Collect(b);
+  ASSERT_TRUE(rb.ok());
+  EXPECT_EQ(rb->payload, "reply b");
+
+  // The outcome of `a` arrives after the restart: collected, and counted as
+  // recovered.
+  broker.Respond("test-session", a, "reply a");
+  auto ra = client->Collect(a, 2s);
+  ASSERT_TRUE(ra.ok()) << ra.status().ToString();
+  EXPECT_EQ(ra->payload, "reply a");
+  EXPECT_EQ(client->stats().responses_recovered, 1u);
+}
+
+TEST(ClientRestart, EmptyResponseIsNotConfusedWithTheRequest) {
+  FakeBroker broker;
+  TempDir dir;
+  ClientOptions o = DurableOptions(broker, dir);
+  o.keep_completed = true;
+  Seq seq = 0;
+  {
+    auto client = OpenClient(o);
+    ASSERT_TRUE(broker.AcceptHello());
+    auto future = client->CallFuture("echo", "request bytes");
+    auto req = broker.Expect<Request>();
+    ASSERT_TRUE(req);
+    seq = req->msg.seq;
+    broker.Respond("test-session", seq, "");
+    auto r = future.get();
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->payload, "");
+  }
+  auto client = OpenClient(o);
+  auto r = client->Collect(seq);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->payload, "");
+}
+
+TEST(ClientJournal, SecondOpenOnTheSameJournalIsLocked) {
+  FakeBroker broker;
+  TempDir dir;
+  auto first = OpenClient(DurableOptions(broker, dir));
+  auto second = Client::Open(DurableOptions(broker, dir));
+  EXPECT_EQ(second.status().code(), ErrorCode::kJournalLocked);
+}
+
+TEST(ClientJournal, OpenFromAnotherProcessIsLocked) {
+  FakeBroker broker;
+  TempDir dir;
+  auto first = OpenClient(DurableOptions(broker, dir));
+  ClientOptions o = DurableOptions(broker, dir);
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    auto second = Client::Open(o);
+    ::_exit(!second.ok() && second.status().code() == ErrorCode::kJournalLocked
+                ? 0
+                : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+TEST(ClientLimits, MaxOutstandingRefusesAsyncAndMakesCallWait) {
+  FakeBroker broker;
+  ClientOptions o = MemoryOptions(broker);
+  o.max_outstanding = 8;
+  auto client = OpenClient(o);
+  ASSERT_TRUE(broker.AcceptHello(kFirstEpoch, /*max_outstanding=*/2));
+  // The broker's lower bound applies once WELCOME is read.
+  ASSERT_TRUE(WaitFor([&] {
+    auto s = client->CallAsync("echo", "probe", nullptr);
+    if (!s.ok()) return s.status().code() == ErrorCode::kLimitExceeded;
+    return false;
+  }));
+  std::vector<Seq> seqs;
+  for (int i = 0; i < 2; ++i) {
+    auto r = broker.Expect<Request>();
+    ASSERT_TRUE(r);
+    seqs.push_back(r->msg.seq);
+  }
+  EXPECT_EQ(client->CallAsync("echo", "x", nullptr).status().code(),
+            ErrorCode::kLimitExceeded);
+  std::atomic<bool> done{false};
+  Result<Reply> sync_result(ErrorCode::kInternal, "not run");
+  std::thread caller([&] {
+    sync_result = client->Call("echo", "sync", 3s);
+    done = true;
+  });
+  // Call waits for a slot: nothing leaves until a response frees one.
+  EXPECT_FALSE(broker.Expect<Request>(100ms));
+  broker.Respond("test-session", seqs[0], "one");
+  auto req = broker.Expect<Request>();
+  ASSERT_TRUE(req);
+  EXPECT_EQ(req->payload, "sync");
+  broker.Respond("test-session", req->msg.seq, "sync reply");
+  caller.join();
+  ASSERT_TRUE(sync_result.ok()) << sync_result.status().ToString();
+  EXPECT_EQ(sync_result->payload, "sync reply");
+}
+
+TEST(ClientAck, CarriesWatermarkAndCompletedSeqsAboveIt) {
+  FakeBroker broker;
+  auto client = OpenClient(MemoryOptions(broker));
+  ASSERT_TRUE(broker.AcceptHello());
+  Seq a = *client->CallAsync("echo", "a", nullptr);
+  Seq b = *client->CallAsync("echo", "b", nullptr);
+  ASSERT_TRUE(broker.Expect<Request>());
+  ASSERT_TRUE(broker.Expect<Request>());
+  broker.Respond("test-session", b, "rb");
+  auto ack = broker.Expect<Ack>();
+  ASSERT_TRUE(ack);
+  EXPECT_EQ(ack->msg.session, "test-session");
+  EXPECT_EQ(ack->msg.completed_watermark, a);
+  EXPECT_EQ(ack->msg.seqs, std::vector<Seq>{b});
+  broker.Respond("test-session", a, "ra");
+  ack = broker.Expect<Ack>();
+  ASSERT_TRUE(ack);
+  EXPECT_EQ(ack->msg.completed_watermark, b + 1);
+  EXPECT_TRUE(ack->msg.seqs.empty());
+  // Delivered and acknowledged: dropped from the journal by default.
+  EXPECT_TRUE(WaitFor([&] { return client->ListOperations().empty(); }));
+}
+
+TEST(ClientForget, DropsOnlyCompletedOperations) {
+  FakeBroker broker;
+  ClientOptions o = MemoryOptions(broker);
+  o.keep_completed = true;
+  auto client = OpenClient(o);
+  ASSERT_TRUE(broker.AcceptHello());
+  auto future = client->CallFuture("echo", "f");
+  auto req = broker.Expect<Request>();
+  ASSERT_TRUE(req);
+  Seq seq = req->msg.seq;
+  EXPECT_EQ(client->Forget(seq).code(), ErrorCode::kInvalidArgument);
+  broker.Respond("test-session", seq, "r");
+  ASSERT_TRUE(future.get().ok());
+  ASSERT_TRUE(broker.Expect<Ack>());
+  EXPECT_EQ(client->ListOperations().size(), 1u);  // kept until Forget
+  EXPECT_TRUE(client->Forget(seq).ok());
+  EXPECT_EQ(client->Forget(seq).code(), ErrorCode::kNotFound);
+  EXPECT_TRUE(client->ListOperations().empty());
+}
+
+TEST(ClientInput, MalformedFramesAreDroppedAndTheClientKeepsWorking) {
+  FakeBroker broker;
+  auto client = OpenClient(MemoryOptions(broker));
+  ASSERT_TRUE(broker.AcceptHello());
+  ASSERT_TRUE(broker.SendRaw({"garbage"}));
+  ASSERT_TRUE(broker.SendRaw({"", "", "", ""}));
+  ASSERT_TRUE(broker.SendRaw({std::string(100, '\xff'), "payload"}));
+  Hello wrong_way;  // well-formed, but never sent by a broker
+  wrong_way.id = "x";
+  wrong_way.incarnation = 1;
+  wrong_way.journal_id = 1;
+  broker.Send(wrong_way);
+  ASSERT_TRUE(WaitFor([&] { return client->stats().malformed >= 4; }));
+  auto future = client->CallFuture("echo", "still here");
+  auto req = broker.Expect<Request>();
+  ASSERT_TRUE(req);
+  broker.Respond("test-session", req->msg.seq, "yes");
+  auto r = future.get();
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->payload, "yes");
+}
+
+TEST(ClientProbe, IsAnsweredWithTheClientVectorOfTheProbedSeqs) {
+  FakeBroker broker;
+  auto client = OpenClient(MemoryOptions(broker));
+  ASSERT_TRUE(broker.AcceptHello());
+  Seq a = *client->CallAsync("echo", "a", nullptr);
+  Seq b = *client->CallAsync("echo", "b", nullptr);
+  ASSERT_TRUE(broker.Expect<Request>());
+  ASSERT_TRUE(broker.Expect<Request>());
+  Probe p;
+  p.probe_id = 77;
+  p.session = "test-session";
+  p.seqs = {b};
+  broker.Send(p);
+  auto reply = broker.Expect<ProbeReply>();
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->msg.probe_id, 77u);
+  EXPECT_EQ(reply->msg.role, Role::kClient);
+  ASSERT_EQ(reply->msg.clients.size(), 1u);
+  EXPECT_EQ(reply->msg.clients[0].completed_watermark, a);
+  EXPECT_EQ(reply->msg.clients[0].pending, std::vector<Seq>{b});
+  EXPECT_EQ(reply->msg.clients[0].next_seq, b + 1);
+}
+
+TEST(ClientBroker, UnknownSessionErrorBringsANewHello) {
+  FakeBroker broker;
+  auto client = OpenClient(MemoryOptions(broker));
+  ASSERT_TRUE(broker.AcceptHello());
+  Error e;
+  e.code = ErrorCode::kUnknownSession;
+  e.message = "who are you";
+  broker.Send(e);
+  auto hello = broker.Expect<Hello>(1s);
+  ASSERT_TRUE(hello);
+  EXPECT_EQ(hello->msg.last_epoch, kFirstEpoch);
+}
+
+TEST(ClientBroker, DuplicateIdentityIsRetried) {
+  FakeBroker broker;
+  auto client = OpenClient(MemoryOptions(broker));
+  ASSERT_TRUE(broker.Expect<Hello>());
+  Error e;
+  e.code = ErrorCode::kDuplicateIdentity;
+  e.message = "held by a live process";
+  broker.Send(e);
+  auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(broker.Expect<Hello>(1s));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 50ms);
+}
+
+TEST(ClientBroker, RestartBringsHelloAndStateExchange) {
+  Outcomes out;
+  Events events;
+  auto broker = std::make_unique<FakeBroker>();
+  int port = broker->port();
+  auto client = OpenClient(MemoryOptions(*broker));
+  client->SetRecoveryCallback(events.Callback());
+  ASSERT_TRUE(broker->AcceptHello(kFirstEpoch));
+  Seq seq = *client->CallAsync("echo", "across", out.Callback());
+  ASSERT_TRUE(broker->Expect<Request>());
+
+  broker.reset();  // the broker dies with the request
+  broker = std::make_unique<FakeBroker>(port);
+  auto hello = broker->AcceptHello(kSecondEpoch);
+  ASSERT_TRUE(hello);
+  EXPECT_EQ(hello->last_epoch, kFirstEpoch);
+  auto x = broker->Expect<StateExchange>();
+  ASSERT_TRUE(x);
+  ASSERT_EQ(x->msg.clients.size(), 1u);
+  EXPECT_EQ(x->msg.clients[0].pending, std::vector<Seq>{seq});
+  EXPECT_TRUE(WaitFor([&] {
+    return events.Saw(RecoveryEventKind::kBrokerReturned) &&
+           events.Saw(RecoveryEventKind::kStateExchanged);
+  }));
+  broker->Respond("test-session", seq, "made it");
+  ASSERT_TRUE(out.WaitForCount(1));
+  ASSERT_TRUE(out.at(0).ok());
+  EXPECT_EQ(out.at(0)->payload, "made it");
+}
+
+TEST(ClientBroker, SilentBrokerIsDeclaredDeadAndGreetedAgain) {
+  FakeBroker broker;
+  auto client = OpenClient(MemoryOptions(broker));
+  ASSERT_TRUE(broker.AcceptHello(kFirstEpoch, 1024, /*heartbeat_ms=*/50));
+  // Heartbeats go out while the client is idle...
+  ASSERT_TRUE(broker.Expect<Heartbeat>(1s));
+  // ...and after 3 silent intervals the client says HELLO again.
+  auto hello = broker.Expect<Hello>(2s);
+  ASSERT_TRUE(hello);
+  EXPECT_EQ(hello->msg.last_epoch, kFirstEpoch);
+}
+
+TEST(ClientClose, WaitersGetClosedAndCallsAfterwardFail) {
+  Outcomes out;
+  FakeBroker broker;
+  {
+    auto client = OpenClient(MemoryOptions(broker));
+    ASSERT_TRUE(broker.AcceptHello());
+    ASSERT_TRUE(
+        client->CallAsync("echo", "never answered", out.Callback()).ok());
+    ASSERT_TRUE(broker.Expect<Request>());
+  }
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out.at(0).status().code(), ErrorCode::kClosed);
+  EXPECT_TRUE(broker.Expect<Goodbye>(1s));
+}
+
+TEST(ClientCall, InvalidServiceNameIsRefused) {
+  FakeBroker broker;
+  auto client = OpenClient(MemoryOptions(broker));
+  EXPECT_EQ(client->CallAsync("", "x", nullptr).status().code(),
+            ErrorCode::kInvalidArgument);
+  EXPECT_EQ(client->CallAsync("bad name", "x", nullptr).status().code(),
+            ErrorCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace rejoin
