@@ -1,0 +1,202 @@
+// Whole-system behaviour beyond single table rows: deadlines and collecting
+// outcomes after a restart, a server that never returns, a broker killed with
+// operations in flight at several servers, and hostile input next to a
+// normal session.
+#include <thread>
+#include <zmq.hpp>
+
+#include "e2e/e2e_fixture.h"
+#include "rejoin/proto/codec.h"
+
+namespace rejoin::testing {
+namespace {
+
+using Where = FaultPoint::Where;
+constexpr auto kWait = std::chrono::seconds(20);
+
+class SystemEndToEnd : public EndToEnd {
+ protected:
+  Process StartBrokerProcess() {
+    return Process(
+        REJOIN_BROKER_BIN,
+        {"--endpoint", endpoint_, "--heartbeat-ms", "50", "--probe-ms", "20",
+         "--grace-ms", "300", "--lease-ms", "1000", "--log-level", "warn"},
+        dir_.Sub("broker.log"));
+  }
+};
+
+TEST_F(SystemEndToEnd, ClientGivesUpOnDeadlineAndCollectsAfterRestart) {
+  StartBroker();
+  StartServer("slow", {"--delay-ms", "600"});
+  Seq seq = 0;
+  {
+    auto client = OpenClient("patient");
+    auto r = client->Call("echo", "later", std::chrono::milliseconds(100));
+    ASSERT_EQ(r.status().code(), ErrorCode::kDeadlineExceeded);
+    auto ops = client->ListOperations();
+    ASSERT_EQ(ops.size(), 1u);
+    seq = ops[0].seq;
+  }  // the client exits while the server is still executing
+  ASSERT_TRUE(WaitFor([&] { return Executions("patient", seq) == 1; }, kWait));
+  auto client = OpenClient("patient");
+  auto ops = client->ListOperations();
+  ASSERT_EQ(ops.size(), 1u);
+  EXPECT_EQ(ops[0].seq, seq);
+  auto r = client->Collect(seq, kWait);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->payload, Expected("later", seq));
+  EXPECT_EQ(Executions("patient", seq), 1);
+}
+
+TEST_F(SystemEndToEnd, ServerThatNeverReturnsHasIdempotentWorkMoved) {
+  StartBroker();
+  Process& a = StartServer("a", {"--idempotent", "--delay-ms", "5000"});
+  auto client = OpenClient("mover");
+  auto future = client->CallFuture("echo", "move-me", kWait);
+  ASSERT_TRUE(
+      WaitFor([&] { return ReadExecutions(Ledger()).size() == 1; }, kWait));
+  a.Kill9();
+  StartServer("b", {"--idempotent"});
+  auto r = future.get();
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->status, ErrorCode::kOk);
+  EXPECT_EQ(r->payload, Expected("move-me", r->seq));
+  EXPECT_GE(BrokerCounters().moved, 1u);
+}
+
+TEST_F(SystemEndToEnd, ServerThatNeverReturnsLeavesUnsafeWorkInDoubt) {
+  StartBroker();
+  Process& a = StartServer("a", {"--delay-ms", "5000"});
+  auto client = OpenClient("stuck");
+  auto future = client->CallFuture("echo", "unsafe", kWait);
+  ASSERT_TRUE(
+      WaitFor([&] { return ReadExecutions(Ledger()).size() == 1; }, kWait));
+  a.Kill9();
+  StartServer("b");
+  auto r = future.get();
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->status, ErrorCode::kInDoubt);
+  // Never run a second time on the other server.
+  EXPECT_EQ(Executions("stuck", r->seq), 1);
+}
+
+TEST_F(SystemEndToEnd, BrokerKilledWithWorkAtSeveralServersRunsNothingTwice) {
+  Process broker = StartBrokerProcess();
+  StartServer("a", {"--delay-ms", "200", "--concurrency", "4"});
+  StartServer("b", {"--delay-ms", "200", "--concurrency", "4"});
+  auto client = OpenClient("busy");
+  std::vector<std::future<Result<Reply>>> calls;
+  for (int i = 0; i < 16; ++i) {
+    calls.push_back(client->CallFuture("echo", "w" + std::to_string(i), kWait));
+  }
+  // Both servers are executing when the broker dies.
+  ASSERT_TRUE(
+      WaitFor([&] { return ReadExecutions(Ledger()).size() >= 4; }, kWait));
+  broker.Kill9();
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  broker = StartBrokerProcess();
+  for (std::size_t i = 0; i < calls.size(); ++i) {
+    auto r = calls[i].get();
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->status, ErrorCode::kOk);
+    EXPECT_EQ(r->payload, Expected("w" + std::to_string(i), r->seq));
+  }
+  for (const auto& [key, count] : ReadExecutions(Ledger())) {
+    EXPECT_EQ(count, 1) << key.first << " " << key.second;
+  }
+  EXPECT_EQ(ReadExecutions(Ledger()).size(), 16u);
+}
+
+// Frames a hostile or broken peer might send.
+std::vector<std::vector<std::string>> HostileFrames() {
+  std::string request = EncodeHeader(Request{"mallory", 1, "echo", 1, 0, 0});
+  std::string wrong_version = request;
+  wrong_version[2] = 9;
+  std::string unknown_type = request;
+  unknown_type[3] = static_cast<char>(77);
+  std::string truncated = request.substr(0, request.size() - 3);
+  std::string trailing = request + "xx";
+  return {
+      {""},
+      {"RJ"},
+      {"garbage that is not rejoin at all"},
+      {wrong_version, ""},
+      {unknown_type, ""},
+      {truncated, ""},
+      {trailing, ""},
+      {request},                     // REQUEST without its payload frame
+      {request, "", "extra frame"},  // one frame too many
+      {request, "payload"},          // REQUEST before HELLO
+      {EncodeHeader(Heartbeat{1})},  // HEARTBEAT before HELLO
+      {EncodeHeader(Welcome{1, 1, 1, 1, 0})},  // broker-only message
+  };
+}
+
+TEST_F(SystemEndToEnd, HostileInputIsAnsweredOrDroppedWhileSessionsRun) {
+  BrokerOptions o = TestBrokerOptions();
+  o.max_message_bytes = 64 * 1024;
+  StartBroker(o);
+  StartServer("s1");
+  auto client = OpenClient("normal");
+
+  std::atomic<bool> stop{false};
+  std::thread attacker([&] {
+    zmq::context_t ctx;
+    zmq::socket_t raw(ctx, zmq::socket_type::dealer);
+    raw.set(zmq::sockopt::linger, 0);
+    raw.connect(endpoint_);
+    const auto frames = HostileFrames();
+    std::string oversized(200 * 1024, 'x');
+    Hello hello{Role::kClient, "mallory", 1, 1, 0, {}};
+    int round = 0;
+    while (!stop.load()) {
+      for (const auto& msg : frames) {
+        for (std::size_t i = 0; i < msg.size(); ++i) {
+          zmq::message_t m(msg[i].data(), msg[i].size());
+          raw.send(m, i + 1 < msg.size() ? zmq::send_flags::sndmore
+                                         : zmq::send_flags::none);
+        }
+      }
+      // A real session that then sends an oversized payload and an unknown
+      // service: both answered, neither disturbs anyone else.
+      if (round++ == 0) {
+        std::string h = EncodeHeader(hello);
+        raw.send(zmq::buffer(h), zmq::send_flags::none);
+        std::string big = EncodeHeader(Request{"mallory", 5, "echo", 1, 0, 0});
+        raw.send(zmq::buffer(big), zmq::send_flags::sndmore);
+        raw.send(zmq::buffer(oversized), zmq::send_flags::none);
+        std::string nosvc =
+            EncodeHeader(Request{"mallory", 6, "no.such.service", 1, 0, 0});
+        raw.send(zmq::buffer(nosvc), zmq::send_flags::sndmore);
+        raw.send(zmq::buffer(std::string("x")), zmq::send_flags::none);
+      }
+      // Drain whatever the broker answers.
+      zmq::message_t in;
+      while (raw.recv(in, zmq::recv_flags::dontwait)) {
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  });
+
+  for (int i = 0; i < 200; ++i) {
+    const std::string payload = "n" + std::to_string(i);
+    auto r = client->Call("echo", payload, kWait);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    ASSERT_EQ(r->payload, Expected(payload, r->seq));
+  }
+  stop.store(true);
+  attacker.join();
+  const BrokerStats s = BrokerCounters();
+  EXPECT_GT(s.malformed, 0u);
+  EXPECT_GT(s.bad_version, 0u);
+  EXPECT_GT(s.unknown_type, 0u);
+  EXPECT_GT(s.unknown_peer, 0u);
+  EXPECT_GE(s.too_large, 1u);
+  EXPECT_GE(s.answered_errors, 2u);  // too large + unknown service
+  for (const auto& [key, count] : ReadExecutions(Ledger())) {
+    EXPECT_EQ(count, 1);
+  }
+}
+
+}  // namespace
+}  // namespace rejoin::testing

@@ -1,0 +1,35 @@
+# End-to-end tests: a real broker (in-process over loopback TCP, or the
+# rejoin-broker binary) with server and client processes started from the
+# test programs below. Included from tests/CMakeLists.txt.
+find_package(CLI11 REQUIRED)
+
+add_library(rejoin_e2e_harness STATIC e2e/harness.cpp)
+target_include_directories(rejoin_e2e_harness PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
+rejoin_target_warnings(rejoin_e2e_harness)
+
+add_executable(rejoin-test-server e2e/test_server.cpp)
+target_link_libraries(rejoin-test-server PRIVATE rejoin::server CLI11::CLI11)
+rejoin_target_warnings(rejoin-test-server)
+
+add_executable(rejoin-test-client e2e/test_client.cpp)
+target_link_libraries(rejoin-test-client PRIVATE rejoin::client
+                      rejoin_e2e_harness CLI11::CLI11)
+rejoin_target_warnings(rejoin-test-client)
+
+set(REJOIN_E2E_BINARIES
+  REJOIN_TEST_SERVER_BIN="$<TARGET_FILE:rejoin-test-server>"
+  REJOIN_TEST_CLIENT_BIN="$<TARGET_FILE:rejoin-test-client>"
+  REJOIN_BROKER_BIN="$<TARGET_FILE:rejoin-broker>")
+
+foreach(name breakpoint_e2e_test system_e2e_test crash_test)
+  if(name STREQUAL "crash_test")
+    set(label crash)
+  else()
+    set(label e2e)
+  endif()
+  rejoin_add_test(${name} LABEL ${label}
+    SOURCES e2e/${name}.cpp
+    LIBS rejoin::broker rejoin::client rejoin::proto rejoin_e2e_harness)
+  target_compile_definitions(${name} PRIVATE ${REJOIN_E2E_BINARIES})
+  add_dependencies(${name} rejoin-test-server rejoin-test-client rejoin-broker)
+endforeach()
