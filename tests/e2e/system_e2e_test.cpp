@@ -1,7 +1,11 @@
 // Whole-system behaviour beyond single table rows: deadlines and collecting
 // outcomes after a restart, a server that never returns, a broker killed with
 // operations in flight at several servers, and hostile input next to a
-// normal session.
+// normal session; fencing, hung servers and rejoin-call.
+#include <signal.h>
+
+#include <fstream>
+#include <iterator>
 #include <thread>
 #include <zmq.hpp>
 
@@ -196,6 +200,134 @@ TEST_F(SystemEndToEnd, HostileInputIsAnsweredOrDroppedWhileSessionsRun) {
   for (const auto& [key, count] : ReadExecutions(Ledger())) {
     EXPECT_EQ(count, 1);
   }
+}
+
+}  // namespace
+}  // namespace rejoin::testing
+
+namespace rejoin::testing {
+namespace {
+
+// A raw endpoint speaking the protocol by hand, for fencing checks.
+class RawEndpoint {
+ public:
+  RawEndpoint(zmq::context_t& ctx, const std::string& endpoint)
+      : socket_(ctx, zmq::socket_type::dealer) {
+    socket_.set(zmq::sockopt::linger, 0);
+    socket_.connect(endpoint);
+  }
+  void Send(const Message& m) {
+    std::string h = EncodeHeader(m);
+    socket_.send(zmq::buffer(h), zmq::send_flags::none);
+  }
+  // The next WELCOME or ERROR, skipping heartbeats.
+  Message Next() {
+    socket_.set(zmq::sockopt::rcvtimeo, 5000);
+    for (;;) {
+      zmq::message_t frame;
+      if (!socket_.recv(frame)) return Goodbye{"timeout"};
+      auto m =
+          DecodeHeader(std::string_view(static_cast<const char*>(frame.data()),
+                                        frame.size()),
+                       1);
+      if (m.ok() && !std::holds_alternative<Heartbeat>(*m)) return *m;
+    }
+  }
+  void Close() { socket_.close(); }
+
+ private:
+  zmq::socket_t socket_;
+};
+
+ErrorCode CodeOf(const Message& m) {
+  if (const auto* e = std::get_if<Error>(&m)) return e->code;
+  return std::holds_alternative<Welcome>(m) ? ErrorCode::kOk
+                                            : ErrorCode::kInternal;
+}
+
+TEST_F(SystemEndToEnd, OlderIncarnationIsFencedAndSecondLiveProcessRefused) {
+  StartBroker();
+  zmq::context_t ctx;
+  RawEndpoint current(ctx, endpoint_);
+  current.Send(Hello{Role::kClient, "fence-me", 5, 77, 0, {}});
+  EXPECT_EQ(CodeOf(current.Next()), ErrorCode::kOk);
+
+  RawEndpoint stale(ctx, endpoint_);
+  stale.Send(Hello{Role::kClient, "fence-me", 4, 77, 0, {}});
+  EXPECT_EQ(CodeOf(stale.Next()), ErrorCode::kFenced);
+
+  RawEndpoint newer(ctx, endpoint_);
+  newer.Send(Hello{Role::kClient, "fence-me", 6, 77, 0, {}});
+  EXPECT_EQ(CodeOf(newer.Next()), ErrorCode::kDuplicateIdentity);
+
+  // Once the old process's connection is gone, the newer one wins.
+  current.Close();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        newer.Send(Hello{Role::kClient, "fence-me", 6, 77, 0, {}});
+        return CodeOf(newer.Next()) == ErrorCode::kOk;
+      },
+      kWait));
+  EXPECT_GE(BrokerCounters().fenced, 1u);
+  EXPECT_GE(BrokerCounters().duplicate_identity, 1u);
+}
+
+TEST_F(SystemEndToEnd, SecondClientOnALiveSessionWaitsForTheFirstToLeave) {
+  StartBroker();
+  StartServer("s1");
+  auto first = OpenClient("shared");
+  ASSERT_TRUE(first->Call("echo", "one", kWait).ok());
+  ClientOptions o = ClientOptionsFor("shared");
+  o.journal_dir = dir_.Sub("another-journal");
+  auto second = Client::Open(o);
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  auto refused = (*second)->Call("echo", "two", std::chrono::milliseconds(400));
+  EXPECT_EQ(refused.status().code(), ErrorCode::kDeadlineExceeded);
+  EXPECT_GE(BrokerCounters().duplicate_identity, 1u);
+  first.reset();  // says GOODBYE
+  auto ops = (*second)->ListOperations();
+  ASSERT_EQ(ops.size(), 1u);
+  auto r = (*second)->Collect(ops[0].seq, kWait);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->payload, Expected("two", ops[0].seq));
+}
+
+TEST_F(SystemEndToEnd, HungServerIsDeclaredDeadAndReturnsWhenResumed) {
+  StartBroker();
+  Process& server = StartServer("s1");
+  auto client = OpenClient("watcher");
+  ASSERT_TRUE(client->Call("echo", "before", kWait).ok());
+  ASSERT_EQ(BrokerCounters().servers, 1u);
+  // SIGSTOP keeps the TCP connection open: only heartbeats can tell.
+  ::kill(server.pid(), SIGSTOP);
+  EXPECT_TRUE(WaitFor([&] { return BrokerCounters().servers == 0; }, kWait));
+  ::kill(server.pid(), SIGCONT);
+  EXPECT_TRUE(WaitFor([&] { return BrokerCounters().servers == 1; }, kWait));
+  auto r = client->Call("echo", "after", kWait);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->payload, Expected("after", r->seq));
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+TEST_F(SystemEndToEnd, RejoinCallPrintsTheResponseOrAClearError) {
+  StartBroker();
+  StartServer("s1");
+  const std::string out = dir_.Sub("call.out");
+  Process ok(REJOIN_CALL_BIN,
+             {"--endpoint", endpoint_, "--service", "echo", "hi"}, out);
+  EXPECT_EQ(ok.Wait(kWait), 0);
+  EXPECT_NE(ReadFile(out).find("ok:hi@"), std::string::npos) << ReadFile(out);
+
+  const std::string err = dir_.Sub("call.err");
+  Process bad(REJOIN_CALL_BIN,
+              {"--endpoint", endpoint_, "--service", "no.such", "hi"}, err);
+  EXPECT_NE(bad.Wait(kWait), 0);
+  EXPECT_NE(ReadFile(err).find("unknown_service"), std::string::npos)
+      << ReadFile(err);
 }
 
 }  // namespace

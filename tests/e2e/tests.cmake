@@ -19,7 +19,8 @@ rejoin_target_warnings(rejoin-test-client)
 set(REJOIN_E2E_BINARIES
   REJOIN_TEST_SERVER_BIN="$<TARGET_FILE:rejoin-test-server>"
   REJOIN_TEST_CLIENT_BIN="$<TARGET_FILE:rejoin-test-client>"
-  REJOIN_BROKER_BIN="$<TARGET_FILE:rejoin-broker>")
+  REJOIN_BROKER_BIN="$<TARGET_FILE:rejoin-broker>"
+  REJOIN_CALL_BIN="$<TARGET_FILE:rejoin-call>")
 
 foreach(name breakpoint_e2e_test system_e2e_test crash_test)
   if(name STREQUAL "crash_test")
@@ -31,5 +32,12 @@ foreach(name breakpoint_e2e_test system_e2e_test crash_test)
     SOURCES e2e/${name}.cpp
     LIBS rejoin::broker rejoin::client rejoin::proto rejoin_e2e_harness)
   target_compile_definitions(${name} PRIVATE ${REJOIN_E2E_BINARIES})
-  add_dependencies(${name} rejoin-test-server rejoin-test-client rejoin-broker)
+  add_dependencies(${name} rejoin-test-server rejoin-test-client rejoin-broker
+                   rejoin-call)
 endforeach()
+
+# The long version of the kill -9 cycles: `ctest -L soak` (or
+# REJOIN_TEST_LABELS=soak scripts/test.sh) runs 500 cycles of each.
+add_test(NAME crash_soak COMMAND crash_test)
+set_tests_properties(crash_soak PROPERTIES LABELS soak
+  ENVIRONMENT "REJOIN_SOAK_SCALE=10" TIMEOUT 3600)

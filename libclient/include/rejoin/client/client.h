@@ -118,6 +118,12 @@ class Client {
   // passes first, or with kClosed at shutdown. Returns the operation's seq, or
   // kLimitExceeded when max_outstanding calls are in flight, kInvalidArgument
   // for a bad service name, kClosed after shutdown began.
+  //
+  // Durability: the I/O thread journals the call (PREPARED) on its next loop
+  // turn, before the request leaves the process. A crash between this return
+  // and that turn loses the call without trace, and safely: it was never
+  // sent, so it never ran. A call ListOperations() shows after a restart is
+  // recovered to its one outcome.
   Result<Seq> CallAsync(std::string_view service, std::string_view payload,
                         Callback callback,
                         std::chrono::milliseconds deadline = {});
