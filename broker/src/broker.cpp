@@ -485,6 +485,22 @@ const RouteRef* Broker::Impl::Known(const std::string& route,
               "unknown connection: send HELLO", type);
     return nullptr;
   }
+  // A holder declared dead after silence (a stalled process, a network
+  // hiccup) is told to HELLO again: the broker may have acted on its death
+  // (leases, in-doubt answers), so it must return and exchange state. What it
+  // sent is still handled.
+  const Holder* holder = nullptr;
+  if (it->second.role == Role::kClient) {
+    auto s = sessions_.find(it->second.id);
+    if (s != sessions_.end()) holder = &s->second.holder;
+  } else {
+    auto s = servers_.find(it->second.id);
+    if (s != servers_.end()) holder = &s->second.holder;
+  }
+  if (holder != nullptr && holder->route == route && !holder->alive) {
+    SendError(route, ErrorCode::kUnknownSession,
+              "declared dead after silence: send HELLO", type);
+  }
   return &it->second;
 }
 
