@@ -108,11 +108,7 @@ Result<std::unique_ptr<Client::Impl>> Client::Impl::Create(
     if (Status s = impl->OpenSocket(); !s.ok()) return s;
     impl->io_thread_ = std::thread([raw = impl.get()] { raw->Run(); });
   } catch (const zmq::error_t& e) {
-    bool bad_endpoint = e.num() == EINVAL || e.num() == EPROTONOSUPPORT ||
-                        e.num() == ENOCOMPATPROTO;
-    return Status(
-        bad_endpoint ? ErrorCode::kInvalidArgument : ErrorCode::kIoError,
-        std::string("zmq: ") + e.what());
+    return Status(ErrorCode::kIoError, std::string("zmq: ") + e.what());
   } catch (const std::system_error& e) {
     return Status(ErrorCode::kIoError, std::string("thread: ") + e.what());
   }

@@ -28,6 +28,7 @@
 #include "rejoin/proto/journal.h"
 #include "rejoin/proto/messages.h"
 #include "rejoin/proto/state_vector.h"
+#include "rejoin/transport/link.h"
 
 namespace rejoin {
 
@@ -192,9 +193,8 @@ class Client::Impl {
   void Run();
   bool RunTurn();
   void Shutdown();
-  // Socket lifecycle.
+  // Connection lifecycle.
   Status OpenSocket();
-  void CloseSocket();
   void RecreateSocket(const char* why);
   void ReadMonitor();
   // Turn phases.
@@ -255,9 +255,7 @@ class Client::Impl {
   // --- I/O thread state ---------------------------------------------------
   std::unique_ptr<Journal> journal_;
   zmq::context_t context_;
-  std::optional<zmq::socket_t> dealer_;
-  std::optional<zmq::socket_t> monitor_;
-  std::uint64_t socket_generation_ = 0;
+  std::unique_ptr<transport::Link> link_;
   std::map<Seq, client_internal::PendingOp> pending_;
   Seq io_next_seq_ = 1;
   std::deque<client_internal::SendItem> send_queue_;

@@ -9,7 +9,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstring>
 #include <exception>
 #include <string>
 #include <utility>
@@ -54,53 +53,21 @@ std::chrono::milliseconds CeilMs(Clock::duration d) {
 // --- Socket lifecycle -------------------------------------------------------
 
 Status Client::Impl::OpenSocket() {
-  dealer_.emplace(context_, zmq::socket_type::dealer);
-  // Nothing may queue for a broker that is not there: a REQUEST that cannot
-  // leave stays in send_queue_ and goes after the next WELCOME.
-  dealer_->set(zmq::sockopt::immediate, 1);
-  dealer_->set(zmq::sockopt::linger, 0);
-  dealer_->set(zmq::sockopt::reconnect_ivl, 20);
-  dealer_->set(zmq::sockopt::reconnect_ivl_max, 200);
-  std::string name =
-      "inproc://rejoin-client-monitor-" + std::to_string(++socket_generation_);
-  // A completed handshake is the moment HELLO can leave (ZMQ_IMMEDIATE
-  // attaches the pipe only then); a disconnect means the broker may have
-  // restarted and the next WELCOME starts a return.
-  if (zmq_socket_monitor(
-          dealer_->handle(), name.c_str(),
-          ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED) != 0) {
-    int err = zmq_errno();
-    dealer_.reset();
-    return Status(ErrorCode::kIoError,
-                  std::string("zmq_socket_monitor: ") + zmq_strerror(err));
-  }
-  monitor_.emplace(context_, zmq::socket_type::pair);
-  monitor_->connect(name);
-  dealer_->connect(options_.endpoint);
+  // ZMQ_IMMEDIATE (set by the Link) keeps a REQUEST that cannot leave in
+  // send_queue_; it goes after the next WELCOME.
+  Result<std::unique_ptr<transport::Link>> link =
+      transport::Link::Open(context_, options_.endpoint);
+  if (!link.ok()) return link.status();
+  link_ = std::move(*link);
   return Status::Ok();
-}
-
-void Client::Impl::CloseSocket() {
-  if (dealer_) {
-    zmq_socket_monitor(dealer_->handle(), nullptr, 0);
-  }
-  monitor_.reset();
-  dealer_.reset();
 }
 
 void Client::Impl::RecreateSocket(const char* why) {
   Log().info("session {}: new connection ({})", options_.session_id, why);
-  CloseSocket();
+  link_.reset();
   Unwelcome(why);
   returning_ = true;
-  Status s = Status::Ok();
-  try {
-    s = OpenSocket();
-  } catch (const zmq::error_t& e) {
-    s = Status(ErrorCode::kIoError, e.what());
-  }
-  if (!s.ok()) {
-    CloseSocket();
+  if (Status s = OpenSocket(); !s.ok()) {
     Log().error("session {}: cannot reopen socket: {}", options_.session_id,
                 s.ToString());
   }
@@ -108,23 +75,25 @@ void Client::Impl::RecreateSocket(const char* why) {
 }
 
 void Client::Impl::ReadMonitor() {
-  while (monitor_) {
-    zmq::message_t event;
-    zmq::message_t address;
-    if (!monitor_->recv(event, zmq::recv_flags::dontwait)) return;
-    if (event.more()) (void)monitor_->recv(address, zmq::recv_flags::none);
-    if (event.size() < sizeof(std::uint16_t)) continue;
-    std::uint16_t kind = 0;
-    std::memcpy(&kind, event.data(), sizeof kind);
-    if (kind == ZMQ_EVENT_DISCONNECTED) {
-      Unwelcome("disconnected");
-      returning_ = true;
-      ScheduleHello(Clock::now() + heartbeat_);
-    } else if (kind == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
-      // Events arrive in order, so a reconnect has already been seen as
-      // DISCONNECTED; a HELLO that went out before this event (the pipe
-      // attaches just before it is reported) must not be repeated.
-      if (!welcomed_ && !hello_pending_ && !fenced_) SendHello();
+  while (link_) {
+    switch (link_->ReadEvent()) {
+      case transport::Link::Event::kNone:
+        return;
+      case transport::Link::Event::kDisconnected:
+        // The broker may have restarted: the next WELCOME starts a return.
+        Unwelcome("disconnected");
+        returning_ = true;
+        ScheduleHello(Clock::now() + heartbeat_);
+        break;
+      case transport::Link::Event::kConnected:
+        // Events arrive in order, so a reconnect has already been seen as
+        // DISCONNECTED; a HELLO that went out before this event (the pipe
+        // attaches just before it is reported) must not be repeated.
+        if (!welcomed_ && !fenced_ && !link_->hello_sent()) SendHello();
+        break;
+      case transport::Link::Event::kClosed:
+        RecreateSocket("connection monitor closed");
+        return;
     }
   }
 }
@@ -177,13 +146,11 @@ bool Client::Impl::RunTurn() {
   zmq_pollitem_t items[3];
   int n = 0;
   int monitor_index = -1;
-  if (dealer_) {
+  if (link_) {
     short events = ZMQ_POLLIN;
     if (welcomed_ && !send_queue_.empty()) events |= ZMQ_POLLOUT;
-    items[n++] = {dealer_->handle(), 0, events, 0};
-  }
-  if (monitor_) {
-    items[n] = {monitor_->handle(), 0, ZMQ_POLLIN, 0};
+    items[n++] = {link_->socket_handle(), 0, events, 0};
+    items[n] = {link_->monitor_handle(), 0, ZMQ_POLLIN, 0};
     monitor_index = n++;
   }
   items[n] = {nullptr, wake_fd_.get(), ZMQ_POLLIN, 0};
@@ -240,13 +207,13 @@ void Client::Impl::Shutdown() {
     (void)TakeCommands(commands);
     for (Command& c : commands) HandleCommand(c);
     Commit();
-    if (welcomed_ && dealer_) {
+    if (welcomed_ && link_) {
       // A short linger lets GOODBYE reach the broker, so that a restarted
       // process of this session is not refused as a duplicate.
-      dealer_->set(zmq::sockopt::linger, 100);
+      link_->SetLinger(std::chrono::milliseconds(100));
       Goodbye bye;
       bye.reason = "client closing";
-      (void)transport::Send(*dealer_, "", bye);
+      (void)link_->Send(bye);
     }
   } catch (const zmq::error_t& e) {
     Log().warn("session {}: zmq error at shutdown: {}", options_.session_id,
@@ -254,7 +221,7 @@ void Client::Impl::Shutdown() {
   }
   FailAllWaiters(ErrorCode::kClosed, "client closed");
   Deliver();
-  CloseSocket();
+  link_.reset();
 }
 
 // --- Commands ---------------------------------------------------------------
@@ -378,10 +345,10 @@ std::vector<OperationInfo> Client::Impl::ListFromJournal() const {
 // --- Inbound ----------------------------------------------------------------
 
 void Client::Impl::ReadInbound() {
-  if (!dealer_) return;
+  if (!link_) return;
   for (int i = 0; i < client_internal::kReadBudget; ++i) {
     transport::Frames frames;
-    transport::ReadResult r = transport::TryRead(*dealer_, false, frames);
+    transport::ReadResult r = link_->Read(frames);
     if (r != transport::ReadResult::kMessage) return;
     last_recv_ = Clock::now();
     Result<Message> m = transport::Decode(frames);
@@ -688,7 +655,7 @@ void Client::Impl::Commit() {
 }
 
 void Client::Impl::Flush(TimePoint now) {
-  if (!failed_ok_ || !dealer_) {
+  if (!failed_ok_ || !link_) {
     outbox_.clear();
     return;
   }
@@ -765,13 +732,13 @@ void Client::Impl::Flush(TimePoint now) {
 }
 
 bool Client::Impl::SendNow(const Message& m, zmq::message_t* payload) {
-  if (!dealer_) return false;
+  if (!link_) return false;
   if (Status s = ValidateMessage(m); !s.ok()) {
     Log().error("session {}: not sending invalid {}: {}", options_.session_id,
                 MessageTypeName(TypeOf(m)), s.ToString());
     return false;
   }
-  transport::SendResult r = transport::Send(*dealer_, "", m, payload);
+  transport::SendResult r = link_->Send(m, payload);
   if (r != transport::SendResult::kOk) return false;
   last_send_ = Clock::now();
   return true;
@@ -896,7 +863,7 @@ void Client::Impl::ScheduleHello(TimePoint at) { hello_due_ = at; }
 
 void Client::Impl::SendHello() {
   TimePoint now = Clock::now();
-  if (!dealer_) {
+  if (!link_) {
     hello_due_ = now + heartbeat_;
     return;
   }

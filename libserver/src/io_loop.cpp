@@ -139,8 +139,8 @@ void IoLoop::Poll(Clock::time_point now) {
   std::size_t n = 0;
   items[n++] = zmq::pollitem_t{nullptr, pool_.fd(), ZMQ_POLLIN, 0};
   if (link_) {
-    items[n++] = zmq::pollitem_t{link_->socket().handle(), 0, ZMQ_POLLIN, 0};
-    items[n++] = zmq::pollitem_t{link_->monitor().handle(), 0, ZMQ_POLLIN, 0};
+    items[n++] = zmq::pollitem_t{link_->socket_handle(), 0, ZMQ_POLLIN, 0};
+    items[n++] = zmq::pollitem_t{link_->monitor_handle(), 0, ZMQ_POLLIN, 0};
   }
   try {
     zmq::poll(items.data(), n, wait);
@@ -175,10 +175,12 @@ void IoLoop::Leave(Clock::time_point now) {
   link_.reset();
 }
 
-void IoLoop::OnZmqError(const zmq::error_t& e) {
+void IoLoop::OnZmqError(const zmq::error_t& e) { OnLinkError(e.what()); }
+
+void IoLoop::OnLinkError(const std::string& what) {
   if (LogOnce("zmq")) {
     Log().warn("server {}: socket error: {}; reconnecting", options_.server_id,
-               e.what());
+               what);
   }
   DropLink(Clock::now() + kRelinkDelay);
 }
@@ -192,22 +194,20 @@ void IoLoop::HandleLinkEvents(Clock::time_point now) {
       case Link::Event::kNone:
         return;
       case Link::Event::kConnected:
-        connected_ = true;
         // A new connection is a new peer for the broker: HELLO at once,
         // unless the HELLO already went out on it (the connection can be
         // usable before its event is read).
-        if (!hello_sent_) next_hello_ = now;
+        if (!link_->hello_sent()) next_hello_ = now;
         break;
       case Link::Event::kDisconnected:
         // Messages may have been lost with the connection: report on
         // return (FLOWS §5).
         if (welcomed_) need_state_exchange_ = true;
-        connected_ = false;
         welcomed_ = false;
-        hello_sent_ = false;
         break;
-      case Link::Event::kOther:
-        break;
+      case Link::Event::kClosed:
+        OnLinkError("connection monitor closed");
+        return;
     }
   }
 }
@@ -215,7 +215,7 @@ void IoLoop::HandleLinkEvents(Clock::time_point now) {
 void IoLoop::ReadMessages(Clock::time_point now) {
   for (std::size_t i = 0; i < kMaxMessagesPerTurn && link_ && !failed_; ++i) {
     transport::Frames frames;
-    switch (transport::TryRead(link_->socket(), /*routed=*/false, frames)) {
+    switch (link_->Read(frames)) {
       case transport::ReadResult::kNothing:
         return;
       case transport::ReadResult::kClosed:
@@ -263,10 +263,13 @@ void IoLoop::Timers(Clock::time_point now) {
 }
 
 void IoLoop::OpenLink(Clock::time_point now) {
-  link_ = std::make_unique<Link>(context_, options_.endpoint);
-  connected_ = false;
+  Result<std::unique_ptr<Link>> link = Link::Open(context_, options_.endpoint);
+  if (!link.ok()) {
+    OnLinkError(link.status().message());
+    return;
+  }
+  link_ = std::move(*link);
   welcomed_ = false;
-  hello_sent_ = false;
   next_hello_ = now;
   last_heard_ = now;
 }
@@ -274,9 +277,7 @@ void IoLoop::OpenLink(Clock::time_point now) {
 void IoLoop::DropLink(Clock::time_point reopen_at) {
   if (welcomed_) need_state_exchange_ = true;
   link_.reset();
-  connected_ = false;
   welcomed_ = false;
-  hello_sent_ = false;
   next_link_ = reopen_at;
 }
 
@@ -288,17 +289,16 @@ void IoLoop::SendHello(Clock::time_point now) {
   h.journal_id = journal_->journal_id();
   h.last_epoch = epoch_;
   h.services = specs_;
-  switch (transport::Send(link_->socket(), "", h)) {
+  switch (link_->Send(h)) {
     case transport::SendResult::kOk:
       last_sent_ = now;
-      hello_sent_ = true;
       // No WELCOME within an interval: the HELLO or its answer was lost
       // (a broker starting up, say); say it again.
       next_hello_ = now + heartbeat_;
       return;
     case transport::SendResult::kWouldBlock:
     case transport::SendResult::kUnreachable:
-      next_hello_ = now + (connected_ ? kHandshakeRetry : heartbeat_);
+      next_hello_ = now + (link_->connected() ? kHandshakeRetry : heartbeat_);
       return;
     case transport::SendResult::kClosed:
       DropLink(now + kRelinkDelay);
@@ -313,7 +313,7 @@ void IoLoop::Send(const Message& m, zmq::message_t* payload,
   // the message; whatever is dropped here is in the journal and reaches the
   // broker through the state exchange that follows WELCOME.
   if (!welcomed_) return;
-  switch (transport::Send(link_->socket(), "", m, payload)) {
+  switch (link_->Send(m, payload)) {
     case transport::SendResult::kOk:
       last_sent_ = now;
       return;
@@ -362,7 +362,7 @@ void IoLoop::Fail(const Status& status) {
   // Tell the broker at once, so it stops dispatching here and its lease
   // rules take over; nothing else may leave without its record.
   if (link_ && welcomed_) {
-    (void)transport::Send(link_->socket(), "", Goodbye{"journal failure"});
+    (void)link_->Send(Goodbye{"journal failure"});
   }
   link_.reset();
   welcomed_ = false;

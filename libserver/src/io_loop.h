@@ -17,14 +17,16 @@
 #include <zmq.hpp>
 
 #include "counters.h"
-#include "link.h"
 #include "rejoin/proto/breakpoint.h"
 #include "rejoin/proto/journal.h"
 #include "rejoin/proto/messages.h"
 #include "rejoin/server/server.h"
+#include "rejoin/transport/link.h"
 #include "worker_pool.h"
 
 namespace rejoin::server_internal {
+
+using transport::Link;
 
 class IoLoop {
  public:
@@ -57,6 +59,8 @@ class IoLoop {
   void Turn(Clock::time_point now);
   void Leave(Clock::time_point now);
   void OnZmqError(const zmq::error_t& e);
+  // The link failed: drop it and reconnect after a pause.
+  void OnLinkError(const std::string& what);
 
   // Connection.
   void HandleLinkEvents(Clock::time_point now);
@@ -117,10 +121,8 @@ class IoLoop {
   const Incarnation incarnation_;
 
   // Connection state.
-  bool connected_ = false;   // a handshake finished, no disconnect since
-  bool hello_sent_ = false;  // a HELLO left since the last disconnect
-  bool welcomed_ = false;    // the broker answered HELLO on this connection
-  Epoch epoch_ = 0;          // of the last WELCOME
+  bool welcomed_ = false;  // the broker answered HELLO on this connection
+  Epoch epoch_ = 0;        // of the last WELCOME
   std::chrono::milliseconds heartbeat_;
   bool need_state_exchange_ = false;
   Clock::time_point next_hello_;

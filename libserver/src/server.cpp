@@ -11,16 +11,16 @@
 
 #include "counters.h"
 #include "io_loop.h"
-#include "link.h"
 #include "rejoin/proto/journal.h"
+#include "rejoin/transport/link.h"
 #include "worker_pool.h"
 
 namespace rejoin {
 
 using server_internal::Counters;
 using server_internal::IoLoop;
-using server_internal::Link;
 using server_internal::WorkerPool;
+using transport::Link;
 
 namespace {
 
@@ -102,20 +102,16 @@ class Server::Impl {
     // The first socket is made here so that a bad endpoint is reported by
     // Open; the I/O thread takes it over (thread start is the barrier
     // libzmq asks for when a socket changes threads).
-    std::unique_ptr<Link> link;
-    try {
-      link = std::make_unique<Link>(context_, options_.endpoint);
-    } catch (const zmq::error_t& e) {
-      return InvalidArgument("cannot connect to '" + options_.endpoint +
-                             "': " + e.what());
-    }
+    Result<std::unique_ptr<Link>> link =
+        Link::Open(context_, options_.endpoint);
+    if (!link.ok()) return InvalidArgument(link.status().message());
     Result<std::unique_ptr<WorkerPool>> pool =
         WorkerPool::Start(services_, options_.concurrency, counters_);
     if (!pool.ok()) return pool.status();
     pool_ = std::move(*pool);
     loop_ =
         std::make_unique<IoLoop>(options_, services_, std::move(journal),
-                                 std::move(link), context_, *pool_, counters_);
+                                 std::move(*link), context_, *pool_, counters_);
     io_thread_ = std::thread([this] { loop_->Run(stop_); });
     return Status::Ok();
   }

@@ -9,39 +9,22 @@
 
 #include <atomic>
 #include <cstdlib>
-#include <filesystem>
 #include <mutex>
 #include <thread>
 
-#include "client/fake_broker.h"
+#include "support/fake_broker.h"
+#include "support/temp_dir.h"
 
 namespace rejoin {
 namespace {
 
 using namespace std::chrono_literals;
+using testing::Eventually;
 using testing::FakeBroker;
 using testing::kFirstEpoch;
 using testing::kSecondEpoch;
-using testing::WaitFor;
-
-// A journal directory that disappears with the test.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern =
-        (std::filesystem::temp_directory_path() / "rejoin-client-XXXXXX")
-            .string();
-    path_ = ::mkdtemp(pattern.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using testing::TempDir;
+using testing::TestWelcome;
 
 ClientOptions MemoryOptions(const FakeBroker& broker,
                             std::string session = "test-session") {
@@ -85,7 +68,7 @@ class Outcomes {
     return results_.at(i);
   }
   bool WaitForCount(std::size_t n) {
-    return WaitFor([&] { return size() >= n; });
+    return Eventually([&] { return size() >= n; });
   }
 
  private:
@@ -134,12 +117,12 @@ TEST(ClientHello, CarriesSessionIncarnationAndJournalId) {
   auto client = OpenClient(MemoryOptions(broker));
   auto hello = broker.Expect<Hello>();
   ASSERT_TRUE(hello);
-  EXPECT_EQ(hello->msg.role, Role::kClient);
-  EXPECT_EQ(hello->msg.id, "test-session");
-  EXPECT_EQ(hello->msg.incarnation, client->incarnation());
-  EXPECT_NE(hello->msg.journal_id, 0u);
-  EXPECT_EQ(hello->msg.last_epoch, 0u);
-  EXPECT_TRUE(hello->msg.services.empty());
+  EXPECT_EQ(hello->message.role, Role::kClient);
+  EXPECT_EQ(hello->message.id, "test-session");
+  EXPECT_EQ(hello->message.incarnation, client->incarnation());
+  EXPECT_NE(hello->message.journal_id, 0u);
+  EXPECT_EQ(hello->message.last_epoch, 0u);
+  EXPECT_TRUE(hello->message.services.empty());
 }
 
 TEST(ClientRequest, CarriesSeqServiceWatermarkAndPayload) {
@@ -156,11 +139,11 @@ TEST(ClientRequest, CarriesSeqServiceWatermarkAndPayload) {
   EXPECT_GT(*seq, static_cast<Seq>(now_us) - 60'000'000u);
   auto req = broker.Expect<Request>();
   ASSERT_TRUE(req);
-  EXPECT_EQ(req->msg.session, "test-session");
-  EXPECT_EQ(req->msg.seq, *seq);
-  EXPECT_EQ(req->msg.service, "echo");
-  EXPECT_EQ(req->msg.completed_watermark, *seq);
-  EXPECT_EQ(req->msg.flags, 0);
+  EXPECT_EQ(req->message.session, "test-session");
+  EXPECT_EQ(req->message.seq, *seq);
+  EXPECT_EQ(req->message.service, "echo");
+  EXPECT_EQ(req->message.completed_watermark, *seq);
+  EXPECT_EQ(req->message.flags, 0);
   EXPECT_EQ(req->payload, "hello");
 }
 
@@ -176,7 +159,7 @@ TEST(ClientResponse, CompletesTheCallOnceAndDropsDuplicates) {
   broker.Respond("test-session", *seq, "pong again");
   ASSERT_TRUE(out.WaitForCount(1));
   ASSERT_TRUE(
-      WaitFor([&] { return client->stats().duplicate_responses == 1; }));
+      Eventually([&] { return client->stats().duplicate_responses == 1; }));
   EXPECT_EQ(out.size(), 1u);
   ASSERT_TRUE(out.at(0).ok());
   EXPECT_EQ(out.at(0)->seq, *seq);
@@ -192,7 +175,7 @@ TEST(ClientResponse, ErrorStatusReachesTheCaller) {
   auto future = client->CallFuture("nobody", "x");
   auto req = broker.Expect<Request>();
   ASSERT_TRUE(req);
-  broker.Respond("test-session", req->msg.seq, "", ErrorCode::kInDoubt);
+  broker.Respond("test-session", req->message.seq, "", ErrorCode::kInDoubt);
   auto r = future.get();
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->status, ErrorCode::kInDoubt);
@@ -208,16 +191,11 @@ TEST(ClientRequest, CallsBeforeWelcomeLeaveAfterIt) {
   ASSERT_TRUE(seq.ok());
   // Journaled but held back: no WELCOME yet.
   EXPECT_FALSE(broker.Expect<Request>(100ms));
-  Welcome w;
-  w.epoch = kFirstEpoch;
-  w.heartbeat_ms = 5000;
-  w.max_message_bytes = 1 << 20;
-  w.max_outstanding = 1024;
-  broker.Send(w);
+  broker.Send(TestWelcome());
   auto req = broker.Expect<Request>();
   ASSERT_TRUE(req);
-  EXPECT_EQ(req->msg.seq, *seq);
-  EXPECT_EQ(req->msg.flags, 0);
+  EXPECT_EQ(req->message.seq, *seq);
+  EXPECT_EQ(req->message.flags, 0);
   EXPECT_EQ(req->payload, "early");
 }
 
@@ -234,20 +212,20 @@ TEST(ClientResend, PendingCallIsSentAgainWithTheResendFlag) {
   ASSERT_TRUE(seq.ok());
   auto first = broker.Expect<Request>();
   ASSERT_TRUE(first);
-  EXPECT_EQ(first->msg.flags, 0);
+  EXPECT_EQ(first->message.flags, 0);
   auto start = std::chrono::steady_clock::now();
   auto second = broker.Expect<Request>();
   ASSERT_TRUE(second);
   EXPECT_GE(std::chrono::steady_clock::now() - start, 30ms);
-  EXPECT_EQ(second->msg.seq, *seq);
-  EXPECT_EQ(second->msg.flags, kRequestResend);
+  EXPECT_EQ(second->message.seq, *seq);
+  EXPECT_EQ(second->message.flags, kRequestResend);
   EXPECT_EQ(second->payload, "again");
   broker.Respond("test-session", *seq, "done");
   ASSERT_TRUE(out.WaitForCount(1));
   ClientStats s = client->stats();
   EXPECT_GE(s.requests_resent, 1u);
   EXPECT_EQ(s.responses_recovered, 1u);
-  EXPECT_TRUE(WaitFor([&] {
+  EXPECT_TRUE(Eventually([&] {
     return events.Saw(RecoveryEventKind::kRequestResent) &&
            events.Saw(RecoveryEventKind::kResponseRecovered);
   }));
@@ -269,8 +247,8 @@ TEST(ClientRecover, ResendRequestSendsTheJournaledRequestAtOnce) {
   broker.Send(rec);
   auto again = broker.Expect<Request>(1s);
   ASSERT_TRUE(again);
-  EXPECT_EQ(again->msg.seq, *seq);
-  EXPECT_EQ(again->msg.flags, kRequestResend);
+  EXPECT_EQ(again->message.seq, *seq);
+  EXPECT_EQ(again->message.flags, kRequestResend);
   EXPECT_EQ(again->payload, "lost");
 }
 
@@ -348,9 +326,9 @@ TEST(ClientRestart, StateExchangeCarriesPendingAndCompleted) {
   EXPECT_EQ(hello->incarnation, 2u);
   auto x = broker.Expect<StateExchange>();
   ASSERT_TRUE(x);
-  EXPECT_EQ(x->msg.role, Role::kClient);
-  ASSERT_EQ(x->msg.clients.size(), 1u);
-  const ClientVector& v = x->msg.clients[0];
+  EXPECT_EQ(x->message.role, Role::kClient);
+  ASSERT_EQ(x->message.clients.size(), 1u);
+  const ClientVector& v = x->message.clients[0];
   EXPECT_EQ(v.session, "test-session");
   EXPECT_EQ(v.incarnation, 2u);
   EXPECT_EQ(v.journal_id, hello->journal_id);
@@ -358,9 +336,9 @@ TEST(ClientRestart, StateExchangeCarriesPendingAndCompleted) {
   EXPECT_EQ(v.next_seq, b + 1);
   EXPECT_EQ(v.pending, std::vector<Seq>{a});
   EXPECT_EQ(v.completed, std::vector<Seq>{b});
-  EXPECT_TRUE(WaitFor([&] { return client->stats().state_exchanges == 1; }));
-  EXPECT_TRUE(
-      WaitFor([&] { return events.Saw(RecoveryEventKind::kStateExchanged); }));
+  EXPECT_TRUE(Eventually([&] { return client->stats().state_exchanges == 1; }));
+  EXPECT_TRUE(Eventually(
+      [&] { return events.Saw(RecoveryEventKind::kStateExchanged); }));
 
   auto ops = client->ListOperations();
   ASSERT_EQ(ops.size(), 2u);
@@ -391,7 +369,7 @@ TEST(ClientRestart, EmptyResponseIsNotConfusedWithTheRequest) {
     auto future = client->CallFuture("echo", "request bytes");
     auto req = broker.Expect<Request>();
     ASSERT_TRUE(req);
-    seq = req->msg.seq;
+    seq = req->message.seq;
     broker.Respond("test-session", seq, "");
     auto r = future.get();
     ASSERT_TRUE(r.ok());
@@ -435,9 +413,10 @@ TEST(ClientLimits, MaxOutstandingRefusesAsyncAndMakesCallWait) {
   ClientOptions o = MemoryOptions(broker);
   o.max_outstanding = 8;
   auto client = OpenClient(o);
-  ASSERT_TRUE(broker.AcceptHello(kFirstEpoch, /*max_outstanding=*/2));
+  ASSERT_TRUE(broker.AcceptHello(
+      TestWelcome(kFirstEpoch, /*heartbeat_ms=*/5000, /*max_outstanding=*/2)));
   // The broker's lower bound applies once WELCOME is read.
-  ASSERT_TRUE(WaitFor([&] {
+  ASSERT_TRUE(Eventually([&] {
     auto s = client->CallAsync("echo", "probe", nullptr);
     if (!s.ok()) return s.status().code() == ErrorCode::kLimitExceeded;
     return false;
@@ -446,7 +425,7 @@ TEST(ClientLimits, MaxOutstandingRefusesAsyncAndMakesCallWait) {
   for (int i = 0; i < 2; ++i) {
     auto r = broker.Expect<Request>();
     ASSERT_TRUE(r);
-    seqs.push_back(r->msg.seq);
+    seqs.push_back(r->message.seq);
   }
   EXPECT_EQ(client->CallAsync("echo", "x", nullptr).status().code(),
             ErrorCode::kLimitExceeded);
@@ -462,7 +441,7 @@ TEST(ClientLimits, MaxOutstandingRefusesAsyncAndMakesCallWait) {
   auto req = broker.Expect<Request>();
   ASSERT_TRUE(req);
   EXPECT_EQ(req->payload, "sync");
-  broker.Respond("test-session", req->msg.seq, "sync reply");
+  broker.Respond("test-session", req->message.seq, "sync reply");
   caller.join();
   ASSERT_TRUE(sync_result.ok()) << sync_result.status().ToString();
   EXPECT_EQ(sync_result->payload, "sync reply");
@@ -479,16 +458,16 @@ TEST(ClientAck, CarriesWatermarkAndCompletedSeqsAboveIt) {
   broker.Respond("test-session", b, "rb");
   auto ack = broker.Expect<Ack>();
   ASSERT_TRUE(ack);
-  EXPECT_EQ(ack->msg.session, "test-session");
-  EXPECT_EQ(ack->msg.completed_watermark, a);
-  EXPECT_EQ(ack->msg.seqs, std::vector<Seq>{b});
+  EXPECT_EQ(ack->message.session, "test-session");
+  EXPECT_EQ(ack->message.completed_watermark, a);
+  EXPECT_EQ(ack->message.seqs, std::vector<Seq>{b});
   broker.Respond("test-session", a, "ra");
   ack = broker.Expect<Ack>();
   ASSERT_TRUE(ack);
-  EXPECT_EQ(ack->msg.completed_watermark, b + 1);
-  EXPECT_TRUE(ack->msg.seqs.empty());
+  EXPECT_EQ(ack->message.completed_watermark, b + 1);
+  EXPECT_TRUE(ack->message.seqs.empty());
   // Delivered and acknowledged: dropped from the journal by default.
-  EXPECT_TRUE(WaitFor([&] { return client->ListOperations().empty(); }));
+  EXPECT_TRUE(Eventually([&] { return client->ListOperations().empty(); }));
 }
 
 TEST(ClientForget, DropsOnlyCompletedOperations) {
@@ -500,7 +479,7 @@ TEST(ClientForget, DropsOnlyCompletedOperations) {
   auto future = client->CallFuture("echo", "f");
   auto req = broker.Expect<Request>();
   ASSERT_TRUE(req);
-  Seq seq = req->msg.seq;
+  Seq seq = req->message.seq;
   EXPECT_EQ(client->Forget(seq).code(), ErrorCode::kInvalidArgument);
   broker.Respond("test-session", seq, "r");
   ASSERT_TRUE(future.get().ok());
@@ -515,19 +494,19 @@ TEST(ClientInput, MalformedFramesAreDroppedAndTheClientKeepsWorking) {
   FakeBroker broker;
   auto client = OpenClient(MemoryOptions(broker));
   ASSERT_TRUE(broker.AcceptHello());
-  ASSERT_TRUE(broker.SendRaw({"garbage"}));
-  ASSERT_TRUE(broker.SendRaw({"", "", "", ""}));
-  ASSERT_TRUE(broker.SendRaw({std::string(100, '\xff'), "payload"}));
+  ASSERT_TRUE(broker.SendFrames({"garbage"}));
+  ASSERT_TRUE(broker.SendFrames({"", "", "", ""}));
+  ASSERT_TRUE(broker.SendFrames({std::string(100, '\xff'), "payload"}));
   Hello wrong_way;  // well-formed, but never sent by a broker
   wrong_way.id = "x";
   wrong_way.incarnation = 1;
   wrong_way.journal_id = 1;
   broker.Send(wrong_way);
-  ASSERT_TRUE(WaitFor([&] { return client->stats().malformed >= 4; }));
+  ASSERT_TRUE(Eventually([&] { return client->stats().malformed >= 4; }));
   auto future = client->CallFuture("echo", "still here");
   auto req = broker.Expect<Request>();
   ASSERT_TRUE(req);
-  broker.Respond("test-session", req->msg.seq, "yes");
+  broker.Respond("test-session", req->message.seq, "yes");
   auto r = future.get();
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->payload, "yes");
@@ -548,12 +527,12 @@ TEST(ClientProbe, IsAnsweredWithTheClientVectorOfTheProbedSeqs) {
   broker.Send(p);
   auto reply = broker.Expect<ProbeReply>();
   ASSERT_TRUE(reply);
-  EXPECT_EQ(reply->msg.probe_id, 77u);
-  EXPECT_EQ(reply->msg.role, Role::kClient);
-  ASSERT_EQ(reply->msg.clients.size(), 1u);
-  EXPECT_EQ(reply->msg.clients[0].completed_watermark, a);
-  EXPECT_EQ(reply->msg.clients[0].pending, std::vector<Seq>{b});
-  EXPECT_EQ(reply->msg.clients[0].next_seq, b + 1);
+  EXPECT_EQ(reply->message.probe_id, 77u);
+  EXPECT_EQ(reply->message.role, Role::kClient);
+  ASSERT_EQ(reply->message.clients.size(), 1u);
+  EXPECT_EQ(reply->message.clients[0].completed_watermark, a);
+  EXPECT_EQ(reply->message.clients[0].pending, std::vector<Seq>{b});
+  EXPECT_EQ(reply->message.clients[0].next_seq, b + 1);
 }
 
 TEST(ClientBroker, UnknownSessionErrorBringsANewHello) {
@@ -566,7 +545,7 @@ TEST(ClientBroker, UnknownSessionErrorBringsANewHello) {
   broker.Send(e);
   auto hello = broker.Expect<Hello>(1s);
   ASSERT_TRUE(hello);
-  EXPECT_EQ(hello->msg.last_epoch, kFirstEpoch);
+  EXPECT_EQ(hello->message.last_epoch, kFirstEpoch);
 }
 
 TEST(ClientBroker, DuplicateIdentityIsRetried) {
@@ -586,23 +565,23 @@ TEST(ClientBroker, RestartBringsHelloAndStateExchange) {
   Outcomes out;
   Events events;
   auto broker = std::make_unique<FakeBroker>();
-  int port = broker->port();
+  const std::string endpoint = broker->endpoint();
   auto client = OpenClient(MemoryOptions(*broker));
   client->SetRecoveryCallback(events.Callback());
-  ASSERT_TRUE(broker->AcceptHello(kFirstEpoch));
+  ASSERT_TRUE(broker->AcceptHello(TestWelcome(kFirstEpoch)));
   Seq seq = *client->CallAsync("echo", "across", out.Callback());
   ASSERT_TRUE(broker->Expect<Request>());
 
   broker.reset();  // the broker dies with the request
-  broker = std::make_unique<FakeBroker>(port);
-  auto hello = broker->AcceptHello(kSecondEpoch);
+  broker = std::make_unique<FakeBroker>(endpoint);
+  auto hello = broker->AcceptHello(TestWelcome(kSecondEpoch));
   ASSERT_TRUE(hello);
   EXPECT_EQ(hello->last_epoch, kFirstEpoch);
   auto x = broker->Expect<StateExchange>();
   ASSERT_TRUE(x);
-  ASSERT_EQ(x->msg.clients.size(), 1u);
-  EXPECT_EQ(x->msg.clients[0].pending, std::vector<Seq>{seq});
-  EXPECT_TRUE(WaitFor([&] {
+  ASSERT_EQ(x->message.clients.size(), 1u);
+  EXPECT_EQ(x->message.clients[0].pending, std::vector<Seq>{seq});
+  EXPECT_TRUE(Eventually([&] {
     return events.Saw(RecoveryEventKind::kBrokerReturned) &&
            events.Saw(RecoveryEventKind::kStateExchanged);
   }));
@@ -615,13 +594,14 @@ TEST(ClientBroker, RestartBringsHelloAndStateExchange) {
 TEST(ClientBroker, SilentBrokerIsDeclaredDeadAndGreetedAgain) {
   FakeBroker broker;
   auto client = OpenClient(MemoryOptions(broker));
-  ASSERT_TRUE(broker.AcceptHello(kFirstEpoch, 1024, /*heartbeat_ms=*/50));
+  ASSERT_TRUE(
+      broker.AcceptHello(TestWelcome(kFirstEpoch, /*heartbeat_ms=*/50)));
   // Heartbeats go out while the client is idle...
   ASSERT_TRUE(broker.Expect<Heartbeat>(1s));
   // ...and after 3 silent intervals the client says HELLO again.
   auto hello = broker.Expect<Hello>(2s);
   ASSERT_TRUE(hello);
-  EXPECT_EQ(hello->msg.last_epoch, kFirstEpoch);
+  EXPECT_EQ(hello->message.last_epoch, kFirstEpoch);
 }
 
 TEST(ClientClose, WaitersGetClosedAndCallsAfterwardFail) {

@@ -1,5 +1,5 @@
 # libclient tests, included from tests/CMakeLists.txt. Each test talks to a
-# scripted broker (client/fake_broker.cpp) on its own 127.0.0.1 port.
+# scripted broker (support/fake_broker.h) on its own 127.0.0.1 port.
 rejoin_add_test(client_test LABEL unit
-  SOURCES client/client_test.cpp client/fake_broker.cpp
-  LIBS rejoin::client rejoin::transport)
+  SOURCES client/client_test.cpp
+  LIBS rejoin::client rejoin_fake_broker)

@@ -15,35 +15,17 @@
 #include "../../libproto/src/crc32c.h"
 #include "gtest/gtest.h"
 #include "rejoin/proto/journal.h"
+#include "support/temp_dir.h"
 
 namespace rejoin {
 namespace {
 
 namespace fs = std::filesystem;
 
+using testing::TempDir;
+
 constexpr JournalId kTestJournalId = 0x0badc0ffee0ddf00u;
 constexpr char kSegment1[] = "seg-000000000001.rjl";
-
-class TempDir {
- public:
-  TempDir() {
-    std::string templ = (fs::temp_directory_path() / "rejoin-journal-XXXXXX");
-    if (::mkdtemp(templ.data()) == nullptr) std::abort();
-    path_ = templ;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  const std::string& path() const { return path_; }
-  std::string Sub(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
 
 JournalOptions Options(const std::string& dir) {
   JournalOptions o;

@@ -21,11 +21,14 @@
 
 #include "gtest/gtest.h"
 #include "rejoin/proto/journal.h"
+#include "support/temp_dir.h"
 
 namespace rejoin {
 namespace {
 
 namespace fs = std::filesystem;
+
+using testing::TempDir;
 
 constexpr char kSession[] = "crash-session";
 constexpr char kService[] = "svc";
@@ -38,27 +41,6 @@ constexpr int kBaseKills = 20;
 // The child stops on its own long after any kill delay; reaching this means
 // the parent never killed it, which the parent reports as a failure.
 constexpr Seq kChildMaxSeq = 50'000'000;
-
-class TempDir {
- public:
-  TempDir() {
-    std::string templ = (fs::temp_directory_path() / "rejoin-crash-XXXXXX");
-    if (::mkdtemp(templ.data()) == nullptr) std::abort();
-    path_ = templ;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  const std::string& path() const { return path_; }
-  std::string Sub(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
 
 int EnvInt(const char* name, int fallback) {
   const char* v = std::getenv(name);

@@ -18,35 +18,16 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "support/temp_dir.h"
 
 namespace rejoin {
 namespace {
 
 namespace fs = std::filesystem;
 
+using testing::TempDir;
+
 constexpr JournalId kTestJournalId = 0x1122334455667788u;
-
-// A fresh directory for one test, removed with everything in it.
-class TempDir {
- public:
-  TempDir() {
-    std::string templ = (fs::temp_directory_path() / "rejoin-journal-XXXXXX");
-    if (::mkdtemp(templ.data()) == nullptr) std::abort();
-    path_ = templ;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  const std::string& path() const { return path_; }
-  std::string Sub(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
 
 JournalOptions Options(const std::string& dir,
                        JournalRole role = JournalRole::kClient,

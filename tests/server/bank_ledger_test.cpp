@@ -8,7 +8,7 @@
 #include <fstream>
 #include <string>
 
-#include "server/fake_broker.h"
+#include "support/temp_dir.h"
 
 namespace rejoin::examples {
 namespace {

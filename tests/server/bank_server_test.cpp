@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "bank_ledger.h"
-#include "server/fake_broker.h"
 #include "server/server_fixture.h"
+#include "support/fake_broker.h"
 
 extern char** environ;
 

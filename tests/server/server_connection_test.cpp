@@ -9,8 +9,8 @@
 #include <thread>
 #include <vector>
 
-#include "server/fake_broker.h"
 #include "server/server_fixture.h"
+#include "support/fake_broker.h"
 
 namespace rejoin::testing {
 namespace {

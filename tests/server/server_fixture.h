@@ -12,12 +12,12 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "rejoin/proto/journal.h"
 #include "rejoin/server/server.h"
-#include "server/fake_broker.h"
+#include "support/fake_broker.h"
+#include "support/temp_dir.h"
 
 namespace rejoin::testing {
 
@@ -137,17 +137,6 @@ inline Recover RecoverWith(const SessionId& session, Action action, Seq seq = 1,
   rs.ops.push_back(OpDecision{seq, Breakpoint::kConsistent, action});
   r.sessions.push_back(std::move(rs));
   return r;
-}
-
-// Polls `pred` until it holds or `timeout` passes.
-template <typename Pred>
-bool Eventually(Pred pred, std::chrono::milliseconds timeout = 5s) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  return true;
 }
 
 }  // namespace rejoin::testing

@@ -8,8 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "server/fake_broker.h"
+#include "rejoin/proto/codec.h"
 #include "server/server_fixture.h"
+#include "support/fake_broker.h"
 
 namespace rejoin::testing {
 namespace {

@@ -1,15 +1,15 @@
-# Server tests against a scripted broker (server/fake_broker.h), and tests of
+# Server tests against a scripted broker (support/fake_broker.h), and tests of
 # the bank example. Included by tests/CMakeLists.txt; paths are relative to
 # tests/.
 rejoin_add_test(server_test LABEL unit
   SOURCES server/server_request_test.cpp server/server_recovery_test.cpp
           server/server_connection_test.cpp
-  LIBS rejoin::server)
+  LIBS rejoin::server rejoin_fake_broker)
 
 if(TARGET bank_server)
   rejoin_add_test(bank_example_test LABEL unit
     SOURCES server/bank_ledger_test.cpp server/bank_server_test.cpp
-    LIBS rejoin::server rejoin_bank_ledger)
+    LIBS rejoin::server rejoin_bank_ledger rejoin_fake_broker)
   target_compile_definitions(bank_example_test PRIVATE
     BANK_SERVER_BIN="$<TARGET_FILE:bank_server>")
   add_dependencies(bank_example_test bank_server)

@@ -1,0 +1,84 @@
+// An endpoint's connection to the broker: a DEALER socket that connects (and
+// keeps reconnecting) to the broker's endpoint, and the PAIR socket on which
+// libzmq reports that DEALER's completed handshakes and disconnects. Shared by
+// libclient and libserver; the broker binds and has no Link.
+//
+// Ownership and threading: a Link is created on any thread and from then on
+// used by exactly one thread at a time (creating it, then handing it to an
+// I/O thread across a thread start, is the pattern libzmq allows). Destroying
+// the Link closes both sockets; the context must outlive it.
+//
+// Failures: no exception escapes; zmq::error_t is translated here. Open
+// reports zmq errors as a Status (kInvalidArgument for an endpoint libzmq
+// rejects, kIoError otherwise); ReadEvent reports a dead monitor or context
+// as kClosed; Read and Send report as wire.h does (kClosed, kWouldBlock).
+//
+// Connection facts: after kConnected the socket accepts messages (with
+// ZMQ_IMMEDIATE nothing queues before that); after kDisconnected libzmq is
+// reconnecting on its own. hello_sent() says whether a HELLO left since the
+// last disconnect, so that a handshake that is read after the HELLO already
+// went out on the new connection does not send a second one.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <zmq.hpp>
+
+#include "rejoin/proto/messages.h"
+#include "rejoin/proto/status.h"
+#include "rejoin/transport/wire.h"
+
+namespace rejoin::transport {
+
+class Link {
+ public:
+  enum class Event {
+    kNone,          // nothing waiting
+    kConnected,     // a connection finished its handshake: say HELLO
+    kDisconnected,  // the connection closed; libzmq is reconnecting
+    kClosed,        // the monitor failed (context ending): drop the Link
+  };
+
+  // Creates both sockets and starts connecting to `endpoint`. Each Link gets
+  // its own inproc monitor address, unique within the process.
+  static Result<std::unique_ptr<Link>> Open(zmq::context_t& context,
+                                            const std::string& endpoint);
+  ~Link();
+  Link(const Link&) = delete;
+  Link& operator=(const Link&) = delete;
+
+  // Handles for zmq_poll: ZMQ_POLLIN on the first means Read has a message,
+  // on the second that ReadEvent has an event.
+  void* socket_handle() { return socket_.handle(); }
+  void* monitor_handle() { return monitor_.handle(); }
+
+  // Reads one message from the broker if one is waiting (wire.h TryRead).
+  ReadResult Read(Frames& out);
+  // Sends `m` to the broker (wire.h Send); a HELLO that leaves is remembered
+  // in hello_sent().
+  SendResult Send(const Message& m, zmq::message_t* payload = nullptr);
+
+  // Reads one monitor event if one is waiting; events other than the two
+  // subscribed to are skipped.
+  Event ReadEvent();
+
+  // True between kConnected and the next kDisconnected.
+  bool connected() const { return connected_; }
+  // True when a HELLO left since the Link opened or last disconnected.
+  bool hello_sent() const { return hello_sent_; }
+
+  // How long messages still queued may wait in the socket at close. Errors
+  // are ignored: the socket is about to close either way.
+  void SetLinger(std::chrono::milliseconds linger);
+
+ private:
+  Link(zmq::context_t& context, const std::string& endpoint);
+
+  zmq::socket_t socket_;
+  zmq::socket_t monitor_;
+  bool connected_ = false;
+  bool hello_sent_ = false;
+};
+
+}  // namespace rejoin::transport

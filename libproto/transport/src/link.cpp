@@ -1,0 +1,116 @@
+// ZMQ_IMMEDIATE keeps messages from queueing for a broker that is not there
+// (they would leave much later, after the state they describe has moved on);
+// the short reconnect interval makes a restarted broker visible within tens
+// of milliseconds. HANDSHAKE_SUCCEEDED rather than CONNECTED is watched
+// because ZMQ_IMMEDIATE attaches the pipe only once the handshake is done:
+// before that a HELLO cannot leave.
+#include "rejoin/transport/link.h"
+
+#include <atomic>
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+
+namespace rejoin::transport {
+namespace {
+
+constexpr int kReconnectIvlMs = 20;
+constexpr int kReconnectIvlMaxMs = 200;
+
+std::string NextMonitorAddress() {
+  // inproc names are per context; a process-wide counter keeps them unique
+  // across endpoints in one process and across socket re-creation.
+  static std::atomic<std::uint64_t> next{0};
+  return "inproc://rejoin-link-monitor-" + std::to_string(next++);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Link>> Link::Open(zmq::context_t& context,
+                                         const std::string& endpoint) {
+  try {
+    return std::unique_ptr<Link>(new Link(context, endpoint));
+  } catch (const zmq::error_t& e) {
+    const bool bad_endpoint = e.num() == EINVAL || e.num() == EPROTONOSUPPORT ||
+                              e.num() == ENOCOMPATPROTO;
+    return Status(
+        bad_endpoint ? ErrorCode::kInvalidArgument : ErrorCode::kIoError,
+        "cannot connect to '" + endpoint + "': " + e.what());
+  }
+}
+
+Link::Link(zmq::context_t& context, const std::string& endpoint)
+    : socket_(context, zmq::socket_type::dealer),
+      monitor_(context, zmq::socket_type::pair) {
+  socket_.set(zmq::sockopt::immediate, 1);
+  socket_.set(zmq::sockopt::linger, 0);
+  socket_.set(zmq::sockopt::reconnect_ivl, kReconnectIvlMs);
+  socket_.set(zmq::sockopt::reconnect_ivl_max, kReconnectIvlMaxMs);
+  const std::string address = NextMonitorAddress();
+  if (zmq_socket_monitor(
+          socket_.handle(), address.c_str(),
+          ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED) != 0) {
+    throw zmq::error_t();
+  }
+  monitor_.set(zmq::sockopt::linger, 0);
+  monitor_.connect(address);
+  socket_.connect(endpoint);
+}
+
+Link::~Link() {
+  // Stop the monitor first so libzmq does not report this socket's own close
+  // into a PAIR that is about to disappear.
+  zmq_socket_monitor(socket_.handle(), nullptr, 0);
+}
+
+Link::Event Link::ReadEvent() {
+  try {
+    for (;;) {
+      zmq::message_t event;
+      if (!monitor_.recv(event, zmq::recv_flags::dontwait)) return Event::kNone;
+      // A monitor event is two frames: {uint16 event, uint32 value} and the
+      // endpoint address. Read the second so the stream stays aligned.
+      while (monitor_.get(zmq::sockopt::rcvmore) != 0) {
+        zmq::message_t rest;
+        (void)monitor_.recv(rest, zmq::recv_flags::none);
+      }
+      if (event.size() < sizeof(std::uint16_t)) continue;
+      std::uint16_t id = 0;
+      std::memcpy(&id, event.data(), sizeof(id));
+      switch (id) {
+        case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+          connected_ = true;
+          return Event::kConnected;
+        case ZMQ_EVENT_DISCONNECTED:
+          connected_ = false;
+          hello_sent_ = false;
+          return Event::kDisconnected;
+        default:
+          continue;
+      }
+    }
+  } catch (const zmq::error_t&) {
+    return Event::kClosed;
+  }
+}
+
+ReadResult Link::Read(Frames& out) {
+  return TryRead(socket_, /*routed=*/false, out);
+}
+
+SendResult Link::Send(const Message& m, zmq::message_t* payload) {
+  const SendResult r = transport::Send(socket_, "", m, payload);
+  if (r == SendResult::kOk && TypeOf(m) == MessageType::kHello) {
+    hello_sent_ = true;
+  }
+  return r;
+}
+
+void Link::SetLinger(std::chrono::milliseconds linger) {
+  try {
+    socket_.set(zmq::sockopt::linger, static_cast<int>(linger.count()));
+  } catch (const zmq::error_t&) {
+  }
+}
+
+}  // namespace rejoin::transport
