@@ -39,23 +39,6 @@ std::string LoopbackEndpoint(int port) {
   return "tcp://127.0.0.1:" + std::to_string(port);
 }
 
-TempDir::TempDir() {
-  const char* base = std::getenv("TMPDIR");
-  std::string pattern =
-      std::string(base ? base : "/tmp") + "/rejoin-e2e-XXXXXX";
-  if (::mkdtemp(pattern.data()) == nullptr) {
-    throw std::runtime_error("mkdtemp failed");
-  }
-  path_ = pattern;
-}
-
-TempDir::~TempDir() {
-  // REJOIN_KEEP_TMP=1 keeps the logs and journals of a failed run.
-  if (std::getenv("REJOIN_KEEP_TMP") != nullptr) return;
-  std::error_code ec;
-  std::filesystem::remove_all(path_, ec);
-}
-
 Process::Process(const std::string& binary, std::vector<std::string> args,
                  const std::string& log_file) {
   std::vector<char*> argv;

@@ -12,26 +12,13 @@
 #include <utility>
 #include <vector>
 
+#include "support/temp_dir.h"
+
 namespace rejoin::testing {
 
 // A TCP port on 127.0.0.1 that was free a moment ago.
 int FreePort();
 std::string LoopbackEndpoint(int port);
-
-// mkdtemp under $TMPDIR (or /tmp); removed recursively on destruction
-// unless REJOIN_KEEP_TMP is set.
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-  std::string Sub(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
 
 // A child process started with fork+exec. Killed with SIGKILL and reaped on
 // destruction if still running.

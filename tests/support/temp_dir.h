@@ -1,6 +1,7 @@
-// A fresh directory under the system temp directory for one test, removed
-// with everything in it when the TempDir goes out of scope. Failing to create
-// it aborts: no test can run meaningfully without it.
+// A fresh directory under the system temp directory ($TMPDIR) for one test,
+// removed with everything in it when the TempDir goes out of scope, unless
+// REJOIN_KEEP_TMP is set (to keep the logs and journals of a failed run).
+// Failing to create it aborts: no test can run meaningfully without it.
 #pragma once
 
 #include <stdlib.h>
@@ -22,6 +23,7 @@ class TempDir {
     path_ = pattern;
   }
   ~TempDir() {
+    if (std::getenv("REJOIN_KEEP_TMP") != nullptr) return;
     std::error_code ec;
     std::filesystem::remove_all(path_, ec);
   }
