@@ -24,6 +24,8 @@ int main(int argc, char** argv) {
   app.add_option("--durability", durability, "memory, process or sync")
       ->check(CLI::IsMember(rejoin::examples::DurabilityNames()))
       ->capture_default_str();
+  app.add_flag("--inline", options.inline_handlers,
+               "run the handler on the I/O thread (fast handlers)");
   app.add_option("--concurrency", options.concurrency,
                  "handlers running at once")
       ->check(CLI::Range(1, 4096))

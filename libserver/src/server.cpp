@@ -105,8 +105,9 @@ class Server::Impl {
     Result<std::unique_ptr<Link>> link =
         Link::Open(context_, options_.endpoint);
     if (!link.ok()) return InvalidArgument(link.status().message());
-    Result<std::unique_ptr<WorkerPool>> pool =
-        WorkerPool::Start(services_, options_.concurrency, counters_);
+    Result<std::unique_ptr<WorkerPool>> pool = WorkerPool::Start(
+        services_, options_.inline_handlers ? 0 : options_.concurrency,
+        counters_);
     if (!pool.ok()) return pool.status();
     pool_ = std::move(*pool);
     loop_ =

@@ -63,6 +63,17 @@ WorkerPool::~WorkerPool() {
 }
 
 void WorkerPool::Submit(Job job) {
+  if (threads_.empty()) {
+    // Inline mode: the submitting (I/O) thread runs the job now; the
+    // completion is taken on its next turn like any other.
+    Completion c = Run(std::move(job));
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      done_.push_back(std::move(c));
+    }
+    Wake();
+    return;
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     jobs_.push_back(std::move(job));

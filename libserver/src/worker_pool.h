@@ -44,8 +44,9 @@ struct Completion {
 
 class WorkerPool {
  public:
-  // Starts `threads` workers. `services` and `counters` must outlive the
-  // pool. Fails with kIoError when the eventfd cannot be created.
+  // Starts `threads` workers; with 0, Submit() runs each job on the calling
+  // thread. `services` and `counters` must outlive the pool. Fails with
+  // kIoError when the eventfd cannot be created.
   static Result<std::unique_ptr<WorkerPool>> Start(
       const std::vector<ServiceOptions>& services, std::uint32_t threads,
       Counters& counters);

@@ -52,6 +52,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"memory", "process", "sync"}));
   app.add_flag("--idempotent", idempotent);
   app.add_option("--concurrency", options.concurrency);
+  app.add_flag("--inline", options.inline_handlers);
   app.add_option("--delay-ms", delay_ms, "time each handler takes");
   app.add_option("--crash-in-handler", crash_after,
                  "kill -9 itself inside the Nth execution, after the ledger "

@@ -33,6 +33,36 @@ TEST(ServerRequest, RequestRunsHandlerOnceAndAnswers) {
   EXPECT_EQ(server->stats().executed, 1u);
 }
 
+TEST(ServerRequest, InlineHandlersRunOnceAndAnswerEveryRequest) {
+  FakeBroker broker;
+  std::atomic<int> runs{0};
+  ServerOptions options = TestOptions(broker);
+  options.inline_handlers = true;
+  auto server = MustOpen(options, {CountingEcho(runs)});
+  ASSERT_TRUE(broker.AcceptHello());
+
+  // A burst larger than one turn's batch, then a duplicate of the first.
+  for (Seq seq = 1; seq <= 20; ++seq) {
+    broker.SendRequest("alice", seq, "m" + std::to_string(seq));
+  }
+  std::vector<bool> seen(21, false);
+  for (int i = 0; i < 20; ++i) {
+    std::string payload;
+    auto response = broker.NextAs<Response>(&payload);
+    ASSERT_TRUE(response);
+    EXPECT_EQ(payload, "echo:m" + std::to_string(response->seq));
+    seen[response->seq] = true;
+  }
+  for (Seq seq = 1; seq <= 20; ++seq) EXPECT_TRUE(seen[seq]) << seq;
+  broker.SendRequest("alice", 1, "m1");
+  std::string payload;
+  auto again = broker.NextAs<Response>(&payload);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(payload, "echo:m1");
+  EXPECT_EQ(runs, 20);
+  EXPECT_EQ(server->stats().duplicates, 1u);
+}
+
 TEST(ServerRequest, DuplicateRequestResendsStoredResponse) {
   FakeBroker broker;
   std::atomic<int> runs{0};
