@@ -46,6 +46,8 @@ using transport::SendResult;
 constexpr std::int64_t kHardFrameSlack = 64 * 1024;
 // Messages handled per loop turn before timers get a look in.
 constexpr int kBatch = 256;
+// Services that requests named but no server has registered, at most.
+constexpr std::size_t kMaxUnregisteredServices = 1024;
 // Sessions with no live client and nothing tracked are forgotten after this.
 constexpr auto kIdleSessionExpiry = std::chrono::seconds(120);
 
@@ -112,6 +114,10 @@ struct ServerPeer {
 
 struct Service {
   ServiceSpec spec;
+  // A server has registered it at some point. Requests for a service nobody
+  // registered yet wait in the queue like any other (clients may start
+  // before servers) and are answered UNKNOWN_SERVICE after a lease.
+  bool registered = false;
   std::vector<std::string> servers;  // alive ones, in registration order
   std::size_t next = 0;
   std::deque<std::pair<SessionId, Seq>> queue;
@@ -251,6 +257,7 @@ class Broker::Impl {
   std::unordered_map<SessionId, Session> sessions_;
   std::unordered_map<std::string, ServerPeer> servers_;
   std::unordered_map<std::string, Service> services_;
+  std::size_t unregistered_services_ = 0;
   std::unordered_map<std::string, RouteRef> routes_;
   std::deque<ProbeEntry> probe_queue_;
   std::unordered_map<std::uint64_t, PendingProbe> probes_;
@@ -676,7 +683,9 @@ void Broker::Impl::RegisterServices(const std::string& id, ServerPeer& srv) {
   for (const ServiceSpec& spec : srv.services) {
     auto [it, fresh] = services_.try_emplace(spec.name);
     Service& svc = it->second;
-    if (fresh) {
+    if (!svc.registered) {
+      if (!fresh) --unregistered_services_;
+      svc.registered = true;
       svc.spec = spec;
     } else if (svc.spec.idempotent != spec.idempotent ||
                svc.spec.policy != spec.policy) {
@@ -775,10 +784,14 @@ void Broker::Impl::OnRequest(const std::string& route, const Request& req,
     Answer(req.session, s, req.seq, ErrorCode::kTooLarge);
     return;
   }
-  const bool known_service = services_.count(req.service) != 0;
-  if (!known_service && !InGrace(now)) {
-    Answer(req.session, s, req.seq, ErrorCode::kUnknownService);
-    return;
+  if (services_.count(req.service) == 0) {
+    if (unregistered_services_ >= kMaxUnregisteredServices) {
+      // Bounded: a flood of invented names must not grow the broker.
+      Answer(req.session, s, req.seq, ErrorCode::kUnknownService);
+      return;
+    }
+    services_[req.service].empty_since = now;
+    ++unregistered_services_;
   }
   if (s.unanswered >= options_.max_outstanding) {
     Answer(req.session, s, req.seq, ErrorCode::kLimitExceeded);
@@ -789,7 +802,7 @@ void Broker::Impl::OnRequest(const std::string& route, const Request& req,
   t.request_header = std::move(frames.header);
   t.request_payload = std::move(frames.payload);
   t.has_request = true;
-  if (InGrace(now) && ((req.flags & kRequestResend) != 0 || !known_service)) {
+  if (InGrace(now) && (req.flags & kRequestResend) != 0) {
     // A server that has not reported yet may hold this one.
     t.phase = Phase::kHeldForGrace;
     return;
@@ -1387,10 +1400,6 @@ void Broker::Impl::EndGrace(Time now) {
   for (auto& [sid, s] : sessions_) {
     for (auto& [seq, t] : s.ops) {
       if (t.phase != Phase::kHeldForGrace) continue;
-      if (services_.count(t.service) == 0) {
-        Answer(sid, s, seq, ErrorCode::kUnknownService);
-        continue;
-      }
       Dispatch(sid, seq, t, now);
     }
     if (s.deferred.empty()) continue;
@@ -1462,7 +1471,9 @@ void Broker::Impl::ExpireLeases(Time now) {
       if (t == s->second.ops.end() || t->second.phase != Phase::kQueued) {
         continue;
       }
-      Answer(sid, s->second, seq, ErrorCode::kUnavailable);
+      Answer(sid, s->second, seq,
+             svc.registered ? ErrorCode::kUnavailable
+                            : ErrorCode::kUnknownService);
     }
   }
 }

@@ -521,6 +521,14 @@ void IoLoop::ApplyDecision(const SessionId& session, const OpDecision& d) {
       } else if (state == ServerOpState::kReceived &&
                  op->incarnation != incarnation_) {
         SettleInDoubt(session, d.seq, d.action);
+      } else if (state == ServerOpState::kNone &&
+                 d.action == Action::kAnswerInDoubt &&
+                 !IsReleased(session, d.seq)) {
+        // This server's journal lost the operation (the broker saw the
+        // journal id change): nobody can tell whether it ran, and the answer
+        // must be journaled so it is given only once.
+        Bump(counters_.answered_in_doubt);
+        Execute(session, d.seq, "", HandlerReply{ErrorCode::kInDoubt, ""});
       }
       return;
     case Action::kRelease:

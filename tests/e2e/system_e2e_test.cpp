@@ -190,6 +190,9 @@ TEST_F(SystemEndToEnd, HostileInputIsAnsweredOrDroppedWhileSessionsRun) {
   }
   stop.store(true);
   attacker.join();
+  // The unknown service is answered once a lease passes without a server.
+  EXPECT_TRUE(
+      WaitFor([&] { return BrokerCounters().answered_errors >= 2; }, kWait));
   const BrokerStats s = BrokerCounters();
   EXPECT_GT(s.malformed, 0u);
   EXPECT_GT(s.bad_version, 0u);
