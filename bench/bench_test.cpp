@@ -1,0 +1,236 @@
+// Tests of rejoin-bench itself: the shared counters, the percentile math, and
+// the baselines, which must complete every request exactly once without loss
+// and must not be slow by accident, since every ratio in the report divides by
+// them. A tiny rejoin case checks the harness end to end.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "harness/case.h"
+#include "harness/roles.h"
+#include "harness/shm.h"
+#include "harness/stats.h"
+
+namespace rejoin::bench {
+namespace {
+
+namespace fs = std::filesystem;
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string templ = (fs::temp_directory_path() / "bench-test-XXXXXX");
+    if (::mkdtemp(templ.data()) != nullptr) path_ = templ;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+Environment TestEnvironment(const TempDir& dir) {
+  Environment env;
+  env.self = REJOIN_BENCH_PATH;
+  env.broker_bin = REJOIN_BENCH_BROKER_PATH;
+  env.workdir = dir.path();
+  return env;
+}
+
+CaseSpec Requests(const std::string& system, std::uint64_t window,
+                  std::uint64_t requests, double loss) {
+  CaseSpec s;
+  s.system = system;
+  s.window = window;
+  s.requests = requests;
+  s.loss = loss;
+  return s;
+}
+
+TEST(Percentile, NearestRank) {
+  std::vector<double> v;
+  for (int i = 1; i <= 100; ++i) v.push_back(i);
+  EXPECT_EQ(Percentile(v, 0.5), 50);
+  EXPECT_EQ(Percentile(v, 0.9), 90);
+  EXPECT_EQ(Percentile(v, 0.99), 99);
+  EXPECT_EQ(Percentile(v, 0.999), 100);
+  EXPECT_EQ(Percentile(v, 0), 1);
+  EXPECT_EQ(Percentile(v, 1), 100);
+  EXPECT_EQ(Percentile({}, 0.5), 0);
+  EXPECT_EQ(Percentile({7}, 0.999), 7);
+}
+
+TEST(Percentile, MedianOfOddAndEvenCounts) {
+  EXPECT_EQ(Median({3, 1, 2}), 2);
+  EXPECT_EQ(Median({4, 1, 2, 3}), 2.5);
+  EXPECT_EQ(Median({}), 0);
+}
+
+TEST(Percentile, CdfIsMonotoneAndEndsAtTheMaximum) {
+  std::vector<double> v;
+  for (int i = 1; i <= 10000; ++i) v.push_back(i);
+  auto cdf = CdfPoints(v, 40);
+  ASSERT_FALSE(cdf.empty());
+  for (std::size_t i = 1; i < cdf.size(); ++i) {
+    EXPECT_GE(cdf[i].first, cdf[i - 1].first);
+    EXPECT_GE(cdf[i].second, cdf[i - 1].second);
+  }
+  EXPECT_EQ(cdf.back().first, 10000);
+  EXPECT_EQ(cdf.back().second, 1.0);
+}
+
+TEST(SharedFiles, TagsRoundTrip) {
+  const std::uint64_t tag = PackTag(513, 123456789);
+  EXPECT_EQ(TagClient(tag), 513u);
+  EXPECT_EQ(TagOp(tag), 123456789u);
+  const std::string p = MakePayload(tag, 64);
+  EXPECT_EQ(p.size(), 64u);
+  EXPECT_EQ(ReadTag(p.data(), p.size()), tag);
+  EXPECT_EQ(ReadTag(p.data(), 4), kWarmupTag);
+}
+
+TEST(SharedFiles, CountersSurviveTheWriterAndCountEveryExecution) {
+  TempDir dir;
+  const std::string path = ExecPath(dir.path());
+  {
+    ExecCounters exec(path, 2, 1000, true);
+    ASSERT_TRUE(exec.ok());
+  }
+  // Two other mappings (as two server processes would have) write at once.
+  std::vector<std::thread> writers;
+  for (int w = 0; w < 2; ++w) {
+    writers.emplace_back([&] {
+      ExecCounters exec(path, 2, 1000, false);
+      ASSERT_TRUE(exec.ok());
+      for (std::uint64_t op = 0; op < 1000; ++op) exec.Execute(PackTag(1, op));
+      exec.Execute(kWarmupTag);
+      exec.Execute(PackTag(2, 0));     // no such client
+      exec.Execute(PackTag(0, 5000));  // beyond capacity
+    });
+  }
+  for (auto& t : writers) t.join();
+  ExecCounters exec(path, 2, 1000, false);
+  for (std::uint64_t op = 0; op < 1000; ++op) {
+    EXPECT_EQ(exec.Count(1, op), 2u);
+    EXPECT_EQ(exec.Count(0, op), 0u);
+  }
+}
+
+TEST(SharedFiles, FirstAnswerIsTheCompletion) {
+  TempDir dir;
+  ClientLog log(ClientLogPath(dir.path(), 0), 10, true);
+  ASSERT_TRUE(log.ok());
+  EXPECT_TRUE(log.MarkAnswered(3, 100, 0));
+  EXPECT_FALSE(log.MarkAnswered(3, 200, 0));
+  EXPECT_EQ(log.op(3).done_ns, 100);
+  EXPECT_EQ(log.op(3).answers, 2u);
+  EXPECT_EQ(log.header().answers_total, 2u);
+  EXPECT_FALSE(log.MarkAnswered(10, 1, 0));  // out of range
+  // Answers after the end of the measured window are not throughput.
+  EXPECT_TRUE(log.MarkAnswered(4, 300, 250));
+  EXPECT_EQ(log.header().answers_in_window, 2u);
+}
+
+TEST(Kills, ScheduleParses) {
+  auto k = ParseKills("server@2s,broker@4,client@6.5s");
+  ASSERT_TRUE(k.has_value());
+  ASSERT_EQ(k->size(), 3u);
+  EXPECT_EQ((*k)[0].role, "server");
+  EXPECT_EQ((*k)[1].at_s, 4);
+  EXPECT_EQ((*k)[2].at_s, 6.5);
+  EXPECT_FALSE(ParseKills("router@1s").has_value());
+  EXPECT_FALSE(ParseKills("server@x").has_value());
+}
+
+TEST(ZmqRaw, WithoutLossCompletesEveryRequestExactlyOnce) {
+  TempDir dir;
+  CaseSpec spec = Requests("zmq-raw", 16, 20000, 0);
+  spec.sessions = 2;
+  CaseResult r = RunCase(spec, TestEnvironment(dir), nullptr);
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_EQ(r.issued, 40000u);
+  EXPECT_EQ(r.completed, 40000u);
+  EXPECT_EQ(r.lost, 0u);
+  EXPECT_EQ(r.executions, 40000u);
+  EXPECT_EQ(r.duplicate_executions, 0u);
+  EXPECT_EQ(r.unexecuted_completions, 0u);
+  // Loopback through one forwarding hop: tens of thousands per second even on
+  // two cores; a baseline much slower than this is broken.
+  EXPECT_GT(r.throughput_rps, 10000);
+}
+
+TEST(ZmqRaw, SynchronousLatencyIsSane) {
+  TempDir dir;
+  CaseResult r =
+      RunCase(Requests("zmq-raw", 1, 2000, 0), TestEnvironment(dir), nullptr);
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_EQ(r.completed, 2000u);
+  EXPECT_GT(r.p50_us, 0);
+  EXPECT_LT(r.p50_us, 2000);
+}
+
+TEST(ZmqRaw, LossLosesRequestsAndSaysHowMany) {
+  TempDir dir;
+  CaseSpec spec = Requests("zmq-raw", 32, 3000, 0.1);
+  spec.abandon_ms = 50;
+  CaseResult r = RunCase(spec, TestEnvironment(dir), nullptr);
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_EQ(r.issued, 3000u);
+  EXPECT_EQ(r.lost + r.completed, r.issued);
+  EXPECT_EQ(r.abandoned, r.lost);
+  // Each request crosses the lossy hop twice: about 19 % never return.
+  EXPECT_GT(r.lost, 3000u * 12 / 100);
+  EXPECT_LT(r.lost, 3000u * 26 / 100);
+  EXPECT_EQ(r.duplicate_executions, 0u);
+}
+
+TEST(LazyPirate, WithLossEventuallyCompletesEveryOperation) {
+  TempDir dir;
+  CaseResult r = RunCase(Requests("lazy-pirate-100", 16, 3000, 0.05),
+                         TestEnvironment(dir), nullptr);
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_EQ(r.issued, 3000u);
+  EXPECT_EQ(r.completed, 3000u);
+  EXPECT_EQ(r.lost, 0u);
+  EXPECT_GT(r.resends, 0u);
+  // A lost response means the resend runs the operation again.
+  EXPECT_GT(r.duplicate_executions, 0u);
+  EXPECT_EQ(r.executions, r.completed + r.duplicate_executions);
+}
+
+TEST(LazyPirate, WithoutLossNeverResends) {
+  TempDir dir;
+  CaseResult r = RunCase(Requests("lazy-pirate-100", 8, 5000, 0),
+                         TestEnvironment(dir), nullptr);
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_EQ(r.completed, 5000u);
+  EXPECT_EQ(r.resends, 0u);
+  EXPECT_EQ(r.duplicate_executions, 0u);
+  EXPECT_GT(r.throughput_rps, 5000);
+}
+
+TEST(Rejoin, TinyLossyCaseLosesNothingAndRunsNothingTwice) {
+  TempDir dir;
+  CaseSpec spec;
+  spec.system = "rejoin";
+  spec.window = 8;
+  spec.seconds = 0.5;
+  spec.loss = 0.05;
+  CaseResult r = RunCase(spec, TestEnvironment(dir), nullptr);
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_GT(r.completed, 0u);
+  EXPECT_EQ(r.lost, 0u);
+  EXPECT_EQ(r.duplicate_executions, 0u);
+  EXPECT_EQ(r.unexecuted_completions, 0u);
+  EXPECT_EQ(r.errors, 0u);
+}
+
+}  // namespace
+}  // namespace rejoin::bench

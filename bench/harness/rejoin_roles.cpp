@@ -1,0 +1,320 @@
+// The rejoin roles: a server whose handler counts executions in the shared
+// counter file, a client that keeps a window of CallAsync in flight and marks
+// completions in its log, and a process of idle sessions.
+//
+// The benchmark service is not idempotent. Its resolve hook reads the same
+// execution counter, the application's own record of what ran, which is how
+// a real non-idempotent service settles an operation left in doubt by a
+// crash: had it answered "re-execute", a kill between the side effect and the
+// journal record would count as a duplicate execution.
+#include "rejoin_roles.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+#include <zmq.hpp>
+
+#include "rejoin/client/client.h"
+#include "rejoin/server/server.h"
+#include "rejoin/transport/wire.h"
+#include "shm.h"
+
+namespace rejoin::bench {
+namespace {
+
+constexpr char kService[] = "bench";
+// Idle sessions connecting but not yet welcomed, per process.
+constexpr std::size_t kIdlePending = 50;
+
+Durability ParseDurability(const std::string& name) {
+  if (name == "memory") return Durability::kMemory;
+  if (name == "sync") return Durability::kSync;
+  return Durability::kProcess;
+}
+
+void WaitForGo(const Control& control) {
+  while (Load(control.block().go_ns) == 0) {
+    std::this_thread::sleep_for(std::chrono::microseconds(500));
+  }
+  const std::int64_t go = Load(control.block().go_ns);
+  while (NowNs() < go) std::this_thread::yield();
+}
+
+// Slots of the window, shared with the callbacks on the client's I/O thread.
+struct Window {
+  std::mutex mutex;
+  std::condition_variable changed;
+  std::uint64_t in_flight = 0;
+
+  void Release() {
+    std::lock_guard lock(mutex);
+    --in_flight;
+    changed.notify_all();
+  }
+};
+
+}  // namespace
+
+int RunRejoinServer(const RoleArgs& a) {
+  ExecCounters exec(ExecPath(a.dir), a.clients, a.capacity, false);
+  if (!exec.ok()) return 2;
+  ServerOptions o;
+  o.endpoint = a.endpoint;
+  o.server_id = "bench-s" + std::to_string(a.index);
+  o.durability = ParseDurability(a.durability);
+  if (o.durability != Durability::kMemory) {
+    o.journal_dir = a.dir + "/server-" + std::to_string(a.index);
+  }
+  o.concurrency = static_cast<std::uint32_t>(a.concurrency);
+
+  ServiceOptions svc;
+  svc.name = kService;
+  svc.idempotent = false;
+  svc.policy = InDoubtPolicy::kResolveHook;
+  svc.handler = [&exec](const RequestView& r) {
+    exec.Execute(ReadTag(r.payload.data(), r.payload.size()));
+    return HandlerReply{ErrorCode::kOk, std::string(r.payload)};
+  };
+  svc.resolve = [&exec](const RequestView& r) -> std::optional<HandlerReply> {
+    const std::uint64_t tag = ReadTag(r.payload.data(), r.payload.size());
+    if (tag == kWarmupTag || exec.Count(TagClient(tag), TagOp(tag)) > 0) {
+      return HandlerReply{ErrorCode::kOk, std::string(r.payload)};
+    }
+    return std::nullopt;
+  };
+  auto server = Server::Open(o, {svc});
+  if (!server.ok()) {
+    std::fprintf(stderr, "rejoin-server: %s\n",
+                 server.status().ToString().c_str());
+    return 3;
+  }
+  for (;;) ::pause();  // ends by signal
+}
+
+int RunRejoinClient(const RoleArgs& a) {
+  ClientLog log(ClientLogPath(a.dir, a.index), a.capacity, false);
+  Control control(ControlPath(a.dir), false);
+  if (!log.ok() || !control.ok()) return 2;
+  ClientHeader& h = log.header();
+  Add(h.incarnations, std::uint64_t{1});
+
+  ClientOptions o;
+  o.endpoint = a.endpoint;
+  o.session_id = "bench-c" + std::to_string(a.index);
+  o.durability = ParseDurability(a.durability);
+  if (o.durability != Durability::kMemory) {
+    o.journal_dir = a.dir + "/client-" + std::to_string(a.index);
+  }
+  o.max_outstanding =
+      static_cast<std::uint32_t>(std::max<std::uint64_t>(a.window, 1));
+  o.default_deadline = std::chrono::milliseconds(a.deadline_ms);
+  auto opened = Client::Open(o);
+  if (!opened.ok()) {
+    std::fprintf(stderr, "rejoin-client: %s\n",
+                 opened.status().ToString().c_str());
+    return 3;
+  }
+  Client& client = **opened;
+
+  if (!a.restart) {
+    auto warm = client.Call(kService, MakePayload(kWarmupTag, a.size),
+                            std::chrono::milliseconds(20000));
+    if (!warm.ok()) {
+      std::fprintf(stderr, "rejoin-client: warm-up: %s\n",
+                   warm.status().ToString().c_str());
+      return 3;
+    }
+    Add(control.block().ready, std::uint64_t{1});
+  }
+  WaitForGo(control);
+  const std::int64_t end = a.requests == 0 ? Load(control.block().end_ns) : 0;
+  const std::uint64_t limit =
+      a.requests == 0 ? a.capacity : std::min(a.requests, a.capacity);
+
+  auto on_answer = [&log, &h, end](std::uint64_t op, const Result<Reply>& r) {
+    if (!r.ok()) {  // deadline or shutdown: the operation is not answered
+      Add(h.errors, std::uint64_t{1});
+      return;
+    }
+    if (r->status == ErrorCode::kOk) {
+      log.MarkAnswered(op, NowNs(), end);
+    } else {
+      Store(log.op(op).state, static_cast<std::uint32_t>(OpState::kFailed));
+      Add(h.errors, std::uint64_t{1});
+    }
+  };
+
+  // A restarted session first collects what its previous process left in
+  // the journal, beside the new calls.
+  std::thread collector;
+  if (a.restart) {
+    collector = std::thread([&] {
+      const auto deadline = std::chrono::milliseconds(a.deadline_ms);
+      for (const OperationInfo& info : client.ListOperations()) {
+        Result<Reply> r = client.Collect(info.seq, deadline);
+        if (r.ok()) {
+          const std::uint64_t tag =
+              ReadTag(r->payload.data(), r->payload.size());
+          if (tag != kWarmupTag && TagClient(tag) == a.index &&
+              TagOp(tag) < log.capacity()) {
+            OpRecord& rec = log.op(TagOp(tag));
+            if (Load(rec.state) ==
+                static_cast<std::uint32_t>(OpState::kReserved)) {
+              Store(rec.state, static_cast<std::uint32_t>(OpState::kIssued));
+            }
+            if (Load(rec.done_ns) == 0) on_answer(TagOp(tag), r);
+          }
+          (void)client.Forget(info.seq);
+        }
+      }
+    });
+  }
+
+  Window window;
+  std::uint64_t next = Load(h.next_op);
+  for (;;) {
+    if (next >= limit || (end != 0 && NowNs() >= end)) break;
+    {
+      std::unique_lock lock(window.mutex);
+      if (end != 0) {
+        window.changed.wait_until(lock,
+                                  std::chrono::steady_clock::time_point(
+                                      std::chrono::nanoseconds(end)),
+                                  [&] { return window.in_flight < a.window; });
+      } else {
+        window.changed.wait(lock, [&] { return window.in_flight < a.window; });
+      }
+      if (window.in_flight >= a.window) break;  // end reached
+      ++window.in_flight;
+    }
+    const std::uint64_t op = next;
+    OpRecord& rec = log.op(op);
+    Store(rec.state, static_cast<std::uint32_t>(OpState::kReserved));
+    Store(h.next_op, op + 1);
+    Store(rec.send_ns, NowNs());
+    Store(rec.sends, std::uint32_t{1});
+    auto issued =
+        client.CallAsync(kService, MakePayload(PackTag(a.index, op), a.size),
+                         [&window, &on_answer, op](const Result<Reply>& r) {
+                           on_answer(op, r);
+                           window.Release();
+                         });
+    if (issued.ok()) {
+      Store(rec.state, static_cast<std::uint32_t>(OpState::kIssued));
+      ++next;
+      continue;
+    }
+    // Not accepted (leftovers of a previous process fill the window): the
+    // same op is tried again shortly.
+    Store(rec.state, static_cast<std::uint32_t>(OpState::kNone));
+    Store(h.next_op, op);
+    window.Release();
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  const std::int64_t drain_end =
+      (end != 0 ? std::max(end, NowNs()) : NowNs()) + a.drain_ms * 1000000;
+  {
+    std::unique_lock lock(window.mutex);
+    window.changed.wait_until(lock,
+                              std::chrono::steady_clock::time_point(
+                                  std::chrono::nanoseconds(drain_end)),
+                              [&] { return window.in_flight == 0; });
+  }
+  if (collector.joinable()) {
+    if (NowNs() < drain_end) collector.join();
+  }
+  std::fflush(nullptr);
+  // Skips the destructors on purpose: the journal is not needed after the
+  // case, and callbacks may still be running on the I/O thread.
+  ::_exit(0);
+}
+
+int RunIdleSessions(const RoleArgs& a) {
+  Control control(ControlPath(a.dir), false);
+  if (!control.ok()) return 2;
+  const std::size_t n = a.idle_sessions;
+  zmq::context_t ctx(1);
+  ctx.set(zmq::ctxopt::max_sockets, static_cast<int>(n + 64));
+  std::vector<zmq::socket_t> sockets;
+  std::vector<zmq::pollitem_t> items;
+  sockets.reserve(n);
+  items.reserve(n);
+  std::vector<bool> welcomed(n, false);
+  std::size_t welcomed_here = 0;
+  std::mt19937_64 rng(a.seed);
+  Epoch epoch = 0;
+  std::int64_t heartbeat_ns = 1000000000;
+  std::int64_t next_beat = NowNs() + heartbeat_ns;
+  transport::Frames frames;
+  std::vector<Hello> hellos;
+  std::vector<std::int64_t> hello_ns;
+  auto MakeHello = [&](std::size_t i) {
+    Hello hello;
+    hello.role = Role::kClient;
+    hello.id = "idle-" + std::to_string(a.index) + "-" + std::to_string(i);
+    hello.incarnation = 1;
+    hello.journal_id = rng() | 1;
+    return hello;
+  };
+  for (;;) {
+    // Sessions arrive a few at a time: a burst of thousands of connects
+    // would overflow the listener's accept backlog and stall in TCP
+    // retransmits, which measures the kernel, not the broker.
+    while (sockets.size() < n &&
+           sockets.size() - welcomed_here < kIdlePending) {
+      const std::size_t i = sockets.size();
+      sockets.emplace_back(ctx, zmq::socket_type::dealer);
+      zmq::socket_t& s = sockets.back();
+      s.set(zmq::sockopt::linger, 0);
+      s.connect(a.endpoint);
+      hellos.push_back(MakeHello(i));
+      (void)transport::Send(s, "", Message(hellos.back()));
+      hello_ns.push_back(NowNs());
+      items.push_back({s.handle(), 0, ZMQ_POLLIN, 0});
+    }
+    // A HELLO that found no connection (or no answer) is said again.
+    const std::int64_t retry_before = NowNs() - 1000000000;
+    for (std::size_t i = 0; i < sockets.size(); ++i) {
+      if (!welcomed[i] && hello_ns[i] < retry_before) {
+        (void)transport::Send(sockets[i], "", Message(hellos[i]));
+        hello_ns[i] = NowNs();
+      }
+    }
+    zmq::poll(items.data(), items.size(), std::chrono::milliseconds(20));
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      if ((items[i].revents & ZMQ_POLLIN) == 0) continue;
+      while (transport::TryRead(sockets[i], false, frames) ==
+             transport::ReadResult::kMessage) {
+        Result<Message> m = transport::Decode(frames);
+        if (!m.ok()) continue;
+        if (const auto* w = std::get_if<Welcome>(&m.value())) {
+          epoch = w->epoch;
+          if (w->heartbeat_ms > 0) {
+            heartbeat_ns = std::int64_t{w->heartbeat_ms} * 1000000;
+          }
+          if (!welcomed[i]) {
+            welcomed[i] = true;
+            ++welcomed_here;
+            Add(control.block().idle_welcomed, std::uint64_t{1});
+          }
+        }
+      }
+    }
+    const std::int64_t now = NowNs();
+    if (now >= next_beat) {
+      for (zmq::socket_t& s : sockets) {
+        (void)transport::Send(s, "", Message(Heartbeat{epoch}));
+      }
+      next_beat = now + heartbeat_ns / 2;
+    }
+  }
+}
+
+}  // namespace rejoin::bench

@@ -1,0 +1,660 @@
+// Output formats. JSON and SVG are written by hand: both are small and fixed.
+#include "report.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "shm.h"
+#include "stats.h"
+
+namespace rejoin::bench {
+namespace {
+
+std::string Fmt(const char* format, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, format, v);
+  return buf;
+}
+
+std::string ReadFirstLine(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  return line;
+}
+
+std::string JsonString(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out + "\"";
+}
+
+std::string JsonNumber(double v) {
+  if (!std::isfinite(v)) return "null";
+  return Fmt("%.6g", v);
+}
+
+std::string Durability(const CaseResult& r) {
+  return r.spec.system == "rejoin" ? r.spec.durability : "none";
+}
+
+std::string RecoveryText(const CaseResult& r) {
+  std::string out;
+  for (std::size_t i = 0; i < r.recovery_ms.size(); ++i) {
+    if (i > 0) out += " ";
+    const std::string who =
+        i < r.spec.kills.size() ? r.spec.kills[i].role.substr(0, 1) : "?";
+    out +=
+        who + ":" + (r.recovery_ms[i] ? Fmt("%.0f", *r.recovery_ms[i]) : "-");
+  }
+  return out;
+}
+
+}  // namespace
+
+MachineInfo ProbeMachine(const std::string& dir) {
+  MachineInfo m;
+  m.cores = static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN));
+  {
+    std::ifstream in("/proc/cpuinfo");
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.rfind("model name", 0) == 0) {
+        const std::size_t colon = line.find(':');
+        if (colon != std::string::npos) m.cpu_model = line.substr(colon + 2);
+        break;
+      }
+    }
+  }
+  utsname u{};
+  if (::uname(&u) == 0) m.kernel = std::string(u.sysname) + " " + u.release;
+  int major = 0, minor = 0, patch = 0;
+  zmq_version(&major, &minor, &patch);
+  m.libzmq_version = std::to_string(major) + "." + std::to_string(minor) + "." +
+                     std::to_string(patch);
+
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) == 0) {
+    const std::string base = "/sys/dev/block/" +
+                             std::to_string(major(st.st_dev)) + ":" +
+                             std::to_string(minor(st.st_dev));
+    std::string rot = ReadFirstLine(base + "/queue/rotational");
+    if (rot.empty()) rot = ReadFirstLine(base + "/../queue/rotational");
+    char real[4096];
+    const ssize_t n = ::readlink(base.c_str(), real, sizeof real - 1);
+    std::string dev = "?";
+    if (n > 0) {
+      real[n] = '\0';
+      dev = real;
+      dev = dev.substr(dev.find_last_of('/') + 1);
+    }
+    if (rot.empty()) {
+      m.storage_type = "unknown (" + dev + ", st_dev " +
+                       std::to_string(major(st.st_dev)) + ":" +
+                       std::to_string(minor(st.st_dev)) + ")";
+    } else {
+      m.storage_type =
+          std::string(rot == "1" ? "rotational" : "non-rotational") + " (" +
+          dev + ")";
+    }
+  }
+
+  const std::string path = dir + "/fdatasync-probe";
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd >= 0) {
+    std::string block(4096, 'f');
+    std::vector<double> samples;
+    for (int i = 0; i < 50; ++i) {
+      const std::int64_t t0 = NowNs();
+      if (::write(fd, block.data(), block.size()) !=
+          static_cast<ssize_t>(block.size())) {
+        break;
+      }
+      if (::fdatasync(fd) != 0) break;
+      samples.push_back(static_cast<double>(NowNs() - t0) / 1e3);
+    }
+    ::close(fd);
+    ::unlink(path.c_str());
+    m.fdatasync_us = Median(samples);
+  }
+  return m;
+}
+
+std::string FormatTable(const std::vector<CaseResult>& cases) {
+  std::ostringstream out;
+  char line[400];
+  std::snprintf(line, sizeof line,
+                "%-17s %4s %5s %5s %-7s %4s %10s %10s %8s %8s %9s %7s %5s "
+                "%-14s %s\n",
+                "system", "win", "size", "loss", "durab", "sess", "thr/s",
+                "good/s", "p50us", "p99us", "p999us", "lost", "dup",
+                "recovery_ms", "notes");
+  out << line;
+  for (const CaseResult& r : cases) {
+    if (r.spec.kind == "idle") {
+      std::snprintf(line, sizeof line,
+                    "%-17s idle sessions: %llu, broker VmRSS %.1f MiB%s%s\n",
+                    r.spec.system.c_str(),
+                    static_cast<unsigned long long>(r.spec.idle_sessions),
+                    static_cast<double>(r.idle_broker_rss_kib) / 1024.0,
+                    r.ok ? "" : "  FAILED: ", r.error.c_str());
+      out << line;
+      continue;
+    }
+    std::string notes;
+    if (!r.ok) notes += "FAILED: " + r.error + " ";
+    if (r.resends > 0) notes += "resends=" + std::to_string(r.resends) + " ";
+    if (r.abandoned > 0) {
+      notes += "abandoned=" + std::to_string(r.abandoned) + " ";
+    }
+    if (r.errors > 0) notes += "errors=" + std::to_string(r.errors) + " ";
+    if (r.unexecuted_completions > 0) {
+      notes += "UNEXECUTED=" + std::to_string(r.unexecuted_completions) + " ";
+    }
+    if (!r.spec.kills.empty()) notes += "kills ";
+    if (r.runs > 1) notes += "median of " + std::to_string(r.runs);
+    std::snprintf(
+        line, sizeof line,
+        "%-17s %4llu %5llu %5.2f %-7s %4llu %10.0f %10.0f %8.0f "
+        "%8.0f %9.0f %7llu %5llu %-14s %s\n",
+        r.spec.system.c_str(), static_cast<unsigned long long>(r.spec.window),
+        static_cast<unsigned long long>(r.spec.size), r.spec.loss,
+        Durability(r).c_str(), static_cast<unsigned long long>(r.spec.sessions),
+        r.throughput_rps, r.goodput_rps, r.p50_us, r.p99_us, r.p999_us,
+        static_cast<unsigned long long>(r.lost),
+        static_cast<unsigned long long>(r.duplicate_executions),
+        RecoveryText(r).c_str(), notes.c_str());
+    out << line;
+  }
+  return out.str();
+}
+
+std::string ToJson(const MachineInfo& m, const std::vector<CaseResult>& cases) {
+  std::ostringstream o;
+  o << "{\n  \"machine\": {\"cores\": " << m.cores
+    << ", \"cpu_model\": " << JsonString(m.cpu_model)
+    << ", \"kernel\": " << JsonString(m.kernel)
+    << ", \"libzmq_version\": " << JsonString(m.libzmq_version)
+    << ", \"storage_type\": " << JsonString(m.storage_type)
+    << ", \"fdatasync_us\": " << JsonNumber(m.fdatasync_us) << "},\n";
+  o << "  \"cases\": [";
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    const CaseResult& r = cases[i];
+    const CaseSpec& s = r.spec;
+    o << (i == 0 ? "\n" : ",\n") << "    {\"system\": " << JsonString(s.system)
+      << ", \"kind\": " << JsonString(s.kind)
+      << ", \"target\": " << JsonString(s.target)
+      << ", \"window\": " << s.window << ", \"size\": " << s.size
+      << ", \"loss\": " << JsonNumber(s.loss)
+      << ", \"durability\": " << JsonString(Durability(r))
+      << ", \"sessions\": " << s.sessions << ", \"servers\": " << s.servers
+      << ", \"requests_per_session\": " << s.requests
+      << ", \"runs\": " << r.runs << ", \"ok\": " << (r.ok ? "true" : "false")
+      << ", \"error\": " << JsonString(r.error)
+      << ", \"seconds\": " << JsonNumber(r.seconds)
+      << ", \"throughput_rps\": " << JsonNumber(r.throughput_rps)
+      << ", \"goodput_rps\": " << JsonNumber(r.goodput_rps)
+      << ", \"p50_us\": " << JsonNumber(r.p50_us)
+      << ", \"p90_us\": " << JsonNumber(r.p90_us)
+      << ", \"p99_us\": " << JsonNumber(r.p99_us)
+      << ", \"p999_us\": " << JsonNumber(r.p999_us)
+      << ", \"max_us\": " << JsonNumber(r.max_us)
+      << ", \"issued\": " << r.issued << ", \"completed\": " << r.completed
+      << ", \"lost\": " << r.lost
+      << ", \"duplicate_executions\": " << r.duplicate_executions
+      << ", \"executions\": " << r.executions << ", \"errors\": " << r.errors
+      << ", \"resends\": " << r.resends << ", \"abandoned\": " << r.abandoned
+      << ", \"unexecuted_completions\": " << r.unexecuted_completions;
+    o << ", \"kills\": [";
+    for (std::size_t k = 0; k < s.kills.size(); ++k) {
+      o << (k == 0 ? "" : ", ") << "{\"role\": " << JsonString(s.kills[k].role)
+        << ", \"at_s\": " << JsonNumber(s.kills[k].at_s) << "}";
+    }
+    o << "], \"recovery_ms\": [";
+    for (std::size_t k = 0; k < r.recovery_ms.size(); ++k) {
+      o << (k == 0 ? "" : ", ")
+        << (r.recovery_ms[k] ? JsonNumber(*r.recovery_ms[k]) : "null");
+    }
+    o << "], \"cpu_s\": {";
+    bool first = true;
+    for (const auto& [role, u] : r.roles) {
+      o << (first ? "" : ", ") << JsonString(role) << ": "
+        << JsonNumber(u.cpu_s);
+      first = false;
+    }
+    o << "}, \"peak_rss_kib\": {";
+    first = true;
+    for (const auto& [role, u] : r.roles) {
+      o << (first ? "" : ", ") << JsonString(role) << ": " << u.peak_rss_kib;
+      first = false;
+    }
+    o << "}";
+    if (s.kind == "idle") {
+      o << ", \"idle_sessions\": " << s.idle_sessions
+        << ", \"idle_broker_rss_kib\": " << r.idle_broker_rss_kib;
+    }
+    if (!r.broker_rss.empty()) {
+      o << ", \"broker_rss_kib_curve\": [";
+      for (std::size_t k = 0; k < r.broker_rss.size(); ++k) {
+        o << (k == 0 ? "" : ", ") << "[" << JsonNumber(r.broker_rss[k].first)
+          << ", " << r.broker_rss[k].second << "]";
+      }
+      o << "]";
+    }
+    o << ", \"notes\": [";
+    for (std::size_t k = 0; k < r.notes.size(); ++k) {
+      o << (k == 0 ? "" : ", ") << JsonString(r.notes[k]);
+    }
+    o << "]}";
+  }
+  o << "\n  ]\n}\n";
+  return o.str();
+}
+
+std::string ToCsv(const std::vector<CaseResult>& cases) {
+  std::ostringstream o;
+  o << "system,kind,window,size,loss,durability,sessions,servers,runs,ok,"
+       "seconds,throughput_rps,goodput_rps,p50_us,p90_us,p99_us,p999_us,"
+       "issued,completed,lost,duplicate_executions,errors,resends,abandoned,"
+       "recovery_ms,cpu_s_broker,cpu_s_server,cpu_s_client,"
+       "peak_rss_kib_broker,peak_rss_kib_server,peak_rss_kib_client\n";
+  for (const CaseResult& r : cases) {
+    const CaseSpec& s = r.spec;
+    auto role = [&](const char* name, bool cpu) -> std::string {
+      auto it = r.roles.find(name);
+      if (it == r.roles.end()) return "";
+      return cpu ? Fmt("%.3f", it->second.cpu_s)
+                 : std::to_string(it->second.peak_rss_kib);
+    };
+    std::string rec;
+    for (std::size_t k = 0; k < r.recovery_ms.size(); ++k) {
+      if (k > 0) rec += ";";
+      rec += r.recovery_ms[k] ? Fmt("%.1f", *r.recovery_ms[k]) : "";
+    }
+    o << s.system << "," << s.kind << "," << s.window << "," << s.size << ","
+      << s.loss << "," << Durability(r) << "," << s.sessions << "," << s.servers
+      << "," << r.runs << "," << (r.ok ? 1 : 0) << "," << Fmt("%.3f", r.seconds)
+      << "," << Fmt("%.1f", r.throughput_rps) << ","
+      << Fmt("%.1f", r.goodput_rps) << "," << Fmt("%.1f", r.p50_us) << ","
+      << Fmt("%.1f", r.p90_us) << "," << Fmt("%.1f", r.p99_us) << ","
+      << Fmt("%.1f", r.p999_us) << "," << r.issued << "," << r.completed << ","
+      << r.lost << "," << r.duplicate_executions << "," << r.errors << ","
+      << r.resends << "," << r.abandoned << "," << rec << ","
+      << role("broker", true) << "," << role("server", true) << ","
+      << role("client", true) << "," << role("broker", false) << ","
+      << role("server", false) << "," << role("client", false) << "\n";
+  }
+  return o.str();
+}
+
+namespace {
+
+const char* kColors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e",
+                         "#9467bd", "#8c564b", "#e377c2", "#17becf"};
+
+struct Panel {
+  double x, y, w, h;  // plot area in SVG units
+};
+
+void Axes(std::ostringstream& o, const Panel& p, const std::string& title,
+          const std::string& xlabel, const std::string& ylabel) {
+  o << "<rect x='" << p.x << "' y='" << p.y << "' width='" << p.w
+    << "' height='" << p.h << "' fill='none' stroke='#444'/>\n";
+  o << "<text x='" << p.x + p.w / 2 << "' y='" << p.y - 10
+    << "' text-anchor='middle' font-weight='bold'>" << title << "</text>\n";
+  o << "<text x='" << p.x + p.w / 2 << "' y='" << p.y + p.h + 36
+    << "' text-anchor='middle'>" << xlabel << "</text>\n";
+  o << "<text transform='translate(" << p.x - 52 << "," << p.y + p.h / 2
+    << ") rotate(-90)' text-anchor='middle'>" << ylabel << "</text>\n";
+}
+
+}  // namespace
+
+std::string ToSvg(const std::vector<CaseResult>& cases) {
+  // Goodput-vs-loss series: (window) -> (system) -> sorted (loss, goodput).
+  std::map<std::uint64_t, std::map<std::string, std::map<double, double>>> good;
+  std::set<std::string> systems;
+  for (const CaseResult& r : cases) {
+    const CaseSpec& s = r.spec;
+    if (s.kind != "load" || !s.kills.empty() || s.sessions != 1 ||
+        (s.system == "rejoin" && s.durability != "process")) {
+      continue;
+    }
+    good[s.window][s.system][s.loss] = r.goodput_rps;
+    systems.insert(s.system);
+  }
+  std::map<std::string, std::string> color;
+  std::size_t ci = 0;
+  for (const std::string& s : systems) color[s] = kColors[ci++ % 8];
+
+  const double panel_w = 420, panel_h = 260, margin = 80;
+  const std::size_t panels = good.size() + 1;
+  const double width =
+      margin + static_cast<double>(panels) * (panel_w + margin);
+  const double height = panel_h + 200;
+  std::ostringstream o;
+  o << "<svg xmlns='http://www.w3.org/2000/svg' width='" << width
+    << "' height='" << height << "' font-family='sans-serif' font-size='12'>\n";
+  o << "<rect width='100%' height='100%' fill='white'/>\n";
+
+  double px = margin;
+  for (const auto& [window, series] : good) {
+    Panel p{px, 50, panel_w, panel_h};
+    double max_loss = 0, max_good = 1;
+    for (const auto& [sys, pts] : series) {
+      for (const auto& [loss, g] : pts) {
+        max_loss = std::max(max_loss, loss);
+        max_good = std::max(max_good, g);
+      }
+    }
+    if (max_loss <= 0) max_loss = 0.1;
+    max_good *= 1.1;
+    Axes(o, p, "goodput vs loss, window " + std::to_string(window),
+         "loss probability per forwarded envelope", "goodput (ops/s)");
+    for (int t = 0; t <= 4; ++t) {
+      const double fy = t / 4.0;
+      const double y = p.y + p.h - fy * p.h;
+      o << "<line x1='" << p.x << "' y1='" << y << "' x2='" << p.x + p.w
+        << "' y2='" << y << "' stroke='#ddd'/>\n";
+      o << "<text x='" << p.x - 4 << "' y='" << y + 4 << "' text-anchor='end'>"
+        << Fmt("%.0f", fy * max_good) << "</text>\n";
+      const double x = p.x + fy * p.w;
+      o << "<text x='" << x << "' y='" << p.y + p.h + 16
+        << "' text-anchor='middle'>" << Fmt("%.3g", fy * max_loss)
+        << "</text>\n";
+    }
+    for (const auto& [sys, pts] : series) {
+      o << "<polyline fill='none' stroke-width='2' stroke='" << color[sys]
+        << "' points='";
+      for (const auto& [loss, g] : pts) {
+        o << p.x + loss / max_loss * p.w << ","
+          << p.y + p.h - g / max_good * p.h << " ";
+      }
+      o << "'/>\n";
+      for (const auto& [loss, g] : pts) {
+        o << "<circle r='3' fill='" << color[sys] << "' cx='"
+          << p.x + loss / max_loss * p.w << "' cy='"
+          << p.y + p.h - g / max_good * p.h << "'/>\n";
+      }
+    }
+    px += panel_w + margin;
+  }
+
+  // Latency CDF of lossless single-session cases, log x axis.
+  Panel p{px, 50, panel_w, panel_h};
+  double lo = 1e9, hi = 1;
+  std::vector<const CaseResult*> cdfs;
+  for (const CaseResult& r : cases) {
+    const CaseSpec& s = r.spec;
+    if (s.kind != "load" || s.loss != 0 || !s.kills.empty() ||
+        s.sessions != 1 || r.cdf.empty() ||
+        (s.system == "rejoin" && s.durability != "process")) {
+      continue;
+    }
+    cdfs.push_back(&r);
+    lo = std::min(lo, std::max(1.0, r.cdf.front().first));
+    hi = std::max(hi, r.cdf.back().first);
+  }
+  if (lo >= hi) lo = hi / 10;
+  const double llo = std::floor(std::log10(lo)),
+               lhi = std::ceil(std::log10(hi));
+  const double span = std::max(1.0, lhi - llo);
+  Axes(o, p, "latency CDF, no loss", "latency (us, log scale)",
+       "fraction of operations");
+  for (double d = llo; d <= lhi; d += 1) {
+    const double x = p.x + (d - llo) / span * p.w;
+    o << "<line x1='" << x << "' y1='" << p.y << "' x2='" << x << "' y2='"
+      << p.y + p.h << "' stroke='#ddd'/>\n";
+    o << "<text x='" << x << "' y='" << p.y + p.h + 16
+      << "' text-anchor='middle'>" << Fmt("%.0f", std::pow(10, d))
+      << "</text>\n";
+  }
+  for (int t = 0; t <= 4; ++t) {
+    const double y = p.y + p.h - t / 4.0 * p.h;
+    o << "<text x='" << p.x - 4 << "' y='" << y + 4 << "' text-anchor='end'>"
+      << Fmt("%.2f", t / 4.0) << "</text>\n";
+  }
+  for (const CaseResult* r : cdfs) {
+    const std::string dash =
+        r->spec.window == 1 ? "" : " stroke-dasharray='6,3'";
+    o << "<polyline fill='none' stroke-width='2' stroke='"
+      << color[r->spec.system] << "'" << dash << " points='";
+    for (const auto& [us, f] : r->cdf) {
+      const double x = p.x + (std::log10(std::max(us, lo)) - llo) / span * p.w;
+      o << x << "," << p.y + p.h - f * p.h << " ";
+    }
+    o << "'/>\n";
+  }
+
+  // Legend.
+  double ly = 50 + panel_h + 60;
+  double lx = margin;
+  for (const auto& [sys, c] : color) {
+    o << "<rect x='" << lx << "' y='" << ly - 10
+      << "' width='14' height='4' fill='" << c << "'/><text x='" << lx + 20
+      << "' y='" << ly - 4 << "'>" << sys << "</text>\n";
+    lx += 170;
+  }
+  o << "<text x='" << margin << "' y='" << ly + 22
+    << "'>CDF: solid = window 1, dashed = larger windows. Goodput: unique "
+       "operations answered per second.</text>\n";
+  o << "</svg>\n";
+  return o.str();
+}
+
+namespace {
+
+const CaseResult* Find(const std::vector<CaseResult>& cases,
+                       const std::string& system, std::uint64_t window,
+                       double loss, const std::string& durability,
+                       std::uint64_t sessions) {
+  for (const CaseResult& r : cases) {
+    const CaseSpec& s = r.spec;
+    if (s.kind == "load" && s.kills.empty() && s.system == system &&
+        s.window == window && std::fabs(s.loss - loss) < 1e-9 &&
+        s.sessions == sessions &&
+        (system != "rejoin" || s.durability == durability)) {
+      return &r;
+    }
+  }
+  return nullptr;
+}
+
+void Row(std::ostringstream& o, const std::string& target,
+         const std::string& measured, const std::string& met) {
+  o << "| " << target << " | " << measured << " | " << met << " |\n";
+}
+
+std::string Met(bool ok) { return ok ? "met" : "**not met**"; }
+
+}  // namespace
+
+std::string TargetsMarkdown(const std::vector<CaseResult>& cases) {
+  std::ostringstream o;
+  o << "| target | measured | status |\n|---|---|---|\n";
+  const CaseResult* r64 = Find(cases, "rejoin", 64, 0, "process", 1);
+  const CaseResult* z64 = Find(cases, "zmq-raw", 64, 0, "process", 1);
+  if (r64 != nullptr && z64 != nullptr && z64->throughput_rps > 0) {
+    const double ratio = r64->throughput_rps / z64->throughput_rps;
+    Row(o, "window 64 throughput >= 0.8 x zmq-raw",
+        Fmt("%.0f", r64->throughput_rps) + " vs " +
+            Fmt("%.0f", z64->throughput_rps) +
+            " ops/s = " + Fmt("%.2f", ratio) + " x",
+        Met(ratio >= 0.8));
+  } else {
+    Row(o, "window 64 throughput >= 0.8 x zmq-raw", "not run", "-");
+  }
+  const CaseResult* r1 = Find(cases, "rejoin", 1, 0, "process", 1);
+  const CaseResult* z1 = Find(cases, "zmq-raw", 1, 0, "process", 1);
+  if (r1 != nullptr && z1 != nullptr && z1->p50_us > 0) {
+    const double ratio = r1->p50_us / z1->p50_us;
+    Row(o, "window 1 p50 latency <= 1.2 x zmq-raw",
+        Fmt("%.0f", r1->p50_us) + " vs " + Fmt("%.0f", z1->p50_us) +
+            " us = " + Fmt("%.2f", ratio) + " x",
+        Met(ratio <= 1.2));
+  } else {
+    Row(o, "window 1 p50 latency <= 1.2 x zmq-raw", "not run", "-");
+  }
+  const double losses[] = {0.01, 0.05, 0.10};
+  const double need64[] = {0.97, 0.88, 0.78};
+  const double need1[] = {0.9, 0.7, 0.5};
+  for (int w = 0; w < 2; ++w) {
+    const std::uint64_t window = w == 0 ? 64 : 1;
+    const CaseResult* base = w == 0 ? r64 : r1;
+    for (int i = 0; i < 3; ++i) {
+      const std::string name =
+          "window " + std::to_string(window) + " goodput at " +
+          Fmt("%.0f", losses[i] * 100) +
+          " % loss >= " + Fmt("%.2f", w == 0 ? need64[i] : need1[i]) +
+          " x lossless";
+      const CaseResult* c =
+          Find(cases, "rejoin", window, losses[i], "process", 1);
+      if (base == nullptr || c == nullptr || base->goodput_rps <= 0) {
+        Row(o, name, "not run", "-");
+        continue;
+      }
+      const double ratio = c->goodput_rps / base->goodput_rps;
+      Row(o, name,
+          Fmt("%.0f", c->goodput_rps) + " / " + Fmt("%.0f", base->goodput_rps) +
+              " = " + Fmt("%.2f", ratio),
+          Met(ratio >= (w == 0 ? need64[i] : need1[i])));
+    }
+  }
+  std::uint64_t lost = 0, dup = 0, n = 0;
+  for (const CaseResult& r : cases) {
+    if (r.spec.system != "rejoin" || r.spec.kind != "load") continue;
+    lost += r.lost;
+    dup += r.duplicate_executions;
+    ++n;
+  }
+  Row(o, "rejoin: zero lost, zero duplicate executions, every case",
+      std::to_string(n) + " cases: lost " + std::to_string(lost) +
+          ", duplicate executions " + std::to_string(dup),
+      n == 0 ? "-" : Met(lost == 0 && dup == 0));
+  for (const char* role : {"server", "broker"}) {
+    std::vector<double> values;
+    bool missing = false;
+    for (const CaseResult& r : cases) {
+      if (r.spec.system != "rejoin") continue;
+      for (std::size_t k = 0;
+           k < r.spec.kills.size() && k < r.recovery_ms.size(); ++k) {
+        if (r.spec.kills[k].role != role) continue;
+        if (r.recovery_ms[k]) {
+          values.push_back(*r.recovery_ms[k]);
+        } else {
+          missing = true;
+        }
+      }
+    }
+    const std::string name = std::string("kill -9 ") + role +
+                             ": in-flight op completes <= 200 ms after restart";
+    if (values.empty() && !missing) {
+      Row(o, name, "not run", "-");
+      continue;
+    }
+    std::string text;
+    double worst = 0;
+    for (double v : values) {
+      text += Fmt("%.0f ms ", v);
+      worst = std::max(worst, v);
+    }
+    if (missing) text += "(one never completed)";
+    Row(o, name, text, Met(!missing && worst <= 200));
+  }
+  const CaseResult* s1 = nullptr;
+  const CaseResult* s16 = nullptr;
+  for (const CaseResult& r : cases) {
+    const CaseSpec& s = r.spec;
+    if (s.system != "rejoin" || s.durability != "sync" || s.kind != "load" ||
+        !s.kills.empty() || s.loss != 0) {
+      continue;
+    }
+    if (s.sessions == 1 && s1 == nullptr) s1 = &r;
+    if (s.sessions >= 16 && s16 == nullptr) s16 = &r;
+  }
+  if (s1 != nullptr && s16 != nullptr && s1->goodput_rps > 0) {
+    const double ratio = s16->goodput_rps / s1->goodput_rps;
+    Row(o,
+        "sync durability, " + std::to_string(s16->spec.sessions) +
+            " sessions >= 10 x one session",
+        Fmt("%.0f", s16->goodput_rps) + " / " + Fmt("%.0f", s1->goodput_rps) +
+            " ops/s = " + Fmt("%.1f", ratio) + " x",
+        Met(ratio >= 10));
+  } else {
+    Row(o, "sync durability, 16 sessions >= 10 x one session", "not run", "-");
+  }
+  const CaseResult* idle = nullptr;
+  for (const CaseResult& r : cases) {
+    if (r.spec.kind == "idle" && r.spec.system == "rejoin") idle = &r;
+  }
+  if (idle != nullptr && idle->ok) {
+    const double mib = static_cast<double>(idle->idle_broker_rss_kib) / 1024;
+    Row(o,
+        "broker RSS <= 64 MiB with " +
+            std::to_string(idle->spec.idle_sessions) + " idle sessions",
+        Fmt("%.1f MiB", mib),
+        Met(mib <= 64 && idle->spec.idle_sessions >= 10000));
+  } else {
+    Row(o, "broker RSS <= 64 MiB with 10,000 idle sessions",
+        idle == nullptr ? "not run" : "failed: " + idle->error, "-");
+  }
+  const CaseResult* curve = nullptr;
+  for (const CaseResult& r : cases) {
+    if (r.spec.kind == "load" && r.broker_rss.size() >= 8) curve = &r;
+  }
+  if (curve != nullptr) {
+    const auto& c = curve->broker_rss;
+    const std::size_t q = c.size() / 4;
+    std::vector<double> first, last;
+    for (std::size_t i = 0; i < q; ++i) {
+      first.push_back(static_cast<double>(c[q + i].second));  // after warm-up
+      last.push_back(static_cast<double>(c[c.size() - q + i].second));
+    }
+    const double a = Median(first), b = Median(last);
+    const double minutes = c.back().first / 60;
+    Row(o, "broker RSS does not grow at full load (10 min)",
+        Fmt("%.1f", a / 1024) + " -> " + Fmt("%.1f", b / 1024) + " MiB over " +
+            Fmt("%.1f", minutes) + " min",
+        minutes >= 10 ? Met(b <= a * 1.1 + 1024)
+                      : std::string(b <= a * 1.1 + 1024 ? "no growth seen; "
+                                                        : "**growth**; ") +
+                            "run shorter than 10 min");
+  } else {
+    Row(o, "broker RSS does not grow at full load (10 min)", "not run", "-");
+  }
+  return o.str();
+}
+
+}  // namespace rejoin::bench

@@ -1,0 +1,36 @@
+// What rejoin-bench prints and writes: the machine's details, the terminal
+// table, JSON, CSV and a hand-written SVG chart.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "case.h"
+
+namespace rejoin::bench {
+
+struct MachineInfo {
+  int cores = 0;
+  std::string cpu_model;
+  std::string kernel;
+  std::string libzmq_version;
+  std::string storage_type;  // e.g. "ssd (vda)"
+  double fdatasync_us = 0;   // median of 50 x (4 KiB write + fdatasync)
+};
+
+// Reads /proc, /sys and libzmq; measures fdatasync in `dir`.
+MachineInfo ProbeMachine(const std::string& dir);
+
+std::string FormatTable(const std::vector<CaseResult>& cases);
+std::string ToJson(const MachineInfo& machine,
+                   const std::vector<CaseResult>& cases);
+std::string ToCsv(const std::vector<CaseResult>& cases);
+// Goodput against loss per system (one panel per window), and latency CDFs
+// of the lossless cases.
+std::string ToSvg(const std::vector<CaseResult>& cases);
+
+// The issue-4 targets evaluated on these cases, as Markdown table rows
+// ("| target | measured | met |").
+std::string TargetsMarkdown(const std::vector<CaseResult>& cases);
+
+}  // namespace rejoin::bench
