@@ -39,6 +39,9 @@ using TimePoint = Clock::time_point;
 
 // Longest wait between resends of one operation (FLOWS.md §1).
 inline constexpr std::chrono::milliseconds kMaxResendDelay{2000};
+// Shortest first resend delay the round-trip estimate may give: below it a
+// scheduling hiccup on a loaded machine would look like loss.
+inline constexpr std::chrono::milliseconds kMinResendDelay{2};
 // Completions above the watermark are acknowledged after this, or at once
 // when kAckBatch of them wait (FLOWS.md §6).
 inline constexpr std::chrono::milliseconds kAckDelay{5};
@@ -94,6 +97,7 @@ struct PendingOp {
   bool inherited = false;  // issued by an earlier process of the session
   bool resent = false;     // sent with the resend flag or recovered
   int attempts = 0;
+  TimePoint last_sent;  // the latest send, for the round-trip estimate
   TimePoint next_resend;
 };
 
@@ -281,6 +285,15 @@ class Client::Impl {
   // watermark: the state vector keeps reporting them as completed.
   std::set<Seq> forgotten_above_wm_;
   client_internal::TimerHeap resend_timers_;
+  // Smoothed round trip and its variation, from operations answered at their
+  // first send (RFC 6298's estimator): the first resend of an operation
+  // waits srtt + 4 * rttvar, so loss is noticed in about a round trip rather
+  // than after a fixed delay.
+  bool have_rtt_ = false;
+  double srtt_us_ = 0;
+  double rttvar_us_ = 0;
+  void SampleRtt(double rtt_us);
+  std::chrono::microseconds FirstResendDelay() const;
   client_internal::TimerHeap deadline_timers_;
   std::uint64_t next_waiter_id_ = 1;
   std::shared_ptr<const std::function<void(const RecoveryEvent&)>>

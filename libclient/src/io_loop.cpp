@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <cmath>
 #include <exception>
 #include <string>
 #include <utility>
@@ -475,6 +477,12 @@ void Client::Impl::Complete(Seq seq, ErrorCode status, std::string payload) {
   PendingOp op = std::move(it->second);
   pending_.erase(it);
   ++slots_freed_;
+  // Karn's rule: only an answer to the one and only send measures the path.
+  if (op.sent && op.attempts == 1 && !op.resent) {
+    SampleRtt(
+        std::chrono::duration<double, std::micro>(Clock::now() - op.last_sent)
+            .count());
+  }
 
   if (failed_ok_) {
     JournalOp jop;
@@ -675,6 +683,7 @@ void Client::Impl::Flush(TimePoint now) {
     // later process; retrying it here would only spin.
     if (sent == RequestSend::kDropped) continue;
     op.sent = true;
+    op.last_sent = now;
     if ((item.flags & kRequestResend) != 0) {
       op.resent = true;
       stats_.requests_resent.fetch_add(1, std::memory_order_relaxed);
@@ -769,13 +778,34 @@ Client::Impl::RequestSend Client::Impl::SendRequest(const SendItem& item) {
   return RequestSend::kSent;
 }
 
+void Client::Impl::SampleRtt(double rtt_us) {
+  if (!have_rtt_) {
+    srtt_us_ = rtt_us;
+    rttvar_us_ = rtt_us / 2;
+    have_rtt_ = true;
+    return;
+  }
+  rttvar_us_ = 0.75 * rttvar_us_ + 0.25 * std::abs(srtt_us_ - rtt_us);
+  srtt_us_ = 0.875 * srtt_us_ + 0.125 * rtt_us;
+}
+
+std::chrono::microseconds Client::Impl::FirstResendDelay() const {
+  const std::chrono::microseconds ceiling = options_.resend_delay;
+  if (!have_rtt_) return ceiling;
+  const auto estimate = std::chrono::microseconds(
+      static_cast<std::int64_t>(srtt_us_ + 4 * rttvar_us_));
+  return std::clamp<std::chrono::microseconds>(
+      estimate, client_internal::kMinResendDelay, ceiling);
+}
+
 void Client::Impl::ScheduleResend(Seq seq, PendingOp& op, TimePoint now) {
-  auto delay = options_.resend_delay;
+  std::chrono::microseconds delay = FirstResendDelay();
   for (int i = 0; i < op.attempts && delay < client_internal::kMaxResendDelay;
        ++i) {
     delay *= 2;
   }
-  delay = std::min(delay, client_internal::kMaxResendDelay);
+  delay = std::min<std::chrono::microseconds>(delay,
+                                              client_internal::kMaxResendDelay);
   ++op.attempts;
   op.next_resend = now + delay;
   resend_timers_.push({op.next_resend, seq, 0});
