@@ -67,11 +67,14 @@ void WorkerPool::Submit(Job job) {
     // Inline mode: the submitting (I/O) thread runs the job now; the
     // completion is taken on its next turn like any other.
     Completion c = Run(std::move(job));
+    bool first = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
+      first = done_.empty();
       done_.push_back(std::move(c));
     }
-    Wake();
+    // One wake-up per batch: the I/O thread takes them all at once.
+    if (first) Wake();
     return;
   }
   {
