@@ -200,7 +200,12 @@ int main(int argc, char** argv) {
                  "fault schedule, e.g. server@2s,broker@4s,client@6s "
                  "(kill -9, then restart)");
   app.add_option("--concurrency", base.concurrency,
-                 "rejoin server handler threads (its credit)")
+                 "rejoin server credit (and handler threads without "
+                 "--inline-handlers)")
+      ->capture_default_str();
+  app.add_option("--inline-handlers", base.inline_handlers,
+                 "run rejoin handlers on the server's I/O thread, as the "
+                 "baselines' workers do (true/false)")
       ->capture_default_str();
   app.add_option("--abandon-ms", base.abandon_ms,
                  "zmq-raw: a request unanswered this long frees its slot "

@@ -191,6 +191,7 @@ RoleArgs CaseRun::ArgsFor(const std::string& role, std::uint64_t index) const {
   a.drain_ms = DrainMs(spec_);
   a.durability = spec_.durability;
   a.concurrency = spec_.concurrency;
+  a.inline_handlers = spec_.inline_handlers;
   a.timeout_ms = LazyTimerMs(spec_.system);
   a.abandon_ms = spec_.abandon_ms;
   a.loss = spec_.loss;

@@ -44,7 +44,8 @@ struct CaseSpec {
   double loss = 0;
   std::uint64_t seed = 1;
   std::vector<KillEvent> kills;
-  std::uint64_t concurrency = 16;  // rejoin server handlers (its credit)
+  std::uint64_t concurrency = 64;  // rejoin server credit (and threads)
+  bool inline_handlers = true;     // rejoin handlers on the server's I/O thread
   std::int64_t abandon_ms = 100;   // zmq-raw
   std::uint64_t idle_sessions = 0;
   bool rss_curve = false;  // sample the broker's RSS every 100 ms

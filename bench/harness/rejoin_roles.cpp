@@ -73,6 +73,7 @@ int RunRejoinServer(const RoleArgs& a) {
     o.journal_dir = a.dir + "/server-" + std::to_string(a.index);
   }
   o.concurrency = static_cast<std::uint32_t>(a.concurrency);
+  o.inline_handlers = a.inline_handlers;
 
   ServiceOptions svc;
   svc.name = kService;

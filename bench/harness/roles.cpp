@@ -49,6 +49,8 @@ std::vector<std::string> RoleArgs::ToArgv(const std::string& self) const {
           durability,
           "--concurrency",
           std::to_string(concurrency),
+          "--inline-handlers",
+          inline_handlers ? "1" : "0",
           "--timeout-ms",
           std::to_string(timeout_ms),
           "--abandon-ms",
@@ -84,6 +86,7 @@ int RunRole(int argc, char** argv) {
   app.add_option("--drain-ms", a.drain_ms);
   app.add_option("--durability", a.durability);
   app.add_option("--concurrency", a.concurrency);
+  app.add_option("--inline-handlers", a.inline_handlers);
   app.add_option("--timeout-ms", a.timeout_ms);
   app.add_option("--abandon-ms", a.abandon_ms);
   app.add_option("--loss", a.loss);

@@ -34,7 +34,8 @@ struct RoleArgs {
   std::uint64_t requests = 0;    // per client; 0: run until end_ns
   std::int64_t drain_ms = 2000;  // after end_ns, wait this long for answers
   std::string durability = "process";
-  std::uint64_t concurrency = 4;  // rejoin server handlers
+  std::uint64_t concurrency = 4;  // rejoin server credit (and threads)
+  bool inline_handlers = false;   // rejoin handlers on the I/O thread
   std::int64_t timeout_ms = 0;    // lazy pirate resend timer; 0: zmq-raw
   std::int64_t abandon_ms = 100;  // zmq-raw: free a slot after this long
   double loss = 0;                // raw broker
