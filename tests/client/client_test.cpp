@@ -231,6 +231,31 @@ TEST(ClientResend, PendingCallIsSentAgainWithTheResendFlag) {
   }));
 }
 
+TEST(ClientResend, ResendFollowsTheMeasuredRoundTripNotTheCeiling) {
+  Outcomes out;
+  FakeBroker broker;
+  ClientOptions o = MemoryOptions(broker);
+  o.resend_delay = 20s;  // the ceiling; a fixed timer would wait this long
+  auto client = OpenClient(o);
+  ASSERT_TRUE(broker.AcceptHello());
+  // Answered at once: these measure the round trip.
+  for (int i = 0; i < 8; ++i) {
+    auto seq = client->CallAsync("echo", "quick", out.Callback());
+    ASSERT_TRUE(seq.ok());
+    ASSERT_TRUE(broker.Expect<Request>());
+    broker.Respond("test-session", *seq, "ok");
+  }
+  ASSERT_TRUE(out.WaitForCount(8));
+  // This one is "lost": the resend comes after about a round trip.
+  auto seq = client->CallAsync("echo", "lost", out.Callback());
+  ASSERT_TRUE(seq.ok());
+  ASSERT_TRUE(broker.Expect<Request>());
+  auto again = broker.Expect<Request>(5s);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->message.seq, *seq);
+  EXPECT_EQ(again->message.flags, kRequestResend);
+}
+
 TEST(ClientRecover, ResendRequestSendsTheJournaledRequestAtOnce) {
   FakeBroker broker;
   auto client = OpenClient(MemoryOptions(broker));  // resend_delay 5 s
