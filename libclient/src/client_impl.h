@@ -19,6 +19,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <unordered_set>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -42,6 +43,10 @@ inline constexpr std::chrono::milliseconds kMaxResendDelay{2000};
 // Shortest first resend delay the round-trip estimate may give: below it a
 // scheduling hiccup on a loaded machine would look like loss.
 inline constexpr std::chrono::milliseconds kMinResendDelay{2};
+// Largest factor spurious resends may stretch the round-trip estimate by.
+inline constexpr double kMaxRtoBackoff = 64;
+// How many completed-after-resend seqs are remembered for that detection.
+inline constexpr std::size_t kRecentResends = 1024;
 // Completions above the watermark are acknowledged after this, or at once
 // when kAckBatch of them wait (FLOWS.md §6).
 inline constexpr std::chrono::milliseconds kAckDelay{5};
@@ -292,6 +297,13 @@ class Client::Impl {
   bool have_rtt_ = false;
   double srtt_us_ = 0;
   double rttvar_us_ = 0;
+  double rtt_max_us_ = 0;  // decaying maximum of the samples
+  // Multiplies the estimate after spurious resends: a resent operation
+  // whose second answer arrives too (both sends were answered, nothing was
+  // lost). Recently completed resent seqs are remembered for that.
+  double rto_backoff_ = 1;
+  std::unordered_set<Seq> recently_resent_;
+  std::deque<Seq> recently_resent_order_;
   void SampleRtt(double rtt_us);
   std::chrono::microseconds FirstResendDelay() const;
   client_internal::TimerHeap deadline_timers_;

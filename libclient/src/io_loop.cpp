@@ -467,6 +467,13 @@ void Client::Impl::HandleResponse(const Response& r, zmq::message_t& payload) {
     // Already completed (a resend crossed the first answer) or never ours:
     // the application sees each outcome once.
     stats_.duplicate_responses.fetch_add(1, std::memory_order_relaxed);
+    if (recently_resent_.erase(r.seq) != 0) {
+      // Both sends were answered: nothing was lost, the resend came too
+      // early (a stall, not a loss). Back off, so a loaded machine does not
+      // fill its own pipe with resends.
+      rto_backoff_ =
+          std::min(rto_backoff_ * 2, client_internal::kMaxRtoBackoff);
+    }
     return;
   }
   Complete(r.seq, r.status, std::string(transport::View(payload)));
@@ -477,11 +484,21 @@ void Client::Impl::Complete(Seq seq, ErrorCode status, std::string payload) {
   PendingOp op = std::move(it->second);
   pending_.erase(it);
   ++slots_freed_;
-  // Karn's rule: only an answer to the one and only send measures the path.
+  const double since_send_us =
+      std::chrono::duration<double, std::micro>(Clock::now() - op.last_sent)
+          .count();
   if (op.sent && op.attempts == 1 && !op.resent) {
-    SampleRtt(
-        std::chrono::duration<double, std::micro>(Clock::now() - op.last_sent)
-            .count());
+    // Karn's rule: only an answer to the one and only send measures the
+    // path.
+    SampleRtt(since_send_us);
+  } else if (op.resent) {
+    // If the other send is answered too, the resend was spurious.
+    recently_resent_.insert(seq);
+    recently_resent_order_.push_back(seq);
+    if (recently_resent_order_.size() > client_internal::kRecentResends) {
+      recently_resent_.erase(recently_resent_order_.front());
+      recently_resent_order_.pop_front();
+    }
   }
 
   if (failed_ok_) {
@@ -779,6 +796,10 @@ Client::Impl::RequestSend Client::Impl::SendRequest(const SendItem& item) {
 }
 
 void Client::Impl::SampleRtt(double rtt_us) {
+  // A slowly decaying maximum follows the tail of the distribution, which a
+  // full window makes long (batching, queueing): resending at the mean's
+  // edge would mostly resend what is merely queued.
+  rtt_max_us_ = std::max(rtt_us, rtt_max_us_ * 0.999);
   if (!have_rtt_) {
     srtt_us_ = rtt_us;
     rttvar_us_ = rtt_us / 2;
@@ -787,13 +808,15 @@ void Client::Impl::SampleRtt(double rtt_us) {
   }
   rttvar_us_ = 0.75 * rttvar_us_ + 0.25 * std::abs(srtt_us_ - rtt_us);
   srtt_us_ = 0.875 * srtt_us_ + 0.125 * rtt_us;
+  // Each clean round trip earns back a little of a spurious-resend backoff.
+  rto_backoff_ = std::max(1.0, rto_backoff_ * 0.98);
 }
 
 std::chrono::microseconds Client::Impl::FirstResendDelay() const {
   const std::chrono::microseconds ceiling = options_.resend_delay;
   if (!have_rtt_) return ceiling;
-  const auto estimate = std::chrono::microseconds(
-      static_cast<std::int64_t>(srtt_us_ + 4 * rttvar_us_));
+  const auto estimate = std::chrono::microseconds(static_cast<std::int64_t>(
+      std::max(srtt_us_ + 4 * rttvar_us_, 1.5 * rtt_max_us_) * rto_backoff_));
   return std::clamp<std::chrono::microseconds>(
       estimate, client_internal::kMinResendDelay, ceiling);
 }

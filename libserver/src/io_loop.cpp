@@ -156,12 +156,23 @@ void IoLoop::Turn(Clock::time_point now) {
     HandleLinkEvents(now);
     ReadMessages(now);
   }
-  for (Completion& c : pool_.Take()) {
+  TakeCompletions();
+  Flush(now);
+  if (options_.inline_handlers) {
+    // The handlers ran inside Flush, after the RECEIVED commit: journal and
+    // send their answers in this same turn instead of after another poll.
+    if (TakeCompletions()) Flush(now);
+  }
+  Timers(now);
+}
+
+bool IoLoop::TakeCompletions() {
+  std::vector<Completion> done = pool_.Take();
+  for (Completion& c : done) {
     --outstanding_;
     if (!failed_) OnCompletion(std::move(c));
   }
-  Flush(now);
-  Timers(now);
+  return !done.empty();
 }
 
 void IoLoop::Leave(Clock::time_point now) {

@@ -85,6 +85,8 @@ class IoLoop {
   void OnError(const Error& e, Clock::time_point now);
   void OnGoodbye(Clock::time_point now);
   void OnCompletion(Completion c);
+  // Handles every completion waiting; true when there was any.
+  bool TakeCompletions();
   void ApplyDecision(const SessionId& session, const OpDecision& d);
 
   // Operations.
