@@ -44,9 +44,14 @@ inline constexpr std::chrono::milliseconds kMaxResendDelay{2000};
 // scheduling hiccup on a loaded machine would look like loss.
 inline constexpr std::chrono::milliseconds kMinResendDelay{2};
 // Largest factor spurious resends may stretch the round-trip estimate by.
-inline constexpr double kMaxRtoBackoff = 64;
+inline constexpr double kMaxRtoBackoff = 16;
 // How many completed-after-resend seqs are remembered for that detection.
 inline constexpr std::size_t kRecentResends = 1024;
+// An operation this many sends older than one just answered is presumed
+// lost (HintLosses); at most kHintScan pending operations are looked at per
+// answer.
+inline constexpr std::uint64_t kReorderSlack = 16;
+inline constexpr int kHintScan = 8;
 // Completions above the watermark are acknowledged after this, or at once
 // when kAckBatch of them wait (FLOWS.md §6).
 inline constexpr std::chrono::milliseconds kAckDelay{5};
@@ -102,7 +107,8 @@ struct PendingOp {
   bool inherited = false;  // issued by an earlier process of the session
   bool resent = false;     // sent with the resend flag or recovered
   int attempts = 0;
-  TimePoint last_sent;  // the latest send, for the round-trip estimate
+  TimePoint last_sent;           // the latest send, for the round-trip estimate
+  std::uint64_t send_order = 0;  // of the latest send, across the session
   TimePoint next_resend;
 };
 
@@ -305,6 +311,8 @@ class Client::Impl {
   std::unordered_set<Seq> recently_resent_;
   std::deque<Seq> recently_resent_order_;
   void SampleRtt(double rtt_us);
+  void HintLosses(std::uint64_t answered_order);
+  std::uint64_t send_counter_ = 0;
   std::chrono::microseconds FirstResendDelay() const;
   client_internal::TimerHeap deadline_timers_;
   std::uint64_t next_waiter_id_ = 1;

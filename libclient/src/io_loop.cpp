@@ -491,6 +491,7 @@ void Client::Impl::Complete(Seq seq, ErrorCode status, std::string payload) {
     // Karn's rule: only an answer to the one and only send measures the
     // path.
     SampleRtt(since_send_us);
+    HintLosses(op.send_order);
   } else if (op.resent) {
     // If the other send is answered too, the resend was spurious.
     recently_resent_.insert(seq);
@@ -701,6 +702,7 @@ void Client::Impl::Flush(TimePoint now) {
     if (sent == RequestSend::kDropped) continue;
     op.sent = true;
     op.last_sent = now;
+    op.send_order = ++send_counter_;
     if ((item.flags & kRequestResend) != 0) {
       op.resent = true;
       stats_.requests_resent.fetch_add(1, std::memory_order_relaxed);
@@ -793,6 +795,32 @@ Client::Impl::RequestSend Client::Impl::SendRequest(const SendItem& item) {
   if (!SendNow(req, &payload)) return RequestSend::kBlocked;
   NoteAcked(req.completed_watermark, {});
   return RequestSend::kSent;
+}
+
+// Answers come back roughly in the order requests left: an operation sent
+// kReorderSlack or more sends before one just answered, and older than a
+// smoothed round trip, was most likely lost. It is sent again now instead of
+// when its timer fires (as TCP's fast retransmit does). Off while resends are
+// proving spurious (the path reorders or stalls).
+void Client::Impl::HintLosses(std::uint64_t answered_order) {
+  if (!welcomed_ || !have_rtt_ || rto_backoff_ > 2) return;
+  const TimePoint now = Clock::now();
+  const auto round_trip =
+      std::chrono::microseconds(static_cast<std::int64_t>(srtt_us_));
+  int looked = 0;
+  for (auto& [seq, op] : pending_) {
+    if (++looked > client_internal::kHintScan) break;
+    if (!op.sent || op.queued) continue;
+    if (op.send_order + client_internal::kReorderSlack > answered_order) {
+      // Sent too recently. First sends leave in seq order, so after one of
+      // them nothing later can qualify; a resent one may hide older ones.
+      if (op.resent) continue;
+      break;
+    }
+    if (now - op.last_sent < round_trip) continue;
+    op.queued = true;
+    send_queue_.push_back({seq, kRequestResend});
+  }
 }
 
 void Client::Impl::SampleRtt(double rtt_us) {
