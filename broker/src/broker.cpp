@@ -718,9 +718,8 @@ void Broker::Impl::MarkServerDead(const std::string& id, Time now) {
 }
 
 void Broker::Impl::OnGoodbye(const std::string& route, Time now) {
-  if (ServerPeer* srv = ServerOf(route)) {
+  if (ServerOf(route) != nullptr) {
     MarkServerDead(routes_[route].id, now);
-    (void)srv;
   } else if (Session* s = SessionOf(route)) {
     s->holder.alive = false;
     s->holder.dead_since = now;
