@@ -11,6 +11,7 @@
 
 #include "e2e/e2e_fixture.h"
 #include "rejoin/proto/codec.h"
+#include "support/files.h"
 
 namespace rejoin::testing {
 namespace {
@@ -309,11 +310,6 @@ TEST_F(SystemEndToEnd, HungServerIsDeclaredDeadAndReturnsWhenResumed) {
   auto r = client->Call("echo", "after", kWait);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r->payload, Expected("after", r->seq));
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 TEST_F(SystemEndToEnd, RejoinCallPrintsTheResponseOrAClearError) {

@@ -15,6 +15,7 @@
 #include "../../libproto/src/crc32c.h"
 #include "gtest/gtest.h"
 #include "rejoin/proto/journal.h"
+#include "support/files.h"
 #include "support/temp_dir.h"
 
 namespace rejoin {
@@ -61,19 +62,8 @@ std::string Payload(Seq seq) {
   return "request-" + std::to_string(seq) + std::string(seq % 7 * 5, '.');
 }
 
-std::string ReadFile(const std::string& path) {
-  std::error_code ec;
-  std::string bytes(static_cast<std::size_t>(fs::file_size(path, ec)), '\0');
-  if (ec) return {};
-  std::ifstream in(path, std::ios::binary);
-  in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  return bytes;
-}
-
-void WriteFile(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
+using testing::ReadFile;
+using testing::WriteFile;
 
 void ResetDir(const std::string& dir) {
   std::error_code ec;

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "support/files.h"
 #include "support/temp_dir.h"
 
 namespace rejoin {
@@ -89,19 +90,8 @@ std::vector<std::string> SegmentFiles(const std::string& dir) {
   return names;
 }
 
-std::string ReadFile(const std::string& path) {
-  std::error_code ec;
-  std::string bytes(static_cast<std::size_t>(fs::file_size(path, ec)), '\0');
-  if (ec) return {};
-  std::ifstream in(path, std::ios::binary);
-  in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  return bytes;
-}
-
-void WriteFile(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
+using testing::ReadFile;
+using testing::WriteFile;
 
 void MustAppend(Journal& j, const std::string& session, Seq seq, JournalOp op) {
   Status s = j.AppendOp(session, seq, std::move(op));
