@@ -25,11 +25,13 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "precise_timer.h"
 #include "rejoin/client/client.h"
 #include "rejoin/proto/journal.h"
 #include "rejoin/proto/messages.h"
 #include "rejoin/proto/state_vector.h"
 #include "rejoin/transport/link.h"
+#include "rtt_estimator.h"
 
 namespace rejoin {
 
@@ -40,11 +42,6 @@ using TimePoint = Clock::time_point;
 
 // Longest wait between resends of one operation (FLOWS.md §1).
 inline constexpr std::chrono::milliseconds kMaxResendDelay{2000};
-// Shortest first resend delay the round-trip estimate may give: below it a
-// scheduling hiccup on a loaded machine would look like loss.
-inline constexpr std::chrono::milliseconds kMinResendDelay{2};
-// Largest factor spurious resends may stretch the round-trip estimate by.
-inline constexpr double kMaxRtoBackoff = 16;
 // How many completed-after-resend seqs are remembered for that detection.
 inline constexpr std::size_t kRecentResends = 1024;
 // An operation this many sends older than one just answered is presumed
@@ -54,14 +51,16 @@ inline constexpr std::uint64_t kReorderSlack = 16;
 inline constexpr int kHintScan = 8;
 // Completions above the watermark are acknowledged after this, or at once
 // when kAckBatch of them wait (FLOWS.md §6).
-inline constexpr std::chrono::milliseconds kAckDelay{5};
-inline constexpr std::size_t kAckBatch = 64;
+inline constexpr std::chrono::milliseconds kAckDelay{20};
+inline constexpr std::size_t kAckBatch = 1024;
 // HELLO retry after ERROR duplicate_identity: the broker still thinks the
 // previous process of this session is alive and will notice it is not.
 inline constexpr std::chrono::milliseconds kDuplicateRetry{100};
 // HELLO retry while fenced: a newer process owns the session; keep asking
 // rarely in case it goes away.
 inline constexpr std::chrono::milliseconds kFencedRetry{1000};
+// Wake-ups closer than this use the timerfd (precise_timer.h).
+inline constexpr std::chrono::milliseconds kPreciseWakeup{3};
 // Inbound messages handled per loop turn, so that a flood cannot postpone
 // the commit and the deliveries of what was already read.
 inline constexpr int kReadBudget = 4096;
@@ -247,7 +246,8 @@ class Client::Impl {
   // The broker was told of everything below `watermark` and of `seqs`
   // (sorted): stop acknowledging them, and forget those delivered.
   void NoteAcked(Seq watermark, const std::vector<Seq>& seqs);
-  int PollTimeoutMs(TimePoint now) const;
+  // The earliest timer of the I/O thread (at most a second ahead).
+  TimePoint NextWakeup(TimePoint now) const;
 
   const ClientOptions options_;
   const Incarnation incarnation_;
@@ -296,25 +296,16 @@ class Client::Impl {
   // watermark: the state vector keeps reporting them as completed.
   std::set<Seq> forgotten_above_wm_;
   client_internal::TimerHeap resend_timers_;
-  // Smoothed round trip and its variation, from operations answered at their
-  // first send (RFC 6298's estimator): the first resend of an operation
-  // waits srtt + 4 * rttvar, so loss is noticed in about a round trip rather
-  // than after a fixed delay.
-  bool have_rtt_ = false;
-  double srtt_us_ = 0;
-  double rttvar_us_ = 0;
-  double rtt_max_us_ = 0;  // decaying maximum of the samples
-  // Multiplies the estimate after spurious resends: a resent operation
-  // whose second answer arrives too (both sends were answered, nothing was
-  // lost). Recently completed resent seqs are remembered for that.
-  double rto_backoff_ = 1;
+  // When to presume a request or its answer lost (rtt_estimator.h).
+  client_internal::RttEstimator rtt_;
+  // Recently completed resent seqs: a second answer to one of them shows
+  // that the resend was needless.
   std::unordered_set<Seq> recently_resent_;
   std::deque<Seq> recently_resent_order_;
-  void SampleRtt(double rtt_us);
   void HintLosses(std::uint64_t answered_order);
   std::uint64_t send_counter_ = 0;
-  std::chrono::microseconds FirstResendDelay() const;
   client_internal::TimerHeap deadline_timers_;
+  client_internal::PreciseTimer timer_;
   std::uint64_t next_waiter_id_ = 1;
   std::shared_ptr<const std::function<void(const RecoveryEvent&)>>
       io_recovery_cb_;

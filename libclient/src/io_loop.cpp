@@ -118,7 +118,7 @@ void Client::Impl::Run() {
   Shutdown();
 }
 
-int Client::Impl::PollTimeoutMs(TimePoint now) const {
+Client::Impl::TimePoint Client::Impl::NextWakeup(TimePoint now) const {
   TimePoint next = now + std::chrono::seconds(1);
   auto consider = [&](TimePoint t) { next = std::min(next, t); };
   if (!deadline_timers_.empty()) consider(deadline_timers_.top().at);
@@ -130,13 +130,19 @@ int Client::Impl::PollTimeoutMs(TimePoint now) const {
   } else {
     consider(hello_due_);
   }
-  if (next <= now) return 0;
-  return static_cast<int>(CeilMs(next - now).count());
+  return next;
 }
 
 bool Client::Impl::RunTurn() {
   TimePoint now = Clock::now();
-  int timeout = PollTimeoutMs(now);
+  const TimePoint wakeup = NextWakeup(now);
+  int timeout =
+      wakeup <= now ? 0 : static_cast<int>(CeilMs(wakeup - now).count());
+  // A wake-up this close is left to the timerfd: zmq_poll's millisecond
+  // timeout would overshoot it by up to a millisecond.
+  if (timeout > 0 && wakeup - now < client_internal::kPreciseWakeup) {
+    timer_.Arm(wakeup);
+  }
   {
     std::unique_lock lock(mutex_);
     if (queue_.empty() && !closing_) {
@@ -145,7 +151,7 @@ bool Client::Impl::RunTurn() {
       timeout = 0;
     }
   }
-  zmq_pollitem_t items[3];
+  zmq_pollitem_t items[4];
   int n = 0;
   int monitor_index = -1;
   if (link_) {
@@ -157,6 +163,11 @@ bool Client::Impl::RunTurn() {
   }
   items[n] = {nullptr, wake_fd_.get(), ZMQ_POLLIN, 0};
   int wake_index = n++;
+  int timer_index = -1;
+  if (timer_.fd() >= 0) {
+    items[n] = {nullptr, timer_.fd(), ZMQ_POLLIN, 0};
+    timer_index = n++;
+  }
   int rc = zmq_poll(items, n, timeout);
   {
     std::unique_lock lock(mutex_);
@@ -172,6 +183,10 @@ bool Client::Impl::RunTurn() {
   if (rc > 0 && (items[wake_index].revents & ZMQ_POLLIN) != 0) {
     std::uint64_t count = 0;
     (void)!::read(wake_fd_.get(), &count, sizeof count);
+  }
+  if (timer_index >= 0 && rc > 0 &&
+      (items[timer_index].revents & ZMQ_POLLIN) != 0) {
+    timer_.Clear();
   }
   if (monitor_index >= 0 && rc > 0 &&
       (items[monitor_index].revents & ZMQ_POLLIN) != 0) {
@@ -471,8 +486,7 @@ void Client::Impl::HandleResponse(const Response& r, zmq::message_t& payload) {
       // Both sends were answered: nothing was lost, the resend came too
       // early (a stall, not a loss). Back off, so a loaded machine does not
       // fill its own pipe with resends.
-      rto_backoff_ =
-          std::min(rto_backoff_ * 2, client_internal::kMaxRtoBackoff);
+      rtt_.SpuriousResend();
     }
     return;
   }
@@ -490,9 +504,10 @@ void Client::Impl::Complete(Seq seq, ErrorCode status, std::string payload) {
   if (op.sent && op.attempts == 1 && !op.resent) {
     // Karn's rule: only an answer to the one and only send measures the
     // path.
-    SampleRtt(since_send_us);
+    rtt_.Sample(since_send_us);
     HintLosses(op.send_order);
   } else if (op.resent) {
+    rtt_.ResendAnswered();
     // If the other send is answered too, the resend was spurious.
     recently_resent_.insert(seq);
     recently_resent_order_.push_back(seq);
@@ -803,10 +818,10 @@ Client::Impl::RequestSend Client::Impl::SendRequest(const SendItem& item) {
 // when its timer fires (as TCP's fast retransmit does). Off while resends are
 // proving spurious (the path reorders or stalls).
 void Client::Impl::HintLosses(std::uint64_t answered_order) {
-  if (!welcomed_ || !have_rtt_ || rto_backoff_ > 2) return;
+  if (!welcomed_ || !rtt_.ready() || rtt_.backoff() > 2) return;
   const TimePoint now = Clock::now();
   const auto round_trip =
-      std::chrono::microseconds(static_cast<std::int64_t>(srtt_us_));
+      std::chrono::microseconds(static_cast<std::int64_t>(rtt_.srtt_us()));
   int looked = 0;
   for (auto& [seq, op] : pending_) {
     if (++looked > client_internal::kHintScan) break;
@@ -823,34 +838,9 @@ void Client::Impl::HintLosses(std::uint64_t answered_order) {
   }
 }
 
-void Client::Impl::SampleRtt(double rtt_us) {
-  // A slowly decaying maximum follows the tail of the distribution, which a
-  // full window makes long (batching, queueing): resending at the mean's
-  // edge would mostly resend what is merely queued.
-  rtt_max_us_ = std::max(rtt_us, rtt_max_us_ * 0.999);
-  if (!have_rtt_) {
-    srtt_us_ = rtt_us;
-    rttvar_us_ = rtt_us / 2;
-    have_rtt_ = true;
-    return;
-  }
-  rttvar_us_ = 0.75 * rttvar_us_ + 0.25 * std::abs(srtt_us_ - rtt_us);
-  srtt_us_ = 0.875 * srtt_us_ + 0.125 * rtt_us;
-  // Each clean round trip earns back a little of a spurious-resend backoff.
-  rto_backoff_ = std::max(1.0, rto_backoff_ * 0.98);
-}
-
-std::chrono::microseconds Client::Impl::FirstResendDelay() const {
-  const std::chrono::microseconds ceiling = options_.resend_delay;
-  if (!have_rtt_) return ceiling;
-  const auto estimate = std::chrono::microseconds(static_cast<std::int64_t>(
-      std::max(srtt_us_ + 4 * rttvar_us_, 1.5 * rtt_max_us_) * rto_backoff_));
-  return std::clamp<std::chrono::microseconds>(
-      estimate, client_internal::kMinResendDelay, ceiling);
-}
-
 void Client::Impl::ScheduleResend(Seq seq, PendingOp& op, TimePoint now) {
-  std::chrono::microseconds delay = FirstResendDelay();
+  std::chrono::microseconds delay = rtt_.FirstResend(
+      pending_.size(), options_.resend_delay, options_.resend_delay);
   for (int i = 0; i < op.attempts && delay < client_internal::kMaxResendDelay;
        ++i) {
     delay *= 2;

@@ -3,3 +3,8 @@
 rejoin_add_test(client_test LABEL unit
   SOURCES client/client_test.cpp
   LIBS rejoin::client rejoin_fake_broker)
+rejoin_add_test(rtt_estimator_test LABEL unit
+  SOURCES client/rtt_estimator_test.cpp
+  LIBS rejoin::client)
+target_include_directories(rtt_estimator_test PRIVATE
+  ${PROJECT_SOURCE_DIR}/libclient/src)

@@ -43,10 +43,11 @@ struct ClientOptions {
   // Heartbeat interval used until the broker's WELCOME says otherwise.
   std::chrono::milliseconds heartbeat{200};
   // A pending operation with no response for a while is sent again (the
-  // client's report that it is still waiting): first after the measured
-  // round trip (smoothed RTT + 4 x its variation, at least 2 ms), at most
-  // after this; the wait doubles per attempt up to 2 s. Until a round trip
-  // has been measured, this value is used.
+  // client's report that it is still waiting): first after a quantile of
+  // the recently measured round trips (the 90th percentile while the session
+  // has at most two calls in flight, the 99th when busier; at least 200 us),
+  // at most after this; the wait doubles per attempt up to 2 s. Until a
+  // round trip has been measured, this value is used.
   std::chrono::milliseconds resend_delay{200};
   // Off: an outcome delivered to its caller (callback or future) is dropped
   // from the journal once the broker has been told of it, which bounds the

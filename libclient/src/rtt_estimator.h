@@ -1,0 +1,79 @@
+// RttEstimator: how long the client waits for an answer before it presumes a
+// request or its response lost and sends the request again (FLOWS.md §1).
+//
+// Round trips through the broker are heavy-tailed: a thread that was not
+// scheduled for a millisecond makes one answer ten times slower than the
+// median. So the wait is a quantile of recent samples rather than a mean
+// plus deviations, and it depends on how busy the session is:
+//
+//  - with at most kIdleInFlight operations in flight the pipe is idle, a
+//    needless resend costs one message, and waiting costs the whole session:
+//    the wait is kIdleFactor x the 90th percentile;
+//  - with more in flight a needless resend takes capacity from other
+//    operations (and the order of answers detects most losses anyway): the
+//    wait is kBusyFactor x the 99th percentile.
+//
+// Samples come only from operations answered at their first send (Karn's
+// rule) and only the last kWindow count, so one slow start-up answer is
+// forgotten after kWindow operations instead of inflating every wait.
+//
+// A resend answered twice was needless. If more than kSpuriousHigh of the
+// resends of an epoch (kEpoch answered resends) were needless, the waits are
+// doubled (up to kMaxBackoff): the machine stalls or the path queues more
+// than the samples show. Below kSpuriousLow they are halved back towards 1.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+
+namespace rejoin::client_internal {
+
+class RttEstimator {
+ public:
+  static constexpr std::size_t kWindow = 256;
+  static constexpr std::size_t kRecompute = 16;  // samples between quantiles
+  static constexpr std::size_t kIdleInFlight = 2;
+  static constexpr double kIdleFactor = 1.25;
+  static constexpr double kBusyFactor = 1.5;
+  static constexpr std::uint32_t kEpoch = 32;
+  static constexpr double kSpuriousHigh = 0.75;
+  static constexpr double kSpuriousLow = 0.5;
+  static constexpr double kMaxBackoff = 16;
+  static constexpr std::chrono::microseconds kFloor{200};
+
+  // One round trip of an operation answered at its only send.
+  void Sample(double rtt_us);
+  // A resent operation was answered (the first of its answers).
+  void ResendAnswered();
+  // A second answer arrived for a resent operation: the resend was needless.
+  void SpuriousResend();
+
+  bool ready() const { return count_ > 0; }
+  // The smoothed round trip (RFC 6298's estimator), 0 before any sample.
+  double srtt_us() const { return srtt_us_; }
+  double backoff() const { return backoff_; }
+
+  // The wait before the first resend of an operation sent while `in_flight`
+  // operations of the session were awaiting answers; `fallback` before any
+  // sample, and never more than `ceiling`.
+  std::chrono::microseconds FirstResend(
+      std::size_t in_flight, std::chrono::microseconds fallback,
+      std::chrono::microseconds ceiling) const;
+
+ private:
+  void Recompute();
+  void CloseEpochIfDue();
+
+  std::array<double, kWindow> ring_{};
+  std::size_t count_ = 0;  // samples ever taken
+  double srtt_us_ = 0;
+  double q90_us_ = 0;
+  double q99_us_ = 0;
+  double backoff_ = 1;
+  std::uint32_t epoch_resends_ = 0;
+  std::uint32_t epoch_spurious_ = 0;
+};
+
+}  // namespace rejoin::client_internal
