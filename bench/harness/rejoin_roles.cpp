@@ -123,6 +123,13 @@ int RunRejoinClient(const RoleArgs& a) {
     return 3;
   }
   Client& client = **opened;
+  // Resends as the library reports them: informational, unlike the counts
+  // of lost and duplicate operations, which come from the shared files.
+  client.SetRecoveryCallback([&h](const RecoveryEvent& e) {
+    if (e.kind == RecoveryEventKind::kRequestResent) {
+      Add(h.resends, std::uint64_t{1});
+    }
+  });
 
   if (!a.restart) {
     auto warm = client.Call(kService, MakePayload(kWarmupTag, a.size),
