@@ -48,6 +48,8 @@ inline constexpr std::size_t kRecentResends = 1024;
 // lost (HintLosses); at most kHintScan pending operations are looked at per
 // answer.
 inline constexpr std::uint64_t kReorderSlack = 16;
+// Below that many calls in flight the resend timer does the detecting.
+static_assert(kReorderSlack == RttEstimator::kFewInFlight);
 inline constexpr int kHintScan = 8;
 // Completions above the watermark are acknowledged after this, or at once
 // when kAckBatch of them wait (FLOWS.md §6).

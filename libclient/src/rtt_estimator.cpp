@@ -56,8 +56,8 @@ std::chrono::microseconds RttEstimator::FirstResend(
     std::size_t in_flight, std::chrono::microseconds fallback,
     std::chrono::microseconds ceiling) const {
   if (!ready()) return std::min(fallback, ceiling);
-  const double base = in_flight <= kIdleInFlight ? kIdleFactor * q90_us_
-                                                 : kBusyFactor * q99_us_;
+  const double base =
+      in_flight < kFewInFlight ? kFewFactor * q90_us_ : kBusyFactor * q99_us_;
   const auto wait =
       std::chrono::microseconds(static_cast<std::int64_t>(base * backoff_));
   return std::clamp<std::chrono::microseconds>(wait, kFloor,

@@ -6,12 +6,16 @@
 // median. So the wait is a quantile of recent samples rather than a mean
 // plus deviations, and it depends on how busy the session is:
 //
-//  - with at most kIdleInFlight operations in flight the pipe is idle, a
-//    needless resend costs one message, and waiting costs the whole session:
-//    the wait is kIdleFactor x the 90th percentile;
-//  - with more in flight a needless resend takes capacity from other
-//    operations (and the order of answers detects most losses anyway): the
-//    wait is kBusyFactor x the 99th percentile.
+//  - with fewer than kFewInFlight operations in flight the order of answers
+//    cannot reveal a loss (Client::Impl::HintLosses needs that many later
+//    sends answered), the pipe is mostly idle, a needless resend costs one
+//    message, and waiting stalls the session: the wait is kFewFactor x the
+//    90th percentile;
+//  - with more in flight the order of answers finds nearly every loss
+//    within a round trip and a needless resend takes capacity from other
+//    operations: the timer is only the backstop, at kBusyFactor x the 99th
+//    percentile (at 1.5 x it fired for thousands of merely late answers
+//    under 1 % loss).
 //
 // Samples come only from operations answered at their first send (Karn's
 // rule) and only the last kWindow count, so one slow start-up answer is
@@ -34,9 +38,9 @@ class RttEstimator {
  public:
   static constexpr std::size_t kWindow = 256;
   static constexpr std::size_t kRecompute = 16;  // samples between quantiles
-  static constexpr std::size_t kIdleInFlight = 2;
-  static constexpr double kIdleFactor = 1.25;
-  static constexpr double kBusyFactor = 1.5;
+  static constexpr std::size_t kFewInFlight = 16;
+  static constexpr double kFewFactor = 1.25;
+  static constexpr double kBusyFactor = 3;
   static constexpr std::uint32_t kEpoch = 32;
   static constexpr double kSpuriousHigh = 0.75;
   static constexpr double kSpuriousLow = 0.5;

@@ -31,17 +31,18 @@ TEST(RttEstimator, UsesTheFallbackUntilARoundTripWasMeasured) {
             microseconds(1000));
 }
 
-TEST(RttEstimator, IdleSessionsWaitForTheNinetiethPercentile) {
+TEST(RttEstimator, FewCallsInFlightWaitForTheNinetiethPercentile) {
   RttEstimator e;
   FillHeavyTail(e, 3);
   // The 90th percentile of the window falls on the 100 us / 1000 us edge.
   const microseconds idle = e.FirstResend(1, kFallback, kCeiling);
   EXPECT_GE(idle, RttEstimator::kFloor);
   EXPECT_LE(idle, microseconds(1250));
-  // Busy sessions wait for the 99th percentile, well above.
+  // Busy sessions, whose losses the order of answers reveals, wait longer:
+  // the timer is their backstop.
   const microseconds busy = e.FirstResend(64, kFallback, kCeiling);
   EXPECT_GE(busy, microseconds(1500));
-  EXPECT_LE(busy, microseconds(7500));
+  EXPECT_LE(busy, microseconds(15000));
   EXPECT_GT(busy, idle);
 }
 
@@ -59,7 +60,7 @@ TEST(RttEstimator, ASlowStartDoesNotStretchTheWait) {
   e.Sample(80000);  // the first call of a process: connecting, warming up
   for (int i = 0; i < 20; ++i) e.Sample(200);
   EXPECT_LE(e.FirstResend(1, kFallback, kCeiling), microseconds(300));
-  EXPECT_LE(e.FirstResend(64, kFallback, kCeiling), microseconds(300));
+  EXPECT_LE(e.FirstResend(64, kFallback, kCeiling), microseconds(600));
 }
 
 TEST(RttEstimator, ForgetsAStallAfterTheWindow) {
@@ -69,7 +70,7 @@ TEST(RttEstimator, ForgetsAStallAfterTheWindow) {
   for (int i = 0; i < 12; ++i) e.Sample(50000);
   EXPECT_GE(e.FirstResend(64, kFallback, kCeiling), microseconds(50000));
   for (std::size_t i = 0; i < RttEstimator::kWindow; ++i) e.Sample(200);
-  EXPECT_LE(e.FirstResend(64, kFallback, kCeiling), microseconds(300));
+  EXPECT_LE(e.FirstResend(64, kFallback, kCeiling), microseconds(600));
 }
 
 TEST(RttEstimator, FollowsAChangeOfPath) {

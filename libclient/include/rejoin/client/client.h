@@ -45,7 +45,8 @@ struct ClientOptions {
   // A pending operation with no response for a while is sent again (the
   // client's report that it is still waiting): first after a quantile of
   // the recently measured round trips (the 90th percentile while the session
-  // has at most two calls in flight, the 99th when busier; at least 200 us),
+  // has fewer than 16 calls in flight, the 99th when busier, when the order
+  // of answers reveals most losses sooner; at least 200 us),
   // at most after this; the wait doubles per attempt up to 2 s. Until a
   // round trip has been measured, this value is used.
   std::chrono::milliseconds resend_delay{200};
