@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "harness/case.h"
+#include "harness/report.h"
 #include "harness/roles.h"
 #include "harness/shm.h"
 #include "harness/stats.h"
@@ -230,6 +231,54 @@ TEST(Rejoin, TinyLossyCaseLosesNothingAndRunsNothingTwice) {
   EXPECT_EQ(r.duplicate_executions, 0u);
   EXPECT_EQ(r.unexecuted_completions, 0u);
   EXPECT_EQ(r.errors, 0u);
+}
+
+CaseResult Reported(const std::string& system, std::uint64_t window,
+                    double loss, double goodput) {
+  CaseResult r;
+  r.spec.system = system;
+  r.spec.window = window;
+  r.spec.loss = loss;
+  r.goodput_rps = r.throughput_rps = goodput;
+  r.cdf = {{100, 0.5}, {400, 1.0}};
+  return r;
+}
+
+std::size_t Count(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (auto at = text.find(what); at != std::string::npos;
+       at = text.find(what, at + what.size())) {
+    ++n;
+  }
+  return n;
+}
+
+TEST(Report, ChartHasAGoodputPanelPerWindowAndTheLatencyCdf) {
+  std::vector<CaseResult> cases = {
+      Reported("rejoin", 1, 0, 3000), Reported("rejoin", 1, 0.1, 2000),
+      Reported("zmq-raw", 1, 0, 4000), Reported("zmq-raw", 1, 0.1, 40),
+      Reported("rejoin", 64, 0, 80000)};
+  const std::string svg = ToSvg(cases);
+  EXPECT_EQ(Count(svg, "goodput vs loss, window "), 2u);
+  EXPECT_EQ(Count(svg, "latency CDF"), 1u);
+  EXPECT_EQ(Count(svg, "broker RSS"), 0u);
+  EXPECT_EQ(svg.rfind("</svg>\n"), svg.size() - 7);
+}
+
+TEST(Report, SoakCaseAddsTheBrokerRssCurve) {
+  CaseResult soak = Reported("rejoin", 64, 0.01, 40000);
+  for (int i = 0; i < 10; ++i) soak.broker_rss.push_back({i * 60.0, 8000 + i});
+  const std::string svg = ToSvg({Reported("rejoin", 1, 0, 3000), soak});
+  EXPECT_EQ(Count(svg, "rejoin broker RSS at full load"), 1u);
+  // The curve's points: one per sample.
+  const auto line = svg.rfind("<polyline");
+  const auto end = svg.find("'/>", line);
+  const std::string points = svg.substr(line, end - line);
+  EXPECT_EQ(Count(points, ","), soak.broker_rss.size());
+  const std::string json = ToJson(MachineInfo{}, {soak});
+  EXPECT_NE(json.find("\"broker_rss_kib_curve\": [[0, 8000], [60, 8001]"),
+            std::string::npos)
+      << json;
 }
 
 }  // namespace

@@ -340,6 +340,35 @@ void Axes(std::ostringstream& o, const Panel& p, const std::string& title,
     << ") rotate(-90)' text-anchor='middle'>" << ylabel << "</text>\n";
 }
 
+// The broker's resident memory over a long run (--soak-minutes): flat is
+// what the memory target asks for.
+void RssPanel(std::ostringstream& o, const Panel& p,
+              const std::vector<std::pair<double, long>>& curve) {
+  double max_s = 1, max_mib = 1;
+  for (const auto& [sec, kib] : curve) {
+    max_s = std::max(max_s, sec);
+    max_mib = std::max(max_mib, static_cast<double>(kib) / 1024);
+  }
+  max_mib *= 1.25;
+  Axes(o, p, "rejoin broker RSS at full load", "time (s)", "RSS (MiB)");
+  for (int t = 0; t <= 4; ++t) {
+    const double f = t / 4.0;
+    const double y = p.y + p.h - f * p.h;
+    o << "<line x1='" << p.x << "' y1='" << y << "' x2='" << p.x + p.w
+      << "' y2='" << y << "' stroke='#ddd'/>\n";
+    o << "<text x='" << p.x - 4 << "' y='" << y + 4 << "' text-anchor='end'>"
+      << Fmt("%.1f", f * max_mib) << "</text>\n";
+    o << "<text x='" << p.x + f * p.w << "' y='" << p.y + p.h + 16
+      << "' text-anchor='middle'>" << Fmt("%.0f", f * max_s) << "</text>\n";
+  }
+  o << "<polyline fill='none' stroke-width='2' stroke='#444' points='";
+  for (const auto& [sec, kib] : curve) {
+    o << p.x + sec / max_s * p.w << ","
+      << p.y + p.h - static_cast<double>(kib) / 1024 / max_mib * p.h << " ";
+  }
+  o << "'/>\n";
+}
+
 }  // namespace
 
 std::string ToSvg(const std::vector<CaseResult>& cases) {
@@ -359,8 +388,13 @@ std::string ToSvg(const std::vector<CaseResult>& cases) {
   std::size_t ci = 0;
   for (const std::string& s : systems) color[s] = kColors[ci++ % 8];
 
+  const CaseResult* soak = nullptr;
+  for (const CaseResult& r : cases) {
+    if (r.spec.kind == "load" && r.broker_rss.size() >= 8) soak = &r;
+  }
+
   const double panel_w = 420, panel_h = 260, margin = 80;
-  const std::size_t panels = good.size() + 1;
+  const std::size_t panels = good.size() + 1 + (soak != nullptr ? 1 : 0);
   const double width =
       margin + static_cast<double>(panels) * (panel_w + margin);
   const double height = panel_h + 200;
@@ -456,6 +490,11 @@ std::string ToSvg(const std::vector<CaseResult>& cases) {
       o << x << "," << p.y + p.h - f * p.h << " ";
     }
     o << "'/>\n";
+  }
+
+  if (soak != nullptr) {
+    RssPanel(o, Panel{px + panel_w + margin, 50, panel_w, panel_h},
+             soak->broker_rss);
   }
 
   // Legend.

@@ -25,8 +25,8 @@ std::string FormatTable(const std::vector<CaseResult>& cases);
 std::string ToJson(const MachineInfo& machine,
                    const std::vector<CaseResult>& cases);
 std::string ToCsv(const std::vector<CaseResult>& cases);
-// Goodput against loss per system (one panel per window), and latency CDFs
-// of the lossless cases.
+// Goodput against loss per system (one panel per window), latency CDFs of
+// the lossless cases, and the broker's RSS curve of a soak case if any.
 std::string ToSvg(const std::vector<CaseResult>& cases);
 
 // The issue-4 targets evaluated on these cases, as Markdown table rows
