@@ -251,8 +251,10 @@ int RunIdleSessions(const RoleArgs& a) {
   zmq::context_t ctx(1);
   ctx.set(zmq::ctxopt::max_sockets, static_cast<int>(n + 64));
   std::vector<zmq::socket_t> sockets;
+  std::vector<transport::Reader> readers;
   std::vector<zmq::pollitem_t> items;
   sockets.reserve(n);
+  readers.reserve(n);
   items.reserve(n);
   std::vector<bool> welcomed(n, false);
   std::size_t welcomed_here = 0;
@@ -279,6 +281,7 @@ int RunIdleSessions(const RoleArgs& a) {
            sockets.size() - welcomed_here < kIdlePending) {
       const std::size_t i = sockets.size();
       sockets.emplace_back(ctx, zmq::socket_type::dealer);
+      readers.emplace_back(/*routed=*/false);
       zmq::socket_t& s = sockets.back();
       s.set(zmq::sockopt::linger, 0);
       s.connect(a.endpoint);
@@ -298,7 +301,7 @@ int RunIdleSessions(const RoleArgs& a) {
     zmq::poll(items.data(), items.size(), std::chrono::milliseconds(20));
     for (std::size_t i = 0; i < items.size(); ++i) {
       if ((items[i].revents & ZMQ_POLLIN) == 0) continue;
-      while (transport::TryRead(sockets[i], false, frames) ==
+      while (readers[i].Next(sockets[i], frames) ==
              transport::ReadResult::kMessage) {
         Result<Message> m = transport::Decode(frames);
         if (!m.ok()) continue;

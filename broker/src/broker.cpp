@@ -248,6 +248,7 @@ class Broker::Impl {
   BrokerOptions options_;
   zmq::context_t context_;
   zmq::socket_t socket_;
+  transport::Reader reader_{/*routed=*/true};
   std::string bound_;
   Epoch epoch_ = 0;
   Time grace_end_{};
@@ -330,7 +331,7 @@ Status Broker::Impl::Run() {
     }
     now = Clock::now();
     for (int i = 0; i < kBatch; ++i) {
-      auto r = transport::TryRead(socket_, true, frames);
+      auto r = reader_.Next(socket_, frames);
       if (r == transport::ReadResult::kNothing) break;
       if (r == transport::ReadResult::kClosed) {
         return Status(ErrorCode::kClosed, "socket closed");

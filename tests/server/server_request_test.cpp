@@ -343,8 +343,13 @@ TEST(ServerRequest, MalformedFramesAreDroppedAndServerKeepsWorking) {
   // A valid REQUEST header without its payload frame: wrong frame count.
   Request r{"alice", 1, "echo", 1, 0, 0};
   broker.SendFrames({EncodeHeader(r)});
-  // A header that must travel alone, with a stray payload frame.
-  broker.SendFrames({EncodeHeader(Heartbeat{77}), "extra"});
+  // A header that travels without a payload, then a stray frame: the
+  // heartbeat is taken, the stray frame is not a header.
+  broker.SendFrames({EncodeHeader(Heartbeat{kFirstEpoch}), "extra"});
+  // A batch whose middle header is bad: what follows it is dropped with it.
+  broker.SendFrames({EncodeHeader(Heartbeat{kFirstEpoch}), "bad",
+                     EncodeHeader(Request{"alice", 9, "echo", 1, 0, 0}),
+                     "never read"});
   // Well-formed but never sent to a server.
   broker.Send(Hello{});
   broker.Send(Response{"alice", 1, ErrorCode::kOk});
@@ -355,7 +360,7 @@ TEST(ServerRequest, MalformedFramesAreDroppedAndServerKeepsWorking) {
   ASSERT_TRUE(broker.NextAs<Response>(&payload));
   EXPECT_EQ(payload, "echo:still here");
   EXPECT_EQ(runs, 1);
-  EXPECT_EQ(server->stats().malformed, 8u);
+  EXPECT_EQ(server->stats().malformed, 9u);
 }
 
 }  // namespace

@@ -47,8 +47,7 @@ std::optional<Received<Message>> FakeBroker::Next(
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
     transport::Frames frames;
-    if (transport::TryRead(*socket_, /*routed=*/true, frames) ==
-        transport::ReadResult::kMessage) {
+    if (reader_.Next(*socket_, frames) == transport::ReadResult::kMessage) {
       Result<Message> m = transport::Decode(frames);
       if (!m.ok()) {
         Fail("endpoint sent an undecodable message: " + m.status().ToString());

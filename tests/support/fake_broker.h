@@ -19,6 +19,7 @@
 #include <zmq.hpp>
 
 #include "rejoin/proto/messages.h"
+#include "rejoin/transport/wire.h"
 
 namespace rejoin::testing {
 
@@ -128,6 +129,7 @@ class FakeBroker {
 
   zmq::context_t context_{1};
   std::optional<zmq::socket_t> socket_;
+  transport::Reader reader_{/*routed=*/true};
   std::string endpoint_;
   std::string route_;
   std::uint64_t probe_id_ = 0;

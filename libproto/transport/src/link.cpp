@@ -94,9 +94,9 @@ Link::Event Link::ReadEvent() {
   }
 }
 
-ReadResult Link::Read(Frames& out) {
-  return TryRead(socket_, /*routed=*/false, out);
-}
+ReadResult Link::Read(Frames& out) { return reader_.Next(socket_, out); }
+
+SendResult Link::Send(Batch& batch) { return batch.Send(socket_, ""); }
 
 SendResult Link::Send(const Message& m, zmq::message_t* payload) {
   const SendResult r = transport::Send(socket_, "", m, payload);

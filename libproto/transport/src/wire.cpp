@@ -9,10 +9,6 @@
 namespace rejoin::transport {
 namespace {
 
-bool More(zmq::socket_t& socket) {
-  return socket.get(zmq::sockopt::rcvmore) != 0;
-}
-
 SendResult FromErrno(int err) {
   switch (err) {
     case EAGAIN:
@@ -44,29 +40,46 @@ SendResult SendRoute(zmq::socket_t& socket, std::string_view route) {
 
 }  // namespace
 
-ReadResult TryRead(zmq::socket_t& socket, bool routed, Frames& out) {
+ReadResult Reader::Next(zmq::socket_t& socket, Frames& out) {
   out.count = 0;
-  out.route.clear();
   try {
-    zmq::message_t first;
-    if (!socket.recv(first, zmq::recv_flags::dontwait)) {
-      return ReadResult::kNothing;
+    if (next_ >= batch_.size()) {
+      batch_.clear();
+      next_ = 0;
+      zmq::message_t first;
+      if (!socket.recv(first, zmq::recv_flags::dontwait)) {
+        return ReadResult::kNothing;
+      }
+      // The rest of a multipart message is already here: zmq delivers whole
+      // messages, so blocking reads below cannot wait.
+      bool more = first.more();
+      if (routed_) {
+        route_.assign(static_cast<const char*>(first.data()), first.size());
+      } else {
+        batch_.push_back(std::move(first));
+      }
+      while (more) {
+        batch_.emplace_back();
+        (void)socket.recv(batch_.back(), zmq::recv_flags::none);
+        more = batch_.back().more();
+      }
+      if (batch_.empty()) {  // a routing id alone: count 0, malformed
+        out.route = route_;
+        return ReadResult::kMessage;
+      }
     }
-    // The rest of a multipart message is already here: zmq delivers whole
-    // messages, so blocking reads below cannot wait.
-    if (routed) {
-      out.route.assign(static_cast<const char*>(first.data()), first.size());
-      if (!More(socket)) return ReadResult::kMessage;  // count 0: malformed
-      (void)socket.recv(out.header, zmq::recv_flags::none);
-    } else {
-      out.header = std::move(first);
-    }
+    out.route = route_;
+    out.header = std::move(batch_[next_++]);
     out.count = 1;
     out.payload.rebuild(std::size_t{0});
-    while (More(socket)) {
-      zmq::message_t extra;
-      (void)socket.recv(extra, zmq::recv_flags::none);
-      if (++out.count == 2) out.payload = std::move(extra);
+    Result<MessageType> type = PeekType(std::span<const std::byte>(
+        static_cast<const std::byte*>(out.header.data()), out.header.size()));
+    if (!type.ok()) {
+      dropped_frames_ += batch_.size() - next_;
+      next_ = batch_.size();
+    } else if (HasPayloadFrame(type.value()) && next_ < batch_.size()) {
+      out.payload = std::move(batch_[next_++]);
+      out.count = 2;
     }
     return ReadResult::kMessage;
   } catch (const zmq::error_t&) {
@@ -92,6 +105,35 @@ SendResult Send(zmq::socket_t& socket, std::string_view route, const Message& m,
   zmq::message_t empty;
   return Forward(socket, route, header, payload ? *payload : empty,
                  HasPayloadFrame(TypeOf(m)));
+}
+
+void Batch::Add(const Message& m, zmq::message_t* payload) {
+  std::string bytes = EncodeHeader(m);
+  zmq::message_t header(bytes.data(), bytes.size());
+  zmq::message_t empty;
+  AddFrames(header, payload ? *payload : empty, HasPayloadFrame(TypeOf(m)));
+}
+
+void Batch::AddFrames(zmq::message_t& header, zmq::message_t& payload,
+                      bool with_payload) {
+  frames_.push_back(std::move(header));
+  if (with_payload) frames_.push_back(std::move(payload));
+  ++messages_;
+}
+
+SendResult Batch::Send(zmq::socket_t& socket, std::string_view route) {
+  if (frames_.empty()) return SendResult::kOk;
+  SendResult r = SendRoute(socket, route);
+  for (std::size_t i = 0; r == SendResult::kOk && i < frames_.size(); ++i) {
+    r = SendFrame(socket, frames_[i], i + 1 < frames_.size());
+  }
+  Clear();
+  return r;
+}
+
+void Batch::Clear() {
+  frames_.clear();
+  messages_ = 0;
 }
 
 SendResult Forward(zmq::socket_t& socket, std::string_view route,

@@ -53,11 +53,13 @@ class Link {
   void* socket_handle() { return socket_.handle(); }
   void* monitor_handle() { return monitor_.handle(); }
 
-  // Reads one message from the broker if one is waiting (wire.h TryRead).
+  // Reads one message from the broker if one is waiting (wire.h Reader).
   ReadResult Read(Frames& out);
   // Sends `m` to the broker (wire.h Send); a HELLO that leaves is remembered
   // in hello_sent().
   SendResult Send(const Message& m, zmq::message_t* payload = nullptr);
+  // Sends a batch (wire.h Batch::Send); it must not hold a HELLO.
+  SendResult Send(Batch& batch);
 
   // Reads one monitor event if one is waiting; events other than the two
   // subscribed to are skipped.
@@ -77,6 +79,7 @@ class Link {
 
   zmq::socket_t socket_;
   zmq::socket_t monitor_;
+  Reader reader_{/*routed=*/false};
   bool connected_ = false;
   bool hello_sent_ = false;
 };

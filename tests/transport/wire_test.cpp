@@ -1,0 +1,155 @@
+// transport::Reader and transport::Batch: several rejoin messages travel in
+// one ZeroMQ message and come out one by one, each with its own payload;
+// damage inside a batch costs what follows it in that batch and nothing else.
+#include "rejoin/transport/wire.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "rejoin/proto/codec.h"
+
+namespace rejoin::transport {
+namespace {
+
+// A DEALER talking to a ROUTER over 127.0.0.1.
+class Pair : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    router_.set(zmq::sockopt::linger, 0);
+    dealer_.set(zmq::sockopt::linger, 0);
+    dealer_.set(zmq::sockopt::routing_id, "peer-1");
+    router_.bind("tcp://127.0.0.1:*");
+    dealer_.connect(router_.get(zmq::sockopt::last_endpoint));
+  }
+
+  // Waits for the next message on the ROUTER side.
+  ReadResult Next(Frames& out) {
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    for (;;) {
+      ReadResult r = reader_.Next(router_, out);
+      if (r != ReadResult::kNothing ||
+          std::chrono::steady_clock::now() > deadline) {
+        return r;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+
+  void SendRaw(const std::vector<std::string>& frames) {
+    for (std::size_t i = 0; i < frames.size(); ++i) {
+      zmq::message_t f(frames[i].data(), frames[i].size());
+      dealer_.send(f, i + 1 < frames.size() ? zmq::send_flags::sndmore
+                                            : zmq::send_flags::none);
+    }
+  }
+
+  zmq::context_t context_{1};
+  zmq::socket_t router_{context_, zmq::socket_type::router};
+  zmq::socket_t dealer_{context_, zmq::socket_type::dealer};
+  Reader reader_{/*routed=*/true};
+};
+
+zmq::message_t Frame(const std::string& s) {
+  return zmq::message_t(s.data(), s.size());
+}
+
+TEST_F(Pair, ABatchComesOutOneMessageAtATimeWithItsPayloads) {
+  Batch batch;
+  zmq::message_t p1 = Frame("first payload");
+  zmq::message_t p2 = Frame("");
+  batch.Add(Request{"alice", 1, "echo", 1, 0, 0}, &p1);
+  batch.Add(Heartbeat{7});
+  batch.Add(Request{"alice", 2, "echo", 1, 0, 0}, &p2);
+  batch.Add(Ack{"alice", 3, {}});
+  EXPECT_EQ(batch.messages(), 4u);
+  ASSERT_EQ(batch.Send(dealer_, ""), SendResult::kOk);
+  EXPECT_TRUE(batch.empty());
+
+  Frames f;
+  std::vector<Message> got;
+  std::vector<std::string> payloads;
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_EQ(Next(f), ReadResult::kMessage);
+    EXPECT_EQ(f.route, "peer-1");
+    Result<Message> m = Decode(f);
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    got.push_back(*m);
+    payloads.push_back(std::string(View(f.payload)));
+  }
+  EXPECT_EQ(std::get<Request>(got[0]).seq, 1u);
+  EXPECT_EQ(payloads[0], "first payload");
+  EXPECT_EQ(std::get<Heartbeat>(got[1]).epoch, 7u);
+  EXPECT_EQ(payloads[1], "");
+  EXPECT_EQ(std::get<Request>(got[2]).seq, 2u);
+  EXPECT_EQ(payloads[2], "");
+  EXPECT_EQ(std::get<Ack>(got[3]).completed_watermark, 3u);
+  EXPECT_EQ(reader_.Next(router_, f), ReadResult::kNothing);
+}
+
+TEST_F(Pair, ForwardedFramesAndEncodedMessagesMix) {
+  Batch batch;
+  zmq::message_t header =
+      Frame(EncodeHeader(Response{"bob", 4, ErrorCode::kOk}));
+  zmq::message_t payload = Frame("answer");
+  batch.AddFrames(header, payload, true);
+  batch.Add(Goodbye{"done"});
+  ASSERT_EQ(batch.Send(dealer_, ""), SendResult::kOk);
+  Frames f;
+  ASSERT_EQ(Next(f), ReadResult::kMessage);
+  EXPECT_EQ(std::get<Response>(*Decode(f)).seq, 4u);
+  EXPECT_EQ(View(f.payload), "answer");
+  ASSERT_EQ(Next(f), ReadResult::kMessage);
+  EXPECT_EQ(std::get<Goodbye>(*Decode(f)).reason, "done");
+}
+
+TEST_F(Pair, ABadHeaderEndsItsBatchButNotTheNextOne) {
+  SendRaw({EncodeHeader(Heartbeat{1}), "not a header",
+           EncodeHeader(Heartbeat{2}), EncodeHeader(Heartbeat{3})});
+  Batch next;
+  next.Add(Heartbeat{4});
+  ASSERT_EQ(next.Send(dealer_, ""), SendResult::kOk);
+
+  Frames f;
+  ASSERT_EQ(Next(f), ReadResult::kMessage);
+  EXPECT_EQ(std::get<Heartbeat>(*Decode(f)).epoch, 1u);
+  ASSERT_EQ(Next(f), ReadResult::kMessage);
+  EXPECT_FALSE(Decode(f).ok());  // the bad header, handed out for reporting
+  EXPECT_EQ(reader_.dropped_frames(), 2u);
+  ASSERT_EQ(Next(f), ReadResult::kMessage);
+  EXPECT_EQ(std::get<Heartbeat>(*Decode(f)).epoch, 4u);
+}
+
+TEST_F(Pair, ARequestWithoutItsPayloadFrameIsMalformed) {
+  SendRaw({EncodeHeader(Heartbeat{1}),
+           EncodeHeader(Request{"alice", 1, "echo", 1, 0, 0})});
+  Frames f;
+  ASSERT_EQ(Next(f), ReadResult::kMessage);
+  EXPECT_TRUE(Decode(f).ok());
+  ASSERT_EQ(Next(f), ReadResult::kMessage);
+  EXPECT_EQ(f.count, 1u);
+  Result<Message> m = Decode(f);
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.status().code(), ErrorCode::kMalformed);
+}
+
+TEST(Batch, SendOnAnUnconnectedImmediateSocketWouldBlockAndEmpties) {
+  zmq::context_t context(1);
+  zmq::socket_t dealer(context, zmq::socket_type::dealer);
+  dealer.set(zmq::sockopt::linger, 0);
+  dealer.set(zmq::sockopt::immediate, 1);
+  dealer.connect("tcp://127.0.0.1:1");  // nobody listens there
+  Batch batch;
+  batch.Add(Heartbeat{1});
+  batch.Add(Heartbeat{2});
+  EXPECT_EQ(batch.Send(dealer, ""), SendResult::kWouldBlock);
+  EXPECT_TRUE(batch.empty());
+  EXPECT_EQ(batch.messages(), 0u);
+}
+
+}  // namespace
+}  // namespace rejoin::transport
