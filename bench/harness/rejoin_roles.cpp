@@ -14,6 +14,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <functional>
 #include <mutex>
 #include <random>
 #include <string>
@@ -48,16 +49,14 @@ void WaitForGo(const Control& control) {
 }
 
 // Slots of the window, shared with the callbacks on the client's I/O thread.
+// The window is refilled from the completion callback, as a pipelined
+// application does: the next call leaves on the I/O thread's next turn with
+// no thread hand-off. The main thread fills the window at the start, retries
+// calls the client refused, and waits for the end.
 struct Window {
   std::mutex mutex;
-  std::condition_variable changed;
+  std::condition_variable changed;  // a refill failed, or in_flight fell
   std::uint64_t in_flight = 0;
-
-  void Release() {
-    std::lock_guard lock(mutex);
-    --in_flight;
-    changed.notify_all();
-  }
 };
 
 }  // namespace
@@ -187,20 +186,21 @@ int RunRejoinClient(const RoleArgs& a) {
 
   Window window;
   std::uint64_t next = Load(h.next_op);
-  for (;;) {
-    if (next >= limit || (end != 0 && NowNs() >= end)) break;
-    {
-      std::unique_lock lock(window.mutex);
-      if (end != 0) {
-        window.changed.wait_until(lock,
-                                  std::chrono::steady_clock::time_point(
-                                      std::chrono::nanoseconds(end)),
-                                  [&] { return window.in_flight < a.window; });
-      } else {
-        window.changed.wait(lock, [&] { return window.in_flight < a.window; });
-      }
-      if (window.in_flight >= a.window) break;  // end reached
-      ++window.in_flight;
+  bool refused = false;  // the client refused the last call: retry later
+  // Issues op `next` if the window, the op budget and the time allow; the
+  // caller holds window.mutex.
+  std::function<bool()> issue;
+  auto done = [&window, &on_answer, &issue](std::uint64_t op,
+                                            const Result<Reply>& r) {
+    on_answer(op, r);
+    std::lock_guard lock(window.mutex);
+    --window.in_flight;
+    if (!issue()) window.changed.notify_all();
+  };
+  issue = [&]() -> bool {
+    if (refused || window.in_flight >= a.window || next >= limit ||
+        (end != 0 && NowNs() >= end)) {
+      return false;
     }
     const std::uint64_t op = next;
     OpRecord& rec = log.op(op);
@@ -210,21 +210,45 @@ int RunRejoinClient(const RoleArgs& a) {
     Store(rec.sends, std::uint32_t{1});
     auto issued =
         client.CallAsync(kService, MakePayload(PackTag(a.index, op), a.size),
-                         [&window, &on_answer, op](const Result<Reply>& r) {
-                           on_answer(op, r);
-                           window.Release();
-                         });
-    if (issued.ok()) {
-      Store(rec.state, static_cast<std::uint32_t>(OpState::kIssued));
-      ++next;
-      continue;
+                         [&done, op](const Result<Reply>& r) { done(op, r); });
+    if (!issued.ok()) {
+      // Not accepted (leftovers of a previous process fill the window): the
+      // main thread tries the same op again shortly.
+      Store(rec.state, static_cast<std::uint32_t>(OpState::kNone));
+      Store(h.next_op, op);
+      refused = true;
+      return false;
     }
-    // Not accepted (leftovers of a previous process fill the window): the
-    // same op is tried again shortly.
-    Store(rec.state, static_cast<std::uint32_t>(OpState::kNone));
-    Store(h.next_op, op);
-    window.Release();
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    Store(rec.state, static_cast<std::uint32_t>(OpState::kIssued));
+    ++window.in_flight;
+    ++next;
+    return true;
+  };
+  {
+    std::unique_lock lock(window.mutex);
+    for (;;) {
+      refused = false;
+      while (issue()) {
+      }
+      if (next >= limit || (end != 0 && NowNs() >= end)) break;
+      if (refused) {
+        lock.unlock();
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        lock.lock();
+        continue;
+      }
+      // Callbacks keep the window full; they wake this thread when a call
+      // was refused or the run is over.
+      const auto wake = [&] { return refused || window.in_flight < a.window; };
+      if (end != 0) {
+        window.changed.wait_until(lock,
+                                  std::chrono::steady_clock::time_point(
+                                      std::chrono::nanoseconds(end)),
+                                  wake);
+      } else {
+        window.changed.wait(lock, wake);
+      }
+    }
   }
   const std::int64_t drain_end =
       (end != 0 ? std::max(end, NowNs()) : NowNs()) + a.drain_ms * 1000000;
