@@ -25,6 +25,7 @@ void RttEstimator::Recompute() {
   };
   q99_us_ = at(0.99);
   q90_us_ = at(0.90);
+  max_us_ = *std::max_element(first, last);
 }
 
 void RttEstimator::ResendAnswered() {
@@ -56,8 +57,9 @@ std::chrono::microseconds RttEstimator::FirstResend(
     std::size_t in_flight, std::chrono::microseconds fallback,
     std::chrono::microseconds ceiling) const {
   if (!ready()) return std::min(fallback, ceiling);
-  const double base =
+  double base =
       in_flight < kFewInFlight ? kFewFactor * q90_us_ : kBusyFactor * q99_us_;
+  if (count_ < kMinSamples) base = 2 * max_us_;
   const auto wait =
       std::chrono::microseconds(static_cast<std::int64_t>(base * backoff_));
   return std::clamp<std::chrono::microseconds>(wait, kFloor,

@@ -17,6 +17,9 @@
 //    percentile (at 1.5 x it fired for thousands of merely late answers
 //    under 1 % loss).
 //
+// Until kMinSamples round trips were measured a quantile means little, and
+// the wait is twice the longest of them.
+//
 // Samples come only from operations answered at their first send (Karn's
 // rule) and only the last kWindow count, so one slow start-up answer is
 // forgotten after kWindow operations instead of inflating every wait.
@@ -38,6 +41,7 @@ class RttEstimator {
  public:
   static constexpr std::size_t kWindow = 256;
   static constexpr std::size_t kRecompute = 16;  // samples between quantiles
+  static constexpr std::size_t kMinSamples = 16;
   static constexpr std::size_t kFewInFlight = 16;
   static constexpr double kFewFactor = 1.25;
   static constexpr double kBusyFactor = 3;
@@ -75,6 +79,7 @@ class RttEstimator {
   double srtt_us_ = 0;
   double q90_us_ = 0;
   double q99_us_ = 0;
+  double max_us_ = 0;  // of the window
   double backoff_ = 1;
   std::uint32_t epoch_resends_ = 0;
   std::uint32_t epoch_spurious_ = 0;

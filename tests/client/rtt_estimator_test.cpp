@@ -31,6 +31,14 @@ TEST(RttEstimator, UsesTheFallbackUntilARoundTripWasMeasured) {
             microseconds(1000));
 }
 
+TEST(RttEstimator, AFewSamplesGiveTwiceTheLongest) {
+  RttEstimator e;
+  e.Sample(300);
+  e.Sample(100);
+  EXPECT_EQ(e.FirstResend(1, kFallback, kCeiling), microseconds(600));
+  EXPECT_EQ(e.FirstResend(64, kFallback, kCeiling), microseconds(600));
+}
+
 TEST(RttEstimator, FewCallsInFlightWaitForTheNinetiethPercentile) {
   RttEstimator e;
   FillHeavyTail(e, 3);
