@@ -230,11 +230,14 @@ class Broker::Impl {
   void CheckPeers(Time now);
 
   // ---- output -------------------------------------------------------------
-  SendResult SendTo(const std::string& route, const Message& m,
-                    zmq::message_t* payload = nullptr);
+  // Messages are queued per peer and leave as one batch per peer at the end
+  // of the turn (FlushOut); a peer found gone then is handled there.
+  void SendTo(const std::string& route, const Message& m,
+              zmq::message_t* payload = nullptr);
   // REQUEST/RESPONSE on their way to a peer: subject to injected loss.
-  SendResult SendEnvelope(const std::string& route, zmq::message_t header,
-                          zmq::message_t payload);
+  void SendEnvelope(const std::string& route, zmq::message_t header,
+                    zmq::message_t payload);
+  void FlushOut(Time now);
   // Asks the test hook whether to lose this REQUEST/RESPONSE.
   bool Faulted(FaultPoint::Where where, const Message& m);
   void SendRecover(const std::string& route, RecoverSession block);
@@ -249,6 +252,7 @@ class Broker::Impl {
   zmq::context_t context_;
   zmq::socket_t socket_;
   transport::Reader reader_{/*routed=*/true};
+  std::unordered_map<std::string, transport::Batch> out_;  // FlushOut
   std::string bound_;
   Epoch epoch_ = 0;
   Time grace_end_{};
@@ -342,6 +346,7 @@ Status Broker::Impl::Run() {
       Tick(now);
       next_tick_ = now + tick_every;
     }
+    FlushOut(now);
   }
   // Tell everyone we are leaving so they do not wait for heartbeats.
   for (auto& [id, s] : sessions_) {
@@ -352,6 +357,7 @@ Status Broker::Impl::Run() {
       SendTo(srv.holder.route, Goodbye{"broker shutting down"});
     }
   }
+  FlushOut(Clock::now());
   return Status::Ok();
 }
 
@@ -856,10 +862,8 @@ void Broker::Impl::SendRequestTo(const SessionId& sid, Seq seq, Track& t,
                                  const std::string& server, Time now) {
   ServerPeer& srv = servers_[server];
   if (t.has_request) {
-    SendResult r =
-        SendEnvelope(srv.holder.route, transport::Share(t.request_header),
-                     transport::Share(t.request_payload));
-    if (r == SendResult::kUnreachable) MarkServerDead(server, now);
+    SendEnvelope(srv.holder.route, transport::Share(t.request_header),
+                 transport::Share(t.request_payload));
   }
   ScheduleProbe(sid, seq, t, now + options_.probe);
 }
@@ -1035,7 +1039,7 @@ void Broker::Impl::OnAck(const std::string& route, const Ack& ack,
     if (srv == servers_.end() || !srv->second.holder.alive) continue;
     zmq::message_t header = transport::Share(frames.header);
     zmq::message_t none;
-    transport::Forward(socket_, srv->second.holder.route, header, none, false);
+    out_[srv->second.holder.route].AddFrames(header, none, false);
   }
 }
 
@@ -1389,9 +1393,7 @@ void Broker::Impl::SendProbes(Time now) {
     probes_[id] =
         PendingProbe{ProbeKind::kServer, key.first, key.second, seqs, {}, now};
     Bump(counters_.probes);
-    SendResult r =
-        SendTo(servers_[key.first].holder.route, Probe{id, key.second, seqs});
-    if (r == SendResult::kUnreachable) MarkServerDead(key.first, now);
+    SendTo(servers_[key.first].holder.route, Probe{id, key.second, seqs});
   }
 }
 
@@ -1482,25 +1484,36 @@ void Broker::Impl::ExpireLeases(Time now) {
 // Output
 // ===========================================================================
 
-SendResult Broker::Impl::SendTo(const std::string& route, const Message& m,
-                                zmq::message_t* payload) {
-  return transport::Send(socket_, route, m, payload);
+void Broker::Impl::SendTo(const std::string& route, const Message& m,
+                          zmq::message_t* payload) {
+  out_[route].Add(m, payload);
 }
 
-SendResult Broker::Impl::SendEnvelope(const std::string& route,
-                                      zmq::message_t header,
-                                      zmq::message_t payload) {
+void Broker::Impl::FlushOut(Time now) {
+  // A send that finds a server's connection gone marks it dead, which may
+  // move its operations elsewhere and so queue more: another round sends
+  // those (a few rounds at most; anything left goes with the next turn).
+  for (int round = 0; round < 4 && !out_.empty(); ++round) {
+    std::unordered_map<std::string, transport::Batch> batches;
+    batches.swap(out_);
+    for (auto& [route, batch] : batches) {
+      if (batch.Send(socket_, route) != SendResult::kUnreachable) continue;
+      if (ServerOf(route) != nullptr) MarkServerDead(routes_[route].id, now);
+    }
+  }
+}
+
+void Broker::Impl::SendEnvelope(const std::string& route, zmq::message_t header,
+                                zmq::message_t payload) {
   if (options_.inject_loss > 0.0 && loss_(rng_)) {
     Bump(counters_.injected_drops);
-    return SendResult::kOk;
+    return;
   }
   if (options_.fault) {
     auto m = DecodeHeader(transport::View(header), 2, payload.size(), limits_);
-    if (m.ok() && Faulted(FaultPoint::Where::kLeaving, *m)) {
-      return SendResult::kOk;
-    }
+    if (m.ok() && Faulted(FaultPoint::Where::kLeaving, *m)) return;
   }
-  return transport::Forward(socket_, route, header, payload, true);
+  out_[route].AddFrames(header, payload, true);
 }
 
 bool Broker::Impl::Faulted(FaultPoint::Where where, const Message& m) {

@@ -63,6 +63,8 @@ inline constexpr std::chrono::milliseconds kDuplicateRetry{100};
 inline constexpr std::chrono::milliseconds kFencedRetry{1000};
 // Wake-ups closer than this use the timerfd (precise_timer.h).
 inline constexpr std::chrono::milliseconds kPreciseWakeup{3};
+// Requests sent together in one ZeroMQ message (transport::Batch).
+inline constexpr std::size_t kSendBatch = 256;
 // Inbound messages handled per loop turn, so that a flood cannot postpone
 // the commit and the deliveries of what was already read.
 inline constexpr int kReadBudget = 4096;
@@ -237,8 +239,12 @@ class Client::Impl {
   void ScheduleHello(TimePoint at);
   void SendHello();
   bool SendNow(const Message& m, zmq::message_t* payload = nullptr);
-  enum class RequestSend { kSent, kBlocked, kDropped };
-  RequestSend SendRequest(const client_internal::SendItem& item);
+  // Sends the first kSendBatch queued requests as one batch; false (nothing
+  // sent, all still queued) when the socket would block.
+  bool SendRequestBatch(TimePoint now);
+  // Adds the REQUEST for `item` to `batch`; false if it cannot be encoded.
+  bool AddRequest(transport::Batch& batch,
+                  const client_internal::SendItem& item, Seq watermark);
   void ScheduleResend(Seq seq, client_internal::PendingOp& op, TimePoint now);
   void Complete(Seq seq, ErrorCode status, std::string payload);
   void FailAllWaiters(ErrorCode code, const char* why);

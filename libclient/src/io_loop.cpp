@@ -701,29 +701,7 @@ void Client::Impl::Flush(TimePoint now) {
     return;
   }
   while (welcomed_ && !send_queue_.empty()) {
-    SendItem item = send_queue_.front();
-    auto it = pending_.find(item.seq);
-    if (it == pending_.end()) {
-      send_queue_.pop_front();
-      continue;
-    }
-    RequestSend sent = SendRequest(item);
-    if (sent == RequestSend::kBlocked) break;  // POLLOUT resumes it
-    send_queue_.pop_front();
-    PendingOp& op = it->second;
-    op.queued = false;
-    // A request that cannot be encoded stays pending in the journal for a
-    // later process; retrying it here would only spin.
-    if (sent == RequestSend::kDropped) continue;
-    op.sent = true;
-    op.last_sent = now;
-    op.send_order = ++send_counter_;
-    if ((item.flags & kRequestResend) != 0) {
-      op.resent = true;
-      stats_.requests_resent.fetch_add(1, std::memory_order_relaxed);
-      events_.push_back({RecoveryEventKind::kRequestResent, item.seq});
-    }
-    ScheduleResend(item.seq, op, now);
+    if (!SendRequestBatch(now)) break;  // POLLOUT resumes it
   }
 
   std::vector<OutItem> items;
@@ -787,15 +765,54 @@ bool Client::Impl::SendNow(const Message& m, zmq::message_t* payload) {
   return true;
 }
 
-Client::Impl::RequestSend Client::Impl::SendRequest(const SendItem& item) {
+bool Client::Impl::SendRequestBatch(TimePoint now) {
+  const std::size_t n =
+      std::min(send_queue_.size(), client_internal::kSendBatch);
+  const Seq watermark = Watermark();
+  transport::Batch batch;
+  std::vector<bool> added(n, false);
+  for (std::size_t i = 0; i < n; ++i) {
+    added[i] = pending_.count(send_queue_[i].seq) != 0 &&
+               AddRequest(batch, send_queue_[i], watermark);
+  }
+  if (!batch.empty()) {
+    if (link_->Send(batch) != transport::SendResult::kOk) return false;
+    last_send_ = Clock::now();
+    NoteAcked(watermark, {});
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    const SendItem item = send_queue_.front();
+    send_queue_.pop_front();
+    auto it = pending_.find(item.seq);
+    if (it == pending_.end()) continue;
+    PendingOp& op = it->second;
+    op.queued = false;
+    // A request that cannot be encoded stays pending in the journal for a
+    // later process; retrying it here would only spin.
+    if (!added[i]) continue;
+    op.sent = true;
+    op.last_sent = now;
+    op.send_order = ++send_counter_;
+    if ((item.flags & kRequestResend) != 0) {
+      op.resent = true;
+      stats_.requests_resent.fetch_add(1, std::memory_order_relaxed);
+      events_.push_back({RecoveryEventKind::kRequestResent, item.seq});
+    }
+    ScheduleResend(item.seq, op, now);
+  }
+  return true;
+}
+
+bool Client::Impl::AddRequest(transport::Batch& batch, const SendItem& item,
+                              Seq watermark) {
   const JournalSession& js = journal_->state().sessions.at(options_.session_id);
   auto jop = js.ops.find(item.seq);
-  if (jop == js.ops.end()) return RequestSend::kDropped;  // broken invariant
+  if (jop == js.ops.end()) return false;  // broken invariant
   Request req;
   req.session = options_.session_id;
   req.seq = item.seq;
   req.service = jop->second.service;
-  req.completed_watermark = Watermark();
+  req.completed_watermark = watermark;
   // The caller's deadline ends only its wait; the operation itself lives on
   // until it completes, so servers get no deadline.
   req.deadline_ms = 0;
@@ -803,13 +820,12 @@ Client::Impl::RequestSend Client::Impl::SendRequest(const SendItem& item) {
   if (Status s = ValidateMessage(req); !s.ok()) {
     Log().error("session {}: not sending seq {}: {}", options_.session_id,
                 item.seq, s.ToString());
-    return RequestSend::kDropped;
+    return false;
   }
   zmq::message_t payload(jop->second.payload.data(),
                          jop->second.payload.size());
-  if (!SendNow(req, &payload)) return RequestSend::kBlocked;
-  NoteAcked(req.completed_watermark, {});
-  return RequestSend::kSent;
+  batch.Add(req, &payload);
+  return true;
 }
 
 // Answers come back roughly in the order requests left: an operation sent

@@ -19,6 +19,8 @@ using std::chrono::milliseconds;
 // Bounds one turn's reading so completions and timers are never starved by a
 // busy broker; whatever is left is read on the next turn.
 constexpr std::size_t kMaxMessagesPerTurn = 1024;
+// Messages sent together as one ZeroMQ message (transport::Batch).
+constexpr std::size_t kSendBatch = 256;
 // A STATE_EXCHANGE is split so each header stays well inside the codec's
 // 64 KiB header limit.
 constexpr std::size_t kMaxVectorsPerExchange = 256;
@@ -339,6 +341,33 @@ void IoLoop::Send(const Message& m, zmq::message_t* payload,
   }
 }
 
+void IoLoop::SendOutbox(Clock::time_point now) {
+  std::vector<Outgoing> out;
+  out.swap(outbox_);
+  // Until WELCOME the broker does not know this connection and would refuse
+  // the messages; whatever is dropped here is in the journal and reaches the
+  // broker through the state exchange that follows WELCOME.
+  if (!link_ || !welcomed_) return;
+  transport::Batch batch;
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    batch.Add(out[i].message, &out[i].payload);
+    if (batch.messages() < kSendBatch && i + 1 < out.size()) continue;
+    switch (link_->Send(batch)) {
+      case transport::SendResult::kOk:
+        last_sent_ = now;
+        break;
+      case transport::SendResult::kWouldBlock:
+      case transport::SendResult::kUnreachable:
+        // Not connected or over the high-water mark. The broker's probe or
+        // our next state exchange recovers what was dropped.
+        break;
+      case transport::SendResult::kClosed:
+        DropLink(now + kRelinkDelay);
+        return;
+    }
+  }
+}
+
 void IoLoop::Flush(Clock::time_point now) {
   if (failed_) {
     outbox_.clear();
@@ -351,8 +380,7 @@ void IoLoop::Flush(Clock::time_point now) {
     Fail(s);
     return;
   }
-  for (Outgoing& out : outbox_) Send(out.message, &out.payload, now);
-  outbox_.clear();
+  SendOutbox(now);
   for (Job& job : jobs_) {
     pool_.Submit(std::move(job));
     ++outstanding_;

@@ -72,6 +72,8 @@ class IoLoop {
   void Send(const Message& m, zmq::message_t* payload, Clock::time_point now);
   // Commits the turn's records, then sends its messages and starts its jobs.
   void Flush(Clock::time_point now);
+  // Sends outbox_ in batches (or drops it before WELCOME) and empties it.
+  void SendOutbox(Clock::time_point now);
   void Fail(const Status& status);
 
   // Messages from the broker.
