@@ -44,8 +44,11 @@ using transport::SendResult;
 // connection of a peer that sends one. Below it, payloads over
 // max_message_bytes are answered TOO_LARGE.
 constexpr std::int64_t kHardFrameSlack = 64 * 1024;
-// Messages handled per loop turn before timers get a look in.
-constexpr int kBatch = 256;
+// Messages handled per loop turn before timers get a look in and the turn's
+// batches leave. Small turns keep the processes of a pipeline working at the
+// same time: with 256 a window of 64 calls travelled as one convoy that only
+// one process at a time had work for (98 k vs 106 k calls/s at window 64).
+constexpr int kBatch = 32;
 // Services that requests named but no server has registered, at most.
 constexpr std::size_t kMaxUnregisteredServices = 1024;
 // Sessions with no live client and nothing tracked are forgotten after this.

@@ -17,8 +17,10 @@ namespace {
 using std::chrono::milliseconds;
 
 // Bounds one turn's reading so completions and timers are never starved by a
-// busy broker; whatever is left is read on the next turn.
-constexpr std::size_t kMaxMessagesPerTurn = 1024;
+// busy broker; whatever is left is read on the next turn. Small turns also
+// let the broker forward the first answers while later requests still run
+// (see broker.cpp kBatch).
+constexpr std::size_t kMaxMessagesPerTurn = 32;
 // Messages sent together as one ZeroMQ message (transport::Batch).
 constexpr std::size_t kSendBatch = 256;
 // A STATE_EXCHANGE is split so each header stays well inside the codec's
