@@ -25,7 +25,7 @@ void RttEstimator::Recompute() {
   };
   q99_us_ = at(0.99);
   q90_us_ = at(0.90);
-  max_us_ = *std::max_element(first, last);
+  q50_us_ = at(0.50);
 }
 
 void RttEstimator::ResendAnswered() {
@@ -59,7 +59,7 @@ std::chrono::microseconds RttEstimator::FirstResend(
   if (!ready()) return std::min(fallback, ceiling);
   double base =
       in_flight < kFewInFlight ? kFewFactor * q90_us_ : kBusyFactor * q99_us_;
-  if (count_ < kMinSamples) base = 2 * max_us_;
+  if (count_ < kMinSamples) base = kEarlyFactor * q50_us_;
   const auto wait =
       std::chrono::microseconds(static_cast<std::int64_t>(base * backoff_));
   return std::clamp<std::chrono::microseconds>(wait, kFloor,

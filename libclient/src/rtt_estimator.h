@@ -17,8 +17,9 @@
 //    percentile (at 1.5 x it fired for thousands of merely late answers
 //    under 1 % loss).
 //
-// Until kMinSamples round trips were measured a quantile means little, and
-// the wait is twice the longest of them.
+// Until kMinSamples round trips were measured a tail quantile means little,
+// and the wait is kEarlyFactor x their median (not their maximum: the first
+// call of a process, which connects and warms up, is often 100 x slower).
 //
 // Samples come only from operations answered at their first send (Karn's
 // rule) and only the last kWindow count, so one slow start-up answer is
@@ -42,6 +43,7 @@ class RttEstimator {
   static constexpr std::size_t kWindow = 256;
   static constexpr std::size_t kRecompute = 16;  // samples between quantiles
   static constexpr std::size_t kMinSamples = 16;
+  static constexpr double kEarlyFactor = 4;
   static constexpr std::size_t kFewInFlight = 16;
   static constexpr double kFewFactor = 1.25;
   static constexpr double kBusyFactor = 3;
@@ -79,7 +81,7 @@ class RttEstimator {
   double srtt_us_ = 0;
   double q90_us_ = 0;
   double q99_us_ = 0;
-  double max_us_ = 0;  // of the window
+  double q50_us_ = 0;
   double backoff_ = 1;
   std::uint32_t epoch_resends_ = 0;
   std::uint32_t epoch_spurious_ = 0;
