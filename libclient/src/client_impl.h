@@ -4,6 +4,7 @@
 // operation table (everything below "I/O thread state").
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -122,15 +123,29 @@ struct SendItem {
 };
 
 // A timer entry: fires at `at` for `seq` (and `waiter` for deadlines). Stale
-// entries are skipped when they fire rather than removed early.
+// entries (the operation completed first) are skipped when they fire, and
+// swept out when they outnumber the live ones (PruneIf): a deadline is
+// seconds away, and a busy client completes a million calls in that time.
 struct TimerEntry {
   TimePoint at;
   Seq seq = 0;
   std::uint64_t waiter = 0;
   bool operator>(const TimerEntry& o) const { return at > o.at; }
 };
-using TimerHeap = std::priority_queue<TimerEntry, std::vector<TimerEntry>,
-                                      std::greater<TimerEntry>>;
+class TimerHeap
+    : public std::priority_queue<TimerEntry, std::vector<TimerEntry>,
+                                 std::greater<TimerEntry>> {
+ public:
+  // Removes the entries `stale` selects and restores the heap: O(size).
+  template <typename Pred>
+  void PruneIf(Pred stale) {
+    c.erase(std::remove_if(c.begin(), c.end(), stale), c.end());
+    std::make_heap(c.begin(), c.end(), comp);
+  }
+};
+// A timer heap is swept when it holds more than this many entries beyond
+// twice the operations pending.
+inline constexpr std::size_t kTimerSlack = 1024;
 
 // Control messages are built when they are sent, after the turn's commit,
 // so they describe exactly what the journal holds.
@@ -231,6 +246,8 @@ class Client::Impl {
   void HandleRecover(const Recover& r);
   void HandleProbe(const Probe& p);
   void HandleTimers(TimePoint now);
+  // Sweeps stale entries out of the timer heaps when they dominate.
+  void PruneTimers();
   void Commit();
   void Flush(TimePoint now);
   void Deliver();

@@ -613,7 +613,27 @@ void Client::Impl::HandleProbe(const Probe& p) {
 
 // --- Timers -----------------------------------------------------------------
 
+void Client::Impl::PruneTimers() {
+  const std::size_t limit = 2 * pending_.size() + client_internal::kTimerSlack;
+  if (deadline_timers_.size() > limit) {
+    deadline_timers_.PruneIf([&](const client_internal::TimerEntry& t) {
+      auto it = pending_.find(t.seq);
+      if (it == pending_.end()) return true;
+      const auto& waiters = it->second.waiters;
+      return std::none_of(waiters.begin(), waiters.end(),
+                          [&](const Waiter& w) { return w.id == t.waiter; });
+    });
+  }
+  if (resend_timers_.size() > limit) {
+    resend_timers_.PruneIf([&](const client_internal::TimerEntry& t) {
+      auto it = pending_.find(t.seq);
+      return it == pending_.end() || it->second.next_resend != t.at;
+    });
+  }
+}
+
 void Client::Impl::HandleTimers(TimePoint now) {
+  PruneTimers();
   while (!deadline_timers_.empty() && deadline_timers_.top().at <= now) {
     client_internal::TimerEntry t = deadline_timers_.top();
     deadline_timers_.pop();
@@ -869,14 +889,12 @@ void Client::Impl::ScheduleResend(Seq seq, PendingOp& op, TimePoint now) {
 }
 
 void Client::Impl::NoteAcked(Seq watermark, const std::vector<Seq>& seqs) {
-  std::vector<Seq> forget;
-  for (auto it = forget_when_acked_.begin(); it != forget_when_acked_.end();) {
-    if (*it < watermark || std::binary_search(seqs.begin(), seqs.end(), *it)) {
-      forget.push_back(*it);
-      it = forget_when_acked_.erase(it);
-    } else {
-      ++it;
-    }
+  // Sorted: everything below the watermark, then the listed seqs above it.
+  const auto below = forget_when_acked_.lower_bound(watermark);
+  std::vector<Seq> forget(forget_when_acked_.begin(), below);
+  forget_when_acked_.erase(forget_when_acked_.begin(), below);
+  for (Seq s : seqs) {
+    if (s >= watermark && forget_when_acked_.erase(s) != 0) forget.push_back(s);
   }
   unacked_.erase(unacked_.begin(), unacked_.lower_bound(watermark));
   for (Seq s : seqs) unacked_.erase(s);

@@ -3,8 +3,9 @@
 rejoin_add_test(client_test LABEL unit
   SOURCES client/client_test.cpp
   LIBS rejoin::client rejoin_fake_broker)
-rejoin_add_test(rtt_estimator_test LABEL unit
-  SOURCES client/rtt_estimator_test.cpp
+# The I/O thread's building blocks, from libclient's private headers.
+rejoin_add_test(client_internals_test LABEL unit
+  SOURCES client/rtt_estimator_test.cpp client/timer_heap_test.cpp
   LIBS rejoin::client)
-target_include_directories(rtt_estimator_test PRIVATE
+target_include_directories(client_internals_test PRIVATE
   ${PROJECT_SOURCE_DIR}/libclient/src)
