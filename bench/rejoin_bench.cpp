@@ -296,15 +296,6 @@ int main(int argc, char** argv) {
         }
       }
     }
-    if (soak_minutes > 0) {
-      CaseSpec c = base;
-      c.system = "rejoin";
-      c.window = 64;
-      c.seconds = soak_minutes * 60;
-      c.rss_curve = true;
-      c.target = "rss-curve";
-      plan.push_back(c);
-    }
     if (idle_sessions > 0) {
       for (const std::string& sys : systems) {
         if (sys != "rejoin" && sys != "zmq-raw") continue;
@@ -316,6 +307,18 @@ int main(int argc, char** argv) {
         plan.push_back(c);
       }
     }
+  }
+  if (soak_minutes > 0) {
+    // --quick samples the RSS curve over a few seconds; a soak replaces that.
+    std::erase_if(plan,
+                  [](const CaseSpec& c) { return c.target == "rss-curve"; });
+    CaseSpec c = base;
+    c.system = "rejoin";
+    c.window = 64;
+    c.seconds = soak_minutes * 60;
+    c.rss_curve = true;
+    c.target = "rss-curve";
+    plan.push_back(c);
   }
   if (!endpoint.empty()) {
     for (CaseSpec& c : plan) {
