@@ -199,8 +199,17 @@ bool Client::Impl::RunTurn() {
   ReadInbound();
   now = Clock::now();
   HandleTimers(now);
+  // Outcomes are durable before anyone sees them.
   Commit();
-  Flush(now);
+  Deliver();
+  // Calls the callbacks just made (a pipelined application refilling its
+  // window) leave with this turn's resends, in one batch, rather than after
+  // another poll.
+  std::vector<Command> issued;
+  (void)TakeCommands(issued);
+  for (Command& c : issued) HandleCommand(c);
+  Commit();
+  Flush(Clock::now());
   Deliver();
   if (failed_ok_ && journal_->NeedsCompaction()) {
     if (Status s = journal_->Compact(); !s.ok()) {
