@@ -281,5 +281,22 @@ TEST(Report, SoakCaseAddsTheBrokerRssCurve) {
       << json;
 }
 
+TEST(Report, TenMinuteSoakWithAFlatCurveMeetsTheMemoryTarget) {
+  CaseResult soak = Reported("rejoin", 64, 0, 100000);
+  soak.spec.seconds = 600;
+  // Sampled every 100 ms, the last sample a moment before the end.
+  for (int i = 0; i < 6000; ++i) {
+    soak.broker_rss.push_back({i * 0.1 + 0.001, i < 100 ? 7500 : 8200});
+  }
+  std::string md = TargetsMarkdown({soak});
+  EXPECT_NE(md.find("over 10.0 min | met |"), std::string::npos) << md;
+  // Growth over the run is reported as such.
+  for (std::size_t i = 3000; i < soak.broker_rss.size(); ++i) {
+    soak.broker_rss[i].second = 20000;
+  }
+  md = TargetsMarkdown({soak});
+  EXPECT_NE(md.find("over 10.0 min | **not met** |"), std::string::npos) << md;
+}
+
 }  // namespace
 }  // namespace rejoin::bench
