@@ -14,6 +14,8 @@
 #include <utility>
 #include <vector>
 
+#include "codec_flat.h"
+
 namespace rejoin {
 namespace {
 
@@ -1168,7 +1170,8 @@ Result<msgpack::object> Unpack(MessageType type, std::string_view body,
 }
 
 Result<Message> Decode(std::string_view header, std::size_t frame_count,
-                       std::size_t payload_bytes, const CodecLimits& limits) {
+                       std::size_t payload_bytes, const CodecLimits& limits,
+                       bool flat) {
   Result<MessageType> type = CheckPrefix(header);
   if (!type.ok()) return type.status();
   const std::string_view name = MessageTypeName(*type);
@@ -1193,12 +1196,21 @@ Result<Message> Decode(std::string_view header, std::size_t frame_count,
                       std::to_string(limits.max_payload_bytes));
   }
 
-  msgpack::zone zone(kZoneChunkBytes);
-  Result<msgpack::object> root =
-      Unpack(*type, header.substr(kPrefixBytes), limits, zone);
-  if (!root.ok()) return root.status();
-  Result<Message> message = ReadMessage(*type, *root);
-  if (!message.ok()) return message;
+  const std::string_view body = header.substr(kPrefixBytes);
+  // REQUEST and RESPONSE, two per operation, take the direct path when they
+  // are encoded as EncodeHeader encodes them (codec_flat.h).
+  std::optional<Message> direct;
+  if (flat) direct = codec_internal::DecodeFlat(*type, body, limits);
+  Result<Message> message = Status(ErrorCode::kMalformed, "");
+  if (direct) {
+    message = std::move(*direct);
+  } else {
+    msgpack::zone zone(kZoneChunkBytes);
+    Result<msgpack::object> root = Unpack(*type, body, limits, zone);
+    if (!root.ok()) return root.status();
+    message = ReadMessage(*type, *root);
+    if (!message.ok()) return message;
+  }
   Status valid = ValidateMessage(*message, limits);
   if (!valid.ok()) return valid;
 
@@ -1244,13 +1256,24 @@ Result<MessageType> PeekType(std::span<const std::byte> header) {
 Result<Message> DecodeHeader(std::span<const std::byte> header,
                              std::size_t frame_count, std::size_t payload_bytes,
                              const CodecLimits& limits) {
-  return Decode(AsChars(header), frame_count, payload_bytes, limits);
+  return Decode(AsChars(header), frame_count, payload_bytes, limits,
+                /*flat=*/true);
 }
 
 Result<Message> DecodeHeader(std::string_view header, std::size_t frame_count,
                              std::size_t payload_bytes,
                              const CodecLimits& limits) {
-  return Decode(header, frame_count, payload_bytes, limits);
+  return Decode(header, frame_count, payload_bytes, limits, /*flat=*/true);
 }
+
+namespace codec_internal {
+
+Result<Message> DecodeGeneral(std::string_view header, std::size_t frame_count,
+                              std::size_t payload_bytes,
+                              const CodecLimits& limits) {
+  return Decode(header, frame_count, payload_bytes, limits, /*flat=*/false);
+}
+
+}  // namespace codec_internal
 
 }  // namespace rejoin
