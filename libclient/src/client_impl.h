@@ -302,6 +302,8 @@ class Client::Impl {
   std::vector<client_internal::OutItem> outbox_;
   // Completions journaled this turn, delivered after the commit.
   std::vector<std::pair<Client::Callback, Result<Reply>>> deliveries_;
+  std::vector<std::pair<Client::Callback, Result<Reply>>> delivering_;
+  transport::Batch request_batch_;
   std::vector<std::pair<std::shared_ptr<std::promise<Status>>, Status>>
       forget_replies_;
   // Slots of max_outstanding given back this turn (returned in Deliver).

@@ -798,7 +798,8 @@ bool Client::Impl::SendRequestBatch(TimePoint now) {
   const std::size_t n =
       std::min(send_queue_.size(), client_internal::kSendBatch);
   const Seq watermark = Watermark();
-  transport::Batch batch;
+  transport::Batch& batch = request_batch_;  // reused: keeps its capacity
+  batch.Clear();
   std::vector<bool> added(n, false);
   for (std::size_t i = 0; i < n; ++i) {
     added[i] = pending_.count(send_queue_[i].seq) != 0 &&
@@ -926,7 +927,11 @@ void Client::Impl::NoteAcked(Seq watermark, const std::vector<Seq>& seqs) {
 }
 
 void Client::Impl::Deliver() {
-  std::vector<std::pair<Callback, Result<Reply>>> deliveries;
+  // The two buffers trade places every turn, keeping their capacity: a busy
+  // turn delivers dozens of outcomes, and growing a fresh vector each time
+  // costs more than the callbacks.
+  std::vector<std::pair<Callback, Result<Reply>>>& deliveries = delivering_;
+  deliveries.clear();
   deliveries.swap(deliveries_);
   std::vector<RecoveryEvent> events;
   events.swap(events_);
@@ -951,6 +956,7 @@ void Client::Impl::Deliver() {
       Log().error("session {}: callback threw", options_.session_id);
     }
   }
+  deliveries.clear();  // what the callbacks captured goes now
   for (auto& [done, status] : forgets) done->set_value(std::move(status));
   if (io_recovery_cb_ && *io_recovery_cb_) {
     for (const RecoveryEvent& e : events) {

@@ -9,7 +9,8 @@ void RttEstimator::Sample(double rtt_us) {
   ring_[count_ % kWindow] = rtt_us;
   ++count_;
   srtt_us_ = count_ == 1 ? rtt_us : 0.875 * srtt_us_ + 0.125 * rtt_us;
-  if (count_ <= kRecompute || count_ % kRecompute == 0) Recompute();
+  const std::size_t every = count_ < kWindow ? kRecompute : kRecomputeFull;
+  if (count_ <= kRecompute || count_ % every == 0) Recompute();
 }
 
 void RttEstimator::Recompute() {
@@ -25,7 +26,7 @@ void RttEstimator::Recompute() {
   };
   q99_us_ = at(0.99);
   q90_us_ = at(0.90);
-  q50_us_ = at(0.50);
+  if (count_ < kMinSamples) q50_us_ = at(0.50);
 }
 
 void RttEstimator::ResendAnswered() {

@@ -41,7 +41,11 @@ namespace rejoin::client_internal {
 class RttEstimator {
  public:
   static constexpr std::size_t kWindow = 256;
-  static constexpr std::size_t kRecompute = 16;  // samples between quantiles
+  // Samples between two computations of the quantiles: every kRecompute
+  // until the window is full, every kRecomputeFull after (sorting the window
+  // is the estimator's whole cost).
+  static constexpr std::size_t kRecompute = 16;
+  static constexpr std::size_t kRecomputeFull = 64;
   static constexpr std::size_t kMinSamples = 16;
   static constexpr double kEarlyFactor = 4;
   static constexpr std::size_t kFewInFlight = 16;
