@@ -340,6 +340,22 @@ void Axes(std::ostringstream& o, const Panel& p, const std::string& title,
     << ") rotate(-90)' text-anchor='middle'>" << ylabel << "</text>\n";
 }
 
+// Horizontal grid lines with their values (0..ymax) and x labels (0..xmax)
+// at quarters of the panel.
+void Grid(std::ostringstream& o, const Panel& p, double ymax, const char* yfmt,
+          double xmax, const char* xfmt) {
+  for (int t = 0; t <= 4; ++t) {
+    const double f = t / 4.0;
+    const double y = p.y + p.h - f * p.h;
+    o << "<line x1='" << p.x << "' y1='" << y << "' x2='" << p.x + p.w
+      << "' y2='" << y << "' stroke='#ddd'/>\n";
+    o << "<text x='" << p.x - 4 << "' y='" << y + 4 << "' text-anchor='end'>"
+      << Fmt(yfmt, f * ymax) << "</text>\n";
+    o << "<text x='" << p.x + f * p.w << "' y='" << p.y + p.h + 16
+      << "' text-anchor='middle'>" << Fmt(xfmt, f * xmax) << "</text>\n";
+  }
+}
+
 // The broker's resident memory over a long run (--soak-minutes): flat is
 // what the memory target asks for.
 void RssPanel(std::ostringstream& o, const Panel& p,
@@ -351,16 +367,7 @@ void RssPanel(std::ostringstream& o, const Panel& p,
   }
   max_mib *= 1.25;
   Axes(o, p, "rejoin broker RSS at full load", "time (s)", "RSS (MiB)");
-  for (int t = 0; t <= 4; ++t) {
-    const double f = t / 4.0;
-    const double y = p.y + p.h - f * p.h;
-    o << "<line x1='" << p.x << "' y1='" << y << "' x2='" << p.x + p.w
-      << "' y2='" << y << "' stroke='#ddd'/>\n";
-    o << "<text x='" << p.x - 4 << "' y='" << y + 4 << "' text-anchor='end'>"
-      << Fmt("%.1f", f * max_mib) << "</text>\n";
-    o << "<text x='" << p.x + f * p.w << "' y='" << p.y + p.h + 16
-      << "' text-anchor='middle'>" << Fmt("%.0f", f * max_s) << "</text>\n";
-  }
+  Grid(o, p, max_mib, "%.1f", max_s, "%.0f");
   o << "<polyline fill='none' stroke-width='2' stroke='#444' points='";
   for (const auto& [sec, kib] : curve) {
     o << p.x + sec / max_s * p.w << ","
@@ -417,18 +424,7 @@ std::string ToSvg(const std::vector<CaseResult>& cases) {
     max_good *= 1.1;
     Axes(o, p, "goodput vs loss, window " + std::to_string(window),
          "loss probability per forwarded envelope", "goodput (ops/s)");
-    for (int t = 0; t <= 4; ++t) {
-      const double fy = t / 4.0;
-      const double y = p.y + p.h - fy * p.h;
-      o << "<line x1='" << p.x << "' y1='" << y << "' x2='" << p.x + p.w
-        << "' y2='" << y << "' stroke='#ddd'/>\n";
-      o << "<text x='" << p.x - 4 << "' y='" << y + 4 << "' text-anchor='end'>"
-        << Fmt("%.0f", fy * max_good) << "</text>\n";
-      const double x = p.x + fy * p.w;
-      o << "<text x='" << x << "' y='" << p.y + p.h + 16
-        << "' text-anchor='middle'>" << Fmt("%.3g", fy * max_loss)
-        << "</text>\n";
-    }
+    Grid(o, p, max_good, "%.0f", max_loss, "%.3g");
     for (const auto& [sys, pts] : series) {
       o << "<polyline fill='none' stroke-width='2' stroke='" << color[sys]
         << "' points='";

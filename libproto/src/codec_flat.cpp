@@ -25,15 +25,7 @@ class FlatReader {
     const int marker = Byte();
     if (marker >= 0 && marker <= 0x7f) {
       v = static_cast<std::uint64_t>(marker);
-    } else if (marker == 0xcc) {
-      if (!BigEndian(1, v)) return false;
-    } else if (marker == 0xcd) {
-      if (!BigEndian(2, v)) return false;
-    } else if (marker == 0xce) {
-      if (!BigEndian(4, v)) return false;
-    } else if (marker == 0xcf) {
-      if (!BigEndian(8, v)) return false;
-    } else {
+    } else if (!Wide(marker, 0xcc, 4, v)) {  // uint 8, 16, 32, 64
       return false;
     }
     if (v > std::numeric_limits<T>::max()) return false;
@@ -46,13 +38,7 @@ class FlatReader {
     const int marker = Byte();
     if (marker >= 0xa0 && marker <= 0xbf) {
       n = static_cast<std::uint64_t>(marker - 0xa0);
-    } else if (marker == 0xd9) {
-      if (!BigEndian(1, n)) return false;
-    } else if (marker == 0xda) {
-      if (!BigEndian(2, n)) return false;
-    } else if (marker == 0xdb) {
-      if (!BigEndian(4, n)) return false;
-    } else {
+    } else if (!Wide(marker, 0xd9, 3, n)) {  // str 8, 16, 32
       return false;
     }
     if (n > max_bytes || n > static_cast<std::uint64_t>(end_ - p_)) {
@@ -68,6 +54,13 @@ class FlatReader {
   int Byte() {
     if (p_ == end_) return -1;
     return static_cast<unsigned char>(*p_++);
+  }
+
+  // `marker` is one of `count` consecutive markers from `first` whose
+  // value follows in 1, 2, 4 (, 8) big-endian bytes.
+  bool Wide(int marker, int first, int count, std::uint64_t& out) {
+    const int k = marker - first;
+    return k >= 0 && k < count && BigEndian(1 << k, out);
   }
 
   bool BigEndian(int bytes, std::uint64_t& out) {

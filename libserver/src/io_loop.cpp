@@ -328,19 +328,24 @@ void IoLoop::Send(const Message& m, zmq::message_t* payload,
   // the message; whatever is dropped here is in the journal and reaches the
   // broker through the state exchange that follows WELCOME.
   if (!welcomed_) return;
-  switch (link_->Send(m, payload)) {
+  (void)Sent(link_->Send(m, payload), now);
+}
+
+bool IoLoop::Sent(transport::SendResult result, Clock::time_point now) {
+  switch (result) {
     case transport::SendResult::kOk:
       last_sent_ = now;
-      return;
+      return true;
     case transport::SendResult::kWouldBlock:
     case transport::SendResult::kUnreachable:
       // Not connected or over the high-water mark. The broker's probe or our
       // next state exchange recovers what was dropped.
-      return;
+      return true;
     case transport::SendResult::kClosed:
       DropLink(now + kRelinkDelay);
-      return;
+      return false;
   }
+  return false;
 }
 
 void IoLoop::SendOutbox(Clock::time_point now) {
@@ -354,19 +359,7 @@ void IoLoop::SendOutbox(Clock::time_point now) {
   for (std::size_t i = 0; i < out.size(); ++i) {
     batch.Add(out[i].message, &out[i].payload);
     if (batch.messages() < kSendBatch && i + 1 < out.size()) continue;
-    switch (link_->Send(batch)) {
-      case transport::SendResult::kOk:
-        last_sent_ = now;
-        break;
-      case transport::SendResult::kWouldBlock:
-      case transport::SendResult::kUnreachable:
-        // Not connected or over the high-water mark. The broker's probe or
-        // our next state exchange recovers what was dropped.
-        break;
-      case transport::SendResult::kClosed:
-        DropLink(now + kRelinkDelay);
-        return;
-    }
+    if (!Sent(link_->Send(batch), now)) return;
   }
 }
 

@@ -70,6 +70,8 @@ class IoLoop {
   void DropLink(Clock::time_point reopen_at);
   void SendHello(Clock::time_point now);
   void Send(const Message& m, zmq::message_t* payload, Clock::time_point now);
+  // Books a send's result; false when the link closed (it is dropped).
+  bool Sent(transport::SendResult result, Clock::time_point now);
   // Commits the turn's records, then sends its messages and starts its jobs.
   void Flush(Clock::time_point now);
   // Sends outbox_ in batches (or drops it before WELCOME) and empties it.
