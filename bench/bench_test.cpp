@@ -124,6 +124,28 @@ TEST(SharedFiles, CountersSurviveTheWriterAndCountEveryExecution) {
   }
 }
 
+TEST(SharedFiles, FirstRunTimesExistOnlyWhenAsked) {
+  TempDir dir;
+  const std::string path = ExecPath(dir.path());
+  {
+    ExecCounters plain(path, 3, 7, true);  // odd count: times stay aligned
+    ASSERT_TRUE(plain.ok());
+    plain.Execute(PackTag(2, 6));
+    EXPECT_EQ(plain.FirstRunNs(2, 6), 0);
+  }
+  ExecCounters created(path, 3, 7, true, /*with_times=*/true);
+  ASSERT_TRUE(created.ok());
+  const std::int64_t before = NowNs();
+  ExecCounters server(path, 3, 7, false);  // finds the times by the size
+  server.Execute(PackTag(2, 6));
+  const std::int64_t first = server.FirstRunNs(2, 6);
+  EXPECT_GE(first, before);
+  server.Execute(PackTag(2, 6));  // a second run keeps the first time
+  EXPECT_EQ(created.FirstRunNs(2, 6), first);
+  EXPECT_EQ(created.Count(2, 6), 2u);
+  EXPECT_EQ(created.FirstRunNs(2, 5), 0);
+}
+
 TEST(SharedFiles, FirstAnswerIsTheCompletion) {
   TempDir dir;
   ClientLog log(ClientLogPath(dir.path(), 0), 10, true);

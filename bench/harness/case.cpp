@@ -129,7 +129,9 @@ bool CaseRun::Prepare() {
     return false;
   }
   if (spec_.kind == "load") {
-    ExecCounters exec(ExecPath(dir_), spec_.sessions, capacity_, true);
+    // Kills need the time each operation first ran (Compute).
+    ExecCounters exec(ExecPath(dir_), spec_.sessions, capacity_, true,
+                      /*with_times=*/!spec_.kills.empty());
     if (!exec.ok()) {
       Fail("cannot map the execution counters");
       return false;
@@ -421,6 +423,14 @@ void CaseRun::Compute() {
         if (kr.event.role == "client" && c != 0) continue;
         if (!answered_ok || r.send_ns >= kr.kill_ns ||
             r.done_ns < kr.restart_ns) {
+          continue;
+        }
+        // After a server or broker kill, an answer that had already left
+        // the server (executed before the kill) may still arrive from the
+        // network or the client's queue after the restart; that is not a
+        // recovery. Only operations that ran after the kill count.
+        if (kr.event.role != "client" && exec.ok() &&
+            exec.FirstRunNs(c, i) <= kr.kill_ns) {
           continue;
         }
         if (first_after[k] == 0 || r.done_ns < first_after[k]) {

@@ -85,30 +85,62 @@ MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
 Control::Control(const std::string& path, bool create)
     : file_(path, sizeof(ControlBlock), create) {}
 
-ExecCounters::ExecCounters(const std::string& path, std::uint64_t clients,
-                           std::uint64_t capacity, bool create)
-    : file_(path, static_cast<std::size_t>(clients * capacity * 4), create),
-      clients_(clients),
-      capacity_(capacity) {}
+namespace {
 
-std::uint32_t* ExecCounters::Slot(std::uint64_t tag) const {
-  if (tag == kWarmupTag) return nullptr;
+// The counts, padded to 8 bytes, then the times.
+std::size_t CountBytes(std::uint64_t ops) { return (ops * 4 + 7) / 8 * 8; }
+
+bool HasTimes(const std::string& path, std::uint64_t ops) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 &&
+         static_cast<std::uint64_t>(st.st_size) >= CountBytes(ops) + ops * 8;
+}
+
+}  // namespace
+
+ExecCounters::ExecCounters(const std::string& path, std::uint64_t clients,
+                           std::uint64_t capacity, bool create, bool with_times)
+    : clients_(clients), capacity_(capacity) {
+  const std::uint64_t ops = clients * capacity;
+  if (!create) with_times = HasTimes(path, ops);
+  file_ = MappedFile(
+      path,
+      static_cast<std::size_t>(CountBytes(ops) + (with_times ? ops * 8 : 0)),
+      create);
+  if (!file_.ok()) return;
+  auto* base = static_cast<char*>(file_.data());
+  counts_ = reinterpret_cast<std::uint32_t*>(base);
+  if (with_times) {
+    times_ = reinterpret_cast<std::int64_t*>(base + CountBytes(ops));
+  }
+}
+
+std::int64_t ExecCounters::Index(std::uint64_t tag) const {
+  if (tag == kWarmupTag || counts_ == nullptr) return -1;
   const std::uint64_t client = TagClient(tag);
   const std::uint64_t op = TagOp(tag);
-  if (client >= clients_ || op >= capacity_) return nullptr;
-  return static_cast<std::uint32_t*>(file_.data()) + client * capacity_ + op;
+  if (client >= clients_ || op >= capacity_) return -1;
+  return static_cast<std::int64_t>(client * capacity_ + op);
 }
 
 std::uint32_t ExecCounters::Execute(std::uint64_t tag) const {
-  std::uint32_t* slot = Slot(tag);
-  if (slot == nullptr) return 0;
-  return Add(*slot, std::uint32_t{1});
+  const std::int64_t i = Index(tag);
+  if (i < 0) return 0;
+  const std::uint32_t before = Add(counts_[i], std::uint32_t{1});
+  if (before == 0 && times_ != nullptr) Store(times_[i], NowNs());
+  return before;
 }
 
 std::uint32_t ExecCounters::Count(std::uint64_t client,
                                   std::uint64_t op) const {
-  std::uint32_t* slot = Slot(PackTag(client, op));
-  return slot == nullptr ? 0 : Load(*slot);
+  const std::int64_t i = Index(PackTag(client, op));
+  return i < 0 ? 0 : Load(counts_[i]);
+}
+
+std::int64_t ExecCounters::FirstRunNs(std::uint64_t client,
+                                      std::uint64_t op) const {
+  const std::int64_t i = Index(PackTag(client, op));
+  return i < 0 || times_ == nullptr ? 0 : Load(times_[i]);
 }
 
 ClientLog::ClientLog(const std::string& path, std::uint64_t capacity,

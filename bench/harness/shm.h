@@ -97,24 +97,33 @@ class Control {
   MappedFile file_;
 };
 
+// Per operation: how many times a server executed it, and (optional) when it
+// first did. The times exist when the orchestrator created the file with
+// them (cases with kills); openers find out from the file's size.
 class ExecCounters {
  public:
   ExecCounters() = default;
   ExecCounters(const std::string& path, std::uint64_t clients,
-               std::uint64_t capacity, bool create);
+               std::uint64_t capacity, bool create, bool with_times = false);
   bool ok() const { return file_.ok(); }
   std::uint64_t clients() const { return clients_; }
   std::uint64_t capacity() const { return capacity_; }
-  // Counts one execution; returns the count before it. Tags out of range
-  // (warm-up) count nothing and return 0.
+  // Counts one execution (and notes the time of the first); returns the
+  // count before it. Tags out of range (warm-up) count nothing and return 0.
   std::uint32_t Execute(std::uint64_t tag) const;
   std::uint32_t Count(std::uint64_t client, std::uint64_t op) const;
+  // When the operation first ran (CLOCK_MONOTONIC ns); 0 if it never did or
+  // the file has no times.
+  std::int64_t FirstRunNs(std::uint64_t client, std::uint64_t op) const;
 
  private:
-  std::uint32_t* Slot(std::uint64_t tag) const;
+  // Index of a tag's operation, or -1 out of range.
+  std::int64_t Index(std::uint64_t tag) const;
   MappedFile file_;
   std::uint64_t clients_ = 0;
   std::uint64_t capacity_ = 0;
+  std::uint32_t* counts_ = nullptr;
+  std::int64_t* times_ = nullptr;
 };
 
 enum class OpState : std::uint32_t {
