@@ -15,7 +15,7 @@ namespace rejoin::transport {
 namespace {
 
 constexpr int kReconnectIvlMs = 20;
-constexpr int kReconnectIvlMaxMs = 200;
+constexpr int kReconnectIvlMaxMs = 50;
 
 std::string NextMonitorAddress() {
   // inproc names are per context; a process-wide counter keeps them unique
