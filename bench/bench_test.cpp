@@ -239,6 +239,23 @@ TEST(LazyPirate, WithoutLossNeverResends) {
   EXPECT_GT(r.throughput_rps, 5000);
 }
 
+TEST(Rejoin, KillsOfEveryRoleLoseNothingAndRunNothingTwice) {
+  TempDir dir;
+  CaseSpec spec;
+  spec.system = "rejoin";
+  spec.window = 16;
+  spec.seconds = 2;
+  spec.loss = 0.02;
+  spec.kills = {{"server", 0.4}, {"broker", 0.9}, {"client", 1.4}};
+  CaseResult r = RunCase(spec, TestEnvironment(dir), nullptr);
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_GT(r.completed, 0u);
+  EXPECT_EQ(r.lost, 0u);
+  EXPECT_EQ(r.duplicate_executions, 0u);
+  EXPECT_EQ(r.unexecuted_completions, 0u);
+  EXPECT_EQ(r.recovery_ms.size(), 3u);
+}
+
 TEST(Rejoin, TinyLossyCaseLosesNothingAndRunsNothingTwice) {
   TempDir dir;
   CaseSpec spec;

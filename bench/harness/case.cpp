@@ -86,6 +86,10 @@ class CaseRun {
   void DoKill(KillRecord& k);
   void StopAll();
   void Compute();
+  // An unanswered operation of client `c` that a kill of that client's
+  // process took before it was journaled (CaseResult::unjournaled_at_kill).
+  bool UnjournaledAtKill(std::uint64_t c, const ClientHeader& h,
+                         const OpRecord& r, std::uint32_t executions) const;
   void RunIdle(const Progress& progress);
   void Fail(std::string why) {
     result_.ok = false;
@@ -374,6 +378,22 @@ CaseResult CaseRun::Run(const Progress& progress) {
   return result_;
 }
 
+bool CaseRun::UnjournaledAtKill(std::uint64_t c, const ClientHeader& h,
+                                const OpRecord& r,
+                                std::uint32_t executions) const {
+  if (!IsRejoin(spec_) || executions != 0 || Load(h.collect_done) == 0 ||
+      Load(h.collect_failures) != 0) {
+    return false;
+  }
+  for (const KillRecord& k : kills_) {
+    if (k.event.role == "client" && c == 0 && k.kill_ns != 0 &&
+        r.send_ns < k.kill_ns) {
+      return true;
+    }
+  }
+  return false;
+}
+
 void CaseRun::Compute() {
   ExecCounters exec(ExecPath(dir_), spec_.sessions, capacity_, false);
   std::vector<double> latencies;
@@ -415,7 +435,11 @@ void CaseRun::Compute() {
         latencies.push_back(static_cast<double>(r.done_ns - r.send_ns) / 1e3);
         if (end_ns_ == 0 || r.done_ns <= end_ns_) ++completed_in_window;
       } else if (state != OpState::kFailed) {
-        ++result_.lost;
+        if (UnjournaledAtKill(c, h, r, count)) {
+          ++result_.unjournaled_at_kill;
+        } else {
+          ++result_.lost;
+        }
       }
       for (std::size_t k = 0; k < kills_.size(); ++k) {
         const KillRecord& kr = kills_[k];
@@ -564,6 +588,7 @@ CaseResult Aggregate(std::vector<CaseResult> runs) {
   out.issued = out.completed = out.lost = out.duplicate_executions = 0;
   out.executions = out.errors = out.resends = out.abandoned = 0;
   out.unexecuted_completions = 0;
+  out.unjournaled_at_kill = 0;
   out.recovery_ms.clear();
   out.notes.clear();
   out.roles.clear();
@@ -583,6 +608,7 @@ CaseResult Aggregate(std::vector<CaseResult> runs) {
     out.resends += r.resends;
     out.abandoned += r.abandoned;
     out.unexecuted_completions += r.unexecuted_completions;
+    out.unjournaled_at_kill += r.unjournaled_at_kill;
     for (const std::string& n : r.notes) out.notes.push_back(n);
     for (const auto& [role, u] : r.roles) {
       cpu[role].push_back(u.cpu_s);

@@ -70,6 +70,11 @@ struct CaseResult {
   std::uint64_t resends = 0;                 // lazy pirate
   std::uint64_t abandoned = 0;               // zmq-raw
   std::uint64_t unexecuted_completions = 0;  // answered OK, never executed
+  // Accepted by CallAsync in a client process killed before its I/O thread
+  // journaled them: never sent, never run (the library's documented outcome
+  // of that crash); counted apart from `lost` once the restarted process has
+  // collected everything its journal held.
+  std::uint64_t unjournaled_at_kill = 0;
   std::vector<std::optional<double>> recovery_ms;  // one per kill
   std::vector<std::string> notes;
   std::map<std::string, ProcessUsage> roles;        // "broker", "server", ...

@@ -179,8 +179,11 @@ int RunRejoinClient(const RoleArgs& a) {
             if (Load(rec.done_ns) == 0) on_answer(TagOp(tag), r);
           }
           (void)client.Forget(info.seq);
+        } else {
+          Add(h.collect_failures, std::uint64_t{1});
         }
       }
+      Store(h.collect_done, std::uint64_t{1});
     });
   }
 

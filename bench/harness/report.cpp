@@ -180,6 +180,9 @@ std::string FormatTable(const std::vector<CaseResult>& cases) {
       notes += "abandoned=" + std::to_string(r.abandoned) + " ";
     }
     if (r.errors > 0) notes += "errors=" + std::to_string(r.errors) + " ";
+    if (r.unjournaled_at_kill > 0) {
+      notes += "unjournaled=" + std::to_string(r.unjournaled_at_kill) + " ";
+    }
     if (r.unexecuted_completions > 0) {
       notes += "UNEXECUTED=" + std::to_string(r.unexecuted_completions) + " ";
     }
@@ -236,7 +239,8 @@ std::string ToJson(const MachineInfo& m, const std::vector<CaseResult>& cases) {
       << ", \"duplicate_executions\": " << r.duplicate_executions
       << ", \"executions\": " << r.executions << ", \"errors\": " << r.errors
       << ", \"resends\": " << r.resends << ", \"abandoned\": " << r.abandoned
-      << ", \"unexecuted_completions\": " << r.unexecuted_completions;
+      << ", \"unexecuted_completions\": " << r.unexecuted_completions
+      << ", \"unjournaled_at_kill\": " << r.unjournaled_at_kill;
     o << ", \"kills\": [";
     for (std::size_t k = 0; k < s.kills.size(); ++k) {
       o << (k == 0 ? "" : ", ") << "{\"role\": " << JsonString(s.kills[k].role)
@@ -287,7 +291,8 @@ std::string ToCsv(const std::vector<CaseResult>& cases) {
   std::ostringstream o;
   o << "system,kind,window,size,loss,durability,sessions,servers,runs,ok,"
        "seconds,throughput_rps,goodput_rps,p50_us,p90_us,p99_us,p999_us,"
-       "issued,completed,lost,duplicate_executions,errors,resends,abandoned,"
+       "issued,completed,lost,unjournaled_at_kill,duplicate_executions,errors,"
+       "resends,abandoned,"
        "recovery_ms,cpu_s_broker,cpu_s_server,cpu_s_client,"
        "peak_rss_kib_broker,peak_rss_kib_server,peak_rss_kib_client\n";
   for (const CaseResult& r : cases) {
@@ -310,9 +315,9 @@ std::string ToCsv(const std::vector<CaseResult>& cases) {
       << Fmt("%.1f", r.goodput_rps) << "," << Fmt("%.1f", r.p50_us) << ","
       << Fmt("%.1f", r.p90_us) << "," << Fmt("%.1f", r.p99_us) << ","
       << Fmt("%.1f", r.p999_us) << "," << r.issued << "," << r.completed << ","
-      << r.lost << "," << r.duplicate_executions << "," << r.errors << ","
-      << r.resends << "," << r.abandoned << "," << rec << ","
-      << role("broker", true) << "," << role("server", true) << ","
+      << r.lost << "," << r.unjournaled_at_kill << "," << r.duplicate_executions
+      << "," << r.errors << "," << r.resends << "," << r.abandoned << "," << rec
+      << "," << role("broker", true) << "," << role("server", true) << ","
       << role("client", true) << "," << role("broker", false) << ","
       << role("server", false) << "," << role("client", false) << "\n";
   }

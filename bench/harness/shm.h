@@ -153,7 +153,12 @@ struct ClientHeader {
   std::uint64_t errors;        // error statuses and failed calls
   std::uint64_t incarnations;  // processes that ran this session
   std::int64_t last_done_ns;   // latest first-completion time
-  std::uint64_t padding[7];
+  // A restarted rejoin client collects what its journal holds: it sets
+  // collect_done when every journaled operation was collected, and counts
+  // the ones it could not collect.
+  std::uint64_t collect_done;
+  std::uint64_t collect_failures;
+  std::uint64_t padding[5];
 };
 
 class ClientLog {
