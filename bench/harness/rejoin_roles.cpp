@@ -162,9 +162,13 @@ int RunRejoinClient(const RoleArgs& a) {
   // the journal, beside the new calls.
   std::thread collector;
   if (a.restart) {
-    collector = std::thread([&] {
+    // Listed before this process issues anything: a list taken later would
+    // also hold this process's own calls, which are forgotten once their
+    // caller has them, so collecting one of those could fail.
+    std::vector<OperationInfo> inherited = client.ListOperations();
+    collector = std::thread([&, inherited = std::move(inherited)] {
       const auto deadline = std::chrono::milliseconds(a.deadline_ms);
-      for (const OperationInfo& info : client.ListOperations()) {
+      for (const OperationInfo& info : inherited) {
         Result<Reply> r = client.Collect(info.seq, deadline);
         if (r.ok()) {
           const std::uint64_t tag =
@@ -181,6 +185,9 @@ int RunRejoinClient(const RoleArgs& a) {
           (void)client.Forget(info.seq);
         } else {
           Add(h.collect_failures, std::uint64_t{1});
+          std::fprintf(stderr, "rejoin-client: collecting seq %llu: %s\n",
+                       static_cast<unsigned long long>(info.seq),
+                       r.status().ToString().c_str());
         }
       }
       Store(h.collect_done, std::uint64_t{1});
