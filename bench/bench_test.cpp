@@ -239,36 +239,38 @@ TEST(LazyPirate, WithoutLossNeverResends) {
   EXPECT_GT(r.throughput_rps, 5000);
 }
 
-TEST(Rejoin, KillsOfEveryRoleLoseNothingAndRunNothingTwice) {
+// Runs a rejoin case of `seconds` at `window` and `loss`, with `kills`.
+CaseResult RunRejoin(std::uint64_t window, double seconds, double loss,
+                     std::vector<KillEvent> kills = {}) {
   TempDir dir;
   CaseSpec spec;
   spec.system = "rejoin";
-  spec.window = 16;
-  spec.seconds = 2;
-  spec.loss = 0.02;
-  spec.kills = {{"server", 0.4}, {"broker", 0.9}, {"client", 1.4}};
-  CaseResult r = RunCase(spec, TestEnvironment(dir), nullptr);
+  spec.window = window;
+  spec.seconds = seconds;
+  spec.loss = loss;
+  spec.kills = std::move(kills);
+  return RunCase(spec, TestEnvironment(dir), nullptr);
+}
+
+// Every operation rejoin accepted was answered, and ran exactly once.
+void ExpectExactlyOnce(const CaseResult& r) {
   ASSERT_TRUE(r.ok) << r.error;
   EXPECT_GT(r.completed, 0u);
   EXPECT_EQ(r.lost, 0u);
   EXPECT_EQ(r.duplicate_executions, 0u);
   EXPECT_EQ(r.unexecuted_completions, 0u);
+}
+
+TEST(Rejoin, KillsOfEveryRoleLoseNothingAndRunNothingTwice) {
+  CaseResult r = RunRejoin(16, 2, 0.02,
+                           {{"server", 0.4}, {"broker", 0.9}, {"client", 1.4}});
+  ExpectExactlyOnce(r);
   EXPECT_EQ(r.recovery_ms.size(), 3u);
 }
 
 TEST(Rejoin, TinyLossyCaseLosesNothingAndRunsNothingTwice) {
-  TempDir dir;
-  CaseSpec spec;
-  spec.system = "rejoin";
-  spec.window = 8;
-  spec.seconds = 0.5;
-  spec.loss = 0.05;
-  CaseResult r = RunCase(spec, TestEnvironment(dir), nullptr);
-  ASSERT_TRUE(r.ok) << r.error;
-  EXPECT_GT(r.completed, 0u);
-  EXPECT_EQ(r.lost, 0u);
-  EXPECT_EQ(r.duplicate_executions, 0u);
-  EXPECT_EQ(r.unexecuted_completions, 0u);
+  CaseResult r = RunRejoin(8, 0.5, 0.05);
+  ExpectExactlyOnce(r);
   EXPECT_EQ(r.errors, 0u);
 }
 
