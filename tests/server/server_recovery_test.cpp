@@ -60,6 +60,23 @@ std::unique_ptr<Server> Return(FakeBroker& broker, const std::string& dir,
   return server;
 }
 
+// A server that died while executing seq 1 of "alice" (CrashedWhileExecuting)
+// returns with PolicyService under the policy each test picks.
+class AfterCrash : public ::testing::Test {
+ protected:
+  void SetUp() override { CrashedWhileExecuting(dir.path()); }
+  void ReturnWith(InDoubtPolicy policy, bool idempotent = false) {
+    server = Return(broker, dir.path(), svc.Make(policy, idempotent));
+  }
+  // The client asks for seq 1 again.
+  void Resend() { broker.SendRequest("alice", 1, "req", "pay"); }
+
+  TempDir dir;
+  FakeBroker broker;
+  PolicyService svc;
+  std::unique_ptr<Server> server;
+};
+
 TEST(ServerRecovery, StateExchangeAfterRestartListsHeldOps) {
   TempDir dir;
   FakeBroker broker;
@@ -162,22 +179,17 @@ TEST(ServerRecovery, RestartKeepsExecutedResponses) {
   EXPECT_EQ(runs, 1);
 }
 
-TEST(ServerRecovery, InDoubtRequestWithAnswerInDoubtPolicy) {
-  TempDir dir;
-  CrashedWhileExecuting(dir.path());
-  FakeBroker broker;
-  PolicyService svc;
-  auto server =
-      Return(broker, dir.path(), svc.Make(InDoubtPolicy::kAnswerInDoubt));
+TEST_F(AfterCrash, InDoubtRequestWithAnswerInDoubtPolicy) {
+  ReturnWith(InDoubtPolicy::kAnswerInDoubt);
 
-  broker.SendRequest("alice", 1, "req", "pay");
+  Resend();
   std::string payload = "unset";
   auto response = broker.NextAs<Response>(&payload);
   ASSERT_TRUE(response);
   EXPECT_EQ(response->status, ErrorCode::kInDoubt);
   EXPECT_EQ(payload, "");
   // The in-doubt answer is journaled: asked again, it is the same answer.
-  broker.SendRequest("alice", 1, "req", "pay");
+  Resend();
   response = broker.NextAs<Response>();
   ASSERT_TRUE(response);
   EXPECT_EQ(response->status, ErrorCode::kInDoubt);
@@ -186,14 +198,10 @@ TEST(ServerRecovery, InDoubtRequestWithAnswerInDoubtPolicy) {
   EXPECT_EQ(server->stats().answered_in_doubt, 1u);
 }
 
-TEST(ServerRecovery, InDoubtRequestWithReexecutePolicy) {
-  TempDir dir;
-  CrashedWhileExecuting(dir.path());
-  FakeBroker broker;
-  PolicyService svc;
-  auto server = Return(broker, dir.path(), svc.Make(InDoubtPolicy::kReexecute));
+TEST_F(AfterCrash, InDoubtRequestWithReexecutePolicy) {
+  ReturnWith(InDoubtPolicy::kReexecute);
 
-  broker.SendRequest("alice", 1, "req", "pay");
+  Resend();
   std::string payload;
   auto response = broker.NextAs<Response>(&payload);
   ASSERT_TRUE(response);
@@ -203,32 +211,21 @@ TEST(ServerRecovery, InDoubtRequestWithReexecutePolicy) {
   EXPECT_EQ(server->stats().reexecuted, 1u);
 }
 
-TEST(ServerRecovery, InDoubtRequestOfIdempotentServiceReexecutes) {
-  TempDir dir;
-  CrashedWhileExecuting(dir.path());
-  FakeBroker broker;
-  PolicyService svc;
-  auto server =
-      Return(broker, dir.path(),
-             svc.Make(InDoubtPolicy::kAnswerInDoubt, /*idempotent=*/true));
+TEST_F(AfterCrash, InDoubtRequestOfIdempotentServiceReexecutes) {
+  ReturnWith(InDoubtPolicy::kAnswerInDoubt, /*idempotent=*/true);
 
-  broker.SendRequest("alice", 1, "req", "pay");
+  Resend();
   auto response = broker.NextAs<Response>();
   ASSERT_TRUE(response);
   EXPECT_EQ(response->status, ErrorCode::kOk);
   EXPECT_EQ(svc.runs, 1);
 }
 
-TEST(ServerRecovery, InDoubtRequestResolvedByHookIsNotRunAgain) {
-  TempDir dir;
-  CrashedWhileExecuting(dir.path());
-  FakeBroker broker;
-  PolicyService svc;
+TEST_F(AfterCrash, InDoubtRequestResolvedByHookIsNotRunAgain) {
   svc.hook_reply = HandlerReply{ErrorCode::kOk, "from the ledger"};
-  auto server =
-      Return(broker, dir.path(), svc.Make(InDoubtPolicy::kResolveHook));
+  ReturnWith(InDoubtPolicy::kResolveHook);
 
-  broker.SendRequest("alice", 1, "req", "pay");
+  Resend();
   std::string payload;
   auto response = broker.NextAs<Response>(&payload);
   ASSERT_TRUE(response);
@@ -239,15 +236,10 @@ TEST(ServerRecovery, InDoubtRequestResolvedByHookIsNotRunAgain) {
   EXPECT_EQ(server->stats().resolved, 1u);
 }
 
-TEST(ServerRecovery, InDoubtRequestHookFindsNothingAndHandlerRuns) {
-  TempDir dir;
-  CrashedWhileExecuting(dir.path());
-  FakeBroker broker;
-  PolicyService svc;
-  auto server =
-      Return(broker, dir.path(), svc.Make(InDoubtPolicy::kResolveHook));
+TEST_F(AfterCrash, InDoubtRequestHookFindsNothingAndHandlerRuns) {
+  ReturnWith(InDoubtPolicy::kResolveHook);
 
-  broker.SendRequest("alice", 1, "req", "pay");
+  Resend();
   std::string payload;
   ASSERT_TRUE(broker.NextAs<Response>(&payload));
   EXPECT_EQ(payload, "ran:req");
@@ -256,13 +248,8 @@ TEST(ServerRecovery, InDoubtRequestHookFindsNothingAndHandlerRuns) {
   EXPECT_EQ(server->stats().reexecuted, 1u);
 }
 
-TEST(ServerRecovery, RecoverReexecuteRunsStoredRequestOnce) {
-  TempDir dir;
-  CrashedWhileExecuting(dir.path());
-  FakeBroker broker;
-  PolicyService svc;
-  auto server =
-      Return(broker, dir.path(), svc.Make(InDoubtPolicy::kAnswerInDoubt));
+TEST_F(AfterCrash, RecoverReexecuteRunsStoredRequestOnce) {
+  ReturnWith(InDoubtPolicy::kAnswerInDoubt);
 
   broker.Send(RecoverWith("alice", Action::kReexecute));
   std::string payload;
@@ -281,14 +268,9 @@ TEST(ServerRecovery, RecoverReexecuteRunsStoredRequestOnce) {
   EXPECT_EQ(server->stats().responses_resent, 1u);
 }
 
-TEST(ServerRecovery, RecoverResolveAsksTheHook) {
-  TempDir dir;
-  CrashedWhileExecuting(dir.path());
-  FakeBroker broker;
-  PolicyService svc;
+TEST_F(AfterCrash, RecoverResolveAsksTheHook) {
   svc.hook_reply = HandlerReply{ErrorCode::kOk, "done before"};
-  auto server =
-      Return(broker, dir.path(), svc.Make(InDoubtPolicy::kResolveHook));
+  ReturnWith(InDoubtPolicy::kResolveHook);
 
   broker.Send(RecoverWith("alice", Action::kResolve));
   std::string payload;
@@ -297,19 +279,15 @@ TEST(ServerRecovery, RecoverResolveAsksTheHook) {
   EXPECT_EQ(svc.runs, 0);
 }
 
-TEST(ServerRecovery, RecoverAnswerInDoubtJournalsTheAnswer) {
-  TempDir dir;
-  CrashedWhileExecuting(dir.path());
-  FakeBroker broker;
-  PolicyService svc;
-  auto server = Return(broker, dir.path(), svc.Make(InDoubtPolicy::kReexecute));
+TEST_F(AfterCrash, RecoverAnswerInDoubtJournalsTheAnswer) {
+  ReturnWith(InDoubtPolicy::kReexecute);
 
   broker.Send(RecoverWith("alice", Action::kAnswerInDoubt));
   auto response = broker.NextAs<Response>();
   ASSERT_TRUE(response);
   EXPECT_EQ(response->status, ErrorCode::kInDoubt);
   // A later duplicate request gets the journaled answer, not a run.
-  broker.SendRequest("alice", 1, "req", "pay");
+  Resend();
   response = broker.NextAs<Response>();
   ASSERT_TRUE(response);
   EXPECT_EQ(response->status, ErrorCode::kInDoubt);
