@@ -1493,14 +1493,25 @@ void Broker::Impl::SendTo(const std::string& route, const Message& m,
 }
 
 void Broker::Impl::FlushOut(Time now) {
+  // Each peer keeps its batch (and its buffer) while it is busy; a peer with
+  // nothing to send since the last flush is dropped from the map.
   // A send that finds a server's connection gone marks it dead, which may
   // move its operations elsewhere and so queue more: another round sends
   // those (a few rounds at most; anything left goes with the next turn).
-  for (int round = 0; round < 4 && !out_.empty(); ++round) {
-    std::unordered_map<std::string, transport::Batch> batches;
-    batches.swap(out_);
-    for (auto& [route, batch] : batches) {
-      if (batch.Send(socket_, route) != SendResult::kUnreachable) continue;
+  for (int round = 0; round < 4; ++round) {
+    std::vector<std::string> gone;
+    for (auto it = out_.begin(); it != out_.end();) {
+      if (it->second.empty()) {
+        it = out_.erase(it);
+        continue;
+      }
+      if (it->second.Send(socket_, it->first) == SendResult::kUnreachable) {
+        gone.push_back(it->first);
+      }
+      ++it;
+    }
+    if (gone.empty()) return;
+    for (const std::string& route : gone) {
       if (ServerOf(route) != nullptr) MarkServerDead(routes_[route].id, now);
     }
   }

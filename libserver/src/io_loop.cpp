@@ -355,7 +355,8 @@ void IoLoop::SendOutbox(Clock::time_point now) {
   // the messages; whatever is dropped here is in the journal and reaches the
   // broker through the state exchange that follows WELCOME.
   if (!link_ || !welcomed_) return;
-  transport::Batch batch;
+  transport::Batch& batch = send_batch_;  // reused: keeps its capacity
+  batch.Clear();
   for (std::size_t i = 0; i < out.size(); ++i) {
     batch.Add(out[i].message, &out[i].payload);
     if (batch.messages() < kSendBatch && i + 1 < out.size()) continue;

@@ -138,6 +138,7 @@ class IoLoop {
 
   // Work of the current turn, held back until its records are committed.
   std::vector<Outgoing> outbox_;
+  transport::Batch send_batch_;  // SendOutbox's, kept between turns
   std::vector<Job> jobs_;
   std::size_t outstanding_ = 0;  // jobs submitted, completion not yet taken
   bool draining_ = false;        // stopping: no new handler work
