@@ -96,6 +96,11 @@ Link::Event Link::ReadEvent() {
 
 ReadResult Link::Read(Frames& out) { return reader_.Next(socket_, out); }
 
+bool Link::InputWaiting() {
+  return reader_.buffered() ||
+         (socket_.get(zmq::sockopt::events) & ZMQ_POLLIN) != 0;
+}
+
 SendResult Link::Send(Batch& batch) { return batch.Send(socket_, ""); }
 
 SendResult Link::Send(const Message& m, zmq::message_t* payload) {

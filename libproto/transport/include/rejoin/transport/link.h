@@ -55,6 +55,10 @@ class Link {
 
   // Reads one message from the broker if one is waiting (wire.h Reader).
   ReadResult Read(Frames& out);
+  // Whether Read would hand out a message now (without reading it), and
+  // whether it would without looking at the socket.
+  bool InputWaiting();
+  bool buffered() const { return reader_.buffered(); }
   // Sends `m` to the broker (wire.h Send); a HELLO that leaves is remembered
   // in hello_sent().
   SendResult Send(const Message& m, zmq::message_t* payload = nullptr);

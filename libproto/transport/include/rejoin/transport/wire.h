@@ -50,6 +50,8 @@ class Reader {
   explicit Reader(bool routed) : routed_(routed) {}
   ReadResult Next(zmq::socket_t& socket, Frames& out);
   std::uint64_t dropped_frames() const { return dropped_frames_; }
+  // Messages of the last batch not yet handed out.
+  bool buffered() const { return next_ < batch_.size(); }
 
  private:
   bool routed_;
