@@ -53,7 +53,12 @@ Status CheckOptions(const ClientOptions& o) {
   if (o.endpoint.empty()) {
     return Status(ErrorCode::kInvalidArgument, "endpoint is empty");
   }
-  if (o.durability != Durability::kMemory && o.journal_dir.empty()) {
+  if (o.shared_journal != nullptr) {
+    if (!o.journal_dir.empty()) {
+      return Status(ErrorCode::kInvalidArgument,
+                    "journal_dir and shared_journal exclude each other");
+    }
+  } else if (o.durability != Durability::kMemory && o.journal_dir.empty()) {
     return Status(ErrorCode::kInvalidArgument,
                   "journal_dir is required unless durability is memory");
   }
@@ -83,13 +88,19 @@ Result<std::unique_ptr<Client::Impl>> Client::Impl::Create(
     ClientOptions options) {
   if (Status s = client_internal::CheckOptions(options); !s.ok()) return s;
 
-  JournalOptions jo;
-  jo.dir = options.journal_dir;
-  jo.durability = options.durability;
-  jo.role = JournalRole::kClient;
-  jo.owner_id = options.session_id;
-  auto journal = Journal::Open(std::move(jo));
+  std::shared_ptr<SharedJournal> shared = options.shared_journal;
+  if (shared == nullptr) {
+    // A private journal is a shared one with a single session, named after
+    // it.
+    auto opened = SharedJournal::Open(options.journal_dir, options.durability,
+                                      options.session_id);
+    if (!opened.ok()) return opened.status();
+    shared = std::move(opened).value();
+  }
+  auto journal =
+      client_internal::SessionJournal::Attach(shared, options.session_id);
   if (!journal.ok()) return journal.status();
+  options.durability = (*journal)->durability();
 
   int fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (fd < 0) {
@@ -115,7 +126,8 @@ Result<std::unique_ptr<Client::Impl>> Client::Impl::Create(
   return impl;
 }
 
-Client::Impl::Impl(ClientOptions options, std::unique_ptr<Journal> journal,
+Client::Impl::Impl(ClientOptions options,
+                   std::unique_ptr<client_internal::SessionJournal> journal,
                    client_internal::UniqueFd wake_fd)
     : options_(std::move(options)),
       incarnation_(journal->incarnation()),
@@ -126,18 +138,17 @@ Client::Impl::Impl(ClientOptions options, std::unique_ptr<Journal> journal,
   limit_ = options_.max_outstanding;
   // A journal that exists continues its session's seqs; a new one (or one
   // that never recorded this session) starts from the clock.
-  const auto& sessions = journal_->state().sessions;
-  auto it = sessions.find(options_.session_id);
+  const JournalSession* records = journal_->session();
   Seq first = client_internal::TimeBasedFirstSeq();
-  if (it != sessions.end() && !journal_->report().created &&
+  if (records != nullptr && !journal_->created() &&
       journal_->durability() != Durability::kMemory) {
-    first = it->second.next_seq;
+    first = records->next_seq;
   }
   next_seq_ = io_next_seq_ = first;
 
   auto now = Clock::now();
-  if (it != sessions.end()) {
-    for (const auto& [seq, op] : it->second.ops) {
+  if (records != nullptr) {
+    for (const auto& [seq, op] : records->ops) {
       auto state = static_cast<ClientOpState>(op.state);
       if (state == ClientOpState::kPrepared || state == ClientOpState::kSent) {
         client_internal::PendingOp& p = pending_[seq];
@@ -148,7 +159,7 @@ Client::Impl::Impl(ClientOptions options, std::unique_ptr<Journal> journal,
     }
     // Outcomes journaled by an earlier process may never have been
     // acknowledged; telling the broker again costs one small message.
-    for (const auto& [seq, op] : it->second.ops) {
+    for (const auto& [seq, op] : records->ops) {
       if (static_cast<ClientOpState>(op.state) == ClientOpState::kCompleted &&
           seq >= Watermark()) {
         unacked_.insert(seq);

@@ -33,6 +33,7 @@
 #include "rejoin/proto/state_vector.h"
 #include "rejoin/transport/link.h"
 #include "rtt_estimator.h"
+#include "session_journal.h"
 
 namespace rejoin {
 
@@ -205,7 +206,8 @@ class Client::Impl {
   Incarnation incarnation() const { return incarnation_; }
 
  private:
-  Impl(ClientOptions options, std::unique_ptr<Journal> journal,
+  Impl(ClientOptions options,
+       std::unique_ptr<client_internal::SessionJournal> journal,
        client_internal::UniqueFd wake_fd);
 
   // --- Application side -------------------------------------------------
@@ -293,7 +295,7 @@ class Client::Impl {
   client_internal::UniqueFd wake_fd_;
 
   // --- I/O thread state ---------------------------------------------------
-  std::unique_ptr<Journal> journal_;
+  std::unique_ptr<client_internal::SessionJournal> journal_;
   zmq::context_t context_;
   std::unique_ptr<transport::Link> link_;
   std::map<Seq, client_internal::PendingOp> pending_;

@@ -211,8 +211,8 @@ bool Client::Impl::RunTurn() {
   Commit();
   Flush(Clock::now());
   Deliver();
-  if (failed_ok_ && journal_->NeedsCompaction()) {
-    if (Status s = journal_->Compact(); !s.ok()) {
+  if (failed_ok_) {
+    if (Status s = journal_->CompactIfNeeded(); !s.ok()) {
       Log().warn("session {}: journal compaction failed: {}",
                  options_.session_id, s.ToString());
     }
@@ -273,8 +273,7 @@ void Client::Impl::HandleCall(CallCommand& c) {
   op.state = static_cast<std::uint8_t>(ClientOpState::kPrepared);
   op.service = c.service;
   op.payload = std::move(c.payload);
-  if (Status s = journal_->AppendOp(options_.session_id, c.seq, std::move(op));
-      !s.ok()) {
+  if (Status s = journal_->AppendOp(c.seq, std::move(op)); !s.ok()) {
     deliveries_.emplace_back(std::move(c.callback), s);
     ++slots_freed_;
     return;
@@ -303,12 +302,10 @@ void Client::Impl::HandleCollect(CollectCommand& c) {
     it->second.waiters.push_back(std::move(w));
     return;
   }
-  const auto& sessions = journal_->state().sessions;
-  if (auto s = sessions.find(options_.session_id); s != sessions.end()) {
-    if (auto op = s->second.ops.find(c.seq);
-        op != s->second.ops.end() &&
-        static_cast<ClientOpState>(op->second.state) ==
-            ClientOpState::kCompleted) {
+  if (const JournalSession* s = journal_->session()) {
+    if (auto op = s->ops.find(c.seq);
+        op != s->ops.end() && static_cast<ClientOpState>(op->second.state) ==
+                                  ClientOpState::kCompleted) {
       Reply reply;
       reply.seq = c.seq;
       reply.status = op->second.status;
@@ -332,15 +329,13 @@ Status Client::Impl::ForgetSeq(Seq seq) {
     return Status(ErrorCode::kInvalidArgument,
                   "seq " + std::to_string(seq) + " is still pending");
   }
-  const auto& sessions = journal_->state().sessions;
-  auto s = sessions.find(options_.session_id);
-  if (s == sessions.end() || s->second.ops.count(seq) == 0) {
+  const JournalSession* s = journal_->session();
+  if (s == nullptr || s->ops.count(seq) == 0) {
     return Status(ErrorCode::kNotFound,
                   "seq " + std::to_string(seq) + " is not in the journal");
   }
   if (!failed_ok_) return journal_status_;
-  Status st = journal_->AppendRelease(options_.session_id,
-                                      s->second.released_below, {seq});
+  Status st = journal_->AppendRelease(s->released_below, {seq});
   if (!st.ok()) return st;
   forget_when_acked_.erase(seq);
   // Still above the watermark: keep reporting it as completed so the
@@ -351,11 +346,10 @@ Status Client::Impl::ForgetSeq(Seq seq) {
 
 std::vector<OperationInfo> Client::Impl::ListFromJournal() const {
   std::vector<OperationInfo> out;
-  const auto& sessions = journal_->state().sessions;
-  auto s = sessions.find(options_.session_id);
-  if (s == sessions.end()) return out;
-  out.reserve(s->second.ops.size());
-  for (const auto& [seq, op] : s->second.ops) {
+  const JournalSession* s = journal_->session();
+  if (s == nullptr) return out;
+  out.reserve(s->ops.size());
+  for (const auto& [seq, op] : s->ops) {
     OperationInfo info;
     info.seq = seq;
     info.service = op.service;
@@ -532,8 +526,7 @@ void Client::Impl::Complete(Seq seq, ErrorCode status, std::string payload) {
     jop.service = op.service;
     jop.payload = payload;
     jop.status = status;
-    if (Status s = journal_->AppendOp(options_.session_id, seq, std::move(jop));
-        !s.ok()) {
+    if (Status s = journal_->AppendOp(seq, std::move(jop)); !s.ok()) {
       Log().error("session {}: cannot journal outcome of seq {}: {}",
                   options_.session_id, seq, s.ToString());
     }
@@ -705,7 +698,7 @@ void Client::Impl::HandleTimers(TimePoint now) {
 // --- Commit, send, deliver --------------------------------------------------
 
 void Client::Impl::Commit() {
-  if (!failed_ok_ || journal_->pending_records() == 0) return;
+  if (!failed_ok_ || !journal_->dirty()) return;
   Status s = journal_->Commit();
   if (s.ok()) return;
   // Write-ahead cannot be kept any more: nothing of this turn may leave.
@@ -835,7 +828,7 @@ bool Client::Impl::SendRequestBatch(TimePoint now) {
 
 bool Client::Impl::AddRequest(transport::Batch& batch, const SendItem& item,
                               Seq watermark) {
-  const JournalSession& js = journal_->state().sessions.at(options_.session_id);
+  const JournalSession& js = *journal_->session();
   auto jop = js.ops.find(item.seq);
   if (jop == js.ops.end()) return false;  // broken invariant
   Request req;
@@ -911,12 +904,10 @@ void Client::Impl::NoteAcked(Seq watermark, const std::vector<Seq>& seqs) {
   forgotten_above_wm_.erase(forgotten_above_wm_.begin(),
                             forgotten_above_wm_.lower_bound(watermark));
   if (forget.empty() || !failed_ok_) return;
-  const JournalSession& js = journal_->state().sessions.at(options_.session_id);
+  const JournalSession& js = *journal_->session();
   // Committed with the next turn: losing this record in a crash only means
   // the outcome is kept a little longer.
-  if (Status s = journal_->AppendRelease(options_.session_id, js.released_below,
-                                         forget);
-      !s.ok()) {
+  if (Status s = journal_->AppendRelease(js.released_below, forget); !s.ok()) {
     Log().warn("session {}: cannot forget acknowledged outcomes: {}",
                options_.session_id, s.ToString());
     return;
@@ -1034,10 +1025,9 @@ ClientVector Client::Impl::BuildVector(const std::vector<Seq>* only) const {
   for (const auto& [seq, op] : pending_) {
     if (wanted(seq)) v.pending.push_back(seq);
   }
-  const auto& sessions = journal_->state().sessions;
-  if (auto s = sessions.find(options_.session_id); s != sessions.end()) {
-    for (auto it = s->second.ops.lower_bound(v.completed_watermark);
-         it != s->second.ops.end(); ++it) {
+  if (const JournalSession* s = journal_->session()) {
+    for (auto it = s->ops.lower_bound(v.completed_watermark);
+         it != s->ops.end(); ++it) {
       if (static_cast<ClientOpState>(it->second.state) ==
               ClientOpState::kCompleted &&
           wanted(it->first)) {

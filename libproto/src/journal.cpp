@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -691,6 +692,8 @@ class Journal::Files {
 
   // Writes the buffer to the current segment (rolling first if it is full).
   Status Flush();
+  // Writes `records` as Flush writes the buffer; `records` is left empty.
+  Status Write(std::string& records);
 
   Status WriteSnapshot(const Journal& j);
 
@@ -698,7 +701,7 @@ class Journal::Files {
     return older_bytes_ + segment_size_ + buffer_.size();
   }
   std::string* buffer() { return &buffer_; }
-  bool poisoned() const { return poisoned_; }
+  bool poisoned() const { return poisoned_.load(std::memory_order_relaxed); }
   Status PoisonedError() const {
     return Status(
         ErrorCode::kIoError,
@@ -754,7 +757,8 @@ class Journal::Files {
   std::size_t older_bytes_ = 0;
   std::uint64_t highest_number_ = 0;  // ever seen, so numbers never repeat
   std::string buffer_;
-  bool poisoned_ = false;
+  // Atomic: Journal::WriteDetached may set it while appends look at it.
+  std::atomic<bool> poisoned_{false};
 };
 
 Status Journal::Files::CreateDir() {
@@ -1158,16 +1162,24 @@ Status Journal::Files::Roll() {
 }
 
 Status Journal::Files::Flush() {
-  if (poisoned_) return PoisonedError();
-  if (buffer_.empty()) return Status::Ok();
+  Status s = Write(buffer_);
+  if (s.ok() && buffer_.capacity() > kKeepBufferBytes) {
+    std::string().swap(buffer_);
+  }
+  return s;
+}
+
+Status Journal::Files::Write(std::string& records) {
+  if (poisoned()) return PoisonedError();
+  if (records.empty()) return Status::Ok();
   Status s;
   if (segment_size_ > kSegmentHeaderBytes &&
-      segment_size_ + buffer_.size() > segment_limit_) {
+      segment_size_ + records.size() > segment_limit_) {
     s = Roll();
   }
   std::string path = Path(SegmentName(segment_number_));
   if (s.ok()) {
-    if (int err = WriteAll(segment_fd_.get(), buffer_.data(), buffer_.size());
+    if (int err = WriteAll(segment_fd_.get(), records.data(), records.size());
         err != 0) {
       s = IoError("cannot write", path, err);
     }
@@ -1183,9 +1195,8 @@ Status Journal::Files::Flush() {
     poisoned_ = true;
     return s;
   }
-  segment_size_ += buffer_.size();
-  buffer_.clear();
-  if (buffer_.capacity() > kKeepBufferBytes) std::string().swap(buffer_);
+  segment_size_ += records.size();
+  records.clear();
   return Status::Ok();
 }
 
@@ -1303,6 +1314,18 @@ Status Journal::Commit() {
   Status s = files_->Flush();
   if (s.ok()) pending_records_ = 0;
   return s;
+}
+
+void Journal::DetachPending(std::string& out) {
+  out.clear();
+  if (files_ == nullptr) return;
+  out.swap(*files_->buffer());
+  pending_records_ = 0;
+}
+
+Status Journal::WriteDetached(std::string& records) {
+  if (files_ == nullptr) return Status::Ok();
+  return files_->Write(records);
 }
 
 Status Journal::Compact() {

@@ -444,6 +444,59 @@ TEST(ClientJournal, OpenFromAnotherProcessIsLocked) {
   EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
+TEST(ClientJournal, SharedJournalKeepsEachSessionsOperations) {
+  FakeBroker broker;
+  TempDir dir;
+  Seq a_seq = 0;
+  Seq b_seq = 0;
+  {
+    auto shared = SharedJournal::Open(dir.path(), Durability::kSync);
+    ASSERT_TRUE(shared.ok()) << shared.status().ToString();
+    ClientOptions a = MemoryOptions(broker, "session-a");
+    a.shared_journal = *shared;
+    ClientOptions b = MemoryOptions(broker, "session-b");
+    b.shared_journal = *shared;
+    auto client_a = OpenClient(a);
+    auto client_b = OpenClient(b);
+    // A second client of a session on the same shared journal is refused.
+    EXPECT_EQ(Client::Open(a).status().code(), ErrorCode::kJournalLocked);
+    auto sa = client_a->CallAsync("bank.transfer", "a", nullptr);
+    auto sb = client_b->CallAsync("bank.audit", "b", nullptr);
+    ASSERT_TRUE(sa.ok() && sb.ok());
+    a_seq = *sa;
+    b_seq = *sb;
+  }  // closing the clients commits what they accepted
+  auto shared = SharedJournal::Open(dir.path(), Durability::kSync);
+  ASSERT_TRUE(shared.ok()) << shared.status().ToString();
+  ClientOptions b = MemoryOptions(broker, "session-b");
+  b.shared_journal = *shared;
+  auto client_b = OpenClient(b);
+  EXPECT_EQ(client_b->incarnation(), 2u);
+  auto ops = client_b->ListOperations();
+  ASSERT_EQ(ops.size(), 1u);
+  EXPECT_EQ(ops[0].seq, b_seq);
+  EXPECT_EQ(ops[0].service, "bank.audit");
+  ClientOptions a = MemoryOptions(broker, "session-a");
+  a.shared_journal = *shared;
+  auto client_a = OpenClient(a);
+  ops = client_a->ListOperations();
+  ASSERT_EQ(ops.size(), 1u);
+  EXPECT_EQ(ops[0].seq, a_seq);
+  auto next = client_a->CallAsync("echo", "x", nullptr);
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ(*next, a_seq + 1);
+}
+
+TEST(ClientJournal, SharedJournalExcludesAJournalDir) {
+  FakeBroker broker;
+  TempDir dir;
+  auto shared = SharedJournal::Open(dir.path(), Durability::kProcess);
+  ASSERT_TRUE(shared.ok());
+  ClientOptions o = DurableOptions(broker, dir);
+  o.shared_journal = *shared;
+  EXPECT_EQ(Client::Open(o).status().code(), ErrorCode::kInvalidArgument);
+}
+
 TEST(ClientLimits, MaxOutstandingRefusesAsyncAndMakesCallWait) {
   FakeBroker broker;
   ClientOptions o = MemoryOptions(broker);

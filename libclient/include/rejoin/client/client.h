@@ -21,6 +21,7 @@
 #include <string_view>
 #include <vector>
 
+#include "rejoin/client/shared_journal.h"
 #include "rejoin/proto/status.h"
 #include "rejoin/proto/types.h"
 
@@ -34,6 +35,11 @@ struct ClientOptions {
   // unless durability is kMemory.
   std::string journal_dir;
   Durability durability = Durability::kProcess;
+  // Instead of a journal of its own: keep this session's records in a
+  // journal shared with other sessions of the process, whose commits carry
+  // the records of all of them (shared_journal.h). journal_dir must then be
+  // empty; the shared journal's durability applies.
+  std::shared_ptr<SharedJournal> shared_journal;
   // Calls in flight at once; CallAsync beyond it fails with kLimitExceeded
   // and Call waits for a slot (within its deadline). The broker may lower it
   // (WELCOME.max_outstanding).

@@ -117,6 +117,15 @@ class Journal {
   // unusable (every later call returns kIoError).
   Status Commit();
 
+  // Commit in two steps, for a journal that several threads share under
+  // their own lock: DetachPending (under the lock) moves the buffered
+  // records into `out`, so that appends can go on while WriteDetached
+  // (without the lock) writes and syncs them exactly as Commit would. At
+  // most one WriteDetached may run at a time, in the order of the detaches,
+  // and no Commit or Compact while it runs.
+  void DetachPending(std::string& out);
+  Status WriteDetached(std::string& records);
+
   // Rewrites the live state into a fresh segment and deletes the older ones.
   // Crash-safe: a crash at any point leaves either the old or the new set.
   Status Compact();
