@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -57,6 +58,11 @@ std::string Describe(const CaseSpec& s) {
                   s.loss, s.system == "rejoin" ? s.durability.c_str() : "",
                   static_cast<unsigned long long>(s.sessions),
                   s.kills.empty() ? "" : " kills");
+    if (s.system == "rejoin" && s.sessions_per_process > 1) {
+      std::snprintf(buf + std::strlen(buf), sizeof buf - std::strlen(buf),
+                    " shared x%llu",
+                    static_cast<unsigned long long>(s.sessions_per_process));
+    }
   }
   return buf;
 }
@@ -100,13 +106,16 @@ std::vector<CaseSpec> QuickPlan(const CaseSpec& base,
     plan.push_back(c);
   }
   if (has("rejoin")) {
-    for (std::uint64_t sessions : {std::uint64_t{1}, std::uint64_t{16}}) {
+    // One session; 16 in separate processes; 16 sharing one journal.
+    for (auto [sessions, per] :
+         {std::pair<std::uint64_t, std::uint64_t>{1, 1}, {16, 1}, {16, 16}}) {
       CaseSpec c = base;
       c.system = "rejoin";
       c.window = 1;
       c.loss = 0;
       c.seconds = 1.5;
       c.sessions = sessions;
+      c.sessions_per_process = per;
       c.durability = "sync";
       c.target = "group-commit";
       c.repeat = 3;  // fdatasync latency on a shared disk drifts
@@ -182,7 +191,12 @@ int main(int argc, char** argv) {
   app.add_option("--size", base.size, "payload bytes (>= 8)")
       ->capture_default_str()
       ->check(CLI::Range(8, 1 << 20));
-  app.add_option("--sessions", base.sessions, "client sessions (processes)")
+  app.add_option("--sessions", base.sessions, "client sessions")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  app.add_option("--sessions-per-process", base.sessions_per_process,
+                 "rejoin client sessions per process; more than one share a "
+                 "journal (group commit). Baselines: one per process")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000));
   app.add_option("--servers", base.servers, "server processes")

@@ -37,6 +37,10 @@ std::int64_t LazyTimerMs(const std::string& system) {
 
 bool IsRejoin(const CaseSpec& s) { return s.system == "rejoin"; }
 
+std::uint64_t ClientSessionsPerProcess(const CaseSpec& s) {
+  return IsRejoin(s) ? std::max<std::uint64_t>(s.sessions_per_process, 1) : 1;
+}
+
 std::int64_t DrainMs(const CaseSpec& s) {
   if (IsRejoin(s)) return s.kills.empty() ? 5000 : 10000;
   const std::int64_t timer = LazyTimerMs(s.system);
@@ -190,6 +194,7 @@ RoleArgs CaseRun::ArgsFor(const std::string& role, std::uint64_t index) const {
   a.back_endpoint = back_endpoint_;
   a.dir = dir_;
   a.clients = spec_.sessions;
+  a.sessions_per_process = ClientSessionsPerProcess(spec_);
   a.capacity = capacity_;
   a.window = spec_.window;
   a.size = spec_.size;
@@ -287,7 +292,8 @@ CaseResult CaseRun::Run(const Progress& progress) {
   for (std::uint64_t i = 0; i < spec_.servers; ++i) {
     live_.servers.push_back(StartServer(i, false));
   }
-  for (std::uint64_t i = 0; i < spec_.sessions; ++i) {
+  const std::uint64_t per = ClientSessionsPerProcess(spec_);
+  for (std::uint64_t i = 0; i * per < spec_.sessions; ++i) {
     live_.clients.push_back(StartClient(i, false));
   }
   // Start barrier: every client has had one answer through the system.
@@ -412,6 +418,8 @@ void CaseRun::Compute() {
     answers_window += h.answers_in_window;
     answers_total += h.answers_total;
     result_.resends += h.resends;
+    result_.journal_commits += h.journal_commits;
+    result_.journal_records += h.journal_records;
     result_.abandoned += h.abandoned;
     result_.errors += h.errors;
     last_done = std::max(last_done, h.last_done_ns);
@@ -587,6 +595,7 @@ CaseResult Aggregate(std::vector<CaseResult> runs) {
   out.cdf = runs[order[order.size() / 2]].cdf;
   out.issued = out.completed = out.lost = out.duplicate_executions = 0;
   out.executions = out.errors = out.resends = out.abandoned = 0;
+  out.journal_commits = out.journal_records = 0;
   out.unexecuted_completions = 0;
   out.unjournaled_at_kill = 0;
   out.recovery_ms.clear();
@@ -606,6 +615,8 @@ CaseResult Aggregate(std::vector<CaseResult> runs) {
     out.executions += r.executions;
     out.errors += r.errors;
     out.resends += r.resends;
+    out.journal_commits += r.journal_commits;
+    out.journal_records += r.journal_records;
     out.abandoned += r.abandoned;
     out.unexecuted_completions += r.unexecuted_completions;
     out.unjournaled_at_kill += r.unjournaled_at_kill;

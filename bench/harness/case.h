@@ -37,6 +37,9 @@ struct CaseSpec {
   std::uint64_t window = 1;
   std::uint64_t size = 64;
   std::uint64_t sessions = 1;
+  // rejoin: client sessions per process, sharing one journal (group commit)
+  // when > 1. The baselines always run one session per process.
+  std::uint64_t sessions_per_process = 1;
   std::uint64_t servers = 1;
   double seconds = 2;          // issuing time (when requests == 0)
   std::uint64_t requests = 0;  // per session; 0: run for `seconds`
@@ -66,8 +69,11 @@ struct CaseResult {
   std::uint64_t lost = 0;       // issued, never answered
   std::uint64_t duplicate_executions = 0;
   std::uint64_t executions = 0;
-  std::uint64_t errors = 0;                  // error answers and failed calls
-  std::uint64_t resends = 0;                 // lazy pirate
+  std::uint64_t errors = 0;   // error answers and failed calls
+  std::uint64_t resends = 0;  // lazy pirate
+  // rejoin with a shared client journal: its commits and their records.
+  std::uint64_t journal_commits = 0;
+  std::uint64_t journal_records = 0;
   std::uint64_t abandoned = 0;               // zmq-raw
   std::uint64_t unexecuted_completions = 0;  // answered OK, never executed
   // Accepted by CallAsync in a client process killed before its I/O thread

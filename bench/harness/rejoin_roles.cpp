@@ -11,6 +11,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -23,6 +24,7 @@
 #include <zmq.hpp>
 
 #include "rejoin/client/client.h"
+#include "rejoin/client/shared_journal.h"
 #include "rejoin/server/server.h"
 #include "rejoin/transport/wire.h"
 #include "shm.h"
@@ -98,19 +100,55 @@ int RunRejoinServer(const RoleArgs& a) {
   for (;;) ::pause();  // ends by signal
 }
 
-int RunRejoinClient(const RoleArgs& a) {
-  ClientLog log(ClientLogPath(a.dir, a.index), a.capacity, false);
+namespace {
+
+// The sessions of one client process report here when they are done; the
+// process exits once all have, with the worst exit code.
+class Finish {
+ public:
+  void Report(int code) {
+    std::lock_guard lock(mutex_);
+    ++done_;
+    code_ = std::max(code_, code);
+    changed_.notify_all();
+  }
+  // Reports and never returns: the session's client, window and callbacks
+  // stay alive until the process exits (its I/O thread may still call back).
+  [[noreturn]] void ReportAndPark(int code) {
+    Report(code);
+    for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
+  }
+  int Wait(std::uint64_t sessions) {
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [&] { return done_ >= sessions; });
+    return code_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::uint64_t done_ = 0;
+  int code_ = 0;
+};
+
+// One session of a client process: session `index` of the case, on its own
+// journal, or on `shared` with the other sessions of the process.
+void RunSession(const RoleArgs& a, std::uint64_t index,
+                const std::shared_ptr<SharedJournal>& shared, Finish& finish) {
+  ClientLog log(ClientLogPath(a.dir, index), a.capacity, false);
   Control control(ControlPath(a.dir), false);
-  if (!log.ok() || !control.ok()) return 2;
+  if (!log.ok() || !control.ok()) return finish.Report(2);
   ClientHeader& h = log.header();
   Add(h.incarnations, std::uint64_t{1});
 
   ClientOptions o;
   o.endpoint = a.endpoint;
-  o.session_id = "bench-c" + std::to_string(a.index);
+  o.session_id = "bench-c" + std::to_string(index);
   o.durability = ParseDurability(a.durability);
-  if (o.durability != Durability::kMemory) {
-    o.journal_dir = a.dir + "/client-" + std::to_string(a.index);
+  if (shared != nullptr) {
+    o.shared_journal = shared;
+  } else if (o.durability != Durability::kMemory) {
+    o.journal_dir = a.dir + "/client-" + std::to_string(index);
   }
   o.max_outstanding =
       static_cast<std::uint32_t>(std::max<std::uint64_t>(a.window, 1));
@@ -119,7 +157,7 @@ int RunRejoinClient(const RoleArgs& a) {
   if (!opened.ok()) {
     std::fprintf(stderr, "rejoin-client: %s\n",
                  opened.status().ToString().c_str());
-    return 3;
+    return finish.Report(3);
   }
   Client& client = **opened;
   // Resends as the library reports them: informational, unlike the counts
@@ -136,7 +174,7 @@ int RunRejoinClient(const RoleArgs& a) {
     if (!warm.ok()) {
       std::fprintf(stderr, "rejoin-client: warm-up: %s\n",
                    warm.status().ToString().c_str());
-      return 3;
+      finish.ReportAndPark(3);
     }
     Add(control.block().ready, std::uint64_t{1});
   }
@@ -173,7 +211,7 @@ int RunRejoinClient(const RoleArgs& a) {
         if (r.ok()) {
           const std::uint64_t tag =
               ReadTag(r->payload.data(), r->payload.size());
-          if (tag != kWarmupTag && TagClient(tag) == a.index &&
+          if (tag != kWarmupTag && TagClient(tag) == index &&
               TagOp(tag) < log.capacity()) {
             OpRecord& rec = log.op(TagOp(tag));
             if (Load(rec.state) ==
@@ -219,7 +257,7 @@ int RunRejoinClient(const RoleArgs& a) {
     Store(rec.send_ns, NowNs());
     Store(rec.sends, std::uint32_t{1});
     auto issued =
-        client.CallAsync(kService, MakePayload(PackTag(a.index, op), a.size),
+        client.CallAsync(kService, MakePayload(PackTag(index, op), a.size),
                          [&done, op](const Result<Reply>& r) { done(op, r); });
     if (!issued.ok()) {
       // Not accepted (leftovers of a previous process fill the window): the
@@ -272,10 +310,47 @@ int RunRejoinClient(const RoleArgs& a) {
   if (collector.joinable()) {
     if (NowNs() < drain_end) collector.join();
   }
+  finish.ReportAndPark(0);
+}
+
+}  // namespace
+
+int RunRejoinClient(const RoleArgs& a) {
+  const std::uint64_t per = std::max<std::uint64_t>(a.sessions_per_process, 1);
+  const std::uint64_t first = a.index * per;
+  if (first >= a.clients) return 2;
+  const std::uint64_t count = std::min(per, a.clients - first);
+  std::shared_ptr<SharedJournal> shared;
+  if (per > 1) {
+    auto opened =
+        SharedJournal::Open(a.dir + "/client-group-" + std::to_string(a.index),
+                            ParseDurability(a.durability),
+                            "bench-group-" + std::to_string(a.index));
+    if (!opened.ok()) {
+      std::fprintf(stderr, "rejoin-client: %s\n",
+                   opened.status().ToString().c_str());
+      return 3;
+    }
+    shared = std::move(opened).value();
+  }
+  Finish finish;
+  for (std::uint64_t i = 0; i < count; ++i) {
+    std::thread([&a, &shared, &finish, index = first + i] {
+      RunSession(a, index, shared, finish);
+    }).detach();
+  }
+  const int code = finish.Wait(count);
+  if (shared != nullptr) {
+    ClientLog log(ClientLogPath(a.dir, first), a.capacity, false);
+    if (log.ok()) {
+      Add(log.header().journal_commits, shared->commits());
+      Add(log.header().journal_records, shared->committed_records());
+    }
+  }
   std::fflush(nullptr);
   // Skips the destructors on purpose: the journal is not needed after the
-  // case, and callbacks may still be running on the I/O thread.
-  ::_exit(0);
+  // case, and callbacks may still be running on the I/O threads.
+  ::_exit(code);
 }
 
 int RunIdleSessions(const RoleArgs& a) {

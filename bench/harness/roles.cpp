@@ -35,6 +35,8 @@ std::vector<std::string> RoleArgs::ToArgv(const std::string& self) const {
           dir,
           "--clients",
           std::to_string(clients),
+          "--sessions-per-process",
+          std::to_string(sessions_per_process),
           "--capacity",
           std::to_string(capacity),
           "--window",
@@ -79,6 +81,7 @@ int RunRole(int argc, char** argv) {
   app.add_option("--back-endpoint", a.back_endpoint);
   app.add_option("--dir", a.dir);
   app.add_option("--clients", a.clients);
+  app.add_option("--sessions-per-process", a.sessions_per_process);
   app.add_option("--capacity", a.capacity);
   app.add_option("--window", a.window);
   app.add_option("--size", a.size);

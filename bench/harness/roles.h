@@ -23,11 +23,14 @@ namespace rejoin::bench {
 
 struct RoleArgs {
   std::string role;
-  std::uint64_t index = 0;     // client or server index
-  std::string endpoint;        // rejoin broker, or raw broker front
-  std::string back_endpoint;   // raw broker back (workers)
-  std::string dir;             // case directory (shared files)
-  std::uint64_t clients = 1;   // sessions in the case
+  std::uint64_t index = 0;    // client or server index
+  std::string endpoint;       // rejoin broker, or raw broker front
+  std::string back_endpoint;  // raw broker back (workers)
+  std::string dir;            // case directory (shared files)
+  std::uint64_t clients = 1;  // sessions in the case
+  // rejoin: sessions per client process, on one shared journal when > 1;
+  // a client process's index counts processes, not sessions.
+  std::uint64_t sessions_per_process = 1;
   std::uint64_t capacity = 0;  // ops per client in the shared files
   std::uint64_t window = 1;
   std::uint64_t size = 64;

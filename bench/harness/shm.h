@@ -158,7 +158,11 @@ struct ClientHeader {
   // the ones it could not collect.
   std::uint64_t collect_done;
   std::uint64_t collect_failures;
-  std::uint64_t padding[5];
+  // Commits of a shared client journal and the records they carried, added
+  // by the process when it ends (in its first session's header).
+  std::uint64_t journal_commits;
+  std::uint64_t journal_records;
+  std::uint64_t padding[3];
 };
 
 class ClientLog {
