@@ -47,12 +47,10 @@ inline constexpr std::chrono::milliseconds kMaxResendDelay{2000};
 // How many completed-after-resend seqs are remembered for that detection.
 inline constexpr std::size_t kRecentResends = 1024;
 // An operation this many sends older than one just answered is presumed
-// lost (HintLosses); at most kHintScan pending operations are looked at per
-// answer.
+// lost (HintLosses).
 inline constexpr std::uint64_t kReorderSlack = 16;
 // Below that many calls in flight the resend timer does the detecting.
 static_assert(kReorderSlack == RttEstimator::kFewInFlight);
-inline constexpr int kHintScan = 8;
 // Completions above the watermark are acknowledged after this, or at once
 // when kAckBatch of them wait (FLOWS.md §6).
 inline constexpr std::chrono::milliseconds kAckDelay{20};
@@ -332,7 +330,12 @@ class Client::Impl {
   std::unordered_set<Seq> recently_resent_;
   std::deque<Seq> recently_resent_order_;
   void HintLosses(std::uint64_t answered_order);
+  void NoteSend(Seq seq, client_internal::PendingOp& op);
   std::uint64_t send_counter_ = 0;
+  // (send order, seq) of every send, oldest first, for HintLosses. Entries
+  // whose operation was answered or sent again since are dropped when they
+  // reach the front.
+  std::deque<std::pair<std::uint64_t, Seq>> sends_;
   client_internal::TimerHeap deadline_timers_;
   client_internal::PreciseTimer timer_;
   std::uint64_t next_waiter_id_ = 1;

@@ -813,9 +813,8 @@ bool Client::Impl::SendRequestBatch(TimePoint now) {
     // A request that cannot be encoded stays pending in the journal for a
     // later process; retrying it here would only spin.
     if (!added[i]) continue;
-    op.sent = true;
     op.last_sent = now;
-    op.send_order = ++send_counter_;
+    NoteSend(item.seq, op);
     if ((item.flags & kRequestResend) != 0) {
       op.resent = true;
       stats_.requests_resent.fetch_add(1, std::memory_order_relaxed);
@@ -861,19 +860,36 @@ void Client::Impl::HintLosses(std::uint64_t answered_order) {
   const TimePoint now = Clock::now();
   const auto round_trip =
       std::chrono::microseconds(static_cast<std::int64_t>(rtt_.srtt_us()));
-  int looked = 0;
-  for (auto& [seq, op] : pending_) {
-    if (++looked > client_internal::kHintScan) break;
-    if (!op.sent || op.queued) continue;
-    if (op.send_order + client_internal::kReorderSlack > answered_order) {
-      // Sent too recently. First sends leave in seq order, so after one of
-      // them nothing later can qualify; a resent one may hide older ones.
-      if (op.resent) continue;
-      break;
+  // Oldest send first: once one is too recent, so are all behind it. Sends
+  // still in flight after a resend do not hide the losses behind them.
+  while (!sends_.empty()) {
+    const auto [order, seq] = sends_.front();
+    if (order + client_internal::kReorderSlack > answered_order) return;
+    auto it = pending_.find(seq);
+    if (it == pending_.end() || it->second.send_order != order ||
+        it->second.queued) {
+      sends_.pop_front();  // answered, sent again, or about to be
+      continue;
     }
-    if (now - op.last_sent < round_trip) continue;
+    PendingOp& op = it->second;
+    if (now - op.last_sent < round_trip) return;
     op.queued = true;
     send_queue_.push_back({seq, kRequestResend});
+    sends_.pop_front();
+  }
+}
+
+void Client::Impl::NoteSend(Seq seq, client_internal::PendingOp& op) {
+  op.sent = true;
+  op.send_order = ++send_counter_;
+  sends_.emplace_back(op.send_order, seq);
+  // Without clean answers nothing pops entries: drop the stale ones before
+  // they outnumber the live ones by far.
+  if (sends_.size() > 4096 && sends_.size() > 4 * pending_.size()) {
+    std::erase_if(sends_, [&](const std::pair<std::uint64_t, Seq>& e) {
+      auto it = pending_.find(e.second);
+      return it == pending_.end() || it->second.send_order != e.first;
+    });
   }
 }
 
