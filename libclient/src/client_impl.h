@@ -32,6 +32,7 @@
 #include "rejoin/proto/messages.h"
 #include "rejoin/proto/state_vector.h"
 #include "rejoin/transport/link.h"
+#include "reorder_slack.h"
 #include "rtt_estimator.h"
 #include "session_journal.h"
 
@@ -46,11 +47,8 @@ using TimePoint = Clock::time_point;
 inline constexpr std::chrono::milliseconds kMaxResendDelay{2000};
 // How many completed-after-resend seqs are remembered for that detection.
 inline constexpr std::size_t kRecentResends = 1024;
-// An operation this many sends older than one just answered is presumed
-// lost (HintLosses).
-inline constexpr std::uint64_t kReorderSlack = 16;
 // Below that many calls in flight the resend timer does the detecting.
-static_assert(kReorderSlack == RttEstimator::kFewInFlight);
+static_assert(ReorderSlack::kMax == RttEstimator::kFewInFlight);
 // Completions above the watermark are acknowledged after this, or at once
 // when kAckBatch of them wait (FLOWS.md §6).
 inline constexpr std::chrono::milliseconds kAckDelay{20};
@@ -336,6 +334,8 @@ class Client::Impl {
   // whose operation was answered or sent again since are dropped when they
   // reach the front.
   std::deque<std::pair<std::uint64_t, Seq>> sends_;
+  // How many later sends answered make an unanswered one presumed lost.
+  client_internal::ReorderSlack reorder_;
   client_internal::TimerHeap deadline_timers_;
   client_internal::PreciseTimer timer_;
   std::uint64_t next_waiter_id_ = 1;

@@ -490,6 +490,7 @@ void Client::Impl::HandleResponse(const Response& r, zmq::message_t& payload) {
       // early (a stall, not a loss). Back off, so a loaded machine does not
       // fill its own pipe with resends.
       rtt_.SpuriousResend();
+      reorder_.Spurious();
     }
     return;
   }
@@ -508,6 +509,7 @@ void Client::Impl::Complete(Seq seq, ErrorCode status, std::string payload) {
     // Karn's rule: only an answer to the one and only send measures the
     // path.
     rtt_.Sample(since_send_us);
+    reorder_.Answered(op.send_order);
     HintLosses(op.send_order);
   } else if (op.resent) {
     rtt_.ResendAnswered();
@@ -851,7 +853,7 @@ bool Client::Impl::AddRequest(transport::Batch& batch, const SendItem& item,
 }
 
 // Answers come back roughly in the order requests left: an operation sent
-// kReorderSlack or more sends before one just answered, and older than a
+// reorder_.slack() or more sends before one just answered, and older than a
 // smoothed round trip, was most likely lost. It is sent again now instead of
 // when its timer fires (as TCP's fast retransmit does). Off while resends are
 // proving spurious (the path reorders or stalls).
@@ -864,7 +866,7 @@ void Client::Impl::HintLosses(std::uint64_t answered_order) {
   // still in flight after a resend do not hide the losses behind them.
   while (!sends_.empty()) {
     const auto [order, seq] = sends_.front();
-    if (order + client_internal::kReorderSlack > answered_order) return;
+    if (order + reorder_.slack() > answered_order) return;
     auto it = pending_.find(seq);
     if (it == pending_.end() || it->second.send_order != order ||
         it->second.queued) {
