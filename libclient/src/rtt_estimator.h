@@ -7,10 +7,10 @@
 // plus deviations, and it depends on how busy the session is:
 //
 //  - with fewer than kFewInFlight operations in flight the order of answers
-//    cannot reveal a loss (Client::Impl::HintLosses needs that many later
-//    sends answered), the pipe is mostly idle, a needless resend costs one
-//    message, and waiting stalls the session: the wait is kFewFactor x the
-//    90th percentile;
+//    may not reveal a loss (Client::Impl::HintLosses needs up to that many
+//    later sends answered, reorder_slack.h), the pipe is mostly idle, a
+//    needless resend costs one message, and waiting stalls the session: the
+//    wait is kFewFactor x the 90th percentile;
 //  - with more in flight the order of answers finds nearly every loss
 //    within a round trip and a needless resend takes capacity from other
 //    operations: the timer is only the backstop, at kBusyFactor x the 99th
