@@ -106,9 +106,11 @@ std::vector<CaseSpec> QuickPlan(const CaseSpec& base,
     plan.push_back(c);
   }
   if (has("rejoin")) {
-    // One session; 16 in separate processes; 16 sharing one journal.
-    for (auto [sessions, per] :
-         {std::pair<std::uint64_t, std::uint64_t>{1, 1}, {16, 1}, {16, 16}}) {
+    // One session; 16 in separate processes; 16 and 64 sharing one journal.
+    for (auto [sessions, per] : {std::pair<std::uint64_t, std::uint64_t>{1, 1},
+                                 {16, 1},
+                                 {16, 16},
+                                 {64, 64}}) {
       CaseSpec c = base;
       c.system = "rejoin";
       c.window = 1;
