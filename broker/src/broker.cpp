@@ -1663,7 +1663,8 @@ bool Broker::Impl::SaveRoster() {
   }
   LogOnce("roster-write",
           "cannot write or remove the roster (" + s.ToString() +
-              "): HELLOs that need it changed are refused until it can be");
+              "): HELLOs that need it changed, and all while a change is "
+              "pending, are refused until it can be");
   return false;
 }
 
