@@ -167,6 +167,7 @@ int main(int argc, char** argv) {
   std::string broker_bin = REJOIN_BENCH_BROKER_PATH;
   std::string endpoint;
   std::vector<std::string> broker_args;
+  bool broker_roster = true;
   double duration = 5;
   bool quick = false;
   bool keep = false;
@@ -251,6 +252,11 @@ int main(int argc, char** argv) {
   app.add_option("--broker-arg", broker_args,
                  "extra rejoin-broker flag (repeatable)")
       ->allow_extra_args(false);
+  app.add_option("--broker-roster", broker_roster,
+                 "start rejoin-broker with --roster in the case's directory, "
+                 "so a restarted broker ends its grace period once the "
+                 "servers have reported (true/false)")
+      ->capture_default_str();
   app.add_option("--workdir", workdir,
                  "directory for journals and shared files (default: a new "
                  "one under $TMPDIR)");
@@ -279,6 +285,7 @@ int main(int argc, char** argv) {
   env.broker_bin = broker_bin;
   env.endpoint = endpoint;
   env.broker_args = broker_args;
+  env.broker_roster = broker_roster;
   env.keep_files = keep;
   bool own_workdir = false;
   if (workdir.empty()) {

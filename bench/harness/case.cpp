@@ -178,7 +178,16 @@ std::vector<std::string> CaseRun::BrokerArgv(int restarts) const {
       std::to_string(spec_.seed * 1000 + static_cast<std::uint64_t>(restarts)),
       "--log-level",
       "warn"};
-  for (const std::string& a : env_.broker_args) argv.push_back(a);
+  bool own_roster = false;
+  for (const std::string& a : env_.broker_args) {
+    argv.push_back(a);
+    own_roster = own_roster || a == "--roster" || a.rfind("--roster=", 0) == 0;
+  }
+  if (env_.broker_roster && !own_roster) {
+    // Kept across the case's broker restarts, like the journals.
+    argv.push_back("--roster");
+    argv.push_back(dir_ + "/roster");
+  }
   if (spec_.kind == "idle") {
     argv.push_back("--heartbeat-ms");
     argv.push_back("1000");

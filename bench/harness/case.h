@@ -95,6 +95,10 @@ struct Environment {
   std::string workdir;     // case directories go below it
   std::string endpoint;    // existing rejoin broker; empty: start one
   std::vector<std::string> broker_args;  // extra rejoin-broker flags
+  // rejoin-broker keeps a roster in the case's directory (--roster), so a
+  // restarted broker ends its grace period once the servers have reported.
+  // Off here, or with a --roster of one's own in broker_args.
+  bool broker_roster = true;
   bool keep_files = false;
 };
 

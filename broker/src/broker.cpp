@@ -12,11 +12,17 @@
 // A tracked operation keeps zero-copy references to its request frames until
 // it is answered, then to its response frames until the client's watermark
 // passes it, so most recovery needs nothing from the endpoints.
+//
+// The only file the broker writes is the optional roster (roster.h): the
+// server ids it has welcomed, so that after a restart the grace period can
+// end once they have all reported. Nothing else depends on it.
 #include "rejoin/broker/broker.h"
 
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -31,6 +37,7 @@
 #include "rejoin/proto/breakpoint.h"
 #include "rejoin/proto/codec.h"
 #include "rejoin/transport/wire.h"
+#include "roster.h"
 
 namespace rejoin {
 namespace {
@@ -60,7 +67,8 @@ struct Counters {
       moved{0}, answered_in_doubt{0}, answered_errors{0}, injected_drops{0},
       malformed{0}, bad_version{0}, unknown_type{0}, too_large{0},
       unknown_peer{0}, fenced{0}, duplicate_identity{0}, orphans{0},
-      sessions{0}, servers{0};
+      sessions{0}, servers{0}, grace_ms{0}, grace_ended_early{0},
+      roster_servers{0};
 };
 
 void Bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) {
@@ -113,6 +121,11 @@ struct ServerPeer {
   std::uint32_t credit_limit = 1;
   std::uint32_t in_flight = 0;
   bool lease_expired = false;
+  bool said_goodbye = false;
+  // The current process has told this broker everything it holds: its
+  // STATE_EXCHANGE flagged `last` arrived, or it is a first start that was
+  // never welcomed (incarnation 1, last_epoch 0), which holds nothing.
+  bool reported = false;
 };
 
 struct Service {
@@ -232,6 +245,21 @@ class Broker::Impl {
   void ExpireLeases(Time now);
   void CheckPeers(Time now);
 
+  // ---- roster (BrokerOptions::roster) -------------------------------------
+  Status LoadRoster();
+  // Writes roster_ to the file. Returns true when the file now says what
+  // roster_ says, or was removed because it could not be written (the next
+  // broker then runs the full grace period); false when it could be neither
+  // written nor removed.
+  bool SaveRoster();
+  // Before an endpoint's WELCOME: false when the roster could not be made
+  // safe for it, and the HELLO must be refused.
+  bool VouchedByRoster(const Hello& hello, Time now);
+  bool ListInRoster(const std::string& server_id);
+  void ServerReported(const std::string& server_id, Time now);
+  void CheckRoster(Time now);
+  void DropFromRoster(const std::vector<std::string>& ids, const char* why);
+
   // ---- output -------------------------------------------------------------
   // Messages are queued per peer and leave as one batch per peer at the end
   // of the turn (FlushOut); a peer found gone then is handled there.
@@ -258,8 +286,24 @@ class Broker::Impl {
   std::unordered_map<std::string, transport::Batch> out_;  // FlushOut
   std::string bound_;
   Epoch epoch_ = 0;
+  Time start_{};
   Time grace_end_{};
   bool grace_over_handled_ = false;
+
+  // The roster: what the file says (roster_), and what this broker learned
+  // from it at start.
+  bool roster_on_ = false;       // a roster file is kept
+  bool roster_trusted_ = false;  // read complete at start: grace may end early
+  bool roster_unsafe_ = false;   // the file may lack what roster_ has
+  broker_internal::RosterContents roster_;
+  broker_internal::RosterLock roster_lock_;
+  std::set<Epoch> roster_epochs_;            // brokers that kept it before us
+  std::set<std::string> roster_awaiting_;    // listed at start, not reported
+  std::set<std::string> roster_unreturned_;  // listed at start, no HELLO yet
+  std::size_t roster_listed_ = 0;            // listed at start
+  Time roster_sweep_at_{};
+  bool roster_swept_ = false;
+  Time next_roster_check_{};
   std::atomic<bool> stop_{false};
 
   std::unordered_map<SessionId, Session> sessions_;
@@ -309,15 +353,22 @@ Status Broker::Impl::Bind() {
   limits_.max_payload_bytes =
       static_cast<std::size_t>(options_.max_message_bytes) * 4 +
       static_cast<std::size_t>(kHardFrameSlack);
+  if (!options_.roster.empty()) return LoadRoster();
   return Status::Ok();
 }
 
 Status Broker::Impl::Run() {
   const Time start = Clock::now();
+  start_ = start;
   grace_end_ = start + options_.grace;
+  roster_sweep_at_ = grace_end_ + options_.lease;
   next_tick_ = start;
   spdlog::info("rejoin-broker: serving {} epoch {:016x} grace {} ms", bound_,
                epoch_, options_.grace.count());
+  // A complete roster that lists nobody: no server can hold anything.
+  if (roster_trusted_ && roster_awaiting_.empty() && InGrace(start)) {
+    EndGrace(start);
+  }
   const auto tick_every =
       std::max(std::chrono::milliseconds(1),
                std::min(options_.probe, options_.heartbeat) / 4);
@@ -391,6 +442,9 @@ BrokerStats Broker::Impl::Snapshot() const {
   s.fenced = v(c.fenced);
   s.duplicate_identity = v(c.duplicate_identity);
   s.orphans = v(c.orphans);
+  s.grace_ms = v(c.grace_ms);
+  s.grace_ended_early = v(c.grace_ended_early);
+  s.roster_servers = v(c.roster_servers);
   return s;
 }
 
@@ -601,6 +655,11 @@ void Broker::Impl::AdmitSession(const std::string& route, const Hello& hello,
     SendError(route, code, why, MessageType::kHello, hello.id);
     return;
   }
+  if (!VouchedByRoster(hello, now)) {
+    SendError(route, ErrorCode::kInternal, "broker cannot update its roster",
+              MessageType::kHello, hello.id);
+    return;
+  }
   if (!s.holder.route.empty() && s.holder.route != route) {
     routes_.erase(s.holder.route);
   }
@@ -639,6 +698,14 @@ void Broker::Impl::AdmitServer(const std::string& route, const Hello& hello,
     SendError(route, code, why, MessageType::kHello, hello.id);
     return;
   }
+  // Listed durably before WELCOME, hence before anything is dispatched to
+  // it: the roster never lacks a server that a broker dispatched to.
+  if (!VouchedByRoster(hello, now) || !ListInRoster(hello.id)) {
+    SendError(route, ErrorCode::kInternal,
+              "broker cannot record the server in its roster",
+              MessageType::kHello, hello.id);
+    return;
+  }
   const bool same_process = !fresh &&
                             srv.holder.journal_id == hello.journal_id &&
                             srv.holder.incarnation == hello.incarnation;
@@ -657,6 +724,9 @@ void Broker::Impl::AdmitServer(const std::string& route, const Hello& hello,
   // A new process runs none of the old one's handlers.
   if (!same_process) srv.in_flight = 0;
   srv.lease_expired = false;
+  srv.said_goodbye = false;
+  srv.reported = hello.incarnation == 1 && hello.last_epoch == 0;
+  roster_unreturned_.erase(hello.id);
   routes_[route] = RouteRef{Role::kServer, hello.id};
   if (!was_alive) Bump(counters_.servers);
   RegisterServices(hello.id, srv);
@@ -669,6 +739,7 @@ void Broker::Impl::AdmitServer(const std::string& route, const Hello& hello,
             .count());
   }
   SendTo(route, w);
+  if (srv.reported) ServerReported(hello.id, now);
 
   // Operations that waited for this server go to it again: it deduplicates,
   // so this is safe, and it is the quickest way back to an answer.
@@ -728,7 +799,8 @@ void Broker::Impl::MarkServerDead(const std::string& id, Time now) {
 }
 
 void Broker::Impl::OnGoodbye(const std::string& route, Time now) {
-  if (ServerOf(route) != nullptr) {
+  if (ServerPeer* srv = ServerOf(route)) {
+    srv->said_goodbye = true;
     MarkServerDead(routes_[route].id, now);
   } else if (Session* s = SessionOf(route)) {
     s->holder.alive = false;
@@ -1176,6 +1248,9 @@ void Broker::Impl::OnStateExchange(const std::string& route,
       }
     }
   }
+  // After its held operations are tracked, so that ending the grace period
+  // here finds them.
+  if (se.last) ServerReported(server_id, now);
 }
 
 // ---- PROBE_REPLY ----------------------------------------------------------
@@ -1330,6 +1405,7 @@ void Broker::Impl::Tick(Time now) {
   SendProbes(now);
   if (!grace_over_handled_ && !InGrace(now)) EndGrace(now);
   ExpireLeases(now);
+  CheckRoster(now);
   // Probes whose replies never came are forgotten; the operations they were
   // about get probed again from the queue.
   for (auto it = probes_.begin(); it != probes_.end();) {
@@ -1400,8 +1476,42 @@ void Broker::Impl::SendProbes(Time now) {
   }
 }
 
+// Called when the grace period runs out, or earlier when every server the
+// roster listed at start has reported (ServerReported).
 void Broker::Impl::EndGrace(Time now) {
   grace_over_handled_ = true;
+  const bool early = now < grace_end_;
+  grace_end_ = std::min(grace_end_, now);
+  const auto lasted =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now - start_)
+          .count();
+  counters_.grace_ms.store(
+      static_cast<std::uint64_t>(std::max<std::int64_t>(lasted, 0)),
+      std::memory_order_relaxed);
+  if (early) {
+    Bump(counters_.grace_ended_early);
+    spdlog::info(
+        "rejoin-broker: grace ended after {} ms: all {} listed servers "
+        "returned",
+        lasted, roster_listed_);
+  } else if (roster_on_) {
+    if (roster_trusted_ && !roster_awaiting_.empty()) {
+      std::string ids;
+      for (const std::string& id : roster_awaiting_) ids += " " + id;
+      spdlog::info(
+          "rejoin-broker: grace ran its full {} ms: {} of {} listed servers "
+          "did not report:{}",
+          lasted, roster_awaiting_.size(), roster_listed_, ids);
+    }
+    if (!roster_.complete) {
+      // The full grace period has run: from now on this broker treats a
+      // server that has not reported as gone, as it would without a roster,
+      // and every server it welcomed is listed. The next broker may trust
+      // the list as far as the time-based grace period could be trusted.
+      roster_.complete = true;
+      SaveRoster();
+    }
+  }
   for (auto& [sid, s] : sessions_) {
     for (auto& [seq, t] : s.ops) {
       if (t.phase != Phase::kHeldForGrace) continue;
@@ -1480,6 +1590,195 @@ void Broker::Impl::ExpireLeases(Time now) {
              svc.registered ? ErrorCode::kUnavailable
                             : ErrorCode::kUnknownService);
     }
+  }
+}
+
+// ===========================================================================
+// Roster
+// ===========================================================================
+//
+// The roster ends the grace period early; it never decides an operation.
+// Its one invariant: every server that a broker keeping the file may have
+// dispatched to, and that may still hold an operation its client waits for,
+// is listed, or the file says `partial`. A server is listed before its first
+// WELCOME; the removals below each argue why the server can no longer hold
+// such an operation, or what is given up compared with the time-based grace
+// period.
+
+Status Broker::Impl::LoadRoster() {
+  using broker_internal::kMaxRosterEpochs;
+  const std::string& path = options_.roster;
+  auto lock = broker_internal::RosterLock::Acquire(path);
+  if (!lock.ok()) return lock.status();
+  roster_lock_ = std::move(*lock);
+  auto read = broker_internal::ReadRoster(path);
+  if (read.ok()) {
+    roster_ = std::move(*read);
+    roster_trusted_ = roster_.complete;
+    spdlog::info("rejoin-broker: roster {}: {} servers listed{}", path,
+                 roster_.servers.size(),
+                 roster_.complete ? "" : ", partial: full grace period");
+  } else if (read.status().code() == ErrorCode::kNotFound) {
+    spdlog::info("rejoin-broker: roster {} not found: full grace period", path);
+  } else {
+    spdlog::warn("rejoin-broker: roster unusable ({}): full grace period",
+                 read.status().ToString());
+  }
+  roster_epochs_.insert(roster_.epochs.begin(), roster_.epochs.end());
+  roster_awaiting_ = roster_.servers;
+  roster_unreturned_ = roster_.servers;
+  roster_listed_ = roster_.servers.size();
+  // This broker's epoch is recorded before any endpoint is welcomed, so the
+  // next broker recognises endpoints that come from this one.
+  roster_.epochs.push_back(epoch_);
+  if (roster_.epochs.size() > kMaxRosterEpochs) {
+    roster_.epochs.erase(roster_.epochs.begin(),
+                         roster_.epochs.end() - kMaxRosterEpochs);
+  }
+  roster_on_ = true;
+  counters_.roster_servers.store(roster_.servers.size());
+  return broker_internal::WriteRoster(path, roster_);
+}
+
+bool Broker::Impl::SaveRoster() {
+  if (!roster_on_) return true;
+  Status s = broker_internal::WriteRoster(options_.roster, roster_);
+  if (s.ok()) {
+    roster_unsafe_ = false;
+    counters_.roster_servers.store(roster_.servers.size(),
+                                   std::memory_order_relaxed);
+    return true;
+  }
+  // A roster that cannot be kept must not mislead the next broker: without
+  // a file it runs the full grace period.
+  if (::unlink(options_.roster.c_str()) == 0 || errno == ENOENT) {
+    spdlog::error(
+        "rejoin-broker: {}; roster removed and no longer kept: the next "
+        "start runs the full grace period",
+        s.ToString());
+    roster_on_ = false;
+    roster_unsafe_ = false;
+    counters_.roster_servers.store(0, std::memory_order_relaxed);
+    return true;
+  }
+  LogOnce("roster-write",
+          "cannot write or remove the roster (" + s.ToString() +
+              "): HELLOs that need it changed, and all while a change is "
+              "pending, are refused until it can be");
+  return false;
+}
+
+bool Broker::Impl::VouchedByRoster(const Hello& hello, Time now) {
+  if (!roster_on_) return true;
+  // An endpoint last welcomed by a broker that did not keep this file (one
+  // started without --roster, or with another file) may have had work
+  // dispatched to servers the file never heard of. During the grace period
+  // that makes the roster partial: this broker runs the full grace period,
+  // and so does the next one if this one dies first. After the grace period
+  // it changes nothing: this broker already treats unreported servers as
+  // gone. (Endpoints that restarted since say last_epoch 0 and cannot be
+  // checked; keeping one roster for all brokers is the operator's part.)
+  const bool stranger = hello.last_epoch != 0 && hello.last_epoch != epoch_ &&
+                        roster_epochs_.count(hello.last_epoch) == 0;
+  if (stranger && roster_.complete && InGrace(now)) {
+    spdlog::warn(
+        "rejoin-broker: '{}' was last welcomed by broker epoch {:016x}, "
+        "which did not keep roster {}: full grace period",
+        hello.id, hello.last_epoch, options_.roster);
+    roster_trusted_ = false;
+    roster_.complete = false;
+    roster_unsafe_ = true;
+  }
+  return !roster_unsafe_ || SaveRoster();
+}
+
+bool Broker::Impl::ListInRoster(const std::string& server_id) {
+  if (!roster_on_) return true;
+  if (roster_.servers.insert(server_id).second) roster_unsafe_ = true;
+  return !roster_unsafe_ || SaveRoster();
+}
+
+void Broker::Impl::ServerReported(const std::string& server_id, Time now) {
+  auto it = servers_.find(server_id);
+  if (it != servers_.end()) it->second.reported = true;
+  roster_awaiting_.erase(server_id);
+  // Every listed server has returned and told what it holds: an operation
+  // nobody reported is held by no server a broker dispatched to.
+  if (roster_trusted_ && roster_awaiting_.empty() && !grace_over_handled_ &&
+      InGrace(now)) {
+    EndGrace(now);
+  }
+}
+
+void Broker::Impl::DropFromRoster(const std::vector<std::string>& ids,
+                                  const char* why) {
+  std::string names;
+  for (const std::string& id : ids) {
+    roster_.servers.erase(id);
+    names += " " + id;
+  }
+  spdlog::info("rejoin-broker: dropped from the roster ({}):{}", why, names);
+  // A failed write leaves the servers listed: more waiting, never less.
+  SaveRoster();
+}
+
+void Broker::Impl::CheckRoster(Time now) {
+  if (!roster_on_ || now < next_roster_check_) return;
+  // A scan of every tracked operation, while a server is leaving: often
+  // enough to notice, rarely enough to cost nothing.
+  next_roster_check_ =
+      now + std::clamp<Clock::duration>(options_.lease / 2,
+                                        std::chrono::milliseconds(20),
+                                        std::chrono::seconds(1));
+
+  // Listed servers that did not return within the grace period plus a
+  // lease. This broker already decided their clients' pending operations
+  // without them when its grace period ended, as it would without a roster;
+  // keeping them would make every later restart wait the full grace period
+  // for servers that are not coming back. What is given up: a client absent
+  // for this broker's whole life whose operation such a server holds, if
+  // both come back within a grace period of some later restart; without a
+  // roster the same server would be missed if it came back any later.
+  if (!roster_swept_ && now >= roster_sweep_at_) {
+    roster_swept_ = true;
+    std::vector<std::string> gone;
+    for (const std::string& id : roster_unreturned_) {
+      if (roster_.servers.count(id) != 0) gone.push_back(id);
+    }
+    roster_unreturned_.clear();
+    if (!gone.empty()) {
+      DropFromRoster(gone,
+                     "did not return within the grace period and a lease");
+    }
+  }
+
+  // Servers that left: said GOODBYE (it had finished every handler and sent
+  // every response first) or outlived their lease (their unanswered work
+  // was moved to another server or answered in_doubt). They are
+  // dropped only once they had reported everything to this broker and no
+  // operation this broker tracks names them any more: each operation they
+  // ran, held or were answered in doubt for has been acknowledged by its
+  // client (released), and those moved elsewhere are idempotent. What such
+  // a server may still keep in its journal is then COMPLETED at its client,
+  // which never sends it again, so no later broker needs to wait for it. If
+  // it comes back, it is listed again before its WELCOME.
+  std::set<std::string> leaving;
+  for (const auto& [id, srv] : servers_) {
+    if (!srv.holder.alive && srv.reported &&
+        (srv.said_goodbye || srv.lease_expired) &&
+        roster_.servers.count(id) != 0) {
+      leaving.insert(id);
+    }
+  }
+  for (auto sit = sessions_.begin(); sit != sessions_.end() && !leaving.empty();
+       ++sit) {
+    for (const auto& [seq, t] : sit->second.ops) {
+      if (!t.server.empty()) leaving.erase(t.server);
+    }
+  }
+  if (!leaving.empty()) {
+    DropFromRoster({leaving.begin(), leaving.end()},
+                   "left and holds nothing a client waits for");
   }
 }
 

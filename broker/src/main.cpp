@@ -45,6 +45,11 @@ int main(int argc, char** argv) {
                  "after start, how long servers get to report what they hold")
       ->capture_default_str()
       ->check(CLI::Range(0, 600000));
+  app.add_option("--roster", options.roster,
+                 "keep the ids of registered servers in this file; after a "
+                 "restart the grace period ends once every listed server has "
+                 "returned and reported (missing or corrupt file: full grace "
+                 "period)");
   app.add_option("--probe-ms", probe_ms,
                  "an unanswered operation older than this is probed")
       ->capture_default_str()
@@ -109,8 +114,10 @@ int main(int argc, char** argv) {
   const rejoin::BrokerStats s = (*broker)->stats();
   spdlog::info(
       "rejoin-broker: stopped ({}); requests={} responses={} probes={} "
-      "recover={} replayed={} resends={} malformed={} injected_drops={}",
+      "recover={} replayed={} resends={} malformed={} injected_drops={} "
+      "grace_ms={} grace_ended_early={} roster_servers={}",
       status.ToString(), s.requests, s.responses, s.probes, s.recover_messages,
-      s.responses_replayed, s.forwarded_resends, s.malformed, s.injected_drops);
+      s.responses_replayed, s.forwarded_resends, s.malformed, s.injected_drops,
+      s.grace_ms, s.grace_ended_early, s.roster_servers);
   return status.ok() ? 0 : 1;
 }

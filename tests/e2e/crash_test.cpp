@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "e2e/e2e_fixture.h"
+#include "support/files.h"
 
 namespace rejoin::testing {
 namespace {
@@ -26,12 +27,17 @@ int Cycles() {
 
 class CrashCycles : public EndToEnd {
  protected:
-  Process StartBrokerProcess() {
-    return Process(
-        REJOIN_BROKER_BIN,
-        {"--endpoint", endpoint_, "--heartbeat-ms", "50", "--probe-ms", "20",
-         "--grace-ms", "150", "--lease-ms", "5000", "--log-level", "warn"},
-        dir_.Sub("broker.log"));
+  // With a roster (if not empty) and a long grace period to end early.
+  Process StartBrokerProcess(const std::string& roster = "") {
+    std::vector<std::string> args = {
+        "--endpoint", endpoint_, "--heartbeat-ms", "50",  "--probe-ms", "20",
+        "--lease-ms", "5000",    "--log-level",    "warn"};
+    const std::vector<std::string> grace =
+        roster.empty() ? std::vector<std::string>{"--grace-ms", "150"}
+                       : std::vector<std::string>{"--grace-ms", "2000",
+                                                  "--roster", roster};
+    args.insert(args.end(), grace.begin(), grace.end());
+    return Process(REJOIN_BROKER_BIN, args, dir_.Sub("broker.log"));
   }
   Process StartClientProcess(const std::string& session, std::size_t count,
                              std::size_t window) {
@@ -127,6 +133,30 @@ TEST_F(CrashCycles, BrokerKilledAtRandomMoments) {
     std::this_thread::sleep_for(RandomPause(30, 120));
     broker.Kill9();
     broker = StartBrokerProcess();
+  }
+  ASSERT_EQ(client.Wait(std::chrono::seconds(60)), 0);
+  ExpectExactlyOnce("c1", count);
+}
+
+// The same storm with a roster and a long grace period: most restarts end
+// their grace period early, once both servers have reported, and still
+// nothing runs twice.
+TEST_F(CrashCycles, BrokerWithRosterKilledAtRandomMoments) {
+  const int cycles = std::max(1, Cycles() / 5);
+  const std::size_t count = static_cast<std::size_t>(cycles) * 20;
+  // A complete, empty roster, as a broker that never saw a server leaves it.
+  const std::string roster = dir_.Sub("roster");
+  WriteFile(roster, "rejoin-roster 1\nstate complete\nend 0\n");
+  Process broker = StartBrokerProcess(roster);
+  StartServer("s1",
+              {"--policy", "resolve", "--concurrency", "4", "--delay-ms", "1"});
+  StartServer("s2",
+              {"--policy", "resolve", "--concurrency", "4", "--delay-ms", "1"});
+  Process client = StartClientProcess("c1", count, 8);
+  for (int i = 0; i < cycles; ++i) {
+    std::this_thread::sleep_for(RandomPause(30, 120));
+    broker.Kill9();
+    broker = StartBrokerProcess(roster);
   }
   ASSERT_EQ(client.Wait(std::chrono::seconds(60)), 0);
   ExpectExactlyOnce("c1", count);

@@ -12,6 +12,7 @@
 #include "e2e/e2e_fixture.h"
 #include "rejoin/proto/codec.h"
 #include "support/files.h"
+#include "support/raw_endpoint.h"
 
 namespace rejoin::testing {
 namespace {
@@ -215,37 +216,6 @@ TEST_F(SystemEndToEnd, HostileInputIsAnsweredOrDroppedWhileSessionsRun) {
 
 namespace rejoin::testing {
 namespace {
-
-// A raw endpoint speaking the protocol by hand, for fencing checks.
-class RawEndpoint {
- public:
-  RawEndpoint(zmq::context_t& ctx, const std::string& endpoint)
-      : socket_(ctx, zmq::socket_type::dealer) {
-    socket_.set(zmq::sockopt::linger, 0);
-    socket_.connect(endpoint);
-  }
-  void Send(const Message& m) {
-    std::string h = EncodeHeader(m);
-    socket_.send(zmq::buffer(h), zmq::send_flags::none);
-  }
-  // The next WELCOME or ERROR, skipping heartbeats.
-  Message Next() {
-    socket_.set(zmq::sockopt::rcvtimeo, 5000);
-    for (;;) {
-      zmq::message_t frame;
-      if (!socket_.recv(frame)) return Goodbye{"timeout"};
-      auto m =
-          DecodeHeader(std::string_view(static_cast<const char*>(frame.data()),
-                                        frame.size()),
-                       1);
-      if (m.ok() && !std::holds_alternative<Heartbeat>(*m)) return *m;
-    }
-  }
-  void Close() { socket_.close(); }
-
- private:
-  zmq::socket_t socket_;
-};
 
 ErrorCode CodeOf(const Message& m) {
   if (const auto* e = std::get_if<Error>(&m)) return e->code;

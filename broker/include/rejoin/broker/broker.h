@@ -1,6 +1,8 @@
 // rejoin::Broker: routes REQUEST/RESPONSE envelopes between clients and
 // servers and coordinates recovery (libproto/FLOWS.md). It keeps no durable
-// state: everything it knows it rebuilds from the endpoints after a restart.
+// state needed for correctness: everything it knows it rebuilds from the
+// endpoints after a restart. An optional roster file (BrokerOptions::roster)
+// only lets a restarted broker end its grace period early.
 //
 // Threading: Run() owns the socket and all state and must be called from one
 // thread; Stop() and stats() may be called from any thread. Start() runs Run()
@@ -37,6 +39,14 @@ struct BrokerOptions {
   std::string endpoint = "tcp://127.0.0.1:5555";
   std::chrono::milliseconds heartbeat{200};
   std::chrono::milliseconds grace{500};
+  // Path of the roster file (PROTOCOL.md §6.5): the server ids that have
+  // registered, written durably before a new one is welcomed. After a
+  // restart the grace period ends as soon as every listed server has
+  // returned and reported. Empty: no roster, the full grace period after
+  // every start. A missing or corrupt file also means the full grace period.
+  // Bind fails (kIoError) when the file cannot be written or another broker
+  // keeps it.
+  std::string roster;
   std::chrono::milliseconds probe{50};
   // How long operations stay with a dead server before they are moved to
   // another server (idempotent services) or answered IN_DOUBT.
@@ -78,6 +88,11 @@ struct BrokerStats {
   std::uint64_t fenced = 0;
   std::uint64_t duplicate_identity = 0;
   std::uint64_t orphans = 0;
+  // The grace period after start: its length once over (0 while it runs),
+  // and 1 when the roster ended it before BrokerOptions::grace.
+  std::uint64_t grace_ms = 0;
+  std::uint64_t grace_ended_early = 0;
+  std::uint64_t roster_servers = 0;  // listed in the roster now
 };
 
 class Broker {

@@ -1,0 +1,8 @@
+# Broker tests, included from tests/CMakeLists.txt: the roster file through
+# the broker's private header, and an in-process broker driven by hand-made
+# endpoints (support/raw_endpoint.h) on loopback.
+rejoin_add_test(broker_roster_test LABEL unit
+  SOURCES broker/roster_test.cpp
+  LIBS rejoin::broker rejoin::proto rejoin_e2e_harness)
+target_include_directories(broker_roster_test PRIVATE
+  ${PROJECT_SOURCE_DIR}/broker/src)
