@@ -595,12 +595,21 @@ ServerPeer* Broker::Impl::ServerOf(const std::string& route) {
 // probe send fails because the ROUTER no longer has its pipe.
 bool Broker::Impl::HolderGone(Holder& holder) {
   if (!holder.alive) return true;
+  // A send processes libzmq's pending commands only now and then, so the
+  // pipe of a connection that closed a moment ago (a process killed and
+  // started again) may still take the heartbeat. Reading ZMQ_EVENTS
+  // processes them all first.
+  (void)socket_.get(zmq::sockopt::events);
   SendResult r = transport::Send(socket_, holder.route, Heartbeat{epoch_});
   return r == SendResult::kUnreachable;
 }
 
 void Broker::Impl::OnHello(const std::string& route, const Hello& hello,
                            Time now) {
+  spdlog::debug(
+      "rejoin-broker: HELLO from {} {} incarnation {} last epoch {:016x}",
+      hello.role == Role::kServer ? "server" : "session", hello.id,
+      hello.incarnation, hello.last_epoch);
   if (hello.role == Role::kServer) {
     AdmitServer(route, hello, now);
   } else {
@@ -1124,6 +1133,9 @@ void Broker::Impl::OnStateExchange(const std::string& route,
                                    const StateExchange& se, Time now) {
   if (Known(route, MessageType::kStateExchange) == nullptr) return;
   Bump(counters_.state_exchanges);
+  spdlog::debug("rejoin-broker: STATE_EXCHANGE from a {}{}",
+                se.role == Role::kServer ? "server" : "session",
+                se.last ? " (last)" : "");
   if (se.role == Role::kClient) {
     Session* sp = SessionOf(route);
     if (sp == nullptr || se.clients.size() != 1 ||

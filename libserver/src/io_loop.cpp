@@ -215,12 +215,15 @@ void IoLoop::HandleLinkEvents(Clock::time_point now) {
       case Link::Event::kNone:
         return;
       case Link::Event::kConnected:
+        Log().debug("server {}: connected{}", options_.server_id,
+                    link_->hello_sent() ? " (HELLO already sent)" : "");
         // A new connection is a new peer for the broker: HELLO at once,
         // unless the HELLO already went out on it (the connection can be
         // usable before its event is read).
         if (!link_->hello_sent()) next_hello_ = now;
         break;
       case Link::Event::kDisconnected:
+        Log().debug("server {}: disconnected", options_.server_id);
         // Messages may have been lost with the connection: report on
         // return (FLOWS §5).
         if (welcomed_) need_state_exchange_ = true;
@@ -310,7 +313,11 @@ void IoLoop::SendHello(Clock::time_point now) {
   h.journal_id = journal_->journal_id();
   h.last_epoch = epoch_;
   h.services = specs_;
-  switch (link_->Send(h)) {
+  const transport::SendResult sent = link_->Send(h);
+  Log().debug("server {}: HELLO incarnation {} last epoch {:016x}: {}",
+              options_.server_id, incarnation_, epoch_,
+              sent == transport::SendResult::kOk ? "sent" : "not sent");
+  switch (sent) {
     case transport::SendResult::kOk:
       last_sent_ = now;
       // No WELCOME within an interval: the HELLO or its answer was lost

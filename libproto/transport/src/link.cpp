@@ -104,10 +104,16 @@ bool Link::InputWaiting() {
 SendResult Link::Send(Batch& batch) { return batch.Send(socket_, ""); }
 
 SendResult Link::Send(const Message& m, zmq::message_t* payload) {
-  const SendResult r = transport::Send(socket_, "", m, payload);
-  if (r == SendResult::kOk && TypeOf(m) == MessageType::kHello) {
-    hello_sent_ = true;
+  const bool hello = TypeOf(m) == MessageType::kHello;
+  if (hello && !connected_) {
+    // Before the handshake event a HELLO either finds no pipe (ZMQ_IMMEDIATE)
+    // or the pipe of a connection that just died, whose messages libzmq
+    // drops once it notices: then hello_sent() would hold back the HELLO of
+    // the next connection until a retry timer. kConnected says when.
+    return SendResult::kWouldBlock;
   }
+  const SendResult r = transport::Send(socket_, "", m, payload);
+  if (r == SendResult::kOk && hello) hello_sent_ = true;
   return r;
 }
 

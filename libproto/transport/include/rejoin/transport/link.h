@@ -60,7 +60,7 @@ class Link {
   bool InputWaiting();
   bool buffered() const { return reader_.buffered(); }
   // Sends `m` to the broker (wire.h Send); a HELLO that leaves is remembered
-  // in hello_sent().
+  // in hello_sent(). A HELLO waits for kConnected (kWouldBlock before).
   SendResult Send(const Message& m, zmq::message_t* payload = nullptr);
   // Sends a batch (wire.h Batch::Send); it must not hold a HELLO.
   SendResult Send(Batch& batch);
