@@ -94,6 +94,8 @@ class CaseRun {
   // process took before it was journaled (CaseResult::unjournaled_at_kill).
   bool UnjournaledAtKill(std::uint64_t c, const ClientHeader& h,
                          const OpRecord& r, std::uint32_t executions) const;
+  std::string LostNote(std::uint64_t c, std::uint64_t op, const ClientHeader& h,
+                       const OpRecord& r, std::uint32_t executions) const;
   void RunIdle(const Progress& progress);
   void Fail(std::string why) {
     result_.ok = false;
@@ -175,13 +177,20 @@ std::vector<std::string> CaseRun::BrokerArgv(int restarts) const {
       "--inject-loss",
       loss,
       "--seed",
-      std::to_string(spec_.seed * 1000 + static_cast<std::uint64_t>(restarts)),
-      "--log-level",
-      "warn"};
+      std::to_string(spec_.seed * 1000 + static_cast<std::uint64_t>(restarts))};
+  auto names = [](const std::string& arg, const std::string& flag) {
+    return arg == flag || arg.rfind(flag + "=", 0) == 0;
+  };
   bool own_roster = false;
+  bool own_log_level = false;
   for (const std::string& a : env_.broker_args) {
     argv.push_back(a);
-    own_roster = own_roster || a == "--roster" || a.rfind("--roster=", 0) == 0;
+    own_roster = own_roster || names(a, "--roster");
+    own_log_level = own_log_level || names(a, "--log-level");
+  }
+  if (!own_log_level) {
+    argv.push_back("--log-level");
+    argv.push_back("warn");
   }
   if (env_.broker_roster && !own_roster) {
     // Kept across the case's broker restarts, like the journals.
@@ -409,6 +418,29 @@ bool CaseRun::UnjournaledAtKill(std::uint64_t c, const ClientHeader& h,
   return false;
 }
 
+std::string CaseRun::LostNote(std::uint64_t c, std::uint64_t op,
+                              const ClientHeader& h, const OpRecord& r,
+                              std::uint32_t executions) const {
+  auto Fmt = [](const char* format, double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, format, v);
+    return std::string(buf);
+  };
+  std::string note =
+      "lost: client " + std::to_string(c) + " op " + std::to_string(op) +
+      " sent at " + Fmt("%.3f", static_cast<double>(r.send_ns - go_ns_) / 1e9) +
+      " s, executions " + std::to_string(executions) + ", state " +
+      std::to_string(r.state) + ", collect_done " +
+      std::to_string(Load(h.collect_done)) + ", collect_failures " +
+      std::to_string(Load(h.collect_failures));
+  for (const KillRecord& k : kills_) {
+    if (k.kill_ns == 0) continue;
+    note += ", " + k.event.role + " killed at " +
+            Fmt("%.3f", static_cast<double>(k.kill_ns - go_ns_) / 1e9) + " s";
+  }
+  return note;
+}
+
 void CaseRun::Compute() {
   ExecCounters exec(ExecPath(dir_), spec_.sessions, capacity_, false);
   std::vector<double> latencies;
@@ -417,6 +449,8 @@ void CaseRun::Compute() {
   std::uint64_t completed_in_window = 0;
   std::int64_t last_done = 0;
   std::vector<std::int64_t> first_after(kills_.size(), 0);
+  constexpr int kLostNotes = 3;
+  int lost_notes = 0;
   for (std::uint64_t c = 0; c < spec_.sessions; ++c) {
     ClientLog log(ClientLogPath(dir_, c), capacity_, false);
     if (!log.ok()) {
@@ -456,6 +490,11 @@ void CaseRun::Compute() {
           ++result_.unjournaled_at_kill;
         } else {
           ++result_.lost;
+          // Why it counts as lost, for whoever reads the report.
+          if (lost_notes < kLostNotes) {
+            ++lost_notes;
+            result_.notes.push_back(LostNote(c, i, h, r, count));
+          }
         }
       }
       for (std::size_t k = 0; k < kills_.size(); ++k) {
