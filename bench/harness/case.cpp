@@ -409,9 +409,11 @@ bool CaseRun::UnjournaledAtKill(std::uint64_t c, const ClientHeader& h,
       Load(h.collect_failures) != 0) {
     return false;
   }
+  // Issued by the killed process: before it was reaped. (SIGKILL lands a
+  // little after kill_ns, and the process may issue calls until then.)
   for (const KillRecord& k : kills_) {
     if (k.event.role == "client" && c == 0 && k.kill_ns != 0 &&
-        r.send_ns < k.kill_ns) {
+        r.send_ns < k.restart_ns) {
       return true;
     }
   }
