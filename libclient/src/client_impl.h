@@ -47,6 +47,8 @@ using TimePoint = Clock::time_point;
 inline constexpr std::chrono::milliseconds kMaxResendDelay{2000};
 // How many completed-after-resend seqs are remembered for that detection.
 inline constexpr std::size_t kRecentResends = 1024;
+// Sends remembered for the loss hint at most (client_impl.h sends_).
+inline constexpr std::size_t kMaxTrackedSends = std::size_t{1} << 16;
 // Below that many calls in flight the resend timer does the detecting.
 static_assert(ReorderSlack::kMax == RttEstimator::kFewInFlight);
 // Completions above the watermark are acknowledged after this, or at once
@@ -329,11 +331,19 @@ class Client::Impl {
   std::deque<Seq> recently_resent_order_;
   void HintLosses(std::uint64_t answered_order);
   void NoteSend(Seq seq, client_internal::PendingOp& op);
+  // The send `order` no longer waits for an answer (answered, sent again).
+  void RetireSend(std::uint64_t order);
   std::uint64_t send_counter_ = 0;
-  // (send order, seq) of every send, oldest first, for HintLosses. Entries
-  // whose operation was answered or sent again since are dropped when they
-  // reach the front.
-  std::deque<std::pair<std::uint64_t, Seq>> sends_;
+  // Every send, oldest first, for HintLosses: sends_[i] is send order
+  // sends_base_ + i, live until answered or sent again. Retired entries are
+  // dropped when they reach the front; answers mark them by index, so the
+  // loss hint looks an operation up only when it may have been lost.
+  struct SendEntry {
+    Seq seq = 0;
+    bool live = true;
+  };
+  std::deque<SendEntry> sends_;
+  std::uint64_t sends_base_ = 1;
   // How many later sends answered make an unanswered one presumed lost.
   client_internal::ReorderSlack reorder_;
   client_internal::TimerHeap deadline_timers_;

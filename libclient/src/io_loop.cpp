@@ -501,6 +501,7 @@ void Client::Impl::Complete(Seq seq, ErrorCode status, std::string payload) {
   auto it = pending_.find(seq);
   PendingOp op = std::move(it->second);
   pending_.erase(it);
+  RetireSend(op.send_order);
   ++slots_freed_;
   const double since_send_us =
       std::chrono::duration<double, std::micro>(Clock::now() - op.last_sent)
@@ -865,33 +866,38 @@ void Client::Impl::HintLosses(std::uint64_t answered_order) {
   // Oldest send first: once one is too recent, so are all behind it. Sends
   // still in flight after a resend do not hide the losses behind them.
   while (!sends_.empty()) {
-    const auto [order, seq] = sends_.front();
-    if (order + reorder_.slack() > answered_order) return;
-    auto it = pending_.find(seq);
-    if (it == pending_.end() || it->second.send_order != order ||
-        it->second.queued) {
-      sends_.pop_front();  // answered, sent again, or about to be
-      continue;
+    const SendEntry front = sends_.front();
+    if (front.live) {
+      if (sends_base_ + reorder_.slack() > answered_order) return;
+      auto it = pending_.find(front.seq);
+      if (it != pending_.end() && !it->second.queued) {
+        PendingOp& op = it->second;
+        if (now - op.last_sent < round_trip) return;
+        op.queued = true;
+        send_queue_.push_back({front.seq, kRequestResend});
+      }
     }
-    PendingOp& op = it->second;
-    if (now - op.last_sent < round_trip) return;
-    op.queued = true;
-    send_queue_.push_back({seq, kRequestResend});
     sends_.pop_front();
+    ++sends_base_;
+  }
+}
+
+void Client::Impl::RetireSend(std::uint64_t order) {
+  if (order >= sends_base_ && order - sends_base_ < sends_.size()) {
+    sends_[order - sends_base_].live = false;
   }
 }
 
 void Client::Impl::NoteSend(Seq seq, client_internal::PendingOp& op) {
+  RetireSend(op.send_order);
   op.sent = true;
   op.send_order = ++send_counter_;
-  sends_.emplace_back(op.send_order, seq);
-  // Without clean answers nothing pops entries: drop the stale ones before
-  // they outnumber the live ones by far.
-  if (sends_.size() > 4096 && sends_.size() > 4 * pending_.size()) {
-    std::erase_if(sends_, [&](const std::pair<std::uint64_t, Seq>& e) {
-      auto it = pending_.find(e.second);
-      return it == pending_.end() || it->second.send_order != e.first;
-    });
+  sends_.push_back({seq, true});
+  // Without clean answers nothing pops entries. Dropping live ones only
+  // leaves those operations to their resend timers.
+  while (sends_.size() > client_internal::kMaxTrackedSends) {
+    sends_.pop_front();
+    ++sends_base_;
   }
 }
 
