@@ -239,9 +239,12 @@ TEST(LazyPirate, WithoutLossNeverResends) {
   EXPECT_GT(r.throughput_rps, 5000);
 }
 
-// Runs a rejoin case of `seconds` at `window` and `loss`, with `kills`.
+// Runs a rejoin case of `seconds` at `window` and `loss`, with `kills`;
+// `sessions` client sessions, `per_process` of them in each client process.
 CaseResult RunRejoin(std::uint64_t window, double seconds, double loss,
-                     std::vector<KillEvent> kills = {}) {
+                     std::vector<KillEvent> kills = {},
+                     std::uint64_t sessions = 1, std::uint64_t per_process = 1,
+                     const std::string& durability = "process") {
   TempDir dir;
   CaseSpec spec;
   spec.system = "rejoin";
@@ -249,6 +252,9 @@ CaseResult RunRejoin(std::uint64_t window, double seconds, double loss,
   spec.seconds = seconds;
   spec.loss = loss;
   spec.kills = std::move(kills);
+  spec.sessions = sessions;
+  spec.sessions_per_process = per_process;
+  spec.durability = durability;
   return RunCase(spec, TestEnvironment(dir), nullptr);
 }
 
@@ -266,6 +272,16 @@ TEST(Rejoin, KillsOfEveryRoleLoseNothingAndRunNothingTwice) {
                            {{"server", 0.4}, {"broker", 0.9}, {"client", 1.4}});
   ExpectExactlyOnce(r);
   EXPECT_EQ(r.recovery_ms.size(), 3u);
+}
+
+TEST(Rejoin, SessionsSharingAJournalSurviveAKillOfTheirProcess) {
+  // Four sessions in two client processes, two per shared journal; the
+  // process of sessions 0 and 1 is killed and started again.
+  CaseResult r = RunRejoin(8, 1.5, 0.02, {{"client", 0.7}}, 4, 2, "sync");
+  ExpectExactlyOnce(r);
+  EXPECT_GT(r.journal_commits, 0u);
+  EXPECT_GE(r.journal_records, r.journal_commits);
+  EXPECT_EQ(r.recovery_ms.size(), 1u);
 }
 
 TEST(Rejoin, TinyLossyCaseLosesNothingAndRunsNothingTwice) {

@@ -412,8 +412,8 @@ bool CaseRun::UnjournaledAtKill(std::uint64_t c, const ClientHeader& h,
   // Issued by the killed process: before it was reaped. (SIGKILL lands a
   // little after kill_ns, and the process may issue calls until then.)
   for (const KillRecord& k : kills_) {
-    if (k.event.role == "client" && c == 0 && k.kill_ns != 0 &&
-        r.send_ns < k.restart_ns) {
+    if (k.event.role == "client" && c < ClientSessionsPerProcess(spec_) &&
+        k.kill_ns != 0 && r.send_ns < k.restart_ns) {
       return true;
     }
   }
@@ -503,7 +503,9 @@ void CaseRun::Compute() {
       for (std::size_t k = 0; k < kills_.size(); ++k) {
         const KillRecord& kr = kills_[k];
         if (kr.kill_ns == 0) continue;
-        if (kr.event.role == "client" && c != 0) continue;
+        if (kr.event.role == "client" && c >= ClientSessionsPerProcess(spec_)) {
+          continue;  // sessions of another client process
+        }
         if (!answered_ok || r.send_ns >= kr.kill_ns ||
             r.done_ns < kr.restart_ns) {
           continue;
