@@ -55,6 +55,8 @@ static_assert(ReorderSlack::kMax == RttEstimator::kFewInFlight);
 // when kAckBatch of them wait (FLOWS.md §6).
 inline constexpr std::chrono::milliseconds kAckDelay{20};
 inline constexpr std::size_t kAckBatch = 1024;
+// HELLO retry when the connection is up but the socket refused it.
+inline constexpr std::chrono::milliseconds kHandshakeRetry{10};
 // HELLO retry after ERROR duplicate_identity: the broker still thinks the
 // previous process of this session is alive and will notice it is not.
 inline constexpr std::chrono::milliseconds kDuplicateRetry{100};

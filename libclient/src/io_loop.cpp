@@ -1013,6 +1013,9 @@ void Client::Impl::SendHello() {
     hello_sent_ = now;
     hello_due_ =
         now + (fenced_ ? client_internal::kFencedRetry : 3 * heartbeat_);
+  } else if (link_->connected()) {
+    // Connected but the socket did not take it (yet): soon again.
+    hello_due_ = now + client_internal::kHandshakeRetry;
   } else {
     // Not connected yet: the handshake event will send it; this is the
     // fallback.

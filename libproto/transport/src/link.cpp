@@ -112,7 +112,14 @@ SendResult Link::Send(const Message& m, zmq::message_t* payload) {
     // the next connection until a retry timer. kConnected says when.
     return SendResult::kWouldBlock;
   }
-  const SendResult r = transport::Send(socket_, "", m, payload);
+  SendResult r = transport::Send(socket_, "", m, payload);
+  if (r == SendResult::kWouldBlock && hello) {
+    // The handshake event can be read before the socket has processed the
+    // command that attaches the new pipe (a send processes commands only now
+    // and then); reading ZMQ_EVENTS processes them all.
+    (void)socket_.get(zmq::sockopt::events);
+    r = transport::Send(socket_, "", m, payload);
+  }
   if (r == SendResult::kOk && hello) hello_sent_ = true;
   return r;
 }

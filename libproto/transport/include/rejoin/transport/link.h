@@ -13,11 +13,12 @@
 // rejects, kIoError otherwise); ReadEvent reports a dead monitor or context
 // as kClosed; Read and Send report as wire.h does (kClosed, kWouldBlock).
 //
-// Connection facts: after kConnected the socket accepts messages (with
-// ZMQ_IMMEDIATE nothing queues before that); after kDisconnected libzmq is
-// reconnecting on its own. hello_sent() says whether a HELLO left since the
-// last disconnect, so that a handshake that is read after the HELLO already
-// went out on the new connection does not send a second one.
+// Connection facts: after kConnected the socket accepts messages, at once
+// or a moment later (libzmq can report the handshake before the new pipe is
+// attached); with ZMQ_IMMEDIATE nothing queues before that; after kDisconnected
+// libzmq is reconnecting on its own. hello_sent() says whether a HELLO left
+// since the last disconnect, so that a handshake that is read after the HELLO
+// already went out on the new connection does not send a second one.
 #pragma once
 
 #include <chrono>
