@@ -59,7 +59,10 @@ inline constexpr std::size_t kAckBatch = 1024;
 inline constexpr std::chrono::milliseconds kHandshakeRetry{10};
 // HELLO retry after ERROR duplicate_identity: the broker still thinks the
 // previous process of this session is alive and will notice it is not.
+// The first retry comes soon (a process killed a moment ago is usually
+// noticed within milliseconds), later ones back off to kDuplicateRetry.
 inline constexpr std::chrono::milliseconds kDuplicateRetry{100};
+inline constexpr std::chrono::milliseconds kFirstDuplicateRetry{10};
 // HELLO retry while fenced: a newer process owns the session; keep asking
 // rarely in case it goes away.
 inline constexpr std::chrono::milliseconds kFencedRetry{1000};
@@ -336,6 +339,8 @@ class Client::Impl {
   // The send `order` no longer waits for an answer (answered, sent again).
   void RetireSend(std::uint64_t order);
   std::uint64_t send_counter_ = 0;
+  // HELLOs refused as duplicate identity since the last WELCOME.
+  int duplicate_refusals_ = 0;
   // Every send, oldest first, for HintLosses: sends_[i] is send order
   // sends_base_ + i, live until answered or sent again. Retired entries are
   // dropped when they reach the front; answers mark them by index, so the

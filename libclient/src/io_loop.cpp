@@ -88,6 +88,8 @@ void Client::Impl::ReadMonitor() {
         ScheduleHello(Clock::now() + heartbeat_);
         break;
       case transport::Link::Event::kConnected:
+        Log().debug("session {}: connected{}", options_.session_id,
+                    link_->hello_sent() ? " (HELLO already sent)" : "");
         // Events arrive in order, so a reconnect has already been seen as
         // DISCONNECTED; a HELLO that went out before this event (the pipe
         // attaches just before it is reported) must not be repeated.
@@ -440,6 +442,7 @@ void Client::Impl::HandleWelcome(const Welcome& w) {
     returning_ = true;
   }
   last_epoch_ = epoch_ = w.epoch;
+  duplicate_refusals_ = 0;
   heartbeat_ = w.heartbeat_ms > 0 ? std::chrono::milliseconds(w.heartbeat_ms)
                                   : options_.heartbeat;
   {
@@ -569,8 +572,13 @@ void Client::Impl::HandleError(const Error& e) {
       SendHello();
       return;
     case ErrorCode::kDuplicateIdentity:
+      Log().debug("session {}: HELLO refused as a duplicate identity",
+                  options_.session_id);
       hello_pending_ = false;
-      ScheduleHello(now + client_internal::kDuplicateRetry);
+      ScheduleHello(now +
+                    std::min(client_internal::kDuplicateRetry,
+                             client_internal::kFirstDuplicateRetry *
+                                 (1 << std::min(duplicate_refusals_++, 4))));
       return;
     case ErrorCode::kFenced:
       if (!fenced_) {
@@ -1008,7 +1016,10 @@ void Client::Impl::SendHello() {
   h.incarnation = incarnation_;
   h.journal_id = journal_id_;
   h.last_epoch = last_epoch_;
-  if (SendNow(h)) {
+  const bool sent = SendNow(h);
+  Log().debug("session {}: HELLO incarnation {}: {}", options_.session_id,
+              incarnation_, sent ? "sent" : "not sent");
+  if (sent) {
     hello_pending_ = true;
     hello_sent_ = now;
     hello_due_ =

@@ -33,6 +33,10 @@ constexpr std::size_t kHeldOpBytes = 24;
 const std::size_t kMaxResponseBytes = CodecLimits().max_payload_bytes;
 
 constexpr milliseconds kFencedRetry{100};
+// After ERROR duplicate_identity the first retry comes sooner (a previous
+// process killed a moment ago is usually noticed within milliseconds), and
+// later ones back off to kFencedRetry.
+constexpr milliseconds kFirstDuplicateRetry{10};
 // HANDSHAKE_SUCCEEDED can be reported a moment before the socket accepts
 // messages for the new connection.
 constexpr milliseconds kHandshakeRetry{10};
@@ -467,6 +471,7 @@ void IoLoop::Dispatch(Message& m, zmq::message_t& payload,
 void IoLoop::OnWelcome(const Welcome& w) {
   if (epoch_ != 0 && w.epoch != epoch_) need_state_exchange_ = true;
   epoch_ = w.epoch;
+  duplicate_refusals_ = 0;
   heartbeat_ =
       w.heartbeat_ms > 0 ? milliseconds(w.heartbeat_ms) : options_.heartbeat;
   welcomed_ = true;
@@ -626,7 +631,12 @@ void IoLoop::OnError(const Error& e, Clock::time_point now) {
       // Another process holds the id. Keep asking: the holder may be a
       // previous incarnation whose death the broker has not noticed yet.
       welcomed_ = false;
-      next_hello_ = now + kFencedRetry;
+      next_hello_ =
+          now + (e.code == ErrorCode::kFenced
+                     ? kFencedRetry
+                     : std::min(kFencedRetry,
+                                kFirstDuplicateRetry *
+                                    (1 << std::min(duplicate_refusals_++, 4))));
       if (LogOnce(key)) {
         Log().warn("server {}: broker refused HELLO: {} ({}); retrying",
                    options_.server_id, ErrorCodeName(e.code), e.message);

@@ -132,6 +132,8 @@ class IoLoop {
   std::chrono::milliseconds heartbeat_;
   bool need_state_exchange_ = false;
   Clock::time_point next_hello_;
+  // HELLOs refused as duplicate identity since the last WELCOME.
+  int duplicate_refusals_ = 0;
   Clock::time_point next_link_;
   Clock::time_point last_sent_;
   Clock::time_point last_heard_;
