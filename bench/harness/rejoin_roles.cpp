@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -198,16 +199,20 @@ void RunSession(const RoleArgs& a, std::uint64_t index,
 
   // A restarted session first collects what its previous process left in
   // the journal, beside the new calls.
-  std::thread collector;
+  // Each outcome is recorded as it arrives (CollectAsync), so that the
+  // first recovered operation is not stamped behind a slower one.
+  std::atomic<std::size_t> uncollected{0};
   if (a.restart) {
     // Listed before this process issues anything: a list taken later would
     // also hold this process's own calls, which are forgotten once their
     // caller has them, so collecting one of those could fail.
     std::vector<OperationInfo> inherited = client.ListOperations();
-    collector = std::thread([&, inherited = std::move(inherited)] {
-      const auto deadline = std::chrono::milliseconds(a.deadline_ms);
-      for (const OperationInfo& info : inherited) {
-        Result<Reply> r = client.Collect(info.seq, deadline);
+    uncollected = inherited.size();
+    if (inherited.empty()) Store(h.collect_done, std::uint64_t{1});
+    const auto deadline = std::chrono::milliseconds(a.deadline_ms);
+    for (const OperationInfo& info : inherited) {
+      const Seq seq = info.seq;
+      auto collected = [&, seq](const Result<Reply>& r) {
         if (r.ok()) {
           const std::uint64_t tag =
               ReadTag(r->payload.data(), r->payload.size());
@@ -220,16 +225,21 @@ void RunSession(const RoleArgs& a, std::uint64_t index,
             }
             if (Load(rec.done_ns) == 0) on_answer(TagOp(tag), r);
           }
-          (void)client.Forget(info.seq);
+          (void)client.Forget(seq);
         } else {
           Add(h.collect_failures, std::uint64_t{1});
           std::fprintf(stderr, "rejoin-client: collecting seq %llu: %s\n",
-                       static_cast<unsigned long long>(info.seq),
+                       static_cast<unsigned long long>(seq),
                        r.status().ToString().c_str());
         }
+        if (uncollected.fetch_sub(1) == 1) {
+          Store(h.collect_done, std::uint64_t{1});
+        }
+      };
+      if (Status s = client.CollectAsync(seq, collected, deadline); !s.ok()) {
+        collected(s);
       }
-      Store(h.collect_done, std::uint64_t{1});
-    });
+    }
   }
 
   Window window;
@@ -307,8 +317,8 @@ void RunSession(const RoleArgs& a, std::uint64_t index,
                                   std::chrono::nanoseconds(drain_end)),
                               [&] { return window.in_flight == 0; });
   }
-  if (collector.joinable()) {
-    if (NowNs() < drain_end) collector.join();
+  while (uncollected.load() > 0 && NowNs() < drain_end) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   finish.ReportAndPark(0);
 }

@@ -299,25 +299,34 @@ std::vector<OperationInfo> Client::Impl::ListOperations() {
 
 Result<Reply> Client::Impl::Collect(Seq seq,
                                     std::chrono::milliseconds deadline) {
-  if (deadline.count() < 0) {
-    return Status(ErrorCode::kInvalidArgument, "negative deadline");
-  }
   if (OnIoThread()) {
     return Status(ErrorCode::kInvalidArgument,
                   "Collect from a callback would block the I/O thread");
   }
   auto done = std::make_shared<std::promise<Result<Reply>>>();
   auto outcome = done->get_future();
-  {
-    std::unique_lock lock(mutex_);
-    if (closing_) return Status(ErrorCode::kClosed, "client is closing");
-    CollectCommand c;
-    c.seq = seq;
-    c.callback = [done](const Result<Reply>& r) { done->set_value(r); };
-    c.deadline = DeadlineFrom(deadline);
-    Enqueue(lock, std::move(c));
+  if (Status s = CollectAsync(
+          seq, [done](const Result<Reply>& r) { done->set_value(r); },
+          deadline);
+      !s.ok()) {
+    return s;
   }
   return outcome.get();
+}
+
+Status Client::Impl::CollectAsync(Seq seq, Client::Callback callback,
+                                  std::chrono::milliseconds deadline) {
+  if (deadline.count() < 0) {
+    return Status(ErrorCode::kInvalidArgument, "negative deadline");
+  }
+  std::unique_lock lock(mutex_);
+  if (closing_) return Status(ErrorCode::kClosed, "client is closing");
+  CollectCommand c;
+  c.seq = seq;
+  c.callback = std::move(callback);
+  c.deadline = DeadlineFrom(deadline);
+  Enqueue(lock, std::move(c));
+  return Status::Ok();
 }
 
 Status Client::Impl::Forget(Seq seq) {
@@ -399,6 +408,11 @@ std::vector<OperationInfo> Client::ListOperations() const {
 
 Result<Reply> Client::Collect(Seq seq, std::chrono::milliseconds deadline) {
   return impl_->Collect(seq, deadline);
+}
+
+Status Client::CollectAsync(Seq seq, Callback callback,
+                            std::chrono::milliseconds deadline) {
+  return impl_->CollectAsync(seq, std::move(callback), deadline);
 }
 
 Status Client::Forget(Seq seq) { return impl_->Forget(seq); }

@@ -202,6 +202,8 @@ class Client::Impl {
                      std::chrono::milliseconds deadline);
   std::vector<OperationInfo> ListOperations();
   Result<Reply> Collect(Seq seq, std::chrono::milliseconds deadline);
+  Status CollectAsync(Seq seq, Client::Callback callback,
+                      std::chrono::milliseconds deadline);
   Status Forget(Seq seq);
   void SetRecoveryCallback(std::function<void(const RecoveryEvent&)> cb);
   ClientStats stats() const;

@@ -311,6 +311,34 @@ TEST(ClientDeadline, ExpiresTheWaitAndTheOutcomeCanBeCollected) {
   EXPECT_EQ(client->Collect(*seq + 1000).status().code(), ErrorCode::kNotFound);
 }
 
+TEST(ClientDeadline, CollectAsyncDeliversEachOutcomeAsItArrives) {
+  Outcomes expired;
+  FakeBroker broker;
+  auto client = OpenClient(MemoryOptions(broker));
+  ASSERT_TRUE(broker.AcceptHello());
+  auto first = client->CallAsync("slow", "one", expired.Callback(), 50ms);
+  auto second = client->CallAsync("slow", "two", expired.Callback(), 50ms);
+  ASSERT_TRUE(first.ok() && second.ok());
+  ASSERT_TRUE(expired.WaitForCount(2));
+
+  // Both collected at once; the second is answered first and arrives first.
+  Outcomes collected;
+  ASSERT_TRUE(client->CollectAsync(*first, collected.Callback(), 5s).ok());
+  ASSERT_TRUE(client->CollectAsync(*second, collected.Callback(), 5s).ok());
+  broker.Respond("test-session", *second, "two done");
+  ASSERT_TRUE(collected.WaitForCount(1));
+  ASSERT_TRUE(collected.at(0).ok());
+  EXPECT_EQ(collected.at(0)->seq, *second);
+  broker.Respond("test-session", *first, "one done");
+  ASSERT_TRUE(collected.WaitForCount(2));
+  EXPECT_EQ(collected.at(1)->payload, "one done");
+
+  Outcomes missing;
+  ASSERT_TRUE(client->CollectAsync(*second + 1000, missing.Callback()).ok());
+  ASSERT_TRUE(missing.WaitForCount(1));
+  EXPECT_EQ(missing.at(0).status().code(), ErrorCode::kNotFound);
+}
+
 TEST(ClientRestart, PreparedOperationSurvivesTheProcess) {
   FakeBroker broker;
   TempDir dir;

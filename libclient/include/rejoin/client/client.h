@@ -157,6 +157,13 @@ class Client {
   // kNotFound for a seq the journal does not hold.
   Result<Reply> Collect(Seq seq, std::chrono::milliseconds deadline = {});
 
+  // Asynchronous Collect: `callback` gets the outcome (or kNotFound,
+  // kDeadlineExceeded, kClosed) on the I/O thread, as CallAsync's does. A
+  // restarted process collecting many inherited operations sees each
+  // outcome as it arrives instead of one after another.
+  Status CollectAsync(Seq seq, Callback callback,
+                      std::chrono::milliseconds deadline = {});
+
   // The application has the outcome of `seq`: the journal may drop it.
   // kNotFound / kInvalidArgument (still pending).
   Status Forget(Seq seq);
