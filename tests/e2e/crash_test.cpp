@@ -39,6 +39,25 @@ class CrashCycles : public EndToEnd {
     args.insert(args.end(), grace.begin(), grace.end());
     return Process(REJOIN_BROKER_BIN, args, dir_.Sub("broker.log"));
   }
+  // Two servers and a client of 20 calls per cycle; the broker (with
+  // `roster`, if any) is killed at random moments `cycles` times. Nothing
+  // may be lost or run twice.
+  void BrokerStorm(int cycles, const std::string& roster) {
+    const std::size_t count = static_cast<std::size_t>(cycles) * 20;
+    Process broker = StartBrokerProcess(roster);
+    for (const char* id : {"s1", "s2"}) {
+      StartServer(
+          id, {"--policy", "resolve", "--concurrency", "4", "--delay-ms", "1"});
+    }
+    Process client = StartClientProcess("c1", count, 8);
+    for (int i = 0; i < cycles; ++i) {
+      std::this_thread::sleep_for(RandomPause(30, 120));
+      broker.Kill9();
+      broker = StartBrokerProcess(roster);
+    }
+    ASSERT_EQ(client.Wait(std::chrono::seconds(60)), 0);
+    ExpectExactlyOnce("c1", count);
+  }
   Process StartClientProcess(const std::string& session, std::size_t count,
                              std::size_t window) {
     return Process(
@@ -120,46 +139,16 @@ TEST_F(CrashCycles, ServerKilledAtRandomMoments) {
   ExpectExactlyOnce("c1", count);
 }
 
-TEST_F(CrashCycles, BrokerKilledAtRandomMoments) {
-  const int cycles = Cycles();
-  const std::size_t count = static_cast<std::size_t>(cycles) * 20;
-  Process broker = StartBrokerProcess();
-  StartServer("s1",
-              {"--policy", "resolve", "--concurrency", "4", "--delay-ms", "1"});
-  StartServer("s2",
-              {"--policy", "resolve", "--concurrency", "4", "--delay-ms", "1"});
-  Process client = StartClientProcess("c1", count, 8);
-  for (int i = 0; i < cycles; ++i) {
-    std::this_thread::sleep_for(RandomPause(30, 120));
-    broker.Kill9();
-    broker = StartBrokerProcess();
-  }
-  ASSERT_EQ(client.Wait(std::chrono::seconds(60)), 0);
-  ExpectExactlyOnce("c1", count);
-}
+TEST_F(CrashCycles, BrokerKilledAtRandomMoments) { BrokerStorm(Cycles(), ""); }
 
 // The same storm with a roster and a long grace period: most restarts end
 // their grace period early, once both servers have reported, and still
 // nothing runs twice.
 TEST_F(CrashCycles, BrokerWithRosterKilledAtRandomMoments) {
-  const int cycles = std::max(1, Cycles() / 5);
-  const std::size_t count = static_cast<std::size_t>(cycles) * 20;
   // A complete, empty roster, as a broker that never saw a server leaves it.
   const std::string roster = dir_.Sub("roster");
   WriteFile(roster, "rejoin-roster 1\nstate complete\nend 0\n");
-  Process broker = StartBrokerProcess(roster);
-  StartServer("s1",
-              {"--policy", "resolve", "--concurrency", "4", "--delay-ms", "1"});
-  StartServer("s2",
-              {"--policy", "resolve", "--concurrency", "4", "--delay-ms", "1"});
-  Process client = StartClientProcess("c1", count, 8);
-  for (int i = 0; i < cycles; ++i) {
-    std::this_thread::sleep_for(RandomPause(30, 120));
-    broker.Kill9();
-    broker = StartBrokerProcess(roster);
-  }
-  ASSERT_EQ(client.Wait(std::chrono::seconds(60)), 0);
-  ExpectExactlyOnce("c1", count);
+  BrokerStorm(std::max(1, Cycles() / 5), roster);
 }
 
 }  // namespace
