@@ -181,6 +181,14 @@ class BrokerRoster : public ::testing::Test {
   static StateExchange NothingHeld() {
     return StateExchange{Role::kServer, {}, {}, true};
   }
+  // A server that returns and reports that it holds nothing; the endpoint
+  // stays connected for the test's lifetime.
+  std::unique_ptr<RawEndpoint> ReturnHoldingNothing(const std::string& id) {
+    auto e = Connect();
+    Hi(*e, ServerHello(id));
+    e->Send(NothingHeld());
+    return e;
+  }
   // The grace period left, as a client just welcomed is told.
   std::uint32_t GraceLeft() {
     auto c = Connect();
@@ -222,9 +230,7 @@ TEST_F(BrokerRoster, CorruptRosterMeansFullGrace) {
 TEST_F(BrokerRoster, PartialRosterMeansFullGraceUntilItRunsOut) {
   Seed(RosterContents{false, {kKnownEpoch}, {"s1"}});
   StartBroker(Options(300ms));
-  auto s = Connect();
-  Hi(*s, ServerHello("s1"));
-  s->Send(NothingHeld());
+  auto s = ReturnHoldingNothing("s1");
   EXPECT_GT(GraceLeft(), 0u);
   // Once the full period has run, the roster is complete.
   ASSERT_TRUE(WaitFor([&] { return OnDisk().complete; }, 5s));
@@ -274,9 +280,7 @@ TEST_F(BrokerRoster, EndpointFromABrokerWithoutThisRosterMeansFullGrace) {
   // Last welcomed by a broker whose epoch this roster never recorded.
   Hi(*c, ClientHello("wanderer", 0xbad));
   EXPECT_FALSE(OnDisk().complete);
-  auto s1 = Connect();
-  Hi(*s1, ServerHello("s1"));
-  s1->Send(NothingHeld());
+  auto s1 = ReturnHoldingNothing("s1");
   std::this_thread::sleep_for(100ms);
   EXPECT_GT(GraceLeft(), 3000u);
   EXPECT_EQ(broker_->stats().grace_ended_early, 0u);
@@ -285,9 +289,7 @@ TEST_F(BrokerRoster, EndpointFromABrokerWithoutThisRosterMeansFullGrace) {
 TEST_F(BrokerRoster, ListedServerThatNeverReturnsIsDroppedAfterGraceAndLease) {
   Seed(Complete({"ghost", "s1"}));
   StartBroker(Options(200ms));
-  auto s1 = Connect();
-  Hi(*s1, ServerHello("s1"));
-  s1->Send(NothingHeld());
+  auto s1 = ReturnHoldingNothing("s1");
   ASSERT_TRUE(WaitFor([&] { return !Listed("ghost"); }, 5s));
   EXPECT_EQ(broker_->stats().grace_ended_early, 0u);
   EXPECT_TRUE(Listed("s1"));

@@ -6,20 +6,13 @@
 #include <thread>
 #include <vector>
 
+#include "support/journal_ops.h"
 #include "support/temp_dir.h"
 
 namespace rejoin::client_internal {
 namespace {
 
 using testing::TempDir;
-
-JournalOp Prepared(std::string payload) {
-  JournalOp op;
-  op.state = static_cast<std::uint8_t>(ClientOpState::kPrepared);
-  op.service = "echo";
-  op.payload = std::move(payload);
-  return op;
-}
 
 std::shared_ptr<SharedJournal> OpenShared(const TempDir& dir,
                                           Durability d = Durability::kSync) {
@@ -40,9 +33,9 @@ TEST(SessionJournal, OneCommitCarriesTheRecordsOfEverySession) {
   auto shared = OpenShared(dir);
   auto a = AttachOk(shared, "session-a");
   auto b = AttachOk(shared, "session-b");
-  ASSERT_TRUE(a->AppendOp(10, Prepared("a10")).ok());
-  ASSERT_TRUE(b->AppendOp(20, Prepared("b20")).ok());
-  ASSERT_TRUE(a->AppendOp(11, Prepared("a11")).ok());
+  ASSERT_TRUE(a->AppendOp(10, testing::PreparedOp("a10", "echo")).ok());
+  ASSERT_TRUE(b->AppendOp(20, testing::PreparedOp("b20", "echo")).ok());
+  ASSERT_TRUE(a->AppendOp(11, testing::PreparedOp("a11", "echo")).ok());
   EXPECT_TRUE(a->dirty());
   EXPECT_TRUE(b->dirty());
 
@@ -56,7 +49,7 @@ TEST(SessionJournal, OneCommitCarriesTheRecordsOfEverySession) {
   EXPECT_FALSE(b->dirty());
 
   // A record appended after that commit needs a commit of its own.
-  ASSERT_TRUE(b->AppendOp(21, Prepared("b21")).ok());
+  ASSERT_TRUE(b->AppendOp(21, testing::PreparedOp("b21", "echo")).ok());
   ASSERT_TRUE(b->Commit().ok());
   EXPECT_EQ(shared->commits(), 2u);
   EXPECT_EQ(shared->committed_records(), 4u);
@@ -69,8 +62,8 @@ TEST(SessionJournal, EachSessionSeesOnlyItsOwnRecords) {
     auto a = AttachOk(shared, "session-a");
     auto b = AttachOk(shared, "session-b");
     EXPECT_EQ(b->session(), nullptr);
-    ASSERT_TRUE(a->AppendOp(10, Prepared("a10")).ok());
-    ASSERT_TRUE(b->AppendOp(20, Prepared("b20")).ok());
+    ASSERT_TRUE(a->AppendOp(10, testing::PreparedOp("a10", "echo")).ok());
+    ASSERT_TRUE(b->AppendOp(20, testing::PreparedOp("b20", "echo")).ok());
     ASSERT_TRUE(a->Commit().ok());
   }
   // Reopened (a new process would see the same): records by session.
@@ -114,7 +107,9 @@ TEST(SessionJournal, ConcurrentSessionsShareCommits) {
     threads.emplace_back([&shared, i] {
       auto j = AttachOk(shared, "session-" + std::to_string(i));
       for (Seq r = 1; r <= kRecords; ++r) {
-        ASSERT_TRUE(j->AppendOp(r, Prepared(std::to_string(r))).ok());
+        ASSERT_TRUE(
+            j->AppendOp(r, testing::PreparedOp(std::to_string(r), "echo"))
+                .ok());
         ASSERT_TRUE(j->Commit().ok());
         ASSERT_FALSE(j->dirty());
       }

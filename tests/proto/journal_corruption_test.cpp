@@ -16,6 +16,7 @@
 #include "gtest/gtest.h"
 #include "rejoin/proto/journal.h"
 #include "support/files.h"
+#include "support/journal_ops.h"
 #include "support/temp_dir.h"
 
 namespace rejoin {
@@ -48,14 +49,6 @@ std::unique_ptr<Journal> OpenJournal(const JournalOptions& o) {
 
 ErrorCode OpenError(const JournalOptions& o) {
   return Journal::Open(o).status().code();
-}
-
-JournalOp Prepared(std::string payload) {
-  JournalOp op;
-  op.state = static_cast<std::uint8_t>(ClientOpState::kPrepared);
-  op.service = "billing";
-  op.payload = std::move(payload);
-  return op;
 }
 
 std::string Payload(Seq seq) {
@@ -193,7 +186,8 @@ Pristine MakePristine(const std::string& dir, Seq n) {
   p.boundaries.push_back(j->disk_bytes());
   p.states.push_back(j->state());
   for (Seq seq = 1; seq <= n; ++seq) {
-    EXPECT_TRUE(j->AppendOp("session-1", seq, Prepared(Payload(seq))).ok());
+    EXPECT_TRUE(
+        j->AppendOp("session-1", seq, testing::PreparedOp(Payload(seq))).ok());
     EXPECT_TRUE(j->Commit().ok());
     p.boundaries.push_back(j->disk_bytes());
     p.states.push_back(j->state());
@@ -213,7 +207,9 @@ void ExpectAppendSurvivesReopen(const std::string& dir,
     ASSERT_NE(j, nullptr);
     EXPECT_EQ(j->report().truncated_bytes, 0u);
     EXPECT_EQ(j->state(), base);
-    ASSERT_TRUE(j->AppendOp("session-1", 100, Prepared("after repair")).ok());
+    ASSERT_TRUE(
+        j->AppendOp("session-1", 100, testing::PreparedOp("after repair"))
+            .ok());
     ASSERT_TRUE(j->Commit().ok());
     expected = j->state();
   }
@@ -321,7 +317,9 @@ TEST(JournalCorruption, DamageBeforeTheLastSegmentIsCorrupt) {
     auto j = OpenJournal(o);
     ASSERT_NE(j, nullptr);
     for (Seq seq = 1; seq <= 12; ++seq) {
-      ASSERT_TRUE(j->AppendOp("session-1", seq, Prepared(Payload(seq))).ok());
+      ASSERT_TRUE(
+          j->AppendOp("session-1", seq, testing::PreparedOp(Payload(seq)))
+              .ok());
       ASSERT_TRUE(j->Commit().ok());
     }
   }
@@ -507,8 +505,8 @@ TEST(JournalCorruption, WrittenSegmentsFollowTheDocumentedFraming) {
   {
     auto j = OpenJournal(Options(tmp.path()));
     ASSERT_NE(j, nullptr);
-    ASSERT_TRUE(j->AppendOp("s", 2, Prepared("abc")).ok());
-    JournalOp sent = Prepared("");
+    ASSERT_TRUE(j->AppendOp("s", 2, testing::PreparedOp("abc")).ok());
+    JournalOp sent = testing::PreparedOp("");
     sent.state = 2;
     ASSERT_TRUE(j->AppendOp("s", 2, sent).ok());
     ASSERT_TRUE(j->AppendRelease("s", 1, {2}).ok());
@@ -531,7 +529,7 @@ TEST(JournalCorruption, WrittenSegmentsFollowTheDocumentedFraming) {
   {
     auto j = OpenJournal(Options(tmp.path()));
     ASSERT_NE(j, nullptr);
-    ASSERT_TRUE(j->AppendOp("s", 3, Prepared("def")).ok());
+    ASSERT_TRUE(j->AppendOp("s", 3, testing::PreparedOp("def")).ok());
     ASSERT_TRUE(j->Compact().ok());
   }
   auto names = std::vector<std::string>();
