@@ -16,6 +16,7 @@
 #include <sstream>
 #include <thread>
 
+#include "report.h"
 #include "roles.h"
 #include "shm.h"
 #include "stats.h"
@@ -423,11 +424,6 @@ bool CaseRun::UnjournaledAtKill(std::uint64_t c, const ClientHeader& h,
 std::string CaseRun::LostNote(std::uint64_t c, std::uint64_t op,
                               const ClientHeader& h, const OpRecord& r,
                               std::uint32_t executions) const {
-  auto Fmt = [](const char* format, double v) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, format, v);
-    return std::string(buf);
-  };
   std::string note =
       "lost: client " + std::to_string(c) + " op " + std::to_string(op) +
       " sent at " + Fmt("%.3f", static_cast<double>(r.send_ns - go_ns_) / 1e9) +

@@ -20,13 +20,14 @@
 #include "stats.h"
 
 namespace rejoin::bench {
-namespace {
 
 std::string Fmt(const char* format, double v) {
   char buf[64];
   std::snprintf(buf, sizeof buf, format, v);
   return buf;
 }
+
+namespace {
 
 std::string ReadFirstLine(const std::string& path) {
   std::ifstream in(path);

@@ -22,6 +22,8 @@ struct MachineInfo {
 MachineInfo ProbeMachine(const std::string& dir);
 
 std::string FormatTable(const std::vector<CaseResult>& cases);
+// One number in printf `format` ("%.1f"), for report texts.
+std::string Fmt(const char* format, double v);
 std::string ToJson(const MachineInfo& machine,
                    const std::vector<CaseResult>& cases);
 std::string ToCsv(const std::vector<CaseResult>& cases);
