@@ -404,11 +404,11 @@ Status Broker::Impl::Run() {
   }
   // Tell everyone we are leaving so they do not wait for heartbeats.
   for (auto& [id, s] : sessions_) {
-    if (s.holder.alive) SendTo(s.holder.route, Goodbye{"broker shutting down"});
+    if (s.holder.alive) SendTo(s.holder.route, Goodbye{"broker shutting down", {}});
   }
   for (auto& [id, srv] : servers_) {
     if (srv.holder.alive) {
-      SendTo(srv.holder.route, Goodbye{"broker shutting down"});
+      SendTo(srv.holder.route, Goodbye{"broker shutting down", {}});
     }
   }
   FlushOut(Clock::now());
@@ -683,8 +683,12 @@ void Broker::Impl::AdmitSession(const std::string& route, const Hello& hello,
   s.holder = Holder{route, hello.incarnation, hello.journal_id, true, now, {}};
   s.last_activity = now;
   routes_[route] = RouteRef{Role::kClient, hello.id};
-  Welcome w{epoch_, static_cast<std::uint32_t>(options_.heartbeat.count()),
-            options_.max_message_bytes, options_.max_outstanding, 0};
+  Welcome w{epoch_,
+            static_cast<std::uint32_t>(options_.heartbeat.count()),
+            options_.max_message_bytes,
+            options_.max_outstanding,
+            0,
+            hello.id};
   if (InGrace(now)) {
     w.grace_ms = static_cast<std::uint32_t>(
         std::chrono::duration_cast<std::chrono::milliseconds>(grace_end_ - now)
@@ -740,8 +744,12 @@ void Broker::Impl::AdmitServer(const std::string& route, const Hello& hello,
   if (!was_alive) Bump(counters_.servers);
   RegisterServices(hello.id, srv);
 
-  Welcome w{epoch_, static_cast<std::uint32_t>(options_.heartbeat.count()),
-            options_.max_message_bytes, options_.max_outstanding, 0};
+  Welcome w{epoch_,
+            static_cast<std::uint32_t>(options_.heartbeat.count()),
+            options_.max_message_bytes,
+            options_.max_outstanding,
+            0,
+            hello.id};
   if (InGrace(now)) {
     w.grace_ms = static_cast<std::uint32_t>(
         std::chrono::duration_cast<std::chrono::milliseconds>(grace_end_ - now)

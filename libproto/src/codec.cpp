@@ -50,9 +50,9 @@ constexpr std::array<std::string_view, 3> kRecoverSessionFields = {
     "session", "release_below", "ops"};
 constexpr std::array<std::string_view, 6> kHelloFields = {
     "role", "id", "incarnation", "journal_id", "last_epoch", "services"};
-constexpr std::array<std::string_view, 5> kWelcomeFields = {
-    "epoch", "heartbeat_ms", "max_message_bytes", "max_outstanding",
-    "grace_ms"};
+constexpr std::array<std::string_view, 6> kWelcomeFields = {
+    "epoch",           "heartbeat_ms", "max_message_bytes",
+    "max_outstanding", "grace_ms",     "id"};
 constexpr std::array<std::string_view, 6> kRequestFields = {
     "session", "seq", "service", "completed_watermark", "deadline_ms", "flags"};
 constexpr std::array<std::string_view, 3> kResponseFields = {"session", "seq",
@@ -70,7 +70,7 @@ constexpr std::array<std::string_view, 4> kProbeReplyFields = {
     "probe_id", "role", "clients", "servers"};
 constexpr std::array<std::string_view, 5> kErrorFields = {
     "code", "message", "ref_type", "session", "seq"};
-constexpr std::array<std::string_view, 1> kGoodbyeFields = {"reason"};
+constexpr std::array<std::string_view, 2> kGoodbyeFields = {"reason", "id"};
 
 // "field 2 (seq)": how errors name a top-level field, numbered from 1.
 std::string FieldLabel(FieldNames names, std::size_t index) {
@@ -206,6 +206,7 @@ void PackBody(Packer& pk, const Welcome& m) {
   PackUnsigned(pk, m.max_message_bytes);
   PackUnsigned(pk, m.max_outstanding);
   PackUnsigned(pk, m.grace_ms);
+  PackStr(pk, m.id);
 }
 
 void PackBody(Packer& pk, const Request& m) {
@@ -278,6 +279,7 @@ void PackBody(Packer& pk, const Error& m) {
 void PackBody(Packer& pk, const Goodbye& m) {
   pk.pack_array(kGoodbyeFields.size());
   PackStr(pk, m.reason);
+  PackStr(pk, m.id);
 }
 
 // ---------------------------------------------------------------------------
@@ -554,6 +556,7 @@ bool ReadStruct(const msgpack::object& o, Welcome& out, bool top,
   r.Unsigned(out.max_message_bytes);
   r.Unsigned(out.max_outstanding);
   r.Unsigned(out.grace_ms);
+  r.Str(out.id);
   return r.ok();
 }
 
@@ -656,6 +659,7 @@ bool ReadStruct(const msgpack::object& o, Goodbye& out, bool top,
   if (!CheckArity(o, kGoodbyeFields.size(), error)) return false;
   FieldReader r(o, kGoodbyeFields, top, error);
   r.Str(out.reason);
+  r.Str(out.id);
   return r.ok();
 }
 
@@ -946,6 +950,7 @@ Status Check(const Welcome& m, const CodecLimits& limits) {
   c.AtLeastOne(m.heartbeat_ms, {1});
   c.AtLeastOne(m.max_message_bytes, {2});
   c.AtLeastOne(m.max_outstanding, {3});
+  c.Id(m.id, {5});
   return std::move(c).status();
 }
 
@@ -1054,6 +1059,7 @@ Status Check(const Error& m, const CodecLimits& limits) {
 Status Check(const Goodbye& m, const CodecLimits& limits) {
   Checker c(MessageType::kGoodbye, kGoodbyeFields, limits);
   c.Text(m.reason, {0});
+  if (!m.id.empty()) c.Id(m.id, {1});
   return std::move(c).status();
 }
 

@@ -195,7 +195,7 @@ bool IoLoop::TakeCompletions() {
 void IoLoop::Leave(Clock::time_point now) {
   Flush(now);
   if (link_ && welcomed_ && !failed_) {
-    Send(Goodbye{"shutting down"}, nullptr, now);
+    Send(Goodbye{"shutting down", {}}, nullptr, now);
     // The loop is about to close the socket: give GOODBYE and the last
     // responses a moment to leave.
     link_->SetLinger(kGoodbyeLinger);
@@ -417,7 +417,7 @@ void IoLoop::Fail(const Status& status) {
   // Tell the broker at once, so it stops dispatching here and its lease
   // rules take over; nothing else may leave without its record.
   if (link_ && welcomed_) {
-    (void)link_->Send(Goodbye{"journal failure"});
+    (void)link_->Send(Goodbye{"journal failure", {}});
   }
   link_.reset();
   welcomed_ = false;

@@ -304,7 +304,7 @@ TEST_F(BrokerRoster, GoodbyeDropsTheServerOnceItsWorkIsAcknowledged) {
   Hi(*client, ClientHello("c1"));
   client->Send(Request{"c1", 1, "echo", 1, 0, 0}, "work");
   server->Send(Response{"c1", 1, ErrorCode::kOk}, "done");
-  server->Send(Goodbye{"leaving"});
+  server->Send(Goodbye{"leaving", {}});
   ASSERT_TRUE(WaitFor([&] { return broker_->stats().servers == 0; }, 5s));
   // The client has not acknowledged: after a broker restart it could still
   // ask for seq 1, and only s1 holds the answer.

@@ -134,7 +134,7 @@ std::vector<std::vector<std::string>> HostileFrames() {
       {request, "", "extra frame"},  // one frame too many
       {request, "payload"},          // REQUEST before HELLO
       {EncodeHeader(Heartbeat{1})},  // HEARTBEAT before HELLO
-      {EncodeHeader(Welcome{1, 1, 1, 1, 0})},  // broker-only message
+      {EncodeHeader(Welcome{1, 1, 1, 1, 0, "s"})},  // broker-only message
       // Batches: a bad header in the middle drops the rest of its batch; a
       // REQUEST at the end of one lacks its payload.
       {EncodeHeader(Heartbeat{1}), "not a header", request, "payload"},

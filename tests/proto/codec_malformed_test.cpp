@@ -263,10 +263,10 @@ TEST(CodecMalformed, ArrayOverTheItemLimit) {
 TEST(CodecMalformed, StringOverTheLimit) {
   CodecLimits limits;
   limits.max_string_bytes = 64;
-  const Goodbye g{std::string(65, 'z')};
+  const Goodbye g{std::string(65, 'z'), {}};
   EXPECT_EQ(CodeOf(EncodeHeader(g), 0, limits), ErrorCode::kTooLarge);
   EXPECT_EQ(ValidateMessage(g, limits).code(), ErrorCode::kTooLarge);
-  EXPECT_EQ(CodeOf(EncodeHeader(Goodbye{std::string(64, 'z')}), 0, limits),
+  EXPECT_EQ(CodeOf(EncodeHeader(Goodbye{std::string(64, 'z'), {}}), 0, limits),
             ErrorCode::kOk);
 }
 
@@ -405,7 +405,7 @@ TEST(CodecMalformed, UndefinedRequestFlags) {
 TEST(CodecMalformed, TextOverTheLimit) {
   ExpectRejected(Error{ErrorCode::kInternal, std::string(1025, 'e'), 0, "", 0},
                  ErrorCode::kTooLarge);
-  ExpectRejected(Goodbye{std::string(1025, 'g')}, ErrorCode::kTooLarge);
+  ExpectRejected(Goodbye{std::string(1025, 'g'), {}}, ErrorCode::kTooLarge);
 }
 
 TEST(CodecMalformed, InvalidStateVector) {
@@ -492,10 +492,13 @@ TEST(CodecMalformed, HelloServicesInconsistent) {
 }
 
 TEST(CodecMalformed, WelcomeWithZeroEpochOrBounds) {
-  ExpectRejected(Welcome{0, 1000, 1, 1, 0}, ErrorCode::kMalformed);
-  ExpectRejected(Welcome{1, 0, 1, 1, 0}, ErrorCode::kMalformed);
-  ExpectRejected(Welcome{1, 1000, 0, 1, 0}, ErrorCode::kMalformed);
-  ExpectRejected(Welcome{1, 1000, 1, 0, 0}, ErrorCode::kMalformed);
+  ExpectRejected(Welcome{0, 1000, 1, 1, 0, "s"}, ErrorCode::kMalformed);
+  ExpectRejected(Welcome{1, 0, 1, 1, 0, "s"}, ErrorCode::kMalformed);
+  ExpectRejected(Welcome{1, 1000, 0, 1, 0, "s"}, ErrorCode::kMalformed);
+  ExpectRejected(Welcome{1, 1000, 1, 0, 0, "s"}, ErrorCode::kMalformed);
+  // The id names the session or server welcomed: never empty.
+  ExpectRejected(Welcome{1, 1000, 1, 1, 0, ""}, ErrorCode::kMalformed);
+  ExpectRejected(Goodbye{"bye", "bad id with spaces"}, ErrorCode::kMalformed);
   ExpectRejected(Recover{0, {}}, ErrorCode::kMalformed);
 }
 

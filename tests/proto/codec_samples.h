@@ -85,7 +85,8 @@ inline Message SampleOf(MessageType t) {
       return m;
     }
     case MessageType::kWelcome:
-      return Welcome{kEpoch, 1000, 16 * 1024 * 1024, 1024, 5000};
+      return Welcome{kEpoch, 1000, 16 * 1024 * 1024, 1024, 5000,
+                     std::string(kSession)};
     case MessageType::kRequest:
       return Request{std::string(kSession), 4242, "bank.transfer", 4241, 30000,
                      kRequestResend};
@@ -126,9 +127,9 @@ inline Message SampleOf(MessageType t) {
                    "no server has registered service \"bank.refund\"", 3,
                    std::string(kSession), 4250};
     case MessageType::kGoodbye:
-      return Goodbye{"operator shutdown"};
+      return Goodbye{"operator shutdown", std::string(kSession)};
   }
-  return Goodbye{"unreachable"};
+  return Goodbye{"unreachable", {}};
 }
 
 // Further valid messages: the other role of role-dependent types, boundary
@@ -161,11 +162,11 @@ inline std::vector<Message> VariantMessages() {
   out.push_back(Response{std::string(kSession), 2, ErrorCode::kInDoubt});
   out.push_back(Request{std::string(128, 'x'), ~Seq{0}, std::string(128, 's'),
                         1, ~std::uint32_t{0}, 0});
-  out.push_back(Welcome{1, 1, 1, 1, 0});
+  out.push_back(Welcome{1, 1, 1, 1, 0, "a"});
   out.push_back(Heartbeat{0});
   out.push_back(
       Error{ErrorCode::kInternal, std::string(1024, 'm'), 255, "", 0});
-  out.push_back(Goodbye{""});
+  out.push_back(Goodbye{"", {}});
 
   Ack long_ack{std::string(kSession), 1, {}};
   for (Seq s = 1; s <= 70000; s += 7) long_ack.seqs.push_back(s);

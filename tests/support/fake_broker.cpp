@@ -54,6 +54,7 @@ std::optional<Received<Message>> FakeBroker::Next(
         continue;
       }
       route_ = frames.route;
+      if (const auto* hello = std::get_if<Hello>(&*m)) hello_id_ = hello->id;
       if (!heartbeats && TypeOf(*m) == MessageType::kHeartbeat) continue;
       return Received<Message>{std::move(*m),
                                std::string(transport::View(frames.payload)),
@@ -91,6 +92,13 @@ std::optional<Hello> FakeBroker::AcceptHello(const Welcome& welcome) {
 
 bool FakeBroker::Send(const Message& m, std::string_view payload) {
   zmq::message_t frame(payload.data(), payload.size());
+  const Welcome* w = std::get_if<Welcome>(&m);
+  if (w != nullptr && w->id.empty()) {
+    // A WELCOME names the id it accepts: the last HELLO's.
+    Welcome named = *w;
+    named.id = hello_id_.empty() ? "unnamed" : hello_id_;
+    return Send(named, payload);
+  }
   const transport::SendResult r = transport::Send(*socket_, route_, m, &frame);
   EXPECT_EQ(r, transport::SendResult::kOk)
       << "could not send " << MessageTypeName(TypeOf(m));

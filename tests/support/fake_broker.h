@@ -105,7 +105,8 @@ class FakeBroker {
   // is a test failure.
   std::optional<Hello> AcceptHello(const Welcome& welcome = TestWelcome());
 
-  // Sends to the last peer heard from; true when it left.
+  // Sends to the last peer heard from; true when it left. A WELCOME without
+  // an id gets the id of the last HELLO.
   bool Send(const Message& m, std::string_view payload = {});
   // Sends raw frames after the routing id, for malformed input.
   bool SendFrames(const std::vector<std::string>& frames);
@@ -132,6 +133,7 @@ class FakeBroker {
   transport::Reader reader_{/*routed=*/true};
   std::string endpoint_;
   std::string route_;
+  std::string hello_id_;  // of the last HELLO seen, for WELCOME's id
   std::uint64_t probe_id_ = 0;
 };
 

@@ -40,7 +40,7 @@ class RawEndpoint {
     socket_.set(zmq::sockopt::rcvtimeo, 5000);
     for (;;) {
       zmq::message_t frame;
-      if (!socket_.recv(frame)) return Goodbye{"timeout"};
+      if (!socket_.recv(frame)) return Goodbye{"timeout", {}};
       auto m =
           DecodeHeader(std::string_view(static_cast<const char*>(frame.data()),
                                         frame.size()),

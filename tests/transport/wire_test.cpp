@@ -97,7 +97,7 @@ TEST_F(Pair, ForwardedFramesAndEncodedMessagesMix) {
       Frame(EncodeHeader(Response{"bob", 4, ErrorCode::kOk}));
   zmq::message_t payload = Frame("answer");
   batch.AddFrames(header, payload, true);
-  batch.Add(Goodbye{"done"});
+  batch.Add(Goodbye{"done", {}});
   ASSERT_EQ(batch.Send(dealer_, ""), SendResult::kOk);
   Frames f;
   ASSERT_EQ(Next(f), ReadResult::kMessage);

@@ -65,6 +65,9 @@ struct Welcome {
   std::uint32_t max_message_bytes = 0;
   std::uint32_t max_outstanding = 0;  // per session
   std::uint32_t grace_ms = 0;  // remaining broker grace period, 0 if over
+  // The id the accepted HELLO named: a connection may carry several client
+  // sessions, each welcomed on its own.
+  std::string id;
   bool operator==(const Welcome&) const = default;
 };
 
@@ -167,6 +170,9 @@ struct Error {
 // Either way, before a party leaves on purpose.
 struct Goodbye {
   std::string reason;  // <= 1024 bytes
+  // Endpoint -> broker: the session leaving a connection that carries
+  // several; empty = everything the connection holds. Empty from the broker.
+  std::string id;
   bool operator==(const Goodbye&) const = default;
 };
 
