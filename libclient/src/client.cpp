@@ -3,9 +3,6 @@
 // touches the socket or the journal after Open; see io_loop.cpp for that.
 #include "rejoin/client/client.h"
 
-#include <sys/eventfd.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -14,24 +11,13 @@
 #include <utility>
 
 #include "client_impl.h"
+#include "hub.h"
 #include "log.h"
 #include "rejoin/proto/codec.h"
 
 namespace rejoin {
 
 namespace client_internal {
-
-UniqueFd::~UniqueFd() {
-  if (fd_ >= 0) ::close(fd_);
-}
-
-UniqueFd& UniqueFd::operator=(UniqueFd&& o) noexcept {
-  if (this != &o) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = std::exchange(o.fd_, -1);
-  }
-  return *this;
-}
 
 namespace {
 
@@ -50,7 +36,7 @@ Status CheckOptions(const ClientOptions& o) {
     return Status(ErrorCode::kInvalidArgument,
                   "session_id must be 1..128 printable ASCII bytes");
   }
-  if (o.endpoint.empty()) {
+  if (o.endpoint.empty() && o.connection == nullptr) {
     return Status(ErrorCode::kInvalidArgument, "endpoint is empty");
   }
   if (o.shared_journal != nullptr) {
@@ -102,38 +88,36 @@ Result<std::unique_ptr<Client::Impl>> Client::Impl::Create(
   if (!journal.ok()) return journal.status();
   options.durability = (*journal)->durability();
 
-  int fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (fd < 0) {
-    return Status(ErrorCode::kIoError,
-                  std::string("eventfd: ") + std::strerror(errno));
+  std::shared_ptr<client_internal::Hub> hub;
+  if (options.connection != nullptr) {
+    hub = options.connection->hub_;
+    options.endpoint = hub->endpoint();
+  } else {
+    // A session of its own: a connection and I/O thread of its own.
+    auto started = client_internal::Hub::Start(options.endpoint);
+    if (!started.ok()) return started.status();
+    hub = std::move(started).value();
   }
-  client_internal::UniqueFd wake_fd(fd);
 
-  std::unique_ptr<Impl> impl;
-  try {
-    impl.reset(new Impl(std::move(options), std::move(journal).value(),
-                        std::move(wake_fd)));
-    // The socket is created and connected here so that a bad endpoint is
-    // reported by Open; the thread start below is the memory barrier zmq
-    // asks for when a socket moves to another thread.
-    if (Status s = impl->OpenSocket(); !s.ok()) return s;
-    impl->io_thread_ = std::thread([raw = impl.get()] { raw->Run(); });
-  } catch (const zmq::error_t& e) {
-    return Status(ErrorCode::kIoError, std::string("zmq: ") + e.what());
-  } catch (const std::system_error& e) {
-    return Status(ErrorCode::kIoError, std::string("thread: ") + e.what());
+  std::unique_ptr<Impl> impl(
+      new Impl(std::move(options), std::move(journal).value(), hub));
+  if (!hub->Attach(impl.get())) {
+    impl->hub_.reset();  // never attached: nothing to detach
+    return Status(ErrorCode::kInvalidArgument,
+                  "session " + impl->session_id() +
+                      " already has a client on this connection");
   }
   return impl;
 }
 
 Client::Impl::Impl(ClientOptions options,
                    std::unique_ptr<client_internal::SessionJournal> journal,
-                   client_internal::UniqueFd wake_fd)
+                   std::shared_ptr<client_internal::Hub> hub)
     : options_(std::move(options)),
       incarnation_(journal->incarnation()),
       journal_id_(journal->journal_id()),
-      wake_fd_(std::move(wake_fd)),
       journal_(std::move(journal)),
+      hub_(std::move(hub)),
       heartbeat_(options_.heartbeat) {
   limit_ = options_.max_outstanding;
   // A journal that exists continues its session's seqs; a new one (or one
@@ -168,22 +152,22 @@ Client::Impl::Impl(ClientOptions options,
   }
   outstanding_ = static_cast<std::uint32_t>(pending_.size());
   returning_ = incarnation_ > 1;
-  last_send_ = last_recv_ = hello_due_ = ack_due_ = now;
+  hello_due_ = ack_due_ = now;
 }
 
 Client::Impl::~Impl() {
-  if (!io_thread_.joinable()) return;
+  if (hub_ == nullptr) return;
   {
     std::unique_lock lock(mutex_);
     closing_ = true;
-    io_sleeping_ = false;
   }
   slot_cv_.notify_all();
-  std::uint64_t one = 1;
-  // A failed write only means the counter is already non-zero.
-  (void)!::write(wake_fd_.get(), &one, sizeof one);
-  io_thread_.join();
+  // The hub's thread commits, says GOODBYE and fails the waiters before this
+  // returns; the hub itself goes with its last user.
+  hub_->Detach(this);
 }
+
+bool Client::Impl::OnIoThread() const { return hub_->OnIoThread(); }
 
 Client::Impl::TimePoint Client::Impl::DeadlineFrom(
     std::chrono::milliseconds deadline) const {
@@ -193,14 +177,10 @@ Client::Impl::TimePoint Client::Impl::DeadlineFrom(
 
 void Client::Impl::Enqueue(std::unique_lock<std::mutex>& lock, Command c) {
   queue_.push_back(std::move(c));
-  // Only a sleeping I/O thread needs the eventfd; an awake one takes the
-  // queue at the start of its next turn without a syscall from us.
-  bool wake = std::exchange(io_sleeping_, false);
   lock.unlock();
-  if (wake) {
-    std::uint64_t one = 1;
-    (void)!::write(wake_fd_.get(), &one, sizeof one);
-  }
+  // Only a sleeping I/O thread needs the eventfd; an awake one takes the
+  // queue in its next turn without a syscall from us.
+  hub_->Notify(this);
 }
 
 Seq Client::Impl::IssueLocked(std::unique_lock<std::mutex>& lock,
@@ -346,8 +326,12 @@ void Client::Impl::SetRecoveryCallback(
   auto shared =
       std::make_shared<const std::function<void(const RecoveryEvent&)>>(
           std::move(cb));
-  std::unique_lock lock(mutex_);
-  recovery_cb_ = std::move(shared);
+  {
+    std::unique_lock lock(mutex_);
+    recovery_cb_ = std::move(shared);
+  }
+  // The I/O thread picks it up with the next commands it takes.
+  hub_->Notify(this);
 }
 
 ClientStats Client::Impl::stats() const {

@@ -26,8 +26,8 @@
 #include <vector>
 #include <zmq.hpp>
 
-#include "precise_timer.h"
 #include "rejoin/client/client.h"
+#include "rejoin/client/connection.h"
 #include "rejoin/proto/journal.h"
 #include "rejoin/proto/messages.h"
 #include "rejoin/proto/state_vector.h"
@@ -39,6 +39,8 @@
 namespace rejoin {
 
 namespace client_internal {
+
+class Hub;
 
 using Clock = std::chrono::steady_clock;
 using TimePoint = Clock::time_point;
@@ -173,20 +175,6 @@ struct AtomicStats {
   std::atomic<std::uint64_t> malformed{0};
 };
 
-// Owns a file descriptor (the wakeup eventfd).
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  ~UniqueFd();
-  UniqueFd(UniqueFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  UniqueFd& operator=(UniqueFd&& o) noexcept;
-  int get() const { return fd_; }
-
- private:
-  int fd_ = -1;
-};
-
 }  // namespace client_internal
 
 class Client::Impl {
@@ -211,9 +199,10 @@ class Client::Impl {
   Incarnation incarnation() const { return incarnation_; }
 
  private:
+  friend class client_internal::Hub;
   Impl(ClientOptions options,
        std::unique_ptr<client_internal::SessionJournal> journal,
-       client_internal::UniqueFd wake_fd);
+       std::shared_ptr<client_internal::Hub> hub);
 
   // --- Application side -------------------------------------------------
   TimePoint DeadlineFrom(std::chrono::milliseconds deadline) const;
@@ -225,27 +214,32 @@ class Client::Impl {
   Seq IssueLocked(std::unique_lock<std::mutex>& lock, std::string_view service,
                   std::string_view payload, Callback callback,
                   TimePoint deadline);
-  bool OnIoThread() const {
-    return std::this_thread::get_id() == io_thread_.get_id();
-  }
+  bool OnIoThread() const;
 
-  // --- I/O thread (io_loop.cpp) -------------------------------------------
-  void Run();
-  bool RunTurn();
+  // --- I/O thread (io_loop.cpp), called by the hub (hub.h) ----------------
+  // Admitted to the hub: say HELLO.
+  void Start();
+  // Detached from the hub: commit, say GOODBYE, fail the waiters.
   void Shutdown();
-  // Connection lifecycle.
-  Status OpenSocket();
-  void RecreateSocket(const char* why);
-  void ReadMonitor();
+  // The connection's monitor reported a handshake or a disconnect.
+  void OnLinkEvent(transport::Link::Event e);
+  // The hub replaced the connection.
+  void OnLinkReopened(const char* why);
+  // Requests wait for the socket to take them (POLLOUT wanted).
+  bool WantsToSend() const { return welcomed_ && !send_queue_.empty(); }
+  void CountMalformed() {
+    stats_.malformed.fetch_add(1, std::memory_order_relaxed);
+  }
   // Turn phases.
-  bool TakeCommands(std::vector<client_internal::Command>& out);
+  void TakeAndHandleCommands();
+  void Compact();
+  void TakeCommands(std::vector<client_internal::Command>& out);
   void HandleCommand(client_internal::Command& c);
   void HandleCall(client_internal::CallCommand& c);
   void HandleCollect(client_internal::CollectCommand& c);
   void HandleForget(client_internal::ForgetCommand& c);
   Status ForgetSeq(Seq seq);
   std::vector<OperationInfo> ListFromJournal() const;
-  void ReadInbound();
   void HandleMessage(Message& m, zmq::message_t& payload);
   void HandleWelcome(const Welcome& w);
   void HandleResponse(const Response& r, zmq::message_t& payload);
@@ -293,16 +287,17 @@ class Client::Impl {
   std::uint32_t outstanding_ = 0;
   std::uint32_t limit_ = 0;
   bool closing_ = false;
-  bool io_sleeping_ = false;
   Status failed_;  // set when the journal becomes unusable
   std::shared_ptr<const std::function<void(const RecoveryEvent&)>> recovery_cb_;
   client_internal::AtomicStats stats_;
-  client_internal::UniqueFd wake_fd_;
+  // Set when commands wait for the hub (Hub::Notify), cleared when it takes
+  // them.
+  std::atomic<bool> notified_{false};
 
   // --- I/O thread state ---------------------------------------------------
   std::unique_ptr<client_internal::SessionJournal> journal_;
-  zmq::context_t context_;
-  std::unique_ptr<transport::Link> link_;
+  // The connection and I/O thread, private or shared (ClientConnection).
+  std::shared_ptr<client_internal::Hub> hub_;
   std::map<Seq, client_internal::PendingOp> pending_;
   Seq io_next_seq_ = 1;
   std::deque<client_internal::SendItem> send_queue_;
@@ -356,7 +351,6 @@ class Client::Impl {
   // How many later sends answered make an unanswered one presumed lost.
   client_internal::ReorderSlack reorder_;
   client_internal::TimerHeap deadline_timers_;
-  client_internal::PreciseTimer timer_;
   std::uint64_t next_waiter_id_ = 1;
   std::shared_ptr<const std::function<void(const RecoveryEvent&)>>
       io_recovery_cb_;
@@ -367,16 +361,13 @@ class Client::Impl {
   bool welcomed_ = false;
   bool returning_ = false;  // the next WELCOME starts a return (FLOWS §5)
   bool hello_pending_ = false;
+  bool hello_on_link_ = false;  // a HELLO left since the last (re)connect
   bool fenced_ = false;
   Epoch epoch_ = 0;       // from the current WELCOME
   Epoch last_epoch_ = 0;  // from the previous WELCOME
   std::chrono::milliseconds heartbeat_;
   TimePoint hello_due_;
   TimePoint hello_sent_;
-  TimePoint last_send_;
-  TimePoint last_recv_;
-
-  std::thread io_thread_;
 };
 
 }  // namespace rejoin

@@ -1,6 +1,7 @@
-// The client's I/O thread (FLOWS.md §2-§6, client side). Each loop turn:
-// take queued commands and journal new calls PREPARED, read every waiting
-// message and journal COMPLETED outcomes, run timers, commit once (the group
+// One client session's part of the I/O thread (FLOWS.md §2-§6, client
+// side). The hub (hub.h) runs the loop and calls these phases each turn:
+// queued commands journal new calls PREPARED, routed messages journal
+// COMPLETED outcomes, timers queue resends, then one commit (the group
 // commit), and only then send and deliver. Nothing of a turn leaves the
 // process before the commit that describes it.
 #include <sys/types.h>
@@ -16,6 +17,7 @@
 #include <utility>
 
 #include "client_impl.h"
+#include "hub.h"
 #include "log.h"
 #include "rejoin/proto/codec.h"
 #include "rejoin/transport/wire.h"
@@ -46,78 +48,41 @@ struct Overloaded : F... {
 template <class... F>
 Overloaded(F...) -> Overloaded<F...>;
 
-std::chrono::milliseconds CeilMs(Clock::duration d) {
-  return std::chrono::ceil<std::chrono::milliseconds>(d);
-}
-
 }  // namespace
 
-// --- Socket lifecycle -------------------------------------------------------
+// --- Connection events (from the hub)
+// -------------------------------------------
 
-Status Client::Impl::OpenSocket() {
-  // ZMQ_IMMEDIATE (set by the Link) keeps a REQUEST that cannot leave in
-  // send_queue_; it goes after the next WELCOME.
-  Result<std::unique_ptr<transport::Link>> link =
-      transport::Link::Open(context_, options_.endpoint);
-  if (!link.ok()) return link.status();
-  link_ = std::move(*link);
-  return Status::Ok();
-}
+void Client::Impl::Start() { SendHello(); }
 
-void Client::Impl::RecreateSocket(const char* why) {
-  Log().info("session {}: new connection ({})", options_.session_id, why);
-  link_.reset();
+void Client::Impl::OnLinkReopened(const char* why) {
   Unwelcome(why);
   returning_ = true;
-  if (Status s = OpenSocket(); !s.ok()) {
-    Log().error("session {}: cannot reopen socket: {}", options_.session_id,
-                s.ToString());
-  }
+  hello_on_link_ = false;
   ScheduleHello(Clock::now() + heartbeat_);
 }
 
-void Client::Impl::ReadMonitor() {
-  while (link_) {
-    switch (link_->ReadEvent()) {
-      case transport::Link::Event::kNone:
-        return;
-      case transport::Link::Event::kDisconnected:
-        // The broker may have restarted: the next WELCOME starts a return.
-        Unwelcome("disconnected");
-        returning_ = true;
-        ScheduleHello(Clock::now() + heartbeat_);
-        break;
-      case transport::Link::Event::kConnected:
-        Log().debug("session {}: connected{}", options_.session_id,
-                    link_->hello_sent() ? " (HELLO already sent)" : "");
-        // Events arrive in order, so a reconnect has already been seen as
-        // DISCONNECTED; a HELLO that went out before this event (the pipe
-        // attaches just before it is reported) must not be repeated.
-        if (!welcomed_ && !fenced_ && !link_->hello_sent()) SendHello();
-        break;
-      case transport::Link::Event::kClosed:
-        RecreateSocket("connection monitor closed");
-        return;
-    }
+void Client::Impl::OnLinkEvent(transport::Link::Event e) {
+  switch (e) {
+    case transport::Link::Event::kDisconnected:
+      // The broker may have restarted: the next WELCOME starts a return.
+      Unwelcome("disconnected");
+      returning_ = true;
+      hello_on_link_ = false;
+      ScheduleHello(Clock::now() + heartbeat_);
+      return;
+    case transport::Link::Event::kConnected:
+      Log().debug("session {}: connected{}", options_.session_id,
+                  hello_on_link_ ? " (HELLO already sent)" : "");
+      // Events arrive in order, so a reconnect has already been seen as
+      // DISCONNECTED; a HELLO that went out before this event (the pipe
+      // attaches just before it is reported) must not be repeated.
+      if (!welcomed_ && !fenced_ && !hello_on_link_) SendHello();
+      return;
+    case transport::Link::Event::kNone:
+    case transport::Link::Event::kClosed:
+      return;  // the hub handles these
   }
-}
-
-// --- The loop ---------------------------------------------------------------
-
-void Client::Impl::Run() {
-  SendHello();
-  bool running = true;
-  while (running) {
-    try {
-      running = RunTurn();
-    } catch (const zmq::error_t& e) {
-      // The one place where zmq exceptions from the loop end up.
-      if (e.num() == ETERM) break;
-      Log().warn("session {}: zmq error in I/O loop: {}", options_.session_id,
-                 e.what());
-    }
-  }
-  Shutdown();
 }
 
 Client::Impl::TimePoint Client::Impl::NextWakeup(TimePoint now) const {
@@ -126,8 +91,6 @@ Client::Impl::TimePoint Client::Impl::NextWakeup(TimePoint now) const {
   if (!deadline_timers_.empty()) consider(deadline_timers_.top().at);
   if (!resend_timers_.empty()) consider(resend_timers_.top().at);
   if (welcomed_) {
-    consider(last_send_ + heartbeat_);
-    consider(last_recv_ + 3 * heartbeat_);
     if (!unacked_.empty()) consider(ack_due_);
   } else {
     consider(hello_due_);
@@ -135,121 +98,45 @@ Client::Impl::TimePoint Client::Impl::NextWakeup(TimePoint now) const {
   return next;
 }
 
-bool Client::Impl::RunTurn() {
-  TimePoint now = Clock::now();
-  const TimePoint wakeup = NextWakeup(now);
-  int timeout =
-      wakeup <= now ? 0 : static_cast<int>(CeilMs(wakeup - now).count());
-  // A wake-up this close is left to the timerfd: zmq_poll's millisecond
-  // timeout would overshoot it by up to a millisecond.
-  if (timeout > 0 && wakeup - now < client_internal::kPreciseWakeup) {
-    timer_.Arm(wakeup);
-  }
-  {
-    std::unique_lock lock(mutex_);
-    if (queue_.empty() && !closing_) {
-      io_sleeping_ = true;
-    } else {
-      timeout = 0;
-    }
-  }
-  zmq_pollitem_t items[4];
-  int n = 0;
-  int monitor_index = -1;
-  if (link_) {
-    short events = ZMQ_POLLIN;
-    if (welcomed_ && !send_queue_.empty()) events |= ZMQ_POLLOUT;
-    items[n++] = {link_->socket_handle(), 0, events, 0};
-    items[n] = {link_->monitor_handle(), 0, ZMQ_POLLIN, 0};
-    monitor_index = n++;
-  }
-  items[n] = {nullptr, wake_fd_.get(), ZMQ_POLLIN, 0};
-  int wake_index = n++;
-  int timer_index = -1;
-  if (timer_.fd() >= 0) {
-    items[n] = {nullptr, timer_.fd(), ZMQ_POLLIN, 0};
-    timer_index = n++;
-  }
-  int rc = zmq_poll(items, n, timeout);
-  {
-    std::unique_lock lock(mutex_);
-    io_sleeping_ = false;
-  }
-  if (rc < 0) {
-    if (zmq_errno() == ETERM) return false;
-    if (zmq_errno() != EINTR) {
-      Log().warn("session {}: zmq_poll: {}", options_.session_id,
-                 zmq_strerror(zmq_errno()));
-    }
-  }
-  if (rc > 0 && (items[wake_index].revents & ZMQ_POLLIN) != 0) {
-    std::uint64_t count = 0;
-    (void)!::read(wake_fd_.get(), &count, sizeof count);
-  }
-  if (timer_index >= 0 && rc > 0 &&
-      (items[timer_index].revents & ZMQ_POLLIN) != 0) {
-    timer_.Clear();
-  }
-  if (monitor_index >= 0 && rc > 0 &&
-      (items[monitor_index].revents & ZMQ_POLLIN) != 0) {
-    ReadMonitor();
-  }
-
+void Client::Impl::TakeAndHandleCommands() {
   std::vector<Command> commands;
-  bool closing = TakeCommands(commands);
+  TakeCommands(commands);
   for (Command& c : commands) HandleCommand(c);
-  ReadInbound();
-  now = Clock::now();
-  HandleTimers(now);
-  // Outcomes are durable before anyone sees them.
-  Commit();
-  Deliver();
-  // Calls the callbacks just made (a pipelined application refilling its
-  // window) leave with this turn's resends, in one batch, rather than after
-  // another poll.
-  std::vector<Command> issued;
-  (void)TakeCommands(issued);
-  for (Command& c : issued) HandleCommand(c);
-  Commit();
-  Flush(Clock::now());
-  Deliver();
-  if (failed_ok_) {
-    if (Status s = journal_->CompactIfNeeded(); !s.ok()) {
-      Log().warn("session {}: journal compaction failed: {}",
-                 options_.session_id, s.ToString());
-    }
-  }
-  return !closing;
 }
 
-bool Client::Impl::TakeCommands(std::vector<Command>& out) {
+void Client::Impl::Compact() {
+  if (!failed_ok_) return;
+  if (Status s = journal_->CompactIfNeeded(); !s.ok()) {
+    Log().warn("session {}: journal compaction failed: {}", options_.session_id,
+               s.ToString());
+  }
+}
+
+void Client::Impl::TakeCommands(std::vector<Command>& out) {
   std::unique_lock lock(mutex_);
   out.swap(queue_);
   io_recovery_cb_ = recovery_cb_;
-  return closing_;
 }
 
 void Client::Impl::Shutdown() {
   try {
-    std::vector<Command> commands;
-    (void)TakeCommands(commands);
-    for (Command& c : commands) HandleCommand(c);
+    TakeAndHandleCommands();
     Commit();
-    if (welcomed_ && link_) {
-      // A short linger lets GOODBYE reach the broker, so that a restarted
-      // process of this session is not refused as a duplicate.
-      link_->SetLinger(std::chrono::milliseconds(100));
+    if (welcomed_) {
+      // Only this session leaves the connection; the broker need not wait
+      // for a heartbeat timeout before a restarted process may hold it.
       Goodbye bye;
       bye.reason = "client closing";
-      (void)link_->Send(bye);
+      bye.id = options_.session_id;
+      (void)SendNow(bye);
     }
   } catch (const zmq::error_t& e) {
     Log().warn("session {}: zmq error at shutdown: {}", options_.session_id,
                e.what());
   }
+  welcomed_ = false;
   FailAllWaiters(ErrorCode::kClosed, "client closed");
   Deliver();
-  link_.reset();
 }
 
 // --- Commands ---------------------------------------------------------------
@@ -366,28 +253,6 @@ std::vector<OperationInfo> Client::Impl::ListFromJournal() const {
 
 // --- Inbound ----------------------------------------------------------------
 
-void Client::Impl::ReadInbound() {
-  if (!link_) return;
-  for (int i = 0; i < client_internal::kReadBudget; ++i) {
-    transport::Frames frames;
-    transport::ReadResult r = link_->Read(frames);
-    if (r != transport::ReadResult::kMessage) return;
-    last_recv_ = Clock::now();
-    Result<Message> m = transport::Decode(frames);
-    if (!m.ok()) {
-      stats_.malformed.fetch_add(1, std::memory_order_relaxed);
-      // Logged once: a broker that sends garbage would otherwise flood the
-      // log; the counter keeps the rest.
-      if (!std::exchange(logged_malformed_, true)) {
-        Log().warn("session {}: dropped undecodable message: {}",
-                   options_.session_id, m.status().ToString());
-      }
-      continue;
-    }
-    HandleMessage(*m, frames.payload);
-  }
-}
-
 void Client::Impl::HandleMessage(Message& m, zmq::message_t& payload) {
   switch (TypeOf(m)) {
     case MessageType::kWelcome:
@@ -436,7 +301,6 @@ void Client::Impl::HandleMessage(Message& m, zmq::message_t& payload) {
 }
 
 void Client::Impl::HandleWelcome(const Welcome& w) {
-  TimePoint now = Clock::now();
   if (epoch_ != 0 && w.epoch != epoch_) {
     events_.push_back({RecoveryEventKind::kBrokerReturned, 0});
     returning_ = true;
@@ -455,7 +319,6 @@ void Client::Impl::HandleWelcome(const Welcome& w) {
   welcomed_ = true;
   hello_pending_ = false;
   fenced_ = false;
-  last_recv_ = now;
 
   // Calls of this process that never left are ordinary first sends; they
   // go ahead of the state exchange so the broker already tracks them when
@@ -684,23 +547,15 @@ void Client::Impl::HandleTimers(TimePoint now) {
   }
 
   if (welcomed_) {
-    if (now - last_recv_ >= 3 * heartbeat_) {
-      RecreateSocket("broker silent for 3 heartbeats");
-      return;
-    }
-    if (now - last_send_ >= heartbeat_) {
-      Heartbeat hb;
-      hb.epoch = epoch_;
-      outbox_.push_back(Message(hb));
-    }
+    // Heartbeats and the silence check are the connection's (the hub's).
     if (!unacked_.empty() &&
         (now >= ack_due_ || unacked_.size() >= client_internal::kAckBatch)) {
       outbox_.push_back(OutAck{});
     }
   } else if (now >= hello_due_) {
-    if (hello_pending_ && now - hello_sent_ >= 3 * heartbeat_) {
-      RecreateSocket("no WELCOME for 3 heartbeats");
-      return;
+    if (hello_pending_ && now - hello_sent_ >= 3 * heartbeat_ &&
+        hub_->ReopenIfSilentSince(hello_sent_, "no WELCOME for 3 heartbeats")) {
+      return;  // every member says HELLO on the new connection
     }
     SendHello();
   }
@@ -729,7 +584,7 @@ void Client::Impl::Commit() {
 }
 
 void Client::Impl::Flush(TimePoint now) {
-  if (!failed_ok_ || !link_) {
+  if (!failed_ok_ || hub_->link() == nullptr) {
     outbox_.clear();
     return;
   }
@@ -786,16 +641,12 @@ void Client::Impl::Flush(TimePoint now) {
 }
 
 bool Client::Impl::SendNow(const Message& m, zmq::message_t* payload) {
-  if (!link_) return false;
   if (Status s = ValidateMessage(m); !s.ok()) {
     Log().error("session {}: not sending invalid {}: {}", options_.session_id,
                 MessageTypeName(TypeOf(m)), s.ToString());
     return false;
   }
-  transport::SendResult r = link_->Send(m, payload);
-  if (r != transport::SendResult::kOk) return false;
-  last_send_ = Clock::now();
-  return true;
+  return hub_->Send(m, payload);
 }
 
 bool Client::Impl::SendRequestBatch(TimePoint now) {
@@ -810,8 +661,7 @@ bool Client::Impl::SendRequestBatch(TimePoint now) {
                AddRequest(batch, send_queue_[i], watermark);
   }
   if (!batch.empty()) {
-    if (link_->Send(batch) != transport::SendResult::kOk) return false;
-    last_send_ = Clock::now();
+    if (!hub_->Send(batch)) return false;
     NoteAcked(watermark, {});
   }
   for (std::size_t i = 0; i < n; ++i) {
@@ -1006,7 +856,8 @@ void Client::Impl::ScheduleHello(TimePoint at) { hello_due_ = at; }
 
 void Client::Impl::SendHello() {
   TimePoint now = Clock::now();
-  if (!link_) {
+  transport::Link* link = hub_->link();
+  if (link == nullptr) {
     hello_due_ = now + heartbeat_;
     return;
   }
@@ -1021,10 +872,11 @@ void Client::Impl::SendHello() {
               incarnation_, sent ? "sent" : "not sent");
   if (sent) {
     hello_pending_ = true;
+    hello_on_link_ = true;
     hello_sent_ = now;
     hello_due_ =
         now + (fenced_ ? client_internal::kFencedRetry : 3 * heartbeat_);
-  } else if (link_->connected()) {
+  } else if (link->connected()) {
     // Connected but the socket did not take it (yet): soon again.
     hello_due_ = now + client_internal::kHandshakeRetry;
   } else {

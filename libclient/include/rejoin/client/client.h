@@ -5,7 +5,8 @@
 //
 // Threading: all methods are thread-safe. One internal I/O thread owns the
 // socket and the journal; callbacks run on that thread and must not block
-// (hand work off instead). No method throws.
+// (hand work off instead). Sessions opened on one ClientConnection share its
+// socket and I/O thread (connection.h). No method throws.
 //
 // Failure model: a per-call deadline ends the *wait* with kDeadlineExceeded;
 // the operation stays in the journal, recovery goes on, and its outcome can be
@@ -21,6 +22,7 @@
 #include <string_view>
 #include <vector>
 
+#include "rejoin/client/connection.h"
 #include "rejoin/client/shared_journal.h"
 #include "rejoin/proto/status.h"
 #include "rejoin/proto/types.h"
@@ -28,7 +30,11 @@
 namespace rejoin {
 
 struct ClientOptions {
+  // The broker. Ignored when `connection` is set (its endpoint applies).
   std::string endpoint = "tcp://127.0.0.1:5555";
+  // Instead of a socket and I/O thread of its own: carry this session over
+  // a connection shared with other sessions of the process (connection.h).
+  std::shared_ptr<ClientConnection> connection;
   // Durable session id (printable ASCII, <= 128 bytes). Required.
   std::string session_id;
   // Journal directory; locked for the lifetime of the Client. Required
@@ -177,6 +183,7 @@ class Client {
 
  private:
   class Impl;
+  friend class client_internal::Hub;
   explicit Client(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

@@ -1,0 +1,493 @@
+// The shared I/O thread of client sessions (hub.h). Each loop turn: admit
+// new members, take queued commands, read and route every waiting message,
+// run timers, then commit, send and deliver for every member, phase by
+// phase. Nothing of a turn leaves the process before the commit that
+// describes it.
+#include "hub.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <system_error>
+#include <utility>
+
+#include "client_impl.h"
+#include "log.h"
+#include "rejoin/proto/codec.h"
+
+namespace rejoin::client_internal {
+
+namespace {
+
+std::chrono::milliseconds CeilMs(Hub::Clock::duration d) {
+  return std::chrono::ceil<std::chrono::milliseconds>(d);
+}
+
+}  // namespace
+
+Result<std::shared_ptr<Hub>> Hub::Start(const std::string& endpoint) {
+  if (endpoint.empty()) {
+    return Status(ErrorCode::kInvalidArgument, "endpoint is empty");
+  }
+  std::shared_ptr<Hub> hub(new Hub(endpoint));
+  hub->wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (hub->wake_fd_ < 0) {
+    return Status(ErrorCode::kIoError,
+                  std::string("eventfd: ") + std::strerror(errno));
+  }
+  try {
+    // The socket is created and connected here so that a bad endpoint is
+    // reported at once; the thread start below is the memory barrier zmq
+    // asks for when a socket moves to another thread.
+    if (Status s = hub->OpenLink(); !s.ok()) return s;
+    hub->thread_ = std::thread([raw = hub.get()] { raw->Run(); });
+  } catch (const zmq::error_t& e) {
+    return Status(ErrorCode::kIoError, std::string("zmq: ") + e.what());
+  } catch (const std::system_error& e) {
+    return Status(ErrorCode::kIoError, std::string("thread: ") + e.what());
+  }
+  return hub;
+}
+
+Hub::Hub(std::string endpoint) : endpoint_(std::move(endpoint)) {
+  last_send_ = last_recv_ = Clock::now();
+}
+
+Hub::~Hub() {
+  if (thread_.joinable()) {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    std::uint64_t one = 1;
+    (void)!::write(wake_fd_, &one, sizeof one);
+    thread_.join();
+  }
+  link_.reset();
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+}
+
+Status Hub::OpenLink() {
+  // ZMQ_IMMEDIATE (set by the Link) keeps a REQUEST that cannot leave in
+  // its member's send queue; it goes after the next WELCOME.
+  Result<std::unique_ptr<transport::Link>> link =
+      transport::Link::Open(context_, endpoint_);
+  if (!link.ok()) return link.status();
+  link_ = std::move(*link);
+  return Status::Ok();
+}
+
+// --- Application threads
+// ------------------------------------------------------
+
+bool Hub::Attach(Client::Impl* member) {
+  bool wake = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_ || !claimed_.emplace(member->session_id(), member).second) {
+      return false;
+    }
+    ++sessions_;
+    attaching_.push_back(member);
+    wake = std::exchange(sleeping_, false);
+  }
+  if (wake) {
+    std::uint64_t one = 1;
+    (void)!::write(wake_fd_, &one, sizeof one);
+  }
+  return true;
+}
+
+void Hub::Detach(Client::Impl* member) {
+  std::unique_lock lock(mutex_);
+  detaching_.push_back(member);
+  const bool wake = std::exchange(sleeping_, false);
+  if (wake) {
+    std::uint64_t one = 1;
+    (void)!::write(wake_fd_, &one, sizeof one);
+  }
+  detached_cv_.wait(lock, [&] {
+    return std::find(detached_.begin(), detached_.end(), member) !=
+           detached_.end();
+  });
+  detached_.erase(std::find(detached_.begin(), detached_.end(), member));
+  claimed_.erase(member->session_id());
+  --sessions_;
+}
+
+void Hub::Notify(Client::Impl* member) {
+  // One entry in ready_ per member and turn: the flag is cleared when the
+  // hub takes the member's commands, which it does after clearing it, so a
+  // command queued in between is either seen there or notified again.
+  if (member->notified_.exchange(true)) return;
+  bool wake = false;
+  {
+    std::lock_guard lock(mutex_);
+    ready_.push_back(member);
+    wake = std::exchange(sleeping_, false);
+  }
+  if (wake) {
+    std::uint64_t one = 1;
+    (void)!::write(wake_fd_, &one, sizeof one);
+  }
+}
+
+std::size_t Hub::sessions() const {
+  std::lock_guard lock(mutex_);
+  return sessions_;
+}
+
+// --- Sending
+// ------------------------------------------------------------------
+
+bool Hub::Send(const Message& m, zmq::message_t* payload) {
+  if (!link_) return false;
+  if (link_->Send(m, payload) != transport::SendResult::kOk) return false;
+  last_send_ = Clock::now();
+  return true;
+}
+
+bool Hub::Send(transport::Batch& batch) {
+  if (!link_) return false;
+  if (link_->Send(batch) != transport::SendResult::kOk) return false;
+  last_send_ = Clock::now();
+  return true;
+}
+
+// --- Connection lifecycle ---------------------------------------------------
+
+void Hub::ReopenLink(const char* why) {
+  Log().info("connection to {}: reopening ({})", endpoint_, why);
+  link_.reset();
+  if (Status s = OpenLink(); !s.ok()) {
+    Log().error("connection to {}: cannot reopen socket: {}", endpoint_,
+                s.ToString());
+  }
+  for (Client::Impl* m : members_) m->OnLinkReopened(why);
+}
+
+bool Hub::ReopenIfSilentSince(TimePoint since, const char* why) {
+  if (last_recv_ > since) return false;
+  ReopenLink(why);
+  return true;
+}
+
+void Hub::ReadMonitor() {
+  while (link_) {
+    const transport::Link::Event e = link_->ReadEvent();
+    switch (e) {
+      case transport::Link::Event::kNone:
+        return;
+      case transport::Link::Event::kConnected:
+      case transport::Link::Event::kDisconnected:
+        for (Client::Impl* m : members_) m->OnLinkEvent(e);
+        break;
+      case transport::Link::Event::kClosed:
+        ReopenLink("connection monitor closed");
+        return;
+    }
+  }
+}
+
+// --- The loop
+// -------------------------------------------------------------------
+
+void Hub::Run() {
+  bool running = true;
+  while (running) {
+    try {
+      running = RunTurn();
+    } catch (const zmq::error_t& e) {
+      // The one place where zmq exceptions from the loop end up.
+      if (e.num() == ETERM) break;
+      Log().warn("connection to {}: zmq error in I/O loop: {}", endpoint_,
+                 e.what());
+    }
+  }
+  // Whoever is still attached shuts down now (the Client objects detach
+  // before the hub goes, so this is only a safety net).
+  std::vector<Client::Impl*> rest = members_;
+  Release(rest);
+  // A short linger lets the members' GOODBYEs reach the broker, so that a
+  // restarted process of their sessions is not refused as a duplicate.
+  if (link_) link_->SetLinger(std::chrono::milliseconds(100));
+}
+
+Hub::TimePoint Hub::NextWakeup(TimePoint now) const {
+  TimePoint next = now + std::chrono::seconds(1);
+  std::chrono::milliseconds heartbeat{0};
+  for (const Client::Impl* m : members_) {
+    next = std::min(next, m->NextWakeup(now));
+    if (m->welcomed_) heartbeat = m->heartbeat_;
+  }
+  if (heartbeat.count() > 0) {
+    next = std::min(next, last_send_ + heartbeat);
+    next = std::min(next, last_recv_ + 3 * heartbeat);
+  }
+  return next;
+}
+
+bool Hub::RunTurn() {
+  TimePoint now = Clock::now();
+  const TimePoint wakeup = NextWakeup(now);
+  int timeout =
+      wakeup <= now ? 0 : static_cast<int>(CeilMs(wakeup - now).count());
+  // A wake-up this close is left to the timerfd: zmq_poll's millisecond
+  // timeout would overshoot it by up to a millisecond.
+  if (timeout > 0 && wakeup - now < kPreciseWakeup) timer_.Arm(wakeup);
+  {
+    std::lock_guard lock(mutex_);
+    if (ready_.empty() && attaching_.empty() && detaching_.empty() &&
+        !stopping_) {
+      sleeping_ = true;
+    } else {
+      timeout = 0;
+    }
+  }
+  zmq_pollitem_t items[4];
+  int n = 0;
+  int monitor_index = -1;
+  if (link_) {
+    short events = ZMQ_POLLIN;
+    for (const Client::Impl* m : members_) {
+      if (m->WantsToSend()) {
+        events |= ZMQ_POLLOUT;
+        break;
+      }
+    }
+    items[n++] = {link_->socket_handle(), 0, events, 0};
+    items[n] = {link_->monitor_handle(), 0, ZMQ_POLLIN, 0};
+    monitor_index = n++;
+  }
+  items[n] = {nullptr, wake_fd_, ZMQ_POLLIN, 0};
+  const int wake_index = n++;
+  int timer_index = -1;
+  if (timer_.fd() >= 0) {
+    items[n] = {nullptr, timer_.fd(), ZMQ_POLLIN, 0};
+    timer_index = n++;
+  }
+  const int rc = zmq_poll(items, n, timeout);
+  std::vector<Client::Impl*> attached, detached;
+  bool stopping = false;
+  {
+    std::lock_guard lock(mutex_);
+    sleeping_ = false;
+    attached.swap(attaching_);
+    detached.swap(detaching_);
+    stopping = stopping_;
+  }
+  if (rc < 0) {
+    if (zmq_errno() == ETERM) return false;
+    if (zmq_errno() != EINTR) {
+      Log().warn("connection to {}: zmq_poll: {}", endpoint_,
+                 zmq_strerror(zmq_errno()));
+    }
+  }
+  if (rc > 0 && (items[wake_index].revents & ZMQ_POLLIN) != 0) {
+    std::uint64_t count = 0;
+    (void)!::read(wake_fd_, &count, sizeof count);
+  }
+  if (timer_index >= 0 && rc > 0 &&
+      (items[timer_index].revents & ZMQ_POLLIN) != 0) {
+    timer_.Clear();
+  }
+  Admit(attached);
+  if (monitor_index >= 0 && rc > 0 &&
+      (items[monitor_index].revents & ZMQ_POLLIN) != 0) {
+    ReadMonitor();
+  }
+
+  TakeReady();
+  ReadInbound();
+  now = Clock::now();
+  HandleTimers(now);
+  // Outcomes are durable before anyone sees them. Members on one shared
+  // journal: the first commit writes what all of them appended.
+  for (Client::Impl* m : members_) m->Commit();
+  for (Client::Impl* m : members_) m->Deliver();
+  // Calls the callbacks just made (a pipelined application refilling its
+  // window) leave with this turn's resends, in one batch, rather than after
+  // another poll.
+  TakeReady();
+  for (Client::Impl* m : members_) m->Commit();
+  now = Clock::now();
+  for (Client::Impl* m : members_) m->Flush(now);
+  for (Client::Impl* m : members_) {
+    m->Deliver();
+    m->Compact();
+  }
+  Release(detached);
+  return !stopping;
+}
+
+void Hub::Admit(std::vector<Client::Impl*>& attached) {
+  for (Client::Impl* m : attached) {
+    members_.push_back(m);
+    by_session_[m->session_id()] = m;
+    m->Start();
+  }
+}
+
+void Hub::Release(std::vector<Client::Impl*>& detached) {
+  if (detached.empty()) return;
+  for (Client::Impl* m : detached) {
+    m->Shutdown();
+    members_.erase(std::remove(members_.begin(), members_.end(), m),
+                   members_.end());
+    by_session_.erase(m->session_id());
+  }
+  {
+    std::lock_guard lock(mutex_);
+    // A member detached before it was admitted is in neither list.
+    ready_.erase(std::remove_if(ready_.begin(), ready_.end(),
+                                [&](Client::Impl* m) {
+                                  return std::find(detached.begin(),
+                                                   detached.end(),
+                                                   m) != detached.end();
+                                }),
+                 ready_.end());
+    detached_.insert(detached_.end(), detached.begin(), detached.end());
+  }
+  detached_cv_.notify_all();
+}
+
+void Hub::TakeReady() {
+  turn_ready_.clear();
+  {
+    std::lock_guard lock(mutex_);
+    turn_ready_.swap(ready_);
+  }
+  for (Client::Impl* m : turn_ready_) {
+    m->notified_.store(false);
+    m->TakeAndHandleCommands();
+  }
+}
+
+// --- Inbound ----------------------------------------------------------------
+
+void Hub::ReadInbound() {
+  if (!link_) return;
+  for (int i = 0; i < kReadBudget; ++i) {
+    transport::Frames frames;
+    transport::ReadResult r = link_->Read(frames);
+    if (r != transport::ReadResult::kMessage) return;
+    last_recv_ = Clock::now();
+    Result<Message> m = transport::Decode(frames);
+    if (!m.ok()) {
+      for (Client::Impl* member : members_) member->CountMalformed();
+      // Logged once: a broker that sends garbage would otherwise flood the
+      // log; the counters keep the rest.
+      if (!std::exchange(logged_malformed_, true)) {
+        Log().warn("connection to {}: dropped undecodable message: {}",
+                   endpoint_, m.status().ToString());
+      }
+      continue;
+    }
+    Route(*m, frames.payload);
+  }
+}
+
+Client::Impl* Hub::MemberFor(const std::string& session) const {
+  auto it = by_session_.find(session);
+  return it == by_session_.end() ? nullptr : it->second;
+}
+
+// Session-scoped messages go to the session they name; connection-scoped
+// ones (HEARTBEAT, GOODBYE, an ERROR naming no session) to every member. A
+// message for a session that is not (or no longer) here is dropped: its
+// Client closed, and the broker learns that from its GOODBYE.
+void Hub::Route(Message& m, zmq::message_t& payload) {
+  auto to = [&](const std::string& session) {
+    if (Client::Impl* member = MemberFor(session)) {
+      member->HandleMessage(m, payload);
+    }
+  };
+  switch (TypeOf(m)) {
+    case MessageType::kWelcome:
+      to(std::get<Welcome>(m).id);
+      return;
+    case MessageType::kResponse:
+      to(std::get<Response>(m).session);
+      return;
+    case MessageType::kProbe:
+      to(std::get<Probe>(m).session);
+      return;
+    case MessageType::kRecover: {
+      // Each member reads only its own blocks.
+      std::vector<std::string> named;
+      for (const RecoverSession& rs : std::get<Recover>(m).sessions) {
+        if (std::find(named.begin(), named.end(), rs.session) == named.end()) {
+          named.push_back(rs.session);
+          to(rs.session);
+        }
+      }
+      return;
+    }
+    case MessageType::kError: {
+      const Error& e = std::get<Error>(m);
+      if (!e.session.empty()) {
+        to(e.session);
+        return;
+      }
+      break;
+    }
+    default:
+      break;
+  }
+  // Members may leave the connection's state while handling (a HELLO sent
+  // again), but not the list: iterate a copy anyway, cheaply.
+  for (Client::Impl* member : members_) member->HandleMessage(m, payload);
+}
+
+// --- Timers -----------------------------------------------------------------
+
+void Hub::HandleTimers(TimePoint now) {
+  const Client::Impl* welcomed = nullptr;
+  for (const Client::Impl* m : members_) {
+    if (m->welcomed_) {
+      welcomed = m;
+      break;
+    }
+  }
+  if (welcomed != nullptr) {
+    if (now - last_recv_ >= 3 * welcomed->heartbeat_) {
+      ReopenLink("broker silent for 3 heartbeats");
+      return;
+    }
+    if (now - last_send_ >= welcomed->heartbeat_) {
+      Heartbeat hb;
+      hb.epoch = welcomed->epoch_;
+      (void)Send(hb);
+    }
+  }
+  for (Client::Impl* m : members_) m->HandleTimers(now);
+}
+
+}  // namespace rejoin::client_internal
+
+namespace rejoin {
+
+Result<std::shared_ptr<ClientConnection>> ClientConnection::Open(
+    const std::string& endpoint) {
+  auto hub = client_internal::Hub::Start(endpoint);
+  if (!hub.ok()) return hub.status();
+  return std::shared_ptr<ClientConnection>(
+      new ClientConnection(std::move(hub).value()));
+}
+
+ClientConnection::ClientConnection(std::shared_ptr<client_internal::Hub> hub)
+    : hub_(std::move(hub)) {}
+
+ClientConnection::~ClientConnection() = default;
+
+const std::string& ClientConnection::endpoint() const {
+  return hub_->endpoint();
+}
+
+std::size_t ClientConnection::sessions() const { return hub_->sessions(); }
+
+}  // namespace rejoin
