@@ -3,6 +3,10 @@
 rejoin_add_test(client_test LABEL unit
   SOURCES client/client_test.cpp
   LIBS rejoin::client rejoin_fake_broker)
+# Several sessions on one ClientConnection.
+rejoin_add_test(client_connection_test LABEL unit
+  SOURCES client/connection_test.cpp
+  LIBS rejoin::client rejoin_fake_broker)
 # The I/O thread's building blocks, from libclient's private headers.
 rejoin_add_test(client_internals_test LABEL unit
   SOURCES client/rtt_estimator_test.cpp client/timer_heap_test.cpp
