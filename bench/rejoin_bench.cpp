@@ -52,6 +52,11 @@ std::string Describe(const CaseSpec& s) {
   if (s.kind == "idle") {
     std::snprintf(buf, sizeof buf, "%s idle x%llu", s.system.c_str(),
                   static_cast<unsigned long long>(s.idle_sessions));
+    if (s.system == "rejoin" && s.sessions_per_process > 1) {
+      std::snprintf(buf + std::strlen(buf), sizeof buf - std::strlen(buf),
+                    " %llu per connection",
+                    static_cast<unsigned long long>(s.sessions_per_process));
+    }
   } else {
     std::snprintf(buf, sizeof buf, "%s w=%llu loss=%.2f %s s=%llu%s",
                   s.system.c_str(), static_cast<unsigned long long>(s.window),
@@ -65,6 +70,35 @@ std::string Describe(const CaseSpec& s) {
     }
   }
   return buf;
+}
+
+// 10,000 idle sessions: rejoin's as an application opens them, 1,000 per
+// process on one ClientConnection (the target), and one connection per
+// session; the same 10,000 connections on the raw broker show what libzmq
+// itself costs per connection.
+constexpr std::uint64_t kIdlePerConnection = 1000;
+std::vector<CaseSpec> IdlePlan(const CaseSpec& base,
+                               const std::vector<std::string>& systems,
+                               std::uint64_t sessions, double seconds) {
+  std::vector<CaseSpec> plan;
+  auto has = [&](const std::string& s) {
+    return std::find(systems.begin(), systems.end(), s) != systems.end();
+  };
+  for (auto [sys, per] :
+       {std::pair<std::string, std::uint64_t>{"rejoin", kIdlePerConnection},
+        {"rejoin", 1},
+        {"zmq-raw", 1}}) {
+    if (!has(sys)) continue;
+    CaseSpec idle = base;
+    idle.system = sys;
+    idle.kind = "idle";
+    idle.idle_sessions = sessions;
+    idle.sessions_per_process = per;
+    idle.seconds = seconds;
+    idle.target = per > 1 ? "idle-rss" : "";
+    plan.push_back(idle);
+  }
+  return plan;
 }
 
 // The preset behind --quick: every issue-4 target, with short cases.
@@ -135,18 +169,8 @@ std::vector<CaseSpec> QuickPlan(const CaseSpec& base,
     rss.target = "rss-curve";
     plan.push_back(rss);
   }
-  // The same 10,000 idle connections on the raw broker show what libzmq
-  // itself costs per connection.
-  for (const std::string& sys :
-       {std::string("rejoin"), std::string("zmq-raw")}) {
-    if (!has(sys)) continue;
-    CaseSpec idle = base;
-    idle.system = sys;
-    idle.kind = "idle";
-    idle.idle_sessions = 10000;
-    idle.seconds = 1.0;
-    idle.target = "idle-rss";
-    plan.push_back(idle);
+  for (CaseSpec& idle : IdlePlan(base, systems, 10000, 1.0)) {
+    plan.push_back(std::move(idle));
   }
   return plan;
 }
@@ -321,14 +345,8 @@ int main(int argc, char** argv) {
       }
     }
     if (idle_sessions > 0) {
-      for (const std::string& sys : systems) {
-        if (sys != "rejoin" && sys != "zmq-raw") continue;
-        CaseSpec c = base;
-        c.system = sys;
-        c.kind = "idle";
-        c.idle_sessions = idle_sessions;
-        c.seconds = 2;
-        plan.push_back(c);
+      for (CaseSpec& idle : IdlePlan(base, systems, idle_sessions, 2.0)) {
+        plan.push_back(std::move(idle));
       }
     }
   }

@@ -563,11 +563,16 @@ void CaseRun::RunIdle(const Progress& progress) {
   }
   SleepMs(300);
   const long before = ReadStatusKib(live_.broker, "VmRSS");
-  constexpr std::uint64_t kPerProcess = 2500;
+  // rejoin with --sessions-per-process N: N library sessions per process on
+  // one ClientConnection. Otherwise one connection per session, 2,500 per
+  // process.
+  const std::uint64_t per_process = ClientSessionsPerProcess(spec_) > 1
+                                        ? ClientSessionsPerProcess(spec_)
+                                        : 2500;
   const std::uint64_t n = spec_.idle_sessions;
   for (std::uint64_t i = 0, left = n; left > 0; ++i) {
     RoleArgs a = ArgsFor(IsRejoin(spec_) ? "idle" : "raw-idle", i);
-    a.idle_sessions = std::min(left, kPerProcess);
+    a.idle_sessions = std::min(left, per_process);
     a.seed = spec_.seed * 7919 + i;
     left -= a.idle_sessions;
     live_.idle.push_back(Spawn(a.ToArgv(env_.self),

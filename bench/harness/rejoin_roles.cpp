@@ -25,6 +25,7 @@
 #include <zmq.hpp>
 
 #include "rejoin/client/client.h"
+#include "rejoin/client/connection.h"
 #include "rejoin/client/shared_journal.h"
 #include "rejoin/server/server.h"
 #include "rejoin/transport/wire.h"
@@ -132,10 +133,17 @@ class Finish {
   int code_ = 0;
 };
 
-// One session of a client process: session `index` of the case, on its own
-// journal, or on `shared` with the other sessions of the process.
-void RunSession(const RoleArgs& a, std::uint64_t index,
-                const std::shared_ptr<SharedJournal>& shared, Finish& finish) {
+// What the sessions of a client process share when it has several: one
+// journal and one connection (with its I/O thread).
+struct Group {
+  std::shared_ptr<SharedJournal> journal;
+  std::shared_ptr<ClientConnection> connection;
+};
+
+// One session of a client process: session `index` of the case, with a
+// journal and connection of its own, or those of its group.
+void RunSession(const RoleArgs& a, std::uint64_t index, const Group& group,
+                Finish& finish) {
   ClientLog log(ClientLogPath(a.dir, index), a.capacity, false);
   Control control(ControlPath(a.dir), false);
   if (!log.ok() || !control.ok()) return finish.Report(2);
@@ -146,8 +154,9 @@ void RunSession(const RoleArgs& a, std::uint64_t index,
   o.endpoint = a.endpoint;
   o.session_id = "bench-c" + std::to_string(index);
   o.durability = ParseDurability(a.durability);
-  if (shared != nullptr) {
-    o.shared_journal = shared;
+  o.connection = group.connection;
+  if (group.journal != nullptr) {
+    o.shared_journal = group.journal;
   } else if (o.durability != Durability::kMemory) {
     o.journal_dir = a.dir + "/client-" + std::to_string(index);
   }
@@ -330,31 +339,35 @@ int RunRejoinClient(const RoleArgs& a) {
   const std::uint64_t first = a.index * per;
   if (first >= a.clients) return 2;
   const std::uint64_t count = std::min(per, a.clients - first);
-  std::shared_ptr<SharedJournal> shared;
+  Group group;
   if (per > 1) {
-    auto opened =
+    auto journal =
         SharedJournal::Open(a.dir + "/client-group-" + std::to_string(a.index),
                             ParseDurability(a.durability),
                             "bench-group-" + std::to_string(a.index));
-    if (!opened.ok()) {
+    auto connection = ClientConnection::Open(a.endpoint);
+    if (!journal.ok() || !connection.ok()) {
       std::fprintf(stderr, "rejoin-client: %s\n",
-                   opened.status().ToString().c_str());
+                   (journal.ok() ? connection.status() : journal.status())
+                       .ToString()
+                       .c_str());
       return 3;
     }
-    shared = std::move(opened).value();
+    group.journal = std::move(journal).value();
+    group.connection = std::move(connection).value();
   }
   Finish finish;
   for (std::uint64_t i = 0; i < count; ++i) {
-    std::thread([&a, &shared, &finish, index = first + i] {
-      RunSession(a, index, shared, finish);
+    std::thread([&a, &group, &finish, index = first + i] {
+      RunSession(a, index, group, finish);
     }).detach();
   }
   const int code = finish.Wait(count);
-  if (shared != nullptr) {
+  if (group.journal != nullptr) {
     ClientLog log(ClientLogPath(a.dir, first), a.capacity, false);
     if (log.ok()) {
-      Add(log.header().journal_commits, shared->commits());
-      Add(log.header().journal_records, shared->committed_records());
+      Add(log.header().journal_commits, group.journal->commits());
+      Add(log.header().journal_records, group.journal->committed_records());
     }
   }
   std::fflush(nullptr);
@@ -363,7 +376,59 @@ int RunRejoinClient(const RoleArgs& a) {
   ::_exit(code);
 }
 
+namespace {
+
+// Idle sessions opened with the library, all on one ClientConnection: what
+// an application with many sessions in a process does. They stay welcomed
+// (the connection heartbeats) until killed.
+int RunIdleClients(const RoleArgs& a) {
+  Control control(ControlPath(a.dir), false);
+  if (!control.ok()) return 2;
+  std::vector<std::shared_ptr<ClientConnection>> connections;  // one
+  std::vector<std::unique_ptr<Client>> clients;
+  clients.reserve(a.idle_sessions);
+  for (std::uint64_t i = 0; i < a.idle_sessions; ++i) {
+    if (connections.empty()) {
+      auto c = ClientConnection::Open(a.endpoint);
+      if (!c.ok()) {
+        std::fprintf(stderr, "idle: %s\n", c.status().ToString().c_str());
+        return 3;
+      }
+      connections.push_back(std::move(c).value());
+    }
+    ClientOptions o;
+    o.connection = connections.back();
+    o.session_id = "idle-" + std::to_string(a.index) + "-" + std::to_string(i);
+    o.durability = Durability::kMemory;
+    auto client = Client::Open(o);
+    if (!client.ok()) {
+      std::fprintf(stderr, "idle: %s\n", client.status().ToString().c_str());
+      return 3;
+    }
+    clients.push_back(std::move(client).value());
+  }
+  std::vector<bool> counted(clients.size(), false);
+  for (std::size_t left = clients.size(); left > 0;) {
+    for (std::size_t i = 0; i < clients.size(); ++i) {
+      if (!counted[i] && clients[i]->stats().welcomes > 0) {
+        counted[i] = true;
+        --left;
+        Add(control.block().idle_welcomed, std::uint64_t{1});
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  for (;;) ::pause();  // ends by signal
+}
+
+}  // namespace
+
 int RunIdleSessions(const RoleArgs& a) {
+  if (a.sessions_per_process > 1) {
+    return RunIdleClients(a);
+  }
+  // One connection per session, each a raw DEALER speaking the protocol
+  // (thousands of Clients with a thread each would measure the threads).
   Control control(ControlPath(a.dir), false);
   if (!control.ok()) return 2;
   const std::size_t n = a.idle_sessions;

@@ -29,6 +29,15 @@ std::string Fmt(const char* format, double v) {
 
 namespace {
 
+// How an idle case's sessions reach the broker.
+std::string IdleLayout(const CaseSpec& s) {
+  if (s.system == "rejoin" && s.sessions_per_process > 1) {
+    return std::to_string(s.sessions_per_process) +
+           " sessions per process on one ClientConnection";
+  }
+  return "one connection per session";
+}
+
 std::string ReadFirstLine(const std::string& path) {
   std::ifstream in(path);
   std::string line;
@@ -165,12 +174,14 @@ std::string FormatTable(const std::vector<CaseResult>& cases) {
   out << line;
   for (const CaseResult& r : cases) {
     if (r.spec.kind == "idle") {
-      std::snprintf(line, sizeof line,
-                    "%-17s idle sessions: %llu, broker VmRSS %.1f MiB%s%s\n",
-                    r.spec.system.c_str(),
-                    static_cast<unsigned long long>(r.spec.idle_sessions),
-                    static_cast<double>(r.idle_broker_rss_kib) / 1024.0,
-                    r.ok ? "" : "  FAILED: ", r.error.c_str());
+      std::snprintf(
+          line, sizeof line,
+          "%-17s idle sessions: %llu (%s), broker VmRSS %.1f MiB%s%s\n",
+          r.spec.system.c_str(),
+          static_cast<unsigned long long>(r.spec.idle_sessions),
+          IdleLayout(r.spec).c_str(),
+          static_cast<double>(r.idle_broker_rss_kib) / 1024.0,
+          r.ok ? "" : "  FAILED: ", r.error.c_str());
       out << line;
       continue;
     }
@@ -689,15 +700,21 @@ std::string TargetsMarkdown(const std::vector<CaseResult>& cases) {
   } else {
     Row(o, "sync durability, 16 sessions >= 10 x one session", "not run", "-");
   }
+  // The layout an application would use: the most sessions per connection.
   const CaseResult* idle = nullptr;
   for (const CaseResult& r : cases) {
-    if (r.spec.kind == "idle" && r.spec.system == "rejoin") idle = &r;
+    if (r.spec.kind == "idle" && r.spec.system == "rejoin" &&
+        (idle == nullptr ||
+         r.spec.sessions_per_process > idle->spec.sessions_per_process)) {
+      idle = &r;
+    }
   }
   if (idle != nullptr && idle->ok) {
     const double mib = static_cast<double>(idle->idle_broker_rss_kib) / 1024;
     Row(o,
         "broker RSS <= 64 MiB with " +
-            std::to_string(idle->spec.idle_sessions) + " idle sessions",
+            std::to_string(idle->spec.idle_sessions) + " idle sessions (" +
+            IdleLayout(idle->spec) + ")",
         Fmt("%.1f MiB", mib),
         Met(mib <= 64 && idle->spec.idle_sessions >= 10000));
   } else {

@@ -348,6 +348,7 @@ ClientStats Client::Impl::stats() const {
   s.state_exchanges = get(stats_.state_exchanges);
   s.deadline_exceeded = get(stats_.deadline_exceeded);
   s.malformed = get(stats_.malformed);
+  s.welcomes = get(stats_.welcomes);
   return s;
 }
 

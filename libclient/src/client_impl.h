@@ -173,6 +173,7 @@ struct AtomicStats {
   std::atomic<std::uint64_t> state_exchanges{0};
   std::atomic<std::uint64_t> deadline_exceeded{0};
   std::atomic<std::uint64_t> malformed{0};
+  std::atomic<std::uint64_t> welcomes{0};
 };
 
 }  // namespace client_internal

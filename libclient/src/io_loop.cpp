@@ -317,6 +317,7 @@ void Client::Impl::HandleWelcome(const Welcome& w) {
   }
   slot_cv_.notify_all();
   welcomed_ = true;
+  stats_.welcomes.fetch_add(1, std::memory_order_relaxed);
   hello_pending_ = false;
   fenced_ = false;
 

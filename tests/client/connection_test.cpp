@@ -97,6 +97,8 @@ TEST(ClientConnection, SessionsShareOneSocketAndGetTheirOwnAnswers) {
   auto routes = WelcomeAll(broker, 2);
   ASSERT_EQ(routes.size(), 2u);
   EXPECT_EQ(routes["sess-a"], routes["sess-b"]) << "one connection for both";
+  EXPECT_TRUE(Eventually(
+      [&] { return a->stats().welcomes == 1 && b->stats().welcomes == 1; }));
 
   Replies replies;
   Seq sa = *a->CallAsync("echo", "to a", replies.For("sess-a"));

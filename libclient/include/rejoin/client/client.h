@@ -99,6 +99,8 @@ struct ClientStats {
   std::uint64_t state_exchanges = 0;      // returns (new broker epoch etc.)
   std::uint64_t deadline_exceeded = 0;
   std::uint64_t malformed = 0;  // inbound frames dropped as undecodable
+                                // (on the session's connection)
+  std::uint64_t welcomes = 0;   // admissions by a broker (WELCOMEs)
 };
 
 enum class RecoveryEventKind : std::uint8_t {
