@@ -8,7 +8,14 @@
 //              tracks for it (dispatched, queued, held, answered)
 //   servers_   server id -> the server holder, its services and credit
 //   services_  service name -> registered servers (round robin) and a queue
-//   routes_    routing id -> the id it holds (for every inbound message)
+//   routes_    routing id -> what the connection holds: one server id, or
+//              the client sessions it carries (one or many), with the
+//              connection's liveness, which all its sessions share
+// A message about a session is accepted from a connection when the
+// session's holder route is that connection: one lookup in sessions_, never
+// a walk over the connection's sessions. A client connection's list is
+// walked only for events of the whole connection: its silence, its loss, a
+// GOODBYE without an id, the broker's own GOODBYE.
 // A tracked operation keeps zero-copy references to its request frames until
 // it is answered, then to its response frames until the client's watermark
 // passes it, so most recovery needs nothing from the endpoints.
@@ -30,6 +37,7 @@
 #include <random>
 #include <set>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 #include <zmq.hpp>
@@ -58,7 +66,8 @@ constexpr std::int64_t kHardFrameSlack = 64 * 1024;
 constexpr int kBatch = 32;
 // Services that requests named but no server has registered, at most.
 constexpr std::size_t kMaxUnregisteredServices = 1024;
-// Sessions with no live client and nothing tracked are forgotten after this.
+// Sessions with no live client and nothing tracked are forgotten this long
+// after their last activity or their death, whichever is later.
 constexpr auto kIdleSessionExpiry = std::chrono::seconds(120);
 
 struct Counters {
@@ -67,21 +76,23 @@ struct Counters {
       moved{0}, answered_in_doubt{0}, answered_errors{0}, injected_drops{0},
       malformed{0}, bad_version{0}, unknown_type{0}, too_large{0},
       unknown_peer{0}, fenced{0}, duplicate_identity{0}, orphans{0},
-      sessions{0}, servers{0}, grace_ms{0}, grace_ended_early{0},
-      roster_servers{0};
+      sessions{0}, connections{0}, servers{0}, grace_ms{0},
+      grace_ended_early{0}, roster_servers{0};
 };
 
 void Bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) {
   c.fetch_add(n, std::memory_order_relaxed);
 }
 
-// Who holds an id right now.
+// Who holds an id right now. A session's route is empty once it is on no
+// connection (it left with GOODBYE, or its connection is gone); incarnation
+// and journal id stay for fencing.
 struct Holder {
   std::string route;
   Incarnation incarnation = 0;
   JournalId journal_id = 0;
   bool alive = false;
-  Time last_heard{};
+  Time last_heard{};  // servers; a client connection keeps its own
   Time dead_since{};
 };
 
@@ -166,9 +177,21 @@ ServerOpView ViewOf(const ServerVector& sv, Seq seq) {
                           held->received_incarnation < sv.incarnation};
 }
 
-struct RouteRef {
-  Role role;
-  std::string id;
+// What one endpoint connection (one routing id) holds: one server id, or
+// one or more client sessions, never both (PROTOCOL.md §1.4). A session is
+// in `sessions` exactly while its holder's route is this connection. A
+// client connection's entry lives while it holds a session; a server's
+// until another connection takes the id over.
+struct Connection {
+  Role role = Role::kClient;
+  std::string server;                      // kServer: the server id
+  std::unordered_set<SessionId> sessions;  // kClient: the sessions held
+  // kClient: liveness is the connection's, shared by every session on it.
+  Time last_heard{};
+  bool silent = false;  // declared dead after silence, not heard from since
+  // Sessions declared dead whose process has not been told yet: each gets
+  // ERROR unknown_session on the connection's next message.
+  std::vector<SessionId> untold;
 };
 
 }  // namespace
@@ -197,21 +220,42 @@ class Broker::Impl {
                  Time now);
   void OnResponse(const std::string& route, const Response& resp,
                   Frames& frames, Time now);
-  void OnAck(const std::string& route, const Ack& ack, Frames& frames);
+  void OnAck(const std::string& route, const Ack& ack, Frames& frames,
+             Time now);
   void OnStateExchange(const std::string& route, const StateExchange& se,
                        Time now);
   void OnProbeReply(const std::string& route, const ProbeReply& reply,
                     Time now);
-  void OnGoodbye(const std::string& route, Time now);
+  void OnGoodbye(const std::string& route, const Goodbye& goodbye, Time now);
 
   // ---- peers --------------------------------------------------------------
-  Session* SessionOf(const std::string& route);
-  ServerPeer* ServerOf(const std::string& route);
-  // Resolves a route to the id it holds; answers unknown connections.
-  const RouteRef* Known(const std::string& route, MessageType type);
+  // The server connection `c` (from `route`) holds, while it is that
+  // server's holder.
+  ServerPeer* ServerOf(const std::string& route, const Connection& c);
+  // Resolves the connection a message came from and notes that it spoke. An
+  // unknown one is answered ERROR unknown_session (naming `about`, the
+  // session the message concerns, if any) and gives nullptr.
+  Connection* Known(const std::string& route, MessageType type, Time now,
+                    const SessionId& about = {});
+  // A client connection spoke: it is alive. Each session on it declared dead
+  // since it last spoke is told so, except `about`, which the caller tells
+  // (HeldSession) or is admitting.
+  void Heard(const std::string& route, Connection& c, MessageType type,
+             Time now, const SessionId& about);
+  // The session `sid` if connection `c` (from `route`) holds it, else
+  // nullptr. A held session declared dead is told so and still returned:
+  // what it sent is handled.
+  Session* HeldSession(const std::string& route, const Connection& c,
+                       const SessionId& sid, MessageType type);
   void AdmitServer(const std::string& route, const Hello& hello, Time now);
   void AdmitSession(const std::string& route, const Hello& hello, Time now);
   bool HolderGone(Holder& holder);
+  // A session leaves the connection it is on (if any); the connection's
+  // entry goes once it holds nothing more.
+  void Detach(const SessionId& sid, Session& s);
+  // Every session on a client connection is dead and leaves it: the
+  // connection said GOODBYE for all of them, or it is gone.
+  void DropClientConnection(std::string route, Time now);
   void MarkServerDead(const std::string& id, Time now);
   void RegisterServices(const std::string& id, ServerPeer& server);
 
@@ -310,7 +354,7 @@ class Broker::Impl {
   std::unordered_map<std::string, ServerPeer> servers_;
   std::unordered_map<std::string, Service> services_;
   std::size_t unregistered_services_ = 0;
-  std::unordered_map<std::string, RouteRef> routes_;
+  std::unordered_map<std::string, Connection> routes_;
   std::deque<ProbeEntry> probe_queue_;
   std::unordered_map<std::uint64_t, PendingProbe> probes_;
   std::uint64_t next_probe_id_ = 1;
@@ -401,15 +445,26 @@ Status Broker::Impl::Run() {
       next_tick_ = now + tick_every;
     }
     FlushOut(now);
+    counters_.connections.store(routes_.size(), std::memory_order_relaxed);
   }
-  // Tell everyone we are leaving so they do not wait for heartbeats.
-  for (auto& [id, s] : sessions_) {
-    if (s.holder.alive) SendTo(s.holder.route, Goodbye{"broker shutting down", {}});
-  }
-  for (auto& [id, srv] : servers_) {
-    if (srv.holder.alive) {
-      SendTo(srv.holder.route, Goodbye{"broker shutting down", {}});
+  // Tell everyone we are leaving so they do not wait for heartbeats: one
+  // GOODBYE per connection that holds a live id, however many sessions it
+  // carries.
+  for (const auto& [route, c] : routes_) {
+    bool live = false;
+    if (c.role == Role::kServer) {
+      const ServerPeer* srv = ServerOf(route, c);
+      live = srv != nullptr && srv->holder.alive;
+    } else {
+      for (const SessionId& sid : c.sessions) {
+        auto s = sessions_.find(sid);
+        if (s != sessions_.end() && s->second.holder.alive) {
+          live = true;
+          break;
+        }
+      }
     }
+    if (live) SendTo(route, Goodbye{"broker shutting down", {}});
   }
   FlushOut(Clock::now());
   return Status::Ok();
@@ -422,6 +477,7 @@ BrokerStats Broker::Impl::Snapshot() const {
   const Counters& c = counters_;
   BrokerStats s;
   s.sessions = v(c.sessions);
+  s.connections = v(c.connections);
   s.servers = v(c.servers);
   s.requests = v(c.requests);
   s.responses = v(c.responses);
@@ -472,16 +528,14 @@ void Broker::Impl::Handle(Frames& frames, Time now) {
       OnResponse(route, std::get<Response>(msg), frames, now);
       return;
     case MessageType::kAck:
-      OnAck(route, std::get<Ack>(msg), frames);
+      OnAck(route, std::get<Ack>(msg), frames, now);
       return;
     case MessageType::kHeartbeat: {
-      if (Known(route, MessageType::kHeartbeat) == nullptr) return;
-      if (Session* s = SessionOf(route)) {
-        s->holder.last_heard = now;
-        s->last_activity = now;
-      } else if (ServerPeer* srv = ServerOf(route)) {
-        srv->holder.last_heard = now;
-      }
+      // A client connection's liveness, which all its sessions share, was
+      // noted by Known.
+      Connection* c = Known(route, MessageType::kHeartbeat, now);
+      if (c == nullptr) return;
+      if (ServerPeer* srv = ServerOf(route, *c)) srv->holder.last_heard = now;
       SendTo(route, Heartbeat{epoch_});
       return;
     }
@@ -499,7 +553,7 @@ void Broker::Impl::Handle(Frames& frames, Time now) {
       return;
     }
     case MessageType::kGoodbye:
-      OnGoodbye(route, now);
+      OnGoodbye(route, std::get<Goodbye>(msg), now);
       return;
     case MessageType::kWelcome:
     case MessageType::kRecover:
@@ -547,46 +601,75 @@ void Broker::Impl::RejectUndecodable(const Frames& frames,
   SendError(frames.route, code, status.message(), ref);
 }
 
-const RouteRef* Broker::Impl::Known(const std::string& route,
-                                    MessageType type) {
+Connection* Broker::Impl::Known(const std::string& route, MessageType type,
+                                Time now, const SessionId& about) {
   auto it = routes_.find(route);
   if (it == routes_.end()) {
     Bump(counters_.unknown_peer);
     SendError(route, ErrorCode::kUnknownSession,
-              "unknown connection: send HELLO", type);
+              "unknown connection: send HELLO", type, about);
     return nullptr;
   }
-  // A holder declared dead after silence (a stalled process, a network
+  Connection& c = it->second;
+  if (c.role == Role::kClient) {
+    Heard(route, c, type, now, about);
+    return &c;
+  }
+  // A server declared dead after silence (a stalled process, a network
   // hiccup) is told to HELLO again: the broker may have acted on its death
   // (leases, in-doubt answers), so it must return and exchange state. What it
   // sent is still handled.
-  const Holder* holder = nullptr;
-  if (it->second.role == Role::kClient) {
-    auto s = sessions_.find(it->second.id);
-    if (s != sessions_.end()) holder = &s->second.holder;
-  } else {
-    auto s = servers_.find(it->second.id);
-    if (s != servers_.end()) holder = &s->second.holder;
-  }
-  if (holder != nullptr && holder->route == route && !holder->alive) {
+  auto s = servers_.find(c.server);
+  if (s != servers_.end() && s->second.holder.route == route &&
+      !s->second.holder.alive) {
     SendError(route, ErrorCode::kUnknownSession,
-              "declared dead after silence: send HELLO", type);
+              "declared dead after silence: send HELLO", type, c.server);
+  }
+  return &c;
+}
+
+void Broker::Impl::Heard(const std::string& route, Connection& c,
+                         MessageType type, Time now, const SessionId& about) {
+  c.last_heard = now;
+  c.silent = false;
+  if (c.untold.empty()) return;
+  // Declared dead after silence (a stalled process, a network hiccup): each
+  // session is told to HELLO again, once, because the broker may have acted
+  // on its death. A session the connection sends about is told by its
+  // handler, every time.
+  std::vector<SessionId> untold;
+  untold.swap(c.untold);
+  for (const SessionId& sid : untold) {
+    if (sid == about) continue;
+    auto s = sessions_.find(sid);
+    if (s == sessions_.end() || s->second.holder.route != route ||
+        s->second.holder.alive) {
+      continue;  // moved, left or welcomed again meanwhile
+    }
+    SendError(route, ErrorCode::kUnknownSession,
+              "declared dead after silence: send HELLO", type, sid);
+  }
+}
+
+Session* Broker::Impl::HeldSession(const std::string& route,
+                                   const Connection& c, const SessionId& sid,
+                                   MessageType type) {
+  if (c.role != Role::kClient) return nullptr;
+  auto it = sessions_.find(sid);
+  if (it == sessions_.end() || it->second.holder.route != route) {
+    return nullptr;
+  }
+  if (!it->second.holder.alive) {
+    SendError(route, ErrorCode::kUnknownSession,
+              "declared dead after silence: send HELLO", type, sid);
   }
   return &it->second;
 }
 
-Session* Broker::Impl::SessionOf(const std::string& route) {
-  auto it = routes_.find(route);
-  if (it == routes_.end() || it->second.role != Role::kClient) return nullptr;
-  auto s = sessions_.find(it->second.id);
-  if (s == sessions_.end() || s->second.holder.route != route) return nullptr;
-  return &s->second;
-}
-
-ServerPeer* Broker::Impl::ServerOf(const std::string& route) {
-  auto it = routes_.find(route);
-  if (it == routes_.end() || it->second.role != Role::kServer) return nullptr;
-  auto s = servers_.find(it->second.id);
+ServerPeer* Broker::Impl::ServerOf(const std::string& route,
+                                   const Connection& c) {
+  if (c.role != Role::kServer) return nullptr;
+  auto s = servers_.find(c.server);
   if (s == servers_.end() || s->second.holder.route != route) return nullptr;
   return &s->second;
 }
@@ -610,6 +693,24 @@ void Broker::Impl::OnHello(const std::string& route, const Hello& hello,
       "rejoin-broker: HELLO from {} {} incarnation {} last epoch {:016x}",
       hello.role == Role::kServer ? "server" : "session", hello.id,
       hello.incarnation, hello.last_epoch);
+  if (auto it = routes_.find(route); it != routes_.end()) {
+    // A connection holds one server id, or client sessions (§1.4).
+    Connection& c = it->second;
+    if (c.role != hello.role ||
+        (c.role == Role::kServer && c.server != hello.id)) {
+      SendError(route, ErrorCode::kProtocolViolation,
+                c.role == Role::kServer
+                    ? "this connection holds server '" + c.server +
+                          "': another id needs a connection of its own"
+                    : "this connection carries client sessions: a server "
+                      "needs a connection of its own",
+                MessageType::kHello, hello.id);
+      return;
+    }
+    if (c.role == Role::kClient) {
+      Heard(route, c, MessageType::kHello, now, hello.id);
+    }
+  }
   if (hello.role == Role::kServer) {
     AdmitServer(route, hello, now);
   } else {
@@ -623,17 +724,19 @@ static bool MayTakeOver(Peer& peer, const Hello& hello,
                         const std::string& route, bool holder_gone,
                         std::string& why, ErrorCode& code) {
   Holder& h = peer.holder;
-  if (h.route.empty() || h.route == route) return true;
+  if (h.route == route) return true;
   if (h.journal_id == hello.journal_id && h.incarnation == hello.incarnation) {
     return true;  // the same process on a new connection
   }
+  // Checked even when the id is on no connection (its session left with
+  // GOODBYE, or its connection is gone): a new id has incarnation 0.
   if (h.journal_id == hello.journal_id && h.incarnation > hello.incarnation) {
     code = ErrorCode::kFenced;
     why = "incarnation " + std::to_string(hello.incarnation) +
           " is older than the current " + std::to_string(h.incarnation);
     return false;
   }
-  if (holder_gone) return true;
+  if (h.route.empty() || holder_gone) return true;
   code = ErrorCode::kDuplicateIdentity;
   why = "'" + hello.id + "' is held by a live process";
   return false;
@@ -647,17 +750,21 @@ void Broker::Impl::AdmitSession(const std::string& route, const Hello& hello,
       SendError(route, ErrorCode::kLimitExceeded,
                 "broker holds its maximum of " +
                     std::to_string(options_.max_sessions) + " sessions",
-                MessageType::kHello);
+                MessageType::kHello, hello.id);
       return;
     }
     it = sessions_.emplace(hello.id, Session{}).first;
     Bump(counters_.sessions);
   }
   Session& s = it->second;
+  if (s.holder.alive && s.holder.route != route && HolderGone(s.holder)) {
+    // The connection is gone, and with it every session it carried: the
+    // others need no probe when their HELLOs come.
+    DropClientConnection(s.holder.route, now);
+  }
   std::string why;
   ErrorCode code = ErrorCode::kOk;
-  const bool gone =
-      s.holder.route.empty() || s.holder.route == route || HolderGone(s.holder);
+  const bool gone = !s.holder.alive || s.holder.route == route;
   if (!MayTakeOver(s, hello, route, gone, why, code)) {
     Bump(code == ErrorCode::kFenced ? counters_.fenced
                                     : counters_.duplicate_identity);
@@ -669,9 +776,8 @@ void Broker::Impl::AdmitSession(const std::string& route, const Hello& hello,
               MessageType::kHello, hello.id);
     return;
   }
-  if (!s.holder.route.empty() && s.holder.route != route) {
-    routes_.erase(s.holder.route);
-  }
+  // Moved from another connection, which keeps its other sessions.
+  if (s.holder.route != route) Detach(hello.id, s);
   if (s.holder.journal_id != 0 && s.holder.journal_id != hello.journal_id) {
     // The client lost its journal: nothing it held can be delivered any
     // more. Servers drop those records when the new journal's watermark
@@ -682,7 +788,9 @@ void Broker::Impl::AdmitSession(const std::string& route, const Hello& hello,
   }
   s.holder = Holder{route, hello.incarnation, hello.journal_id, true, now, {}};
   s.last_activity = now;
-  routes_[route] = RouteRef{Role::kClient, hello.id};
+  auto [cit, new_connection] = routes_.try_emplace(route);
+  if (new_connection) cit->second.last_heard = now;
+  cit->second.sessions.insert(hello.id);
   Welcome w{epoch_,
             static_cast<std::uint32_t>(options_.heartbeat.count()),
             options_.max_message_bytes,
@@ -740,7 +848,9 @@ void Broker::Impl::AdmitServer(const std::string& route, const Hello& hello,
   srv.said_goodbye = false;
   srv.reported = hello.incarnation == 1 && hello.last_epoch == 0;
   roster_unreturned_.erase(hello.id);
-  routes_[route] = RouteRef{Role::kServer, hello.id};
+  Connection& c = routes_[route];
+  c.role = Role::kServer;
+  c.server = hello.id;
   if (!was_alive) Bump(counters_.servers);
   RegisterServices(hello.id, srv);
 
@@ -815,23 +925,68 @@ void Broker::Impl::MarkServerDead(const std::string& id, Time now) {
   spdlog::info("rejoin-broker: server {} is gone", id);
 }
 
-void Broker::Impl::OnGoodbye(const std::string& route, Time now) {
-  if (ServerPeer* srv = ServerOf(route)) {
-    srv->said_goodbye = true;
-    MarkServerDead(routes_[route].id, now);
-  } else if (Session* s = SessionOf(route)) {
-    s->holder.alive = false;
-    s->holder.dead_since = now;
+void Broker::Impl::OnGoodbye(const std::string& route, const Goodbye& goodbye,
+                             Time now) {
+  auto it = routes_.find(route);
+  if (it == routes_.end()) return;
+  Connection& c = it->second;
+  if (c.role == Role::kServer) {
+    if (ServerPeer* srv = ServerOf(route, c)) {
+      srv->said_goodbye = true;
+      MarkServerDead(c.server, now);
+    }
+    return;
   }
+  if (goodbye.id.empty()) {
+    DropClientConnection(route, now);
+    return;
+  }
+  // One session leaves; the connection stays for the others.
+  Heard(route, c, MessageType::kGoodbye, now, goodbye.id);
+  auto s = sessions_.find(goodbye.id);
+  if (s == sessions_.end() || s->second.holder.route != route) return;
+  Holder& h = s->second.holder;
+  if (h.alive) {
+    h.alive = false;
+    h.dead_since = now;
+  }
+  Detach(goodbye.id, s->second);
+}
+
+void Broker::Impl::Detach(const SessionId& sid, Session& s) {
+  if (s.holder.route.empty()) return;
+  auto it = routes_.find(s.holder.route);
+  if (it != routes_.end() && it->second.role == Role::kClient) {
+    it->second.sessions.erase(sid);
+    if (it->second.sessions.empty()) routes_.erase(it);
+  }
+  s.holder.route.clear();
+}
+
+void Broker::Impl::DropClientConnection(std::string route, Time now) {
+  auto it = routes_.find(route);
+  if (it == routes_.end() || it->second.role != Role::kClient) return;
+  for (const SessionId& sid : it->second.sessions) {
+    auto s = sessions_.find(sid);
+    if (s == sessions_.end()) continue;
+    Holder& h = s->second.holder;
+    if (h.alive) {
+      h.alive = false;
+      h.dead_since = now;
+    }
+    h.route.clear();
+  }
+  routes_.erase(it);
 }
 
 // ---- REQUEST --------------------------------------------------------------
 
 void Broker::Impl::OnRequest(const std::string& route, const Request& req,
                              Frames& frames, Time now) {
-  if (Known(route, MessageType::kRequest) == nullptr) return;
-  Session* sp = SessionOf(route);
-  if (sp == nullptr || routes_[route].id != req.session) {
+  const Connection* c = Known(route, MessageType::kRequest, now, req.session);
+  if (c == nullptr) return;
+  Session* sp = HeldSession(route, *c, req.session, MessageType::kRequest);
+  if (sp == nullptr) {
     Bump(counters_.fenced);
     SendError(route, ErrorCode::kNotAuthorized,
               "REQUEST for a session this connection does not hold",
@@ -839,7 +994,6 @@ void Broker::Impl::OnRequest(const std::string& route, const Request& req,
     return;
   }
   Session& s = *sp;
-  s.holder.last_heard = now;
   s.last_activity = now;
   ReleaseBelow(s, req.completed_watermark);
   if (req.seq < req.completed_watermark) return;  // already completed
@@ -1060,14 +1214,15 @@ void Broker::Impl::ReleaseBelow(Session& s, Seq below) {
 
 void Broker::Impl::OnResponse(const std::string& route, const Response& resp,
                               Frames& frames, Time now) {
-  if (Known(route, MessageType::kResponse) == nullptr) return;
-  ServerPeer* srv = ServerOf(route);
+  const Connection* c = Known(route, MessageType::kResponse, now);
+  if (c == nullptr) return;
+  ServerPeer* srv = ServerOf(route, *c);
   if (srv == nullptr) {
     Bump(counters_.fenced);
     return;
   }
   srv->holder.last_heard = now;
-  const std::string server_id = routes_[route].id;
+  const std::string server_id = c->server;
   Bump(counters_.responses);
   auto sit = sessions_.find(resp.session);
   if (sit == sessions_.end()) return;  // nobody to give it to; server keeps it
@@ -1111,10 +1266,11 @@ void Broker::Impl::OnResponse(const std::string& route, const Response& resp,
 // ---- ACK ------------------------------------------------------------------
 
 void Broker::Impl::OnAck(const std::string& route, const Ack& ack,
-                         Frames& frames) {
-  if (Known(route, MessageType::kAck) == nullptr) return;
-  Session* sp = SessionOf(route);
-  if (sp == nullptr || routes_[route].id != ack.session) {
+                         Frames& frames, Time now) {
+  const Connection* c = Known(route, MessageType::kAck, now, ack.session);
+  if (c == nullptr) return;
+  Session* sp = HeldSession(route, *c, ack.session, MessageType::kAck);
+  if (sp == nullptr) {
     Bump(counters_.fenced);
     return;
   }
@@ -1139,18 +1295,25 @@ void Broker::Impl::OnAck(const std::string& route, const Ack& ack,
 
 void Broker::Impl::OnStateExchange(const std::string& route,
                                    const StateExchange& se, Time now) {
-  if (Known(route, MessageType::kStateExchange) == nullptr) return;
+  // A client's exchange is about the one session its vector names.
+  const SessionId about = se.role == Role::kClient && se.clients.size() == 1
+                              ? se.clients[0].session
+                              : SessionId{};
+  const Connection* c = Known(route, MessageType::kStateExchange, now, about);
+  if (c == nullptr) return;
   Bump(counters_.state_exchanges);
   spdlog::debug("rejoin-broker: STATE_EXCHANGE from a {}{}",
                 se.role == Role::kServer ? "server" : "session",
                 se.last ? " (last)" : "");
   if (se.role == Role::kClient) {
-    Session* sp = SessionOf(route);
-    if (sp == nullptr || se.clients.size() != 1 ||
-        se.clients[0].session != routes_[route].id) {
+    Session* sp = about.empty() ? nullptr
+                                : HeldSession(route, *c, about,
+                                              MessageType::kStateExchange);
+    if (sp == nullptr) {
       SendError(route, ErrorCode::kProtocolViolation,
-                "client STATE_EXCHANGE must carry its own session's vector",
-                MessageType::kStateExchange);
+                "client STATE_EXCHANGE must carry one vector, of a session "
+                "this connection holds",
+                MessageType::kStateExchange, about);
       return;
     }
     Session& s = *sp;
@@ -1206,14 +1369,14 @@ void Broker::Impl::OnStateExchange(const std::string& route,
     return;
   }
 
-  ServerPeer* srv = ServerOf(route);
+  ServerPeer* srv = ServerOf(route, *c);
   if (srv == nullptr || !se.clients.empty()) {
     SendError(route, ErrorCode::kProtocolViolation,
               "server STATE_EXCHANGE from a connection that is not a server",
               MessageType::kStateExchange);
     return;
   }
-  const std::string server_id = routes_[route].id;
+  const std::string server_id = c->server;
   for (const ServerVector& sv : se.servers) {
     if (sv.server != server_id) continue;  // not its to report
     auto [sit, fresh] = sessions_.try_emplace(sv.session);
@@ -1337,7 +1500,8 @@ void Broker::Impl::ApplyServerDecision(const SessionId& sid, Session& s,
 
 void Broker::Impl::OnProbeReply(const std::string& route,
                                 const ProbeReply& reply, Time now) {
-  if (Known(route, MessageType::kProbeReply) == nullptr) return;
+  const Connection* c = Known(route, MessageType::kProbeReply, now);
+  if (c == nullptr) return;
   auto pit = probes_.find(reply.probe_id);
   if (pit == probes_.end()) return;  // late or duplicate
   PendingProbe probe = std::move(pit->second);
@@ -1350,7 +1514,7 @@ void Broker::Impl::OnProbeReply(const std::string& route,
   if (srv == nullptr) return;
 
   if (probe.kind == ProbeKind::kServer) {
-    if (ServerOf(route) != srv || reply.role != Role::kServer ||
+    if (ServerOf(route, *c) != srv || reply.role != Role::kServer ||
         reply.servers.size() != 1 ||
         reply.servers[0].session != probe.session) {
       return;
@@ -1379,8 +1543,8 @@ void Broker::Impl::OnProbeReply(const std::string& route,
   }
 
   // A client's answer to "what do you have of these?" after a server return.
-  if (SessionOf(route) != &s || reply.role != Role::kClient ||
-      reply.clients.size() != 1) {
+  if (c->role != Role::kClient || s.holder.route != route ||
+      reply.role != Role::kClient || reply.clients.size() != 1) {
     return;
   }
   const ClientVector& cv = reply.clients[0];
@@ -1446,15 +1610,27 @@ void Broker::Impl::CheckPeers(Time now) {
     }
   }
   for (const std::string& id : dead) MarkServerDead(id, now);
+  // A client connection's silence is the death of every session on it; each
+  // is told when the connection next speaks (Heard).
+  for (auto& [route, c] : routes_) {
+    if (c.role != Role::kClient || c.silent || now - c.last_heard <= timeout) {
+      continue;
+    }
+    c.silent = true;
+    for (const SessionId& sid : c.sessions) {
+      auto s = sessions_.find(sid);
+      if (s == sessions_.end() || !s->second.holder.alive) continue;
+      s->second.holder.alive = false;
+      s->second.holder.dead_since = now;
+      c.untold.push_back(sid);
+    }
+  }
   for (auto it = sessions_.begin(); it != sessions_.end();) {
     Session& s = it->second;
-    if (s.holder.alive && now - s.holder.last_heard > timeout) {
-      s.holder.alive = false;
-      s.holder.dead_since = now;
-    }
     if (!s.holder.alive && s.ops.empty() &&
-        now - s.last_activity > kIdleSessionExpiry) {
-      routes_.erase(s.holder.route);
+        now - std::max(s.last_activity, s.holder.dead_since) >
+            kIdleSessionExpiry) {
+      Detach(it->first, s);
       it = sessions_.erase(it);
       counters_.sessions.fetch_sub(1, std::memory_order_relaxed);
     } else {
@@ -1831,7 +2007,13 @@ void Broker::Impl::FlushOut(Time now) {
     }
     if (gone.empty()) return;
     for (const std::string& route : gone) {
-      if (ServerOf(route) != nullptr) MarkServerDead(routes_[route].id, now);
+      auto it = routes_.find(route);
+      if (it == routes_.end()) continue;
+      if (it->second.role == Role::kClient) {
+        DropClientConnection(route, now);
+      } else if (ServerOf(route, it->second) != nullptr) {
+        MarkServerDead(it->second.server, now);
+      }
     }
   }
 }

@@ -113,11 +113,12 @@ int main(int argc, char** argv) {
 
   const rejoin::BrokerStats s = (*broker)->stats();
   spdlog::info(
-      "rejoin-broker: stopped ({}); requests={} responses={} probes={} "
-      "recover={} replayed={} resends={} malformed={} injected_drops={} "
-      "grace_ms={} grace_ended_early={} roster_servers={}",
-      status.ToString(), s.requests, s.responses, s.probes, s.recover_messages,
-      s.responses_replayed, s.forwarded_resends, s.malformed, s.injected_drops,
-      s.grace_ms, s.grace_ended_early, s.roster_servers);
+      "rejoin-broker: stopped ({}); sessions={} connections={} requests={} "
+      "responses={} probes={} recover={} replayed={} resends={} malformed={} "
+      "injected_drops={} grace_ms={} grace_ended_early={} roster_servers={}",
+      status.ToString(), s.sessions, s.connections, s.requests, s.responses,
+      s.probes, s.recover_messages, s.responses_replayed, s.forwarded_resends,
+      s.malformed, s.injected_drops, s.grace_ms, s.grace_ended_early,
+      s.roster_servers);
   return status.ok() ? 0 : 1;
 }

@@ -6,3 +6,6 @@ rejoin_add_test(broker_roster_test LABEL unit
   LIBS rejoin::broker rejoin::proto rejoin_e2e_harness)
 target_include_directories(broker_roster_test PRIVATE
   ${PROJECT_SOURCE_DIR}/broker/src)
+rejoin_add_test(broker_mux_test LABEL unit
+  SOURCES broker/broker_mux_test.cpp
+  LIBS rejoin::broker rejoin::proto rejoin_e2e_harness)

@@ -6,6 +6,8 @@
 // thread.
 #pragma once
 
+#include <chrono>
+#include <span>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -34,24 +36,36 @@ class RawEndpoint {
     socket_.send(zmq::buffer(h), zmq::send_flags::sndmore);
     socket_.send(zmq::buffer(payload), zmq::send_flags::none);
   }
-  // The next message other than HEARTBEAT within 5 s; GOODBYE "timeout" if
-  // none came.
-  Message Next() {
-    socket_.set(zmq::sockopt::rcvtimeo, 5000);
+  // The next message other than HEARTBEAT within `wait`; GOODBYE "timeout"
+  // if none came. Batches are split as PROTOCOL.md §2.1 says; the payload of
+  // a REQUEST or RESPONSE is kept for payload().
+  Message Next(std::chrono::milliseconds wait = std::chrono::seconds(5)) {
+    socket_.set(zmq::sockopt::rcvtimeo, static_cast<int>(wait.count()));
     for (;;) {
       zmq::message_t frame;
       if (!socket_.recv(frame)) return Goodbye{"timeout", {}};
-      auto m =
-          DecodeHeader(std::string_view(static_cast<const char*>(frame.data()),
-                                        frame.size()),
-                       1);
+      const std::string_view header(static_cast<const char*>(frame.data()),
+                                    frame.size());
+      payload_.clear();
+      std::size_t frames = 1;
+      auto type = PeekType(std::as_bytes(std::span(header)));
+      if (type.ok() && HasPayloadFrame(*type) && frame.more()) {
+        zmq::message_t body;
+        if (!socket_.recv(body)) return Goodbye{"timeout", {}};
+        payload_.assign(static_cast<const char*>(body.data()), body.size());
+        frames = 2;
+      }
+      auto m = DecodeHeader(header, frames, payload_.size());
       if (m.ok() && !std::holds_alternative<Heartbeat>(*m)) return *m;
     }
   }
+  // The payload frame of the last REQUEST or RESPONSE Next() returned.
+  const std::string& payload() const { return payload_; }
   void Close() { socket_.close(); }
 
  private:
   zmq::socket_t socket_;
+  std::string payload_;
 };
 
 }  // namespace rejoin::testing

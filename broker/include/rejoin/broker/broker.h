@@ -68,6 +68,9 @@ struct BrokerOptions {
 // Cumulative counters. Read with stats() from any thread.
 struct BrokerStats {
   std::uint64_t sessions = 0;  // known now
+  // Endpoint connections that hold an id now: a server's, or one carrying
+  // one or more client sessions.
+  std::uint64_t connections = 0;
   std::uint64_t servers = 0;   // alive now
   std::uint64_t requests = 0;  // dispatched to a server (first time)
   std::uint64_t responses = 0;
