@@ -438,8 +438,8 @@ void Hub::Route(Message& m, zmq::message_t& payload) {
     default:
       break;
   }
-  // Members may leave the connection's state while handling (a HELLO sent
-  // again), but not the list: iterate a copy anyway, cheaply.
+  // Handling never adds or removes members (that happens only in Admit and
+  // Release), so the list can be walked directly.
   for (Client::Impl* member : members_) member->HandleMessage(m, payload);
 }
 
