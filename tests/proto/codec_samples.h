@@ -85,8 +85,8 @@ inline Message SampleOf(MessageType t) {
       return m;
     }
     case MessageType::kWelcome:
-      return Welcome{kEpoch, 1000, 16 * 1024 * 1024, 1024, 5000,
-                     std::string(kSession)};
+      return Welcome{kEpoch, 1000, 16 * 1024 * 1024,
+                     1024,   5000, std::string(kSession)};
     case MessageType::kRequest:
       return Request{std::string(kSession), 4242, "bank.transfer", 4241, 30000,
                      kRequestResend};
