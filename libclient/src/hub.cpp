@@ -63,8 +63,7 @@ Hub::~Hub() {
       std::lock_guard lock(mutex_);
       stopping_ = true;
     }
-    std::uint64_t one = 1;
-    (void)!::write(wake_fd_, &one, sizeof one);
+    Wake();
     thread_.join();
   }
   link_.reset();
@@ -82,6 +81,12 @@ Status Hub::OpenLink() {
 }
 
 // --- Application threads
+
+void Hub::Wake() {
+  std::uint64_t one = 1;
+  // A failed write only means the counter is already non-zero.
+  (void)!::write(wake_fd_, &one, sizeof one);
+}
 // ------------------------------------------------------
 
 bool Hub::Attach(Client::Impl* member) {
@@ -95,10 +100,7 @@ bool Hub::Attach(Client::Impl* member) {
     attaching_.push_back(member);
     wake = std::exchange(sleeping_, false);
   }
-  if (wake) {
-    std::uint64_t one = 1;
-    (void)!::write(wake_fd_, &one, sizeof one);
-  }
+  if (wake) Wake();
   return true;
 }
 
@@ -106,10 +108,7 @@ void Hub::Detach(Client::Impl* member) {
   std::unique_lock lock(mutex_);
   detaching_.push_back(member);
   const bool wake = std::exchange(sleeping_, false);
-  if (wake) {
-    std::uint64_t one = 1;
-    (void)!::write(wake_fd_, &one, sizeof one);
-  }
+  if (wake) Wake();
   detached_cv_.wait(lock, [&] {
     return std::find(detached_.begin(), detached_.end(), member) !=
            detached_.end();
@@ -130,10 +129,7 @@ void Hub::Notify(Client::Impl* member) {
     ready_.push_back(member);
     wake = std::exchange(sleeping_, false);
   }
-  if (wake) {
-    std::uint64_t one = 1;
-    (void)!::write(wake_fd_, &one, sizeof one);
-  }
+  if (wake) Wake();
 }
 
 std::size_t Hub::sessions() const {

@@ -76,6 +76,8 @@ class Hub {
 
  private:
   explicit Hub(std::string endpoint);
+  // Makes the thread's poll return (the eventfd).
+  void Wake();
   Status OpenLink();
   void Run();
   bool RunTurn();
