@@ -140,7 +140,8 @@ void IoLoop::Poll(Clock::time_point now) {
   milliseconds wait{0};
   // Work left over from the last turn (answers held back for the next
   // commit, the rest of a batch) must not wait for the socket.
-  const bool pending = !outbox_.empty() || (link_ && link_->buffered());
+  const bool pending = !outbox_.empty() || (link_ && link_->buffered()) ||
+                       pool_.InlineReady();
   if (due > now && !pending) {
     // Round up so the loop does not spin through the last partial
     // millisecond before a timer.
@@ -153,6 +154,7 @@ void IoLoop::Poll(Clock::time_point now) {
     items[n++] = zmq::pollitem_t{link_->socket_handle(), 0, ZMQ_POLLIN, 0};
     items[n++] = zmq::pollitem_t{link_->monitor_handle(), 0, ZMQ_POLLIN, 0};
   }
+  pool_ready_ = false;
   try {
     zmq::poll(items.data(), n, wait);
   } catch (const zmq::error_t& e) {
@@ -160,6 +162,7 @@ void IoLoop::Poll(Clock::time_point now) {
     // that is ready.
     if (e.num() != EINTR) throw;
   }
+  pool_ready_ = (items[0].revents & ZMQ_POLLIN) != 0;
 }
 
 void IoLoop::Turn(Clock::time_point now) {
@@ -184,12 +187,13 @@ void IoLoop::Turn(Clock::time_point now) {
 }
 
 bool IoLoop::TakeCompletions() {
-  std::vector<Completion> done = pool_.Take();
-  for (Completion& c : done) {
+  pool_.Take(completions_, pool_ready_);
+  pool_ready_ = false;
+  for (Completion& c : completions_) {
     --outstanding_;
     if (!failed_) OnCompletion(std::move(c));
   }
-  return !done.empty();
+  return !completions_.empty();
 }
 
 void IoLoop::Leave(Clock::time_point now) {

@@ -123,6 +123,8 @@ class IoLoop {
   std::unique_ptr<Link> link_;
   zmq::context_t& context_;
   WorkerPool& pool_;
+  bool pool_ready_ = false;  // the last poll found the pool's fd readable
+  std::vector<Completion> completions_;  // reused by TakeCompletions
   Counters& counters_;
   const Incarnation incarnation_;
 

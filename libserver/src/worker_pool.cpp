@@ -64,17 +64,11 @@ WorkerPool::~WorkerPool() {
 
 void WorkerPool::Submit(Job job) {
   if (threads_.empty()) {
-    // Inline mode: the submitting (I/O) thread runs the job now; the
-    // completion is taken on its next turn like any other.
+    // Inline mode: the submitting (I/O) thread runs the job now and takes
+    // the completion itself (InlineReady), so no wake-up is written.
     Completion c = Run(std::move(job));
-    bool first = false;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      first = done_.empty();
-      done_.push_back(std::move(c));
-    }
-    // One wake-up per batch: the I/O thread takes them all at once.
-    if (first) Wake();
+    std::lock_guard<std::mutex> lock(mu_);
+    done_.push_back(std::move(c));
     return;
   }
   {
@@ -84,16 +78,23 @@ void WorkerPool::Submit(Job job) {
   cv_.notify_one();
 }
 
-std::vector<Completion> WorkerPool::Take() {
-  std::uint64_t count = 0;
-  // Drain before taking: a completion that lands after the read below
-  // writes the fd again, so none is ever left without a wake-up.
-  while (::read(fd_, &count, sizeof(count)) > 0) {
+void WorkerPool::Take(std::vector<Completion>& out, bool fd_ready) {
+  if (fd_ready) {
+    std::uint64_t count = 0;
+    // Drain before taking: a completion that lands after the read below
+    // writes the fd again, so none is ever left without a wake-up.
+    while (::read(fd_, &count, sizeof(count)) > 0) {
+    }
   }
-  std::vector<Completion> out;
+  out.clear();
   std::lock_guard<std::mutex> lock(mu_);
   out.swap(done_);
-  return out;
+}
+
+bool WorkerPool::InlineReady() {
+  if (!threads_.empty()) return false;
+  std::lock_guard<std::mutex> lock(mu_);
+  return !done_.empty();
 }
 
 void WorkerPool::Wake() {

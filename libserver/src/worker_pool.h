@@ -1,7 +1,9 @@
 // Worker threads that run handlers and resolve hooks for the I/O thread. The
 // I/O thread submits jobs and collects completions; workers never touch the
-// socket or the journal. A completion makes an eventfd readable, which the
-// I/O thread polls beside its sockets, so it sleeps in one place.
+// socket or the journal. A worker's completion makes an eventfd readable,
+// which the I/O thread polls beside its sockets, so it sleeps in one place.
+// Without workers (inline mode) the submitting thread runs each job at once
+// and collects the completion itself: no eventfd traffic.
 #pragma once
 
 #include <condition_variable>
@@ -57,9 +59,14 @@ class WorkerPool {
   WorkerPool& operator=(const WorkerPool&) = delete;
 
   void Submit(Job job);
-  // Every completion so far; clears the eventfd.
-  std::vector<Completion> Take();
-  // Readable while completions wait (or after Wake()).
+  // Moves every completion so far into `out` (cleared first; its capacity is
+  // kept for the next completions). `fd_ready`: the caller saw fd() readable,
+  // so it is drained as well.
+  void Take(std::vector<Completion>& out, bool fd_ready);
+  // Inline mode: completions of jobs run by Submit() wait to be taken (the
+  // eventfd does not say so).
+  bool InlineReady();
+  // Readable while a worker's completions wait (or after Wake()).
   int fd() const { return fd_; }
   // Makes fd() readable without a completion: wakes the I/O thread.
   void Wake();
