@@ -420,8 +420,9 @@ Status Broker::Impl::Run() {
   Frames frames;
   while (!stop_.load(std::memory_order_relaxed)) {
     Time now = Clock::now();
-    auto wait =
-        std::chrono::duration_cast<std::chrono::milliseconds>(next_tick_ - now);
+    // Rounded up: rounding down would turn the last partial millisecond
+    // before every tick into a busy loop of zero-timeout polls.
+    auto wait = std::chrono::ceil<std::chrono::milliseconds>(next_tick_ - now);
     wait = std::clamp(wait, std::chrono::milliseconds(0),
                       std::chrono::milliseconds(20));
     zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
