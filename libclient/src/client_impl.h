@@ -250,6 +250,10 @@ class Client::Impl {
   void HandleTimers(TimePoint now);
   // Sweeps stale entries out of the timer heaps when they dominate.
   void PruneTimers();
+  // Pops resend timers of answered (or rescheduled) calls off the top of the
+  // heap, so NextWakeup() does not wake the hub for them: at window 1 every
+  // answered call would otherwise cost a wake-up at its old resend time.
+  void DropStaleResendTimers();
   void Commit();
   void Flush(TimePoint now);
   void Deliver();

@@ -315,6 +315,7 @@ bool Hub::RunTurn() {
   for (Client::Impl* m : members_) {
     m->Deliver();
     m->Compact();
+    m->DropStaleResendTimers();
   }
   Release(detached);
   return !stopping;

@@ -509,6 +509,15 @@ void Client::Impl::PruneTimers() {
   }
 }
 
+void Client::Impl::DropStaleResendTimers() {
+  while (!resend_timers_.empty()) {
+    const client_internal::TimerEntry& t = resend_timers_.top();
+    auto it = pending_.find(t.seq);
+    if (it != pending_.end() && it->second.next_resend == t.at) return;
+    resend_timers_.pop();
+  }
+}
+
 void Client::Impl::HandleTimers(TimePoint now) {
   PruneTimers();
   while (!deadline_timers_.empty() && deadline_timers_.top().at <= now) {

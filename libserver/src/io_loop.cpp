@@ -140,8 +140,8 @@ void IoLoop::Poll(Clock::time_point now) {
   milliseconds wait{0};
   // Work left over from the last turn (answers held back for the next
   // commit, the rest of a batch) must not wait for the socket.
-  const bool pending = !outbox_.empty() || (link_ && link_->buffered()) ||
-                       pool_.InlineReady();
+  const bool pending =
+      !outbox_.empty() || (link_ && link_->buffered()) || pool_.InlineReady();
   if (due > now && !pending) {
     // Round up so the loop does not spin through the last partial
     // millisecond before a timer.
