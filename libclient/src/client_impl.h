@@ -300,6 +300,8 @@ class Client::Impl {
   std::atomic<bool> notified_{false};
 
   // --- I/O thread state ---------------------------------------------------
+  // The commands of the turn (trades places with queue_).
+  std::vector<client_internal::Command> taken_commands_;
   std::unique_ptr<client_internal::SessionJournal> journal_;
   // The connection and I/O thread, private or shared (ClientConnection).
   std::shared_ptr<client_internal::Hub> hub_;

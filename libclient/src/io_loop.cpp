@@ -99,9 +99,14 @@ Client::Impl::TimePoint Client::Impl::NextWakeup(TimePoint now) const {
 }
 
 void Client::Impl::TakeAndHandleCommands() {
-  std::vector<Command> commands;
+  // queue_ and this buffer trade places every turn, keeping their capacity:
+  // a queue grown from empty each turn reallocates (and moves every command)
+  // several times under a pipelined caller.
+  std::vector<Command>& commands = taken_commands_;
+  commands.clear();
   TakeCommands(commands);
   for (Command& c : commands) HandleCommand(c);
+  commands.clear();  // what the commands captured goes now
 }
 
 void Client::Impl::Compact() {

@@ -1177,17 +1177,19 @@ Status Journal::Files::Write(std::string& records) {
       segment_size_ + records.size() > segment_limit_) {
     s = Roll();
   }
-  std::string path = Path(SegmentName(segment_number_));
+  // The segment's path is only spelled out for an error message.
+  auto path = [this] { return Path(SegmentName(segment_number_)); };
   if (s.ok()) {
     if (int err = WriteAll(segment_fd_.get(), records.data(), records.size());
         err != 0) {
-      s = IoError("cannot write", path, err);
+      s = IoError("cannot write", path(), err);
     }
   }
   // One fdatasync per commit, however many records it carries: this is the
   // group commit of kSync.
   if (s.ok() && sync_ && ::fdatasync(segment_fd_.get()) != 0) {
-    s = IoError("cannot sync", path, errno);
+    const int err = errno;
+    s = IoError("cannot sync", path(), err);
   }
   if (!s.ok()) {
     // A partial write may sit in the file; the next open truncates it, and
