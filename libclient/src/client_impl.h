@@ -34,6 +34,7 @@
 #include "rejoin/transport/link.h"
 #include "reorder_slack.h"
 #include "rtt_estimator.h"
+#include "seq_set.h"
 #include "session_journal.h"
 
 namespace rejoin {
@@ -323,11 +324,11 @@ class Client::Impl {
   Status journal_status_;
   // Completed seqs the broker has not been told about (by ACK or a
   // watermark above them).
-  std::set<Seq> unacked_;
+  client_internal::SeqSet unacked_;
   TimePoint ack_due_;
   // Completed seqs delivered to their caller, to be dropped from the
   // journal once acknowledged (ClientOptions::keep_completed off).
-  std::set<Seq> forget_when_acked_;
+  client_internal::SeqSet forget_when_acked_;
   // Completed seqs dropped from the journal while still above the
   // watermark: the state vector keeps reporting them as completed.
   std::set<Seq> forgotten_above_wm_;

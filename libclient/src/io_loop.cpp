@@ -790,13 +790,12 @@ void Client::Impl::ScheduleResend(Seq seq, PendingOp& op, TimePoint now) {
 
 void Client::Impl::NoteAcked(Seq watermark, const std::vector<Seq>& seqs) {
   // Sorted: everything below the watermark, then the listed seqs above it.
-  const auto below = forget_when_acked_.lower_bound(watermark);
-  std::vector<Seq> forget(forget_when_acked_.begin(), below);
-  forget_when_acked_.erase(forget_when_acked_.begin(), below);
+  std::vector<Seq> forget;
+  forget_when_acked_.erase_below(watermark, &forget);
   for (Seq s : seqs) {
     if (s >= watermark && forget_when_acked_.erase(s) != 0) forget.push_back(s);
   }
-  unacked_.erase(unacked_.begin(), unacked_.lower_bound(watermark));
+  unacked_.erase_below(watermark);
   for (Seq s : seqs) unacked_.erase(s);
   forgotten_above_wm_.erase(forgotten_above_wm_.begin(),
                             forgotten_above_wm_.lower_bound(watermark));
