@@ -309,6 +309,7 @@ class Client::Impl {
   std::map<Seq, client_internal::PendingOp> pending_;
   Seq io_next_seq_ = 1;
   std::deque<client_internal::SendItem> send_queue_;
+  std::vector<bool> batch_added_;  // SendRequestBatch's scratch
   std::vector<client_internal::OutItem> outbox_;
   // Completions journaled this turn, delivered after the commit.
   std::vector<std::pair<Client::Callback, Result<Reply>>> deliveries_;

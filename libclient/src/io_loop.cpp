@@ -424,9 +424,15 @@ void Client::Impl::Complete(Seq seq, ErrorCode status, std::string payload) {
   reply.status = status;
   reply.payload = std::move(payload);
   bool caller_has_it = false;
-  for (Waiter& w : op.waiters) {
+  for (std::size_t i = 0; i < op.waiters.size(); ++i) {
+    Waiter& w = op.waiters[i];
     caller_has_it = caller_has_it || w.is_caller;
-    deliveries_.emplace_back(std::move(w.callback), reply);
+    // The last (usually the only) waiter takes the reply itself.
+    if (i + 1 == op.waiters.size()) {
+      deliveries_.emplace_back(std::move(w.callback), std::move(reply));
+    } else {
+      deliveries_.emplace_back(std::move(w.callback), reply);
+    }
   }
   if (caller_has_it && !options_.keep_completed) forget_when_acked_.insert(seq);
 }
@@ -670,7 +676,8 @@ bool Client::Impl::SendRequestBatch(TimePoint now) {
   const Seq watermark = Watermark();
   transport::Batch& batch = request_batch_;  // reused: keeps its capacity
   batch.Clear();
-  std::vector<bool> added(n, false);
+  std::vector<bool>& added = batch_added_;  // reused: keeps its capacity
+  added.assign(n, false);
   for (std::size_t i = 0; i < n; ++i) {
     added[i] = pending_.count(send_queue_[i].seq) != 0 &&
                AddRequest(batch, send_queue_[i], watermark);
