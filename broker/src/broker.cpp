@@ -425,6 +425,9 @@ Status Broker::Impl::Run() {
     auto wait = std::chrono::ceil<std::chrono::milliseconds>(next_tick_ - now);
     wait = std::clamp(wait, std::chrono::milliseconds(0),
                       std::chrono::milliseconds(20));
+    // The rest of a batch the last turn did not finish is already here: the
+    // socket will not announce it again.
+    if (reader_.buffered()) wait = std::chrono::milliseconds(0);
     zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
     try {
       zmq::poll(&item, 1, wait);

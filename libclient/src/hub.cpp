@@ -235,9 +235,12 @@ bool Hub::RunTurn() {
   // A wake-up this close is left to the timerfd: zmq_poll's millisecond
   // timeout would overshoot it by up to a millisecond.
   if (timeout > 0 && wakeup - now < kPreciseWakeup) timer_.Arm(wakeup);
+  // Messages left in the reader by the last turn's budget are already here:
+  // the socket will not announce them again.
+  const bool unread = link_ && link_->buffered();
   {
     std::lock_guard lock(mutex_);
-    if (ready_.empty() && attaching_.empty() && detaching_.empty() &&
+    if (!unread && ready_.empty() && attaching_.empty() && detaching_.empty() &&
         !stopping_) {
       sleeping_ = true;
     } else {
