@@ -189,6 +189,25 @@ TEST(ZmqRaw, WithoutLossCompletesEveryRequestExactlyOnce) {
   EXPECT_GT(r.throughput_rps, 10000);
 }
 
+TEST(ZmqRaw, RunningOutOfOperationRecordsIsReported) {
+  // A long soak at full rate can use up a session's records; the session
+  // then stops issuing, and the rates average over the idle rest.
+  TempDir dir;
+  CaseSpec spec;
+  spec.system = "zmq-raw";
+  spec.window = 16;
+  spec.seconds = 1;
+  spec.max_records = 2000;
+  CaseResult r = RunCase(spec, TestEnvironment(dir), nullptr);
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_EQ(r.issued, 2000u);
+  EXPECT_EQ(r.completed, 2000u);
+  ASSERT_EQ(r.notes.size(), 1u);
+  EXPECT_NE(r.notes[0].find("session 0 used all 2000 operation records"),
+            std::string::npos)
+      << r.notes[0];
+}
+
 TEST(ZmqRaw, SynchronousLatencyIsSane) {
   TempDir dir;
   CaseResult r =

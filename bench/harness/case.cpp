@@ -53,7 +53,9 @@ std::uint64_t Capacity(const CaseSpec& s) {
   if (s.requests > 0) return s.requests + 1;
   const double per_second = 400000.0;  // well above any client's rate here
   const auto want = static_cast<std::uint64_t>(s.seconds * per_second) + 4096;
-  return std::min<std::uint64_t>(want, std::uint64_t{1} << 27);
+  const std::uint64_t limit =
+      s.max_records > 0 ? s.max_records : std::uint64_t{1} << 27;
+  return std::min<std::uint64_t>(want, limit);
 }
 
 void SleepMs(int ms) {
@@ -465,6 +467,16 @@ void CaseRun::Compute() {
     result_.errors += h.errors;
     last_done = std::max(last_done, h.last_done_ns);
     const std::uint64_t started = std::min(h.next_op, capacity_);
+    if (spec_.requests == 0 && started == capacity_) {
+      // The per-operation records ran out before the case's end: the
+      // session stopped issuing there, which the rates below average over.
+      const OpRecord& last = log.op(capacity_ - 1);
+      result_.notes.push_back(
+          "session " + std::to_string(c) + " used all " +
+          std::to_string(capacity_) + " operation records at " +
+          Fmt("%.0f", static_cast<double>(last.send_ns - go_ns_) / 1e9) +
+          " s and issued nothing after that");
+    }
     const std::uint64_t scan = std::min(started + spec_.window + 8, capacity_);
     for (std::uint64_t i = 0; i < scan; ++i) {
       const OpRecord& r = log.op(i);

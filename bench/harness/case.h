@@ -52,6 +52,10 @@ struct CaseSpec {
   std::int64_t abandon_ms = 100;   // zmq-raw
   std::uint64_t idle_sessions = 0;
   bool rss_curve = false;  // sample the broker's RSS every 100 ms
+  // Per-session operation records (0: enough for `seconds` at any rate seen
+  // here, at most 2^27). A session that uses them all stops issuing, and the
+  // result says so in a note.
+  std::uint64_t max_records = 0;
   int repeat = 1;
 };
 
