@@ -218,8 +218,9 @@ class Broker::Impl {
   void OnHello(const std::string& route, const Hello& hello, Time now);
   void OnRequest(const std::string& route, const Request& req, Frames& frames,
                  Time now);
-  void OnResponse(const std::string& route, const Response& resp,
-                  Frames& frames, Time now);
+  // REQUEST and RESPONSE keep their frames through reader_.TakeHeader and
+  // TakePayload.
+  void OnResponse(const std::string& route, const Response& resp, Time now);
   void OnAck(const std::string& route, const Ack& ack, Frames& frames,
              Time now);
   void OnStateExchange(const std::string& route, const StateExchange& se,
@@ -309,9 +310,11 @@ class Broker::Impl {
   // of the turn (FlushOut); a peer found gone then is handled there.
   void SendTo(const std::string& route, const Message& m,
               zmq::message_t* payload = nullptr);
-  // REQUEST/RESPONSE on their way to a peer: subject to injected loss.
-  void SendEnvelope(const std::string& route, zmq::message_t header,
-                    zmq::message_t payload);
+  // REQUEST/RESPONSE on their way to a peer: subject to injected loss. The
+  // frames stay the caller's: small ones are copied into the peer's pack
+  // frame, large payloads shared without copying.
+  void SendEnvelope(const std::string& route, zmq::message_t& header,
+                    zmq::message_t& payload);
   void FlushOut(Time now);
   // Asks the test hook whether to lose this REQUEST/RESPONSE.
   bool Faulted(FaultPoint::Where where, const Message& m);
@@ -529,7 +532,7 @@ void Broker::Impl::Handle(Frames& frames, Time now) {
       OnRequest(route, std::get<Request>(msg), frames, now);
       return;
     case MessageType::kResponse:
-      OnResponse(route, std::get<Response>(msg), frames, now);
+      OnResponse(route, std::get<Response>(msg), now);
       return;
     case MessageType::kAck:
       OnAck(route, std::get<Ack>(msg), frames, now);
@@ -590,9 +593,7 @@ void Broker::Impl::RejectUndecodable(const Frames& frames,
       "bad:" + frames.route + ":" + std::string(ErrorCodeName(status.code())),
       "dropped frame from peer: " + status.ToString());
   // Never answer an ERROR with an ERROR: two confused peers would loop.
-  std::span<const std::byte> header(
-      static_cast<const std::byte*>(frames.header.data()),
-      frames.header.size());
+  std::span<const std::byte> header = std::as_bytes(std::span(frames.header));
   MessageType ref{0};
   if (frames.count > 0) {
     if (auto type = PeekType(header); type.ok()) {
@@ -1011,8 +1012,8 @@ void Broker::Impl::OnRequest(const std::string& route, const Request& req,
         return;
       case Phase::kDispatched: {
         if (!t.has_request) {
-          t.request_header = std::move(frames.header);
-          t.request_payload = std::move(frames.payload);
+          t.request_header = reader_.TakeHeader();
+          t.request_payload = reader_.TakePayload();
           t.has_request = true;
         }
         auto srv = servers_.find(t.server);
@@ -1055,8 +1056,8 @@ void Broker::Impl::OnRequest(const std::string& route, const Request& req,
   }
   Track& t = NewTrack(s, req.seq);
   t.service = req.service;
-  t.request_header = std::move(frames.header);
-  t.request_payload = std::move(frames.payload);
+  t.request_header = reader_.TakeHeader();
+  t.request_payload = reader_.TakePayload();
   t.has_request = true;
   if (InGrace(now) && (req.flags & kRequestResend) != 0) {
     // A server that has not reported yet may hold this one.
@@ -1112,8 +1113,7 @@ void Broker::Impl::SendRequestTo(const SessionId& sid, Seq seq, Track& t,
                                  const std::string& server, Time now) {
   ServerPeer& srv = servers_[server];
   if (t.has_request) {
-    SendEnvelope(srv.holder.route, transport::Share(t.request_header),
-                 transport::Share(t.request_payload));
+    SendEnvelope(srv.holder.route, t.request_header, t.request_payload);
   }
   ScheduleProbe(sid, seq, t, now + options_.probe);
 }
@@ -1165,8 +1165,7 @@ void Broker::Impl::Answer(const SessionId& sid, Session& s, Seq seq,
   t.response_header.rebuild(bytes.data(), bytes.size());
   t.response_payload.rebuild(std::size_t{0});
   if (s.holder.alive) {
-    SendEnvelope(s.holder.route, transport::Share(t.response_header),
-                 transport::Share(t.response_payload));
+    SendEnvelope(s.holder.route, t.response_header, t.response_payload);
   }
 }
 
@@ -1188,8 +1187,7 @@ void Broker::Impl::MarkAnswered(Session& s, Track& t) {
 
 void Broker::Impl::ReplayResponse(Session& s, Track& t) {
   Bump(counters_.responses_replayed);
-  SendEnvelope(s.holder.route, transport::Share(t.response_header),
-               transport::Share(t.response_payload));
+  SendEnvelope(s.holder.route, t.response_header, t.response_payload);
 }
 
 void Broker::Impl::ReturnCredit(Track& t) {
@@ -1217,7 +1215,7 @@ void Broker::Impl::ReleaseBelow(Session& s, Seq below) {
 // ---- RESPONSE -------------------------------------------------------------
 
 void Broker::Impl::OnResponse(const std::string& route, const Response& resp,
-                              Frames& frames, Time now) {
+                              Time now) {
   const Connection* c = Known(route, MessageType::kResponse, now);
   if (c == nullptr) return;
   ServerPeer* srv = ServerOf(route, *c);
@@ -1248,17 +1246,17 @@ void Broker::Impl::OnResponse(const std::string& route, const Response& resp,
     service = t.service;
     MarkAnswered(s, t);
     t.server = server_id;
-    t.response_header = std::move(frames.header);
-    t.response_payload = std::move(frames.payload);
+    t.response_header = reader_.TakeHeader();
+    t.response_payload = reader_.TakePayload();
     if (s.holder.alive) {
-      SendEnvelope(s.holder.route, transport::Share(t.response_header),
-                   transport::Share(t.response_payload));
+      SendEnvelope(s.holder.route, t.response_header, t.response_payload);
     }
   } else if (s.holder.alive && resp.seq >= 1) {
     // Untracked (broker restarted, or already released): the client
     // deduplicates, and a response it is waiting for must not be lost.
-    SendEnvelope(s.holder.route, std::move(frames.header),
-                 std::move(frames.payload));
+    zmq::message_t header = reader_.TakeHeader();
+    zmq::message_t payload = reader_.TakePayload();
+    SendEnvelope(s.holder.route, header, payload);
   }
   if (!service.empty()) {
     DrainQueue(service, now);
@@ -1289,9 +1287,7 @@ void Broker::Impl::OnAck(const std::string& route, const Ack& ack,
   for (const std::string& id : s.servers) {
     auto srv = servers_.find(id);
     if (srv == servers_.end() || !srv->second.holder.alive) continue;
-    zmq::message_t header = transport::Share(frames.header);
-    zmq::message_t none;
-    out_[srv->second.holder.route].AddFrames(header, none, false);
+    out_[srv->second.holder.route].AddEncoded(frames.header, {}, false);
   }
 }
 
@@ -2022,8 +2018,9 @@ void Broker::Impl::FlushOut(Time now) {
   }
 }
 
-void Broker::Impl::SendEnvelope(const std::string& route, zmq::message_t header,
-                                zmq::message_t payload) {
+void Broker::Impl::SendEnvelope(const std::string& route,
+                                zmq::message_t& header,
+                                zmq::message_t& payload) {
   if (options_.inject_loss > 0.0 && loss_(rng_)) {
     Bump(counters_.injected_drops);
     return;
@@ -2032,7 +2029,14 @@ void Broker::Impl::SendEnvelope(const std::string& route, zmq::message_t header,
     auto m = DecodeHeader(transport::View(header), 2, payload.size(), limits_);
     if (m.ok() && Faulted(FaultPoint::Where::kLeaving, *m)) return;
   }
-  out_[route].AddFrames(header, payload, true);
+  transport::Batch& out = out_[route];
+  if (payload.size() <= transport::kPackMaxPayload) {
+    out.AddEncoded(transport::View(header), transport::View(payload), true);
+    return;
+  }
+  zmq::message_t shared_header = transport::Share(header);
+  zmq::message_t shared_payload = transport::Share(payload);
+  out.AddFrames(shared_header, shared_payload, true);
 }
 
 bool Broker::Impl::Faulted(FaultPoint::Where where, const Message& m) {

@@ -242,9 +242,9 @@ class Client::Impl {
   void HandleForget(client_internal::ForgetCommand& c);
   Status ForgetSeq(Seq seq);
   std::vector<OperationInfo> ListFromJournal() const;
-  void HandleMessage(Message& m, zmq::message_t& payload);
+  void HandleMessage(Message& m, std::string_view payload);
   void HandleWelcome(const Welcome& w);
-  void HandleResponse(const Response& r, zmq::message_t& payload);
+  void HandleResponse(const Response& r, std::string_view payload);
   void HandleError(const Error& e);
   void HandleRecover(const Recover& r);
   void HandleProbe(const Probe& p);

@@ -400,7 +400,7 @@ Client::Impl* Hub::MemberFor(const std::string& session) const {
 // ones (HEARTBEAT, GOODBYE, an ERROR naming no session) to every member. A
 // message for a session that is not (or no longer) here is dropped: its
 // Client closed, and the broker learns that from its GOODBYE.
-void Hub::Route(Message& m, zmq::message_t& payload) {
+void Hub::Route(Message& m, std::string_view payload) {
   auto to = [&](const std::string& session) {
     if (Client::Impl* member = MemberFor(session)) {
       member->HandleMessage(m, payload);

@@ -84,7 +84,7 @@ class Hub {
   void ReopenLink(const char* why);
   void ReadMonitor();
   void ReadInbound();
-  void Route(Message& m, zmq::message_t& payload);
+  void Route(Message& m, std::string_view payload);
   Client::Impl* MemberFor(const std::string& session) const;
   void HandleTimers(TimePoint now);
   TimePoint NextWakeup(TimePoint now) const;

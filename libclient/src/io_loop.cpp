@@ -258,7 +258,7 @@ std::vector<OperationInfo> Client::Impl::ListFromJournal() const {
 
 // --- Inbound ----------------------------------------------------------------
 
-void Client::Impl::HandleMessage(Message& m, zmq::message_t& payload) {
+void Client::Impl::HandleMessage(Message& m, std::string_view payload) {
   switch (TypeOf(m)) {
     case MessageType::kWelcome:
       HandleWelcome(std::get<Welcome>(m));
@@ -348,7 +348,7 @@ void Client::Impl::HandleWelcome(const Welcome& w) {
   returning_ = false;
 }
 
-void Client::Impl::HandleResponse(const Response& r, zmq::message_t& payload) {
+void Client::Impl::HandleResponse(const Response& r, std::string_view payload) {
   if (r.session != options_.session_id) {
     stats_.malformed.fetch_add(1, std::memory_order_relaxed);
     return;
@@ -366,7 +366,7 @@ void Client::Impl::HandleResponse(const Response& r, zmq::message_t& payload) {
     }
     return;
   }
-  Complete(r.seq, r.status, std::string(transport::View(payload)));
+  Complete(r.seq, r.status, std::string(payload));
 }
 
 void Client::Impl::Complete(Seq seq, ErrorCode status, std::string payload) {

@@ -430,7 +430,7 @@ void IoLoop::Fail(const Status& status) {
 // ---------------------------------------------------------------------------
 // Messages from the broker.
 
-void IoLoop::Dispatch(Message& m, zmq::message_t& payload,
+void IoLoop::Dispatch(Message& m, std::string_view payload,
                       Clock::time_point now) {
   const MessageType type = TypeOf(m);
   switch (type) {
@@ -487,7 +487,7 @@ void IoLoop::OnWelcome(const Welcome& w) {
   }
 }
 
-void IoLoop::OnRequest(const Request& r, const zmq::message_t& payload) {
+void IoLoop::OnRequest(const Request& r, std::string_view payload) {
   ReleaseBelow(r.session, r.completed_watermark);
   if (IsReleased(r.session, r.seq)) {
     Bump(counters_.duplicates);
@@ -520,7 +520,7 @@ void IoLoop::OnRequest(const Request& r, const zmq::message_t& payload) {
             HandlerReply{ErrorCode::kUnknownService, ""});
     return;
   }
-  const std::string_view request = transport::View(payload);
+  const std::string_view request = payload;
   JournalOp received;
   received.state = static_cast<std::uint8_t>(ServerOpState::kReceived);
   received.service = r.service;

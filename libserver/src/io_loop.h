@@ -79,9 +79,9 @@ class IoLoop {
   void Fail(const Status& status);
 
   // Messages from the broker.
-  void Dispatch(Message& m, zmq::message_t& payload, Clock::time_point now);
+  void Dispatch(Message& m, std::string_view payload, Clock::time_point now);
   void OnWelcome(const Welcome& w);
-  void OnRequest(const Request& r, const zmq::message_t& payload);
+  void OnRequest(const Request& r, std::string_view payload);
   void OnAck(const Ack& a);
   void OnProbe(const Probe& p);
   void OnRecover(const Recover& r);

@@ -3,9 +3,9 @@
 # endpoints (support/raw_endpoint.h) on loopback.
 rejoin_add_test(broker_roster_test LABEL unit
   SOURCES broker/roster_test.cpp
-  LIBS rejoin::broker rejoin::proto rejoin_e2e_harness)
+  LIBS rejoin::broker rejoin::proto rejoin::transport rejoin_e2e_harness)
 target_include_directories(broker_roster_test PRIVATE
   ${PROJECT_SOURCE_DIR}/broker/src)
 rejoin_add_test(broker_mux_test LABEL unit
   SOURCES broker/broker_mux_test.cpp
-  LIBS rejoin::broker rejoin::proto rejoin_e2e_harness)
+  LIBS rejoin::broker rejoin::proto rejoin::transport rejoin_e2e_harness)

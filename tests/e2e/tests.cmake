@@ -30,7 +30,8 @@ foreach(name breakpoint_e2e_test system_e2e_test roster_e2e_test crash_test)
   endif()
   rejoin_add_test(${name} LABEL ${label}
     SOURCES e2e/${name}.cpp
-    LIBS rejoin::broker rejoin::client rejoin::proto rejoin_e2e_harness)
+    LIBS rejoin::broker rejoin::client rejoin::proto rejoin::transport
+      rejoin_e2e_harness)
   target_compile_definitions(${name} PRIVATE ${REJOIN_E2E_BINARIES})
   add_dependencies(${name} rejoin-test-server rejoin-test-client rejoin-broker
                    rejoin-call)

@@ -15,6 +15,7 @@
 
 #include "rejoin/proto/codec.h"
 #include "rejoin/proto/messages.h"
+#include "rejoin/transport/wire.h"
 
 namespace rejoin::testing {
 
@@ -37,26 +38,24 @@ class RawEndpoint {
     socket_.send(zmq::buffer(payload), zmq::send_flags::none);
   }
   // The next message other than HEARTBEAT within `wait`; GOODBYE "timeout"
-  // if none came. Batches are split as PROTOCOL.md §2.1 says; the payload of
-  // a REQUEST or RESPONSE is kept for payload().
+  // if none came. Batches, frames and pack frames alike, are split as
+  // PROTOCOL.md §2 says; the payload of a REQUEST or RESPONSE is kept for
+  // payload().
   Message Next(std::chrono::milliseconds wait = std::chrono::seconds(5)) {
-    socket_.set(zmq::sockopt::rcvtimeo, static_cast<int>(wait.count()));
+    const auto deadline = std::chrono::steady_clock::now() + wait;
     for (;;) {
-      zmq::message_t frame;
-      if (!socket_.recv(frame)) return Goodbye{"timeout", {}};
-      const std::string_view header(static_cast<const char*>(frame.data()),
-                                    frame.size());
-      payload_.clear();
-      std::size_t frames = 1;
-      auto type = PeekType(std::as_bytes(std::span(header)));
-      if (type.ok() && HasPayloadFrame(*type) && frame.more()) {
-        zmq::message_t body;
-        if (!socket_.recv(body)) return Goodbye{"timeout", {}};
-        payload_.assign(static_cast<const char*>(body.data()), body.size());
-        frames = 2;
+      transport::Frames frames;
+      if (reader_.Next(socket_, frames) == transport::ReadResult::kMessage) {
+        payload_.assign(frames.payload);
+        auto m = transport::Decode(frames);
+        if (m.ok() && !std::holds_alternative<Heartbeat>(*m)) return *m;
+        continue;
       }
-      auto m = DecodeHeader(header, frames, payload_.size());
-      if (m.ok() && !std::holds_alternative<Heartbeat>(*m)) return *m;
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= deadline) return Goodbye{"timeout", {}};
+      zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
+      zmq::poll(&item, 1,
+                std::chrono::ceil<std::chrono::milliseconds>(deadline - now));
     }
   }
   // The payload frame of the last REQUEST or RESPONSE Next() returned.
@@ -65,6 +64,7 @@ class RawEndpoint {
 
  private:
   zmq::socket_t socket_;
+  transport::Reader reader_{/*routed=*/false};
   std::string payload_;
 };
 

@@ -1,6 +1,7 @@
 // transport::Reader and transport::Batch: several rejoin messages travel in
-// one ZeroMQ message and come out one by one, each with its own payload;
-// damage inside a batch costs what follows it in that batch and nothing else.
+// one ZeroMQ message (small ones packed into one frame) and come out one by
+// one, each with its own payload; damage inside a batch costs what follows it
+// in that batch and nothing else.
 #include "rejoin/transport/wire.h"
 
 #include <gtest/gtest.h>
@@ -135,6 +136,173 @@ TEST_F(Pair, ARequestWithoutItsPayloadFrameIsMalformed) {
   Result<Message> m = Decode(f);
   ASSERT_FALSE(m.ok());
   EXPECT_EQ(m.status().code(), ErrorCode::kMalformed);
+}
+
+// A pack frame by hand (PROTOCOL.md §2.2): signature, then sized entries.
+std::string Sized(const std::string& bytes) {
+  std::string out(4, '\0');
+  for (int i = 0; i < 4; ++i) {
+    out[static_cast<std::size_t>(i)] =
+        static_cast<char>((bytes.size() >> (8 * i)) & 0xffu);
+  }
+  return out + bytes;
+}
+const std::string kPack("RJ\x01\x00", 4);
+
+TEST(Pack, ThePackFrameIsTellableFromHeaders) {
+  EXPECT_TRUE(IsPackFrame(kPack));
+  EXPECT_FALSE(IsPackFrame(EncodeHeader(Heartbeat{1})));
+  EXPECT_FALSE(IsPackFrame("RJ"));
+  EXPECT_FALSE(IsPackFrame(std::string("RJ\x02\x00", 4)));
+}
+
+TEST_F(Pair, SmallMessagesTravelInOneFrame) {
+  Batch batch;
+  for (Seq seq = 1; seq <= 50; ++seq) {
+    zmq::message_t p = Frame("payload " + std::to_string(seq));
+    batch.Add(Request{"alice", seq, "echo", 1, 0, 0}, &p);
+  }
+  batch.Add(Heartbeat{9});
+  ASSERT_EQ(batch.Send(dealer_, ""), SendResult::kOk);
+
+  // One routing frame and one pack frame: nothing else on the wire.
+  zmq::message_t route, pack;
+  ASSERT_TRUE(router_.recv(route));
+  ASSERT_TRUE(route.more());
+  ASSERT_TRUE(router_.recv(pack));
+  EXPECT_FALSE(pack.more());
+  EXPECT_TRUE(IsPackFrame(View(pack)));
+}
+
+TEST_F(Pair, PackedMessagesComeOutOneByOneAndCanBeKept) {
+  Batch batch;
+  for (Seq seq = 1; seq <= 3; ++seq) {
+    zmq::message_t p = Frame("payload " + std::to_string(seq));
+    batch.Add(Request{"alice", seq, "echo", 1, 0, 0}, &p);
+  }
+  batch.Add(Ack{"alice", 2, {}});
+  ASSERT_EQ(batch.Send(dealer_, ""), SendResult::kOk);
+
+  Frames f;
+  std::vector<zmq::message_t> kept;
+  for (Seq seq = 1; seq <= 3; ++seq) {
+    ASSERT_EQ(Next(f), ReadResult::kMessage);
+    EXPECT_EQ(f.count, 2u);
+    EXPECT_EQ(f.route, "peer-1");
+    EXPECT_EQ(std::get<Request>(*Decode(f)).seq, seq);
+    EXPECT_EQ(f.payload, "payload " + std::to_string(seq));
+    kept.push_back(reader_.TakePayload());
+    EXPECT_TRUE(reader_.buffered());
+  }
+  ASSERT_EQ(Next(f), ReadResult::kMessage);
+  EXPECT_EQ(f.count, 1u);
+  EXPECT_EQ(std::get<Ack>(*Decode(f)).completed_watermark, 2u);
+  EXPECT_FALSE(reader_.buffered());
+  EXPECT_EQ(reader_.Next(router_, f), ReadResult::kNothing);
+  // The copies outlive the frame they came from.
+  EXPECT_EQ(View(kept[0]), "payload 1");
+  EXPECT_EQ(View(kept[2]), "payload 3");
+}
+
+TEST_F(Pair, LargePayloadsKeepTheirOwnFramesAndTheOrder) {
+  const std::string big(kPackMaxPayload + 1, 'x');
+  Batch batch;
+  zmq::message_t p1 = Frame("small");
+  zmq::message_t p2 = Frame(big);
+  zmq::message_t p3 = Frame("small again");
+  batch.Add(Request{"alice", 1, "echo", 1, 0, 0}, &p1);
+  batch.Add(Request{"alice", 2, "echo", 1, 0, 0}, &p2);
+  batch.Add(Request{"alice", 3, "echo", 1, 0, 0}, &p3);
+  EXPECT_EQ(batch.messages(), 3u);
+  ASSERT_EQ(batch.Send(dealer_, ""), SendResult::kOk);
+
+  Frames f;
+  ASSERT_EQ(Next(f), ReadResult::kMessage);
+  EXPECT_EQ(std::get<Request>(*Decode(f)).seq, 1u);
+  ASSERT_EQ(Next(f), ReadResult::kMessage);
+  EXPECT_EQ(std::get<Request>(*Decode(f)).seq, 2u);
+  EXPECT_EQ(f.payload.size(), big.size());
+  // Its own frame, handed over whole.
+  zmq::message_t taken = reader_.TakePayload();
+  EXPECT_EQ(View(taken), big);
+  ASSERT_EQ(Next(f), ReadResult::kMessage);
+  EXPECT_EQ(std::get<Request>(*Decode(f)).seq, 3u);
+  EXPECT_EQ(f.payload, "small again");
+}
+
+TEST_F(Pair, AnEntryRunningPastItsPackFrameIsMalformedAndEndsThatFrame) {
+  std::string pack = kPack + Sized(EncodeHeader(Heartbeat{1}));
+  pack += Sized(EncodeHeader(Heartbeat{2})).substr(0, 6);  // cut short
+  SendRaw({pack, EncodeHeader(Heartbeat{3})});
+
+  Frames f;
+  ASSERT_EQ(Next(f), ReadResult::kMessage);
+  EXPECT_EQ(std::get<Heartbeat>(*Decode(f)).epoch, 1u);
+  ASSERT_EQ(Next(f), ReadResult::kMessage);
+  EXPECT_EQ(f.count, 0u);
+  EXPECT_EQ(Decode(f).status().code(), ErrorCode::kMalformed);
+  // The frame after the broken pack frame still reads.
+  ASSERT_EQ(Next(f), ReadResult::kMessage);
+  EXPECT_EQ(std::get<Heartbeat>(*Decode(f)).epoch, 3u);
+}
+
+TEST_F(Pair, APackedRequestWithoutItsPayloadIsMalformed) {
+  SendRaw({kPack + Sized(EncodeHeader(Request{"alice", 1, "echo", 1, 0, 0}))});
+  Frames f;
+  ASSERT_EQ(Next(f), ReadResult::kMessage);
+  EXPECT_EQ(f.count, 1u);
+  EXPECT_EQ(Decode(f).status().code(), ErrorCode::kMalformed);
+  EXPECT_FALSE(reader_.buffered());
+}
+
+TEST_F(Pair, ABadHeaderInAPackEndsTheBatch) {
+  std::string pack = kPack + Sized(EncodeHeader(Heartbeat{1})) +
+                     Sized("not a header") + Sized(EncodeHeader(Heartbeat{2}));
+  SendRaw({pack, EncodeHeader(Heartbeat{3})});
+  Batch next;
+  next.Add(Heartbeat{4});
+  ASSERT_EQ(next.Send(dealer_, ""), SendResult::kOk);
+
+  Frames f;
+  ASSERT_EQ(Next(f), ReadResult::kMessage);
+  EXPECT_EQ(std::get<Heartbeat>(*Decode(f)).epoch, 1u);
+  ASSERT_EQ(Next(f), ReadResult::kMessage);
+  EXPECT_FALSE(Decode(f).ok());  // the bad header, handed out for reporting
+  EXPECT_EQ(reader_.dropped_frames(), 1u);
+  ASSERT_EQ(Next(f), ReadResult::kMessage);
+  EXPECT_EQ(std::get<Heartbeat>(*Decode(f)).epoch, 4u);
+}
+
+TEST_F(Pair, APackInsideAPackIsAnUnknownType) {
+  SendRaw({kPack + Sized(kPack + Sized(EncodeHeader(Heartbeat{1})))});
+  Frames f;
+  ASSERT_EQ(Next(f), ReadResult::kMessage);
+  EXPECT_EQ(Decode(f).status().code(), ErrorCode::kUnknownType);
+  EXPECT_FALSE(reader_.buffered());
+}
+
+TEST_F(Pair, EmptyPackFramesAreSkipped) {
+  SendRaw({kPack, kPack + Sized(EncodeHeader(Heartbeat{5})), kPack});
+  Frames f;
+  ASSERT_EQ(Next(f), ReadResult::kMessage);
+  EXPECT_EQ(std::get<Heartbeat>(*Decode(f)).epoch, 5u);
+  EXPECT_EQ(reader_.Next(router_, f), ReadResult::kNothing);
+}
+
+TEST_F(Pair, ForwardedBytesArePackedLikeEncodedOnes) {
+  Batch batch;
+  const std::string header = EncodeHeader(Response{"bob", 4, ErrorCode::kOk});
+  batch.AddEncoded(header, "answer", true);
+  batch.AddEncoded(EncodeHeader(Ack{"bob", 5, {}}), {}, false);
+  ASSERT_EQ(batch.Send(dealer_, ""), SendResult::kOk);
+  Frames f;
+  ASSERT_EQ(Next(f), ReadResult::kMessage);
+  EXPECT_EQ(f.header, header);
+  EXPECT_EQ(f.payload, "answer");
+  zmq::message_t kept = reader_.TakeHeader();
+  EXPECT_EQ(View(kept), header);
+  ASSERT_EQ(Next(f), ReadResult::kMessage);
+  EXPECT_EQ(std::get<Ack>(*Decode(f)).completed_watermark, 5u);
 }
 
 TEST(Batch, SendOnAnUnconnectedImmediateSocketWouldBlockAndEmpties) {
