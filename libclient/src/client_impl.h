@@ -270,7 +270,7 @@ class Client::Impl {
   bool AddRequest(transport::Batch& batch,
                   const client_internal::SendItem& item, Seq watermark);
   void ScheduleResend(Seq seq, client_internal::PendingOp& op, TimePoint now);
-  void Complete(Seq seq, ErrorCode status, std::string payload);
+  void Complete(Seq seq, ErrorCode status, std::string payload, TimePoint now);
   void FailAllWaiters(ErrorCode code, const char* why);
   void Emit(RecoveryEventKind kind, Seq seq);
   Seq Watermark() const;
@@ -340,7 +340,7 @@ class Client::Impl {
   // that the resend was needless.
   std::unordered_set<Seq> recently_resent_;
   std::deque<Seq> recently_resent_order_;
-  void HintLosses(std::uint64_t answered_order);
+  void HintLosses(std::uint64_t answered_order, TimePoint now);
   void NoteSend(Seq seq, client_internal::PendingOp& op);
   // The send `order` no longer waits for an answer (answered, sent again).
   void RetireSend(std::uint64_t order);

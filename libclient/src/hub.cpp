@@ -371,11 +371,12 @@ void Hub::TakeReady() {
 
 void Hub::ReadInbound() {
   if (!link_) return;
+  transport::Frames frames;
   for (int i = 0; i < kReadBudget; ++i) {
-    transport::Frames frames;
     transport::ReadResult r = link_->Read(frames);
     if (r != transport::ReadResult::kMessage) return;
-    last_recv_ = Clock::now();
+    // Once per turn: what one turn reads arrived together.
+    if (i == 0) last_recv_ = Clock::now();
     Result<Message> m = transport::Decode(frames);
     if (!m.ok()) {
       for (Client::Impl* member : members_) member->CountMalformed();

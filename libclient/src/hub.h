@@ -73,6 +73,8 @@ class Hub {
   // nothing at all came from the broker since then, the connection is
   // presumed stuck and reopened (true).
   bool ReopenIfSilentSince(TimePoint since, const char* why);
+  // When the messages being handled were read (once per turn).
+  TimePoint last_recv() const { return last_recv_; }
 
  private:
   explicit Hub(std::string endpoint);

@@ -366,24 +366,25 @@ void Client::Impl::HandleResponse(const Response& r, std::string_view payload) {
     }
     return;
   }
-  Complete(r.seq, r.status, std::string(payload));
+  // The time the hub read this batch: one clock read for all its answers.
+  Complete(r.seq, r.status, std::string(payload), hub_->last_recv());
 }
 
-void Client::Impl::Complete(Seq seq, ErrorCode status, std::string payload) {
+void Client::Impl::Complete(Seq seq, ErrorCode status, std::string payload,
+                            TimePoint now) {
   auto it = pending_.find(seq);
   PendingOp op = std::move(it->second);
   pending_.erase(it);
   RetireSend(op.send_order);
   ++slots_freed_;
   const double since_send_us =
-      std::chrono::duration<double, std::micro>(Clock::now() - op.last_sent)
-          .count();
+      std::chrono::duration<double, std::micro>(now - op.last_sent).count();
   if (op.sent && op.attempts == 1 && !op.resent) {
     // Karn's rule: only an answer to the one and only send measures the
     // path.
     rtt_.Sample(since_send_us);
     reorder_.Answered(op.send_order);
-    HintLosses(op.send_order);
+    HintLosses(op.send_order, now);
   } else if (op.resent) {
     rtt_.ResendAnswered();
     // If the other send is answered too, the resend was spurious.
@@ -416,7 +417,7 @@ void Client::Impl::Complete(Seq seq, ErrorCode status, std::string payload) {
     stats_.responses_recovered.fetch_add(1, std::memory_order_relaxed);
     events_.push_back({RecoveryEventKind::kResponseRecovered, seq});
   }
-  if (unacked_.empty()) ack_due_ = Clock::now() + client_internal::kAckDelay;
+  if (unacked_.empty()) ack_due_ = now + client_internal::kAckDelay;
   unacked_.insert(seq);
 
   Reply reply;
@@ -738,9 +739,8 @@ bool Client::Impl::AddRequest(transport::Batch& batch, const SendItem& item,
 // smoothed round trip, was most likely lost. It is sent again now instead of
 // when its timer fires (as TCP's fast retransmit does). Off while resends are
 // proving spurious (the path reorders or stalls).
-void Client::Impl::HintLosses(std::uint64_t answered_order) {
+void Client::Impl::HintLosses(std::uint64_t answered_order, TimePoint now) {
   if (!welcomed_ || !rtt_.ready() || rtt_.backoff() > 2) return;
-  const TimePoint now = Clock::now();
   const auto round_trip =
       std::chrono::microseconds(static_cast<std::int64_t>(rtt_.srtt_us()));
   // Oldest send first: once one is too recent, so are all behind it. Sends

@@ -21,8 +21,6 @@ using std::chrono::milliseconds;
 // let the broker forward the first answers while later requests still run
 // (see broker.cpp kBatch).
 constexpr std::size_t kMaxMessagesPerTurn = 32;
-// Messages sent together as one ZeroMQ message (transport::Batch).
-constexpr std::size_t kSendBatch = 256;
 // A STATE_EXCHANGE is split so each header stays well inside the codec's
 // 64 KiB header limit.
 constexpr std::size_t kMaxVectorsPerExchange = 256;
@@ -59,10 +57,6 @@ bool HasHeldOps(const JournalState& state) {
     }
   }
   return false;
-}
-
-zmq::message_t Frame(std::string_view bytes) {
-  return zmq::message_t(bytes.data(), bytes.size());
 }
 
 }  // namespace
@@ -373,24 +367,20 @@ bool IoLoop::Sent(transport::SendResult result, Clock::time_point now) {
 }
 
 void IoLoop::SendOutbox(Clock::time_point now) {
-  std::vector<Outgoing> out;
-  out.swap(outbox_);
   // Until WELCOME the broker does not know this connection and would refuse
   // the messages; whatever is dropped here is in the journal and reaches the
   // broker through the state exchange that follows WELCOME.
-  if (!link_ || !welcomed_) return;
-  transport::Batch& batch = send_batch_;  // reused: keeps its capacity
-  batch.Clear();
-  for (std::size_t i = 0; i < out.size(); ++i) {
-    batch.Add(out[i].message, &out[i].payload);
-    if (batch.messages() < kSendBatch && i + 1 < out.size()) continue;
-    if (!Sent(link_->Send(batch), now)) return;
+  if (!link_ || !welcomed_) {
+    outbox_.Clear();
+    return;
   }
+  if (outbox_.empty()) return;
+  (void)Sent(link_->Send(outbox_), now);
 }
 
 void IoLoop::Flush(Clock::time_point now) {
   if (failed_) {
-    outbox_.clear();
+    outbox_.Clear();
     jobs_.clear();
     return;
   }
@@ -416,7 +406,7 @@ void IoLoop::Fail(const Status& status) {
   failed_ = true;
   Log().error("server {}: journal failed ({}); no further answers will be sent",
               options_.server_id, status.ToString());
-  outbox_.clear();
+  outbox_.Clear();
   jobs_.clear();
   // Tell the broker at once, so it stops dispatching here and its lease
   // rules take over; nothing else may leave without its record.
@@ -549,7 +539,7 @@ void IoLoop::OnProbe(const Probe& p) {
   reply.probe_id = p.probe_id;
   reply.role = Role::kServer;
   reply.servers.push_back(VectorOf(p.session, FindSession(p.session), &p.seqs));
-  outbox_.push_back(Outgoing{std::move(reply), {}});
+  outbox_.Add(reply);
 }
 
 void IoLoop::OnRecover(const Recover& r) {
@@ -704,7 +694,7 @@ void IoLoop::QueueStateExchange() {
   std::size_t bytes = 0;
   auto flush = [&](bool last) {
     batch.last = last;
-    outbox_.push_back(Outgoing{batch, {}});
+    outbox_.Add(batch);
     batch.servers.clear();
     bytes = 0;
   };
@@ -854,7 +844,7 @@ void IoLoop::QueueResponse(const SessionId& session, Seq seq, ErrorCode status,
   if (status != ErrorCode::kOk && status != ErrorCode::kHandlerFailed) {
     payload = {};
   }
-  outbox_.push_back(Outgoing{Response{session, seq, status}, Frame(payload)});
+  outbox_.Add(Response{session, seq, status}, payload);
 }
 
 void IoLoop::ReleaseBelow(const SessionId& session, Seq below) {

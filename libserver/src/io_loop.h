@@ -48,11 +48,6 @@ class IoLoop {
  private:
   using Clock = std::chrono::steady_clock;
 
-  struct Outgoing {
-    Message message;
-    zmq::message_t payload;
-  };
-
   // One pass of the loop; true when the loop is over.
   bool Step(const std::atomic<bool>& stop);
   void Poll(Clock::time_point now);
@@ -74,7 +69,7 @@ class IoLoop {
   bool Sent(transport::SendResult result, Clock::time_point now);
   // Commits the turn's records, then sends its messages and starts its jobs.
   void Flush(Clock::time_point now);
-  // Sends outbox_ in batches (or drops it before WELCOME) and empties it.
+  // Sends outbox_ (or drops it before WELCOME) and empties it.
   void SendOutbox(Clock::time_point now);
   void Fail(const Status& status);
 
@@ -141,8 +136,8 @@ class IoLoop {
   Clock::time_point last_heard_;
 
   // Work of the current turn, held back until its records are committed.
-  std::vector<Outgoing> outbox_;
-  transport::Batch send_batch_;  // SendOutbox's, kept between turns
+  // Encoded as queued, sent after the commit; keeps its buffer between turns.
+  transport::Batch outbox_;
   std::vector<Job> jobs_;
   std::size_t outstanding_ = 0;  // jobs submitted, completion not yet taken
   bool draining_ = false;        // stopping: no new handler work

@@ -217,13 +217,6 @@ SendResult Send(zmq::socket_t& socket, std::string_view route, const Message& m,
                  HasPayloadFrame(TypeOf(m)));
 }
 
-std::size_t Batch::BeginEntry() {
-  if (pack_.empty()) pack_.append(kPackSignature);
-  const std::size_t at = pack_.size();
-  pack_.append(kSizeBytes, '\0');
-  return at;
-}
-
 void Batch::ClosePack() {
   if (pack_.empty()) return;
   frames_.emplace_back(pack_.data(), pack_.size());
@@ -231,23 +224,34 @@ void Batch::ClosePack() {
 }
 
 void Batch::Add(const Message& m, zmq::message_t* payload) {
-  const bool with_payload = HasPayloadFrame(TypeOf(m));
-  const std::size_t payload_size =
-      with_payload && payload != nullptr ? payload->size() : 0;
-  if (payload_size > kPackMaxPayload) {
+  if (HasPayloadFrame(TypeOf(m)) && payload != nullptr &&
+      payload->size() > kPackMaxPayload) {
     std::string bytes = EncodeHeader(m);
     zmq::message_t header(bytes.data(), bytes.size());
     AddFrames(header, *payload, true);
     return;
   }
+  Pack(m, payload != nullptr ? View(*payload) : std::string_view());
+}
+
+void Batch::Add(const Message& m, std::string_view payload) {
+  if (HasPayloadFrame(TypeOf(m)) && payload.size() > kPackMaxPayload) {
+    zmq::message_t frame(payload.data(), payload.size());
+    Add(m, &frame);
+    return;
+  }
+  Pack(m, payload);
+}
+
+void Batch::Pack(const Message& m, std::string_view payload) {
   // The header is encoded straight into the pack frame, its size filled in
   // after.
-  const std::size_t at = BeginEntry();
+  if (pack_.empty()) pack_.append(kPackSignature);
+  const std::size_t at = pack_.size();
+  pack_.append(kSizeBytes, '\0');
   EncodeHeader(m, pack_);
   PutSize(pack_.data() + at, pack_.size() - at - kSizeBytes);
-  if (with_payload) {
-    PutSized(pack_, payload != nullptr ? View(*payload) : std::string_view());
-  }
+  if (HasPayloadFrame(TypeOf(m))) PutSized(pack_, payload);
   ++messages_;
   if (pack_.size() >= kPackTargetBytes) ClosePack();
 }

@@ -128,6 +128,8 @@ class Batch {
   // Encodes `m`; `payload` (moved from when it travels in a frame of its own)
   // follows when the type has a payload frame (an empty one if null).
   void Add(const Message& m, zmq::message_t* payload = nullptr);
+  // Encodes `m` followed by a copy of `payload`.
+  void Add(const Message& m, std::string_view payload);
   // Adds already-encoded bytes, as the broker forwards them.
   void AddEncoded(std::string_view header, std::string_view payload,
                   bool with_payload);
@@ -144,8 +146,9 @@ class Batch {
   void Clear();
 
  private:
-  // Starts a pack entry: the pack frame's signature first if it is new.
-  std::size_t BeginEntry();
+  // Encodes `m` into the pack frame, followed by `payload` when the type has
+  // a payload frame.
+  void Pack(const Message& m, std::string_view payload);
   // Moves the open pack frame into frames_.
   void ClosePack();
 
