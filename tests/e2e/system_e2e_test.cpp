@@ -1,16 +1,20 @@
 // Whole-system behaviour beyond single table rows: deadlines and collecting
 // outcomes after a restart, a server that never returns, a broker killed with
 // operations in flight at several servers, and hostile input next to a
-// normal session; fencing, hung servers and rejoin-call.
+// normal session; payloads on both sides of the pack-frame limit; fencing,
+// hung servers and rejoin-call.
 #include <signal.h>
 
 #include <fstream>
 #include <iterator>
+#include <map>
+#include <mutex>
 #include <thread>
 #include <zmq.hpp>
 
 #include "e2e/e2e_fixture.h"
 #include "rejoin/proto/codec.h"
+#include "rejoin/transport/wire.h"
 #include "support/files.h"
 #include "support/raw_endpoint.h"
 
@@ -52,6 +56,51 @@ TEST_F(SystemEndToEnd, ClientGivesUpOnDeadlineAndCollectsAfterRestart) {
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r->payload, Expected("later", seq));
   EXPECT_EQ(Executions("patient", seq), 1);
+}
+
+// Payloads on both sides of the pack-frame limit (PROTOCOL.md §2.2) in the
+// same batches: small ones packed, large ones in frames of their own, and
+// every answer intact and in its place.
+TEST_F(SystemEndToEnd, SmallAndLargePayloadsShareBatchesIntact) {
+  StartBroker();
+  StartServer("mixed");
+  auto client = OpenClient("mixer");
+  const std::vector<std::string> payloads = {
+      "small",
+      std::string(transport::kPackMaxPayload - 16, 'a'),
+      std::string(transport::kPackMaxPayload + 1, 'b'),
+      "",
+      std::string(1 << 20, 'c'),
+      "small again",
+      std::string(3 * transport::kPackMaxPayload, 'd'),
+  };
+  std::mutex mu;
+  std::map<Seq, Result<Reply>> answers;
+  std::vector<std::pair<Seq, std::string>> sent;
+  for (int round = 0; round < 3; ++round) {
+    for (const std::string& p : payloads) {
+      auto seq = client->CallAsync("echo", p, [&](const Result<Reply>& r) {
+        std::lock_guard lock(mu);
+        answers.emplace(r.ok() ? r->seq : 0, r);
+      });
+      ASSERT_TRUE(seq.ok()) << seq.status().ToString();
+      sent.emplace_back(*seq, p);
+    }
+  }
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        std::lock_guard lock(mu);
+        return answers.size() == sent.size();
+      },
+      kWait));
+  std::lock_guard lock(mu);
+  for (const auto& [seq, p] : sent) {
+    auto it = answers.find(seq);
+    ASSERT_NE(it, answers.end()) << "seq " << seq;
+    ASSERT_TRUE(it->second.ok()) << it->second.status().ToString();
+    EXPECT_EQ(it->second->payload, Expected(p, seq)) << "seq " << seq;
+    EXPECT_EQ(Executions("mixer", seq), 1);
+  }
 }
 
 TEST_F(SystemEndToEnd, ServerThatNeverReturnsHasIdempotentWorkMoved) {
@@ -122,6 +171,14 @@ std::vector<std::vector<std::string>> HostileFrames() {
   unknown_type[3] = static_cast<char>(77);
   std::string truncated = request.substr(0, request.size() - 3);
   std::string trailing = request + "xx";
+  // Pack frames (PROTOCOL.md §2.2): 4-byte little-endian sizes.
+  auto sized = [](const std::string& bytes) {
+    std::string out(4, '\0');
+    out[0] = static_cast<char>(bytes.size() & 0xffu);
+    out[1] = static_cast<char>((bytes.size() >> 8) & 0xffu);
+    return out + bytes;
+  };
+  const std::string pack("RJ\x01\x00", 4);
   return {
       {""},
       {"RJ"},
@@ -139,6 +196,12 @@ std::vector<std::vector<std::string>> HostileFrames() {
       // REQUEST at the end of one lacks its payload.
       {EncodeHeader(Heartbeat{1}), "not a header", request, "payload"},
       {request, "payload", request, "payload", request},
+      // Pack frames: an entry running past its frame, a REQUEST without its
+      // payload entry, a bad header, a pack inside a pack.
+      {pack + sized(request) + sized("payload") + std::string("\xff\xff", 2)},
+      {pack + sized(request)},
+      {pack + sized("not a header") + sized(request) + sized("payload")},
+      {pack + sized(pack + sized(request) + sized("payload"))},
   };
 }
 
