@@ -72,11 +72,11 @@ constexpr auto kIdleSessionExpiry = std::chrono::seconds(120);
 
 struct Counters {
   std::atomic<std::uint64_t> requests{0}, responses{0}, forwarded_resends{0},
-      responses_replayed{0}, probes{0}, recover_messages{0}, state_exchanges{0},
-      moved{0}, answered_in_doubt{0}, answered_errors{0}, injected_drops{0},
-      malformed{0}, bad_version{0}, unknown_type{0}, too_large{0},
-      unknown_peer{0}, fenced{0}, duplicate_identity{0}, orphans{0},
-      sessions{0}, connections{0}, servers{0}, grace_ms{0},
+      responses_replayed{0}, replays_held{0}, probes{0}, recover_messages{0},
+      state_exchanges{0}, moved{0}, answered_in_doubt{0}, answered_errors{0},
+      injected_drops{0}, malformed{0}, bad_version{0}, unknown_type{0},
+      too_large{0}, unknown_peer{0}, fenced{0}, duplicate_identity{0},
+      orphans{0}, sessions{0}, connections{0}, servers{0}, grace_ms{0},
       grace_ended_early{0}, roster_servers{0};
 };
 
@@ -316,6 +316,10 @@ class Broker::Impl {
   void SendEnvelope(const std::string& route, zmq::message_t& header,
                     zmq::message_t& payload);
   void FlushOut(Time now);
+  // Sends the held replays (ReplayResponse) of every client connection that
+  // has other messages in this turn's batch, or of all once held_due_ has
+  // passed.
+  void ReleaseHeldReplays(Time now);
   // Asks the test hook whether to lose this REQUEST/RESPONSE.
   bool Faulted(FaultPoint::Where where, const Message& m);
   void SendRecover(const std::string& route, RecoverSession block);
@@ -331,6 +335,11 @@ class Broker::Impl {
   zmq::socket_t socket_;
   transport::Reader reader_{/*routed=*/true};
   std::unordered_map<std::string, transport::Batch> out_;  // FlushOut
+  struct HeldReplay {
+    zmq::message_t header, payload;
+  };
+  std::unordered_map<std::string, std::vector<HeldReplay>> held_;
+  Time held_due_ = Time::max();
   std::string bound_;
   Epoch epoch_ = 0;
   Time start_{};
@@ -431,6 +440,12 @@ Status Broker::Impl::Run() {
     // The rest of a batch the last turn did not finish is already here: the
     // socket will not announce it again.
     if (reader_.buffered()) wait = std::chrono::milliseconds(0);
+    if (held_due_ != Time::max()) {
+      wait =
+          std::min(wait, std::max(std::chrono::milliseconds(0),
+                                  std::chrono::ceil<std::chrono::milliseconds>(
+                                      held_due_ - now)));
+    }
     zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
     try {
       zmq::poll(&item, 1, wait);
@@ -490,6 +505,7 @@ BrokerStats Broker::Impl::Snapshot() const {
   s.responses = v(c.responses);
   s.forwarded_resends = v(c.forwarded_resends);
   s.responses_replayed = v(c.responses_replayed);
+  s.replays_held = v(c.replays_held);
   s.probes = v(c.probes);
   s.recover_messages = v(c.recover_messages);
   s.state_exchanges = v(c.state_exchanges);
@@ -1187,6 +1203,18 @@ void Broker::Impl::MarkAnswered(Session& s, Track& t) {
 
 void Broker::Impl::ReplayResponse(Session& s, Track& t) {
   Bump(counters_.responses_replayed);
+  if (options_.replay_hold.count() > 0 && s.unanswered >= kReplayHoldInFlight) {
+    // Answers for the others are on their way: this one goes with the
+    // first of them (FlushOut), or alone at held_due_.
+    Bump(counters_.replays_held);
+    std::vector<HeldReplay>& held = held_[s.holder.route];
+    if (held_.size() == 1 && held.empty()) {
+      held_due_ = Clock::now() + options_.replay_hold;
+    }
+    held.push_back(HeldReplay{transport::Share(t.response_header),
+                              transport::Share(t.response_payload)});
+    return;
+  }
   SendEnvelope(s.holder.route, t.response_header, t.response_payload);
 }
 
@@ -1987,7 +2015,32 @@ void Broker::Impl::SendTo(const std::string& route, const Message& m,
   out_[route].Add(m, payload);
 }
 
+void Broker::Impl::ReleaseHeldReplays(Time now) {
+  if (held_.empty()) return;
+  const bool due = now >= held_due_;
+  for (auto it = held_.begin(); it != held_.end();) {
+    auto out = out_.find(it->first);
+    const bool company = out != out_.end() && !out->second.empty();
+    if (!due && !company) {
+      ++it;
+      continue;
+    }
+    // A connection that went away meanwhile gets nothing: its client
+    // resends after it returns.
+    if (routes_.count(it->first) != 0) {
+      for (HeldReplay& r : it->second) {
+        SendEnvelope(it->first, r.header, r.payload);
+      }
+    }
+    it = held_.erase(it);
+  }
+  // Replays held after the first are released with it when it falls due,
+  // a little early rather than late.
+  if (held_.empty()) held_due_ = Time::max();
+}
+
 void Broker::Impl::FlushOut(Time now) {
+  ReleaseHeldReplays(now);
   // Each peer keeps its batch (and its buffer) while it is busy; a peer with
   // nothing to send since the last flush is dropped from the map.
   // A send that finds a server's connection gone marks it dead, which may

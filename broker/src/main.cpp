@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   int heartbeat_ms = static_cast<int>(options.heartbeat.count());
   int grace_ms = static_cast<int>(options.grace.count());
   int probe_ms = static_cast<int>(options.probe.count());
+  int replay_hold_ms = static_cast<int>(options.replay_hold.count());
   int lease_ms = static_cast<int>(options.lease.count());
   std::string log_level = "info";
 
@@ -58,6 +59,11 @@ int main(int argc, char** argv) {
                  "how long operations wait for a dead server")
       ->capture_default_str()
       ->check(CLI::Range(1, 3600000));
+  app.add_option("--replay-hold-ms", replay_hold_ms,
+                 "a replayed answer waits this long at most for other "
+                 "traffic to the same client (0: sent at once)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1000));
   app.add_option("--max-sessions", options.max_sessions)
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
@@ -91,6 +97,7 @@ int main(int argc, char** argv) {
   options.grace = std::chrono::milliseconds(grace_ms);
   options.probe = std::chrono::milliseconds(probe_ms);
   options.lease = std::chrono::milliseconds(lease_ms);
+  options.replay_hold = std::chrono::milliseconds(replay_hold_ms);
 
   sigset_t stop_signals;
   BlockStopSignals(stop_signals);  // before any thread starts

@@ -2,7 +2,8 @@
 // in-process broker driven by hand-made endpoints over loopback. Each
 // session is welcomed on its own and checked against the connection on
 // every message; liveness, GOODBYE and takeover act per connection or per
-// session as the protocol says.
+// session as the protocol says. Also the broker's replayed answers, which
+// wait for other traffic to their client.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -355,6 +356,79 @@ TEST_F(BrokerMux, ThousandSessionsOnOneConnection) {
   EXPECT_LT(std::chrono::steady_clock::now() - started, 2s);
   EXPECT_TRUE(WaitFor([&] { return broker_->stats().connections == 2; }, 2s));
   EXPECT_EQ(broker_->stats().sessions, static_cast<std::uint64_t>(kSessions));
+}
+
+// --- Replayed answers wait for company (BrokerOptions::replay_hold) --------
+
+class ReplayHold : public BrokerMux {
+ protected:
+  // `n` calls of session "c" in flight at a server, the first answered: the
+  // broker keeps that answer for a resend.
+  void Setup(BrokerOptions o, int n) {
+    StartBroker(o);
+    server_ = StartServer();
+    client_ = Connect();
+    Hi(*client_, ClientHello("c"));
+    for (Seq seq = 1; seq <= static_cast<Seq>(n); ++seq) {
+      client_->Send(Call("c", seq), "p" + std::to_string(seq));
+    }
+    for (int i = 0; i < n; ++i) {
+      Message m = server_->Next();
+      ASSERT_TRUE(std::holds_alternative<Request>(m)) << "request " << i;
+    }
+    server_->Send(Response{"c", 1, ErrorCode::kOk}, "answer 1");
+    ASSERT_EQ(ResponseSeq(client_->Next()), 1u);
+    // The answer was lost on its way, as far as the client knows.
+    client_->Send(Request{"c", 1, "echo", 1, 0, kRequestResend}, "p1");
+  }
+  static Seq ResponseSeq(const Message& m) {
+    const auto* r = std::get_if<Response>(&m);
+    return r != nullptr ? r->seq : 0;
+  }
+  std::unique_ptr<RawEndpoint> server_, client_;
+};
+
+TEST_F(ReplayHold, AReplayLeavesWithTheNextAnswerForItsClient) {
+  BrokerOptions o = Options();
+  o.replay_hold = 60s;  // only company can release it in this test
+  Setup(o, 1 + static_cast<int>(kReplayHoldInFlight));
+  ASSERT_TRUE(WaitFor([&] { return broker_->stats().replays_held == 1; }, 5s));
+  EXPECT_TRUE(std::holds_alternative<Goodbye>(client_->Next(200ms)))
+      << "the replay left alone";
+  server_->Send(Response{"c", 2, ErrorCode::kOk}, "answer 2");
+  std::set<Seq> got;
+  got.insert(ResponseSeq(client_->Next()));
+  got.insert(ResponseSeq(client_->Next()));
+  EXPECT_EQ(got, (std::set<Seq>{1, 2}));
+  EXPECT_EQ(broker_->stats().responses_replayed, 1u);
+}
+
+TEST_F(ReplayHold, AReplayWithNoCompanyLeavesWhenItsHoldEnds) {
+  BrokerOptions o = Options();
+  o.replay_hold = 50ms;
+  Setup(o, 1 + static_cast<int>(kReplayHoldInFlight));
+  Message m = client_->Next();
+  EXPECT_EQ(ResponseSeq(m), 1u);
+  EXPECT_EQ(client_->payload(), "answer 1");
+  EXPECT_EQ(broker_->stats().replays_held, 1u);
+}
+
+TEST_F(ReplayHold, FewCallsInFlightAreReplayedAtOnce) {
+  BrokerOptions o = Options();
+  o.replay_hold = 60s;
+  Setup(o, 2);
+  Message m = client_->Next();
+  EXPECT_EQ(ResponseSeq(m), 1u);
+  EXPECT_EQ(broker_->stats().replays_held, 0u);
+  EXPECT_EQ(broker_->stats().responses_replayed, 1u);
+}
+
+TEST_F(ReplayHold, ZeroTurnsTheHoldOff) {
+  BrokerOptions o = Options();
+  o.replay_hold = 0ms;
+  Setup(o, 1 + static_cast<int>(kReplayHoldInFlight));
+  EXPECT_EQ(ResponseSeq(client_->Next()), 1u);
+  EXPECT_EQ(broker_->stats().replays_held, 0u);
 }
 
 }  // namespace

@@ -35,6 +35,13 @@ struct FaultPoint {
   Seq seq;
 };
 
+// Replays are held back (BrokerOptions::replay_hold) only for a session with
+// at least this many operations out at servers: the pipelined clients whose
+// losses are found by the order of answers (libclient's RttEstimator uses the
+// same bound), and whose resend timers are a backstop several round trips
+// long.
+inline constexpr std::uint64_t kReplayHoldInFlight = 16;
+
 struct BrokerOptions {
   std::string endpoint = "tcp://127.0.0.1:5555";
   std::chrono::milliseconds heartbeat{200};
@@ -55,6 +62,13 @@ struct BrokerOptions {
   std::uint32_t max_message_bytes = 1024 * 1024;  // per payload
   std::uint32_t max_outstanding = 4096;           // unanswered per session
   std::uint32_t max_queue = 100000;               // queued per service
+  // A resent REQUEST whose answer the broker kept is answered from that
+  // copy. While at least kReplayHoldInFlight other operations of the session
+  // are out at servers, that replay waits for the next batch leaving for the
+  // same client connection, at most this long: sent alone it would start a
+  // batch of one that keeps circling (the client's callback answers it with
+  // one new call, which travels alone). 0: replay at once.
+  std::chrono::milliseconds replay_hold{2};
   // Probability of dropping each REQUEST/RESPONSE the broker sends, after its
   // own bookkeeping, as if lost on the wire. For tests and benchmarks.
   double inject_loss = 0.0;
@@ -76,6 +90,7 @@ struct BrokerStats {
   std::uint64_t responses = 0;
   std::uint64_t forwarded_resends = 0;   // resends passed to the holder
   std::uint64_t responses_replayed = 0;  // from the broker's retained copy
+  std::uint64_t replays_held = 0;        // of those, sent with later traffic
   std::uint64_t probes = 0;
   std::uint64_t recover_messages = 0;
   std::uint64_t state_exchanges = 0;
