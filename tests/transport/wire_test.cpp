@@ -174,6 +174,24 @@ TEST_F(Pair, SmallMessagesTravelInOneFrame) {
   EXPECT_TRUE(IsPackFrame(View(pack)));
 }
 
+TEST_F(Pair, ABigBatchSpreadsOverSeveralPackFramesInOrder) {
+  const std::string kilobyte(1024, 'k');
+  const Seq n = 2 * kPackTargetBytes / kilobyte.size();
+  Batch batch;
+  for (Seq seq = 1; seq <= n; ++seq) {
+    zmq::message_t p = Frame(std::to_string(seq) + kilobyte);
+    batch.Add(Request{"alice", seq, "echo", 1, 0, 0}, &p);
+  }
+  ASSERT_EQ(batch.Send(dealer_, ""), SendResult::kOk);
+  Frames f;
+  for (Seq seq = 1; seq <= n; ++seq) {
+    ASSERT_EQ(Next(f), ReadResult::kMessage);
+    ASSERT_EQ(std::get<Request>(*Decode(f)).seq, seq);
+    ASSERT_EQ(f.payload, std::to_string(seq) + kilobyte);
+  }
+  EXPECT_FALSE(reader_.buffered());
+}
+
 TEST_F(Pair, PackedMessagesComeOutOneByOneAndCanBeKept) {
   Batch batch;
   for (Seq seq = 1; seq <= 3; ++seq) {
