@@ -49,6 +49,26 @@ class Pair : public ::testing::Test {
     }
   }
 
+  // `frames`, a batch holding HEARTBEAT 1 and then a bad header, is sent
+  // and then a good batch with HEARTBEAT 4: the reader hands out 1, the bad
+  // header, and 4, dropping `dropped` frames in between.
+  void ExpectBadHeaderEndsBatch(const std::vector<std::string>& frames,
+                                std::uint64_t dropped) {
+    SendRaw(frames);
+    Batch next;
+    next.Add(Heartbeat{4});
+    ASSERT_EQ(next.Send(dealer_, ""), SendResult::kOk);
+
+    Frames f;
+    ASSERT_EQ(Next(f), ReadResult::kMessage);
+    EXPECT_EQ(std::get<Heartbeat>(*Decode(f)).epoch, 1u);
+    ASSERT_EQ(Next(f), ReadResult::kMessage);
+    EXPECT_FALSE(Decode(f).ok());  // the bad header, handed out for reporting
+    EXPECT_EQ(reader_.dropped_frames(), dropped);
+    ASSERT_EQ(Next(f), ReadResult::kMessage);
+    EXPECT_EQ(std::get<Heartbeat>(*Decode(f)).epoch, 4u);
+  }
+
   zmq::context_t context_{1};
   zmq::socket_t router_{context_, zmq::socket_type::router};
   zmq::socket_t dealer_{context_, zmq::socket_type::dealer};
@@ -109,20 +129,10 @@ TEST_F(Pair, ForwardedFramesAndEncodedMessagesMix) {
 }
 
 TEST_F(Pair, ABadHeaderEndsItsBatchButNotTheNextOne) {
-  SendRaw({EncodeHeader(Heartbeat{1}), "not a header",
-           EncodeHeader(Heartbeat{2}), EncodeHeader(Heartbeat{3})});
-  Batch next;
-  next.Add(Heartbeat{4});
-  ASSERT_EQ(next.Send(dealer_, ""), SendResult::kOk);
-
-  Frames f;
-  ASSERT_EQ(Next(f), ReadResult::kMessage);
-  EXPECT_EQ(std::get<Heartbeat>(*Decode(f)).epoch, 1u);
-  ASSERT_EQ(Next(f), ReadResult::kMessage);
-  EXPECT_FALSE(Decode(f).ok());  // the bad header, handed out for reporting
-  EXPECT_EQ(reader_.dropped_frames(), 2u);
-  ASSERT_EQ(Next(f), ReadResult::kMessage);
-  EXPECT_EQ(std::get<Heartbeat>(*Decode(f)).epoch, 4u);
+  ExpectBadHeaderEndsBatch(
+      {EncodeHeader(Heartbeat{1}), "not a header", EncodeHeader(Heartbeat{2}),
+       EncodeHeader(Heartbeat{3})},
+      2);
 }
 
 TEST_F(Pair, ARequestWithoutItsPayloadFrameIsMalformed) {
@@ -274,21 +284,12 @@ TEST_F(Pair, APackedRequestWithoutItsPayloadIsMalformed) {
 }
 
 TEST_F(Pair, ABadHeaderInAPackEndsTheBatch) {
-  std::string pack = kPack + Sized(EncodeHeader(Heartbeat{1})) +
-                     Sized("not a header") + Sized(EncodeHeader(Heartbeat{2}));
-  SendRaw({pack, EncodeHeader(Heartbeat{3})});
-  Batch next;
-  next.Add(Heartbeat{4});
-  ASSERT_EQ(next.Send(dealer_, ""), SendResult::kOk);
-
-  Frames f;
-  ASSERT_EQ(Next(f), ReadResult::kMessage);
-  EXPECT_EQ(std::get<Heartbeat>(*Decode(f)).epoch, 1u);
-  ASSERT_EQ(Next(f), ReadResult::kMessage);
-  EXPECT_FALSE(Decode(f).ok());  // the bad header, handed out for reporting
-  EXPECT_EQ(reader_.dropped_frames(), 1u);
-  ASSERT_EQ(Next(f), ReadResult::kMessage);
-  EXPECT_EQ(std::get<Heartbeat>(*Decode(f)).epoch, 4u);
+  // The frame after the pack frame is the one dropped frame.
+  ExpectBadHeaderEndsBatch(
+      {kPack + Sized(EncodeHeader(Heartbeat{1})) + Sized("not a header") +
+           Sized(EncodeHeader(Heartbeat{2})),
+       EncodeHeader(Heartbeat{3})},
+      1);
 }
 
 TEST_F(Pair, APackInsideAPackIsAnUnknownType) {
