@@ -73,7 +73,7 @@ class Hub {
   // nothing at all came from the broker since then, the connection is
   // presumed stuck and reopened (true).
   bool ReopenIfSilentSince(TimePoint since, const char* why);
-  // When the messages being handled were read (once per turn).
+  // When the messages being handled were read (to within 64 messages).
   TimePoint last_recv() const { return last_recv_; }
 
  private:
