@@ -477,7 +477,7 @@ void IoLoop::OnWelcome(const Welcome& w) {
   }
 }
 
-void IoLoop::OnRequest(const Request& r, std::string_view payload) {
+void IoLoop::OnRequest(const Request& r, std::string_view request) {
   ReleaseBelow(r.session, r.completed_watermark);
   if (IsReleased(r.session, r.seq)) {
     Bump(counters_.duplicates);
@@ -510,7 +510,6 @@ void IoLoop::OnRequest(const Request& r, std::string_view payload) {
             HandlerReply{ErrorCode::kUnknownService, ""});
     return;
   }
-  const std::string_view request = payload;
   JournalOp received;
   received.state = static_cast<std::uint8_t>(ServerOpState::kReceived);
   received.service = r.service;

@@ -76,7 +76,7 @@ class IoLoop {
   // Messages from the broker.
   void Dispatch(Message& m, std::string_view payload, Clock::time_point now);
   void OnWelcome(const Welcome& w);
-  void OnRequest(const Request& r, std::string_view payload);
+  void OnRequest(const Request& r, std::string_view request);
   void OnAck(const Ack& a);
   void OnProbe(const Probe& p);
   void OnRecover(const Recover& r);
