@@ -311,8 +311,7 @@ class Broker::Impl {
   void SendTo(const std::string& route, const Message& m,
               zmq::message_t* payload = nullptr);
   // REQUEST/RESPONSE on their way to a peer: subject to injected loss. The
-  // frames stay the caller's: small ones are copied into the peer's pack
-  // frame, large payloads shared without copying.
+  // frames stay the caller's (Batch::AddFrames copies or shares them).
   void SendEnvelope(const std::string& route, zmq::message_t& header,
                     zmq::message_t& payload);
   void FlushOut(Time now);
@@ -2082,14 +2081,7 @@ void Broker::Impl::SendEnvelope(const std::string& route,
     auto m = DecodeHeader(transport::View(header), 2, payload.size(), limits_);
     if (m.ok() && Faulted(FaultPoint::Where::kLeaving, *m)) return;
   }
-  transport::Batch& out = out_[route];
-  if (payload.size() <= transport::kPackMaxPayload) {
-    out.AddEncoded(transport::View(header), transport::View(payload), true);
-    return;
-  }
-  zmq::message_t shared_header = transport::Share(header);
-  zmq::message_t shared_payload = transport::Share(payload);
-  out.AddFrames(shared_header, shared_payload, true);
+  out_[route].AddFrames(header, payload, true);
 }
 
 bool Broker::Impl::Faulted(FaultPoint::Where where, const Message& m) {

@@ -227,8 +227,7 @@ void Batch::Add(const Message& m, zmq::message_t* payload) {
   if (HasPayloadFrame(TypeOf(m)) && payload != nullptr &&
       payload->size() > kPackMaxPayload) {
     std::string bytes = EncodeHeader(m);
-    zmq::message_t header(bytes.data(), bytes.size());
-    AddFrames(header, *payload, true);
+    AddOwnFrames(zmq::message_t(bytes.data(), bytes.size()), Share(*payload));
     return;
   }
   Pack(m, payload != nullptr ? View(*payload) : std::string_view());
@@ -259,9 +258,8 @@ void Batch::Pack(const Message& m, std::string_view payload) {
 void Batch::AddEncoded(std::string_view header, std::string_view payload,
                        bool with_payload) {
   if (with_payload && payload.size() > kPackMaxPayload) {
-    zmq::message_t h(header.data(), header.size());
-    zmq::message_t p(payload.data(), payload.size());
-    AddFrames(h, p, true);
+    AddOwnFrames(zmq::message_t(header.data(), header.size()),
+                 zmq::message_t(payload.data(), payload.size()));
     return;
   }
   if (pack_.empty()) pack_.append(kPackSignature);
@@ -277,6 +275,10 @@ void Batch::AddFrames(zmq::message_t& header, zmq::message_t& payload,
     AddEncoded(View(header), View(payload), with_payload);
     return;
   }
+  AddOwnFrames(Share(header), Share(payload));
+}
+
+void Batch::AddOwnFrames(zmq::message_t header, zmq::message_t payload) {
   // Order is kept: what was packed so far goes first.
   ClosePack();
   frames_.push_back(std::move(header));

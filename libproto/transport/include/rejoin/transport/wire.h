@@ -125,16 +125,18 @@ SendResult Forward(zmq::socket_t& socket, std::string_view route,
 // order they were added.
 class Batch {
  public:
-  // Encodes `m`; `payload` (moved from when it travels in a frame of its own)
-  // follows when the type has a payload frame (an empty one if null).
+  // Encodes `m`; `payload` (shared, not copied, when it travels in a frame of
+  // its own) follows when the type has a payload frame (an empty one if
+  // null).
   void Add(const Message& m, zmq::message_t* payload = nullptr);
   // Encodes `m` followed by a copy of `payload`.
   void Add(const Message& m, std::string_view payload);
   // Adds already-encoded bytes, as the broker forwards them.
   void AddEncoded(std::string_view header, std::string_view payload,
                   bool with_payload);
-  // Adds already-encoded frames (moved from when they keep frames of their
-  // own).
+  // Adds already-encoded frames, which stay the caller's: small ones are
+  // copied into the pack frame, a large payload and its header are shared
+  // (libzmq counts references; no bytes are copied).
   void AddFrames(zmq::message_t& header, zmq::message_t& payload,
                  bool with_payload);
   bool empty() const { return messages_ == 0; }
@@ -151,6 +153,9 @@ class Batch {
   void Pack(const Message& m, std::string_view payload);
   // Moves the open pack frame into frames_.
   void ClosePack();
+  // Appends a message that keeps frames of its own, after what was packed
+  // so far.
+  void AddOwnFrames(zmq::message_t header, zmq::message_t payload);
 
   std::vector<zmq::message_t> frames_;
   std::string pack_;  // the open pack frame; empty when none
