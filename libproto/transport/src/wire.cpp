@@ -212,9 +212,15 @@ SendResult Send(zmq::socket_t& socket, std::string_view route, const Message& m,
                 zmq::message_t* payload) {
   std::string bytes = EncodeHeader(m);
   zmq::message_t header(bytes.data(), bytes.size());
+  const bool with_payload = HasPayloadFrame(TypeOf(m));
+  if (SendResult r = SendRoute(socket, route); r != SendResult::kOk) return r;
+  if (SendResult r = SendFrame(socket, header, with_payload);
+      r != SendResult::kOk) {
+    return r;
+  }
+  if (!with_payload) return SendResult::kOk;
   zmq::message_t empty;
-  return Forward(socket, route, header, payload ? *payload : empty,
-                 HasPayloadFrame(TypeOf(m)));
+  return SendFrame(socket, payload != nullptr ? *payload : empty, false);
 }
 
 void Batch::ClosePack() {
@@ -301,18 +307,6 @@ void Batch::Clear() {
   frames_.clear();
   pack_.clear();  // keeps its capacity for the next batch
   messages_ = 0;
-}
-
-SendResult Forward(zmq::socket_t& socket, std::string_view route,
-                   zmq::message_t& header, zmq::message_t& payload,
-                   bool with_payload) {
-  if (SendResult r = SendRoute(socket, route); r != SendResult::kOk) return r;
-  if (SendResult r = SendFrame(socket, header, with_payload);
-      r != SendResult::kOk) {
-    return r;
-  }
-  if (!with_payload) return SendResult::kOk;
-  return SendFrame(socket, payload, false);
 }
 
 zmq::message_t Share(zmq::message_t& m) {

@@ -114,12 +114,6 @@ enum class SendResult {
 SendResult Send(zmq::socket_t& socket, std::string_view route, const Message& m,
                 zmq::message_t* payload = nullptr);
 
-// Sends already-encoded frames: the broker's forwarding path. `header` and
-// `payload` are moved from; `payload` is sent only when `with_payload`.
-SendResult Forward(zmq::socket_t& socket, std::string_view route,
-                   zmq::message_t& header, zmq::message_t& payload,
-                   bool with_payload);
-
 // Rejoin messages for one peer, sent together as one ZeroMQ message: small
 // ones packed into pack frames, large payloads in frames of their own, in the
 // order they were added.
