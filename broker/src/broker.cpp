@@ -270,7 +270,7 @@ class Broker::Impl {
   Track& NewTrack(Session& s, Seq seq);
   void MarkAnswered(Session& s, Track& t);
   void Answer(const SessionId& sid, Session& s, Seq seq, ErrorCode status);
-  void ReplayResponse(Session& s, Track& t);
+  void ReplayResponse(const SessionId& sid, Session& s, Track& t);
   void ReleaseBelow(Session& s, Seq below);
   void ReleaseOne(Session& s, std::map<Seq, Track>::iterator it);
   void ReturnCredit(Track& t);
@@ -316,9 +316,15 @@ class Broker::Impl {
                     zmq::message_t& payload);
   void FlushOut(Time now);
   // Sends the held replays (ReplayResponse) of every client connection that
-  // has other messages in this turn's batch, or of all once held_due_ has
-  // passed.
+  // has other messages in this turn's batch or no answers coming
+  // (AnswersComing), or of all once held_due_ has passed.
   void ReleaseHeldReplays(Time now);
+  struct HeldReplay {
+    SessionId session;
+    zmq::message_t header, payload;
+    bool waited = false;  // kept past the turn it came in (replays_held)
+  };
+  bool AnswersComing(const std::vector<HeldReplay>& held) const;
   // Asks the test hook whether to lose this REQUEST/RESPONSE.
   bool Faulted(FaultPoint::Where where, const Message& m);
   void SendRecover(const std::string& route, RecoverSession block);
@@ -334,9 +340,6 @@ class Broker::Impl {
   zmq::socket_t socket_;
   transport::Reader reader_{/*routed=*/true};
   std::unordered_map<std::string, transport::Batch> out_;  // FlushOut
-  struct HeldReplay {
-    zmq::message_t header, payload;
-  };
   std::unordered_map<std::string, std::vector<HeldReplay>> held_;
   Time held_due_ = Time::max();
   std::string bound_;
@@ -1023,7 +1026,7 @@ void Broker::Impl::OnRequest(const std::string& route, const Request& req,
     Track& t = it->second;
     switch (t.phase) {
       case Phase::kAnswered:
-        ReplayResponse(s, t);
+        ReplayResponse(req.session, s, t);
         return;
       case Phase::kDispatched: {
         if (!t.has_request) {
@@ -1200,21 +1203,20 @@ void Broker::Impl::MarkAnswered(Session& s, Track& t) {
   t.request_payload.rebuild(std::size_t{0});
 }
 
-void Broker::Impl::ReplayResponse(Session& s, Track& t) {
+void Broker::Impl::ReplayResponse(const SessionId& sid, Session& s, Track& t) {
   Bump(counters_.responses_replayed);
-  if (options_.replay_hold.count() > 0 && s.unanswered >= kReplayHoldInFlight) {
-    // Answers for the others are on their way: this one goes with the
-    // first of them (FlushOut), or alone at held_due_.
-    Bump(counters_.replays_held);
-    std::vector<HeldReplay>& held = held_[s.holder.route];
-    if (held_.size() == 1 && held.empty()) {
-      held_due_ = Clock::now() + options_.replay_hold;
-    }
-    held.push_back(HeldReplay{transport::Share(t.response_header),
-                              transport::Share(t.response_payload)});
+  if (options_.replay_hold.count() == 0) {
+    SendEnvelope(s.holder.route, t.response_header, t.response_payload);
     return;
   }
-  SendEnvelope(s.holder.route, t.response_header, t.response_payload);
+  // Whether it waits is decided at the end of the turn (ReleaseHeldReplays),
+  // once the requests that came with the resend count as out at servers.
+  std::vector<HeldReplay>& held = held_[s.holder.route];
+  if (held_.size() == 1 && held.empty()) {
+    held_due_ = Clock::now() + options_.replay_hold;
+  }
+  held.push_back(HeldReplay{sid, transport::Share(t.response_header),
+                            transport::Share(t.response_payload)});
 }
 
 void Broker::Impl::ReturnCredit(Track& t) {
@@ -1370,7 +1372,7 @@ void Broker::Impl::OnStateExchange(const std::string& route,
       Track& t = it->second;
       switch (t.phase) {
         case Phase::kAnswered:
-          ReplayResponse(s, t);
+          ReplayResponse(sid, s, t);
           break;
         case Phase::kDispatched:
           ScheduleProbe(sid, seq, t, now);
@@ -2014,13 +2016,29 @@ void Broker::Impl::SendTo(const std::string& route, const Message& m,
   out_[route].Add(m, payload);
 }
 
+// Answers for the others are on their way to the connection when every
+// session with a held replay still has kReplayHoldInFlight operations out at
+// servers; otherwise nothing may come to carry the replays soon.
+bool Broker::Impl::AnswersComing(const std::vector<HeldReplay>& held) const {
+  for (const HeldReplay& r : held) {
+    auto s = sessions_.find(r.session);
+    if (s == sessions_.end() || s->second.unanswered < kReplayHoldInFlight) {
+      return false;
+    }
+  }
+  return true;
+}
+
 void Broker::Impl::ReleaseHeldReplays(Time now) {
   if (held_.empty()) return;
   const bool due = now >= held_due_;
   for (auto it = held_.begin(); it != held_.end();) {
     auto out = out_.find(it->first);
     const bool company = out != out_.end() && !out->second.empty();
-    if (!due && !company) {
+    if (!due && !company && AnswersComing(it->second)) {
+      for (HeldReplay& r : it->second) {
+        if (!std::exchange(r.waited, true)) Bump(counters_.replays_held);
+      }
       ++it;
       continue;
     }

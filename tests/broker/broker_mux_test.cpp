@@ -423,6 +423,41 @@ TEST_F(ReplayHold, FewCallsInFlightAreReplayedAtOnce) {
   EXPECT_EQ(broker_->stats().responses_replayed, 1u);
 }
 
+// The hold is decided at the end of the broker's turn: calls that came in
+// the same batch as the resend count as in flight.
+TEST_F(ReplayHold, CallsArrivingWithTheResendCountAsInFlight) {
+  BrokerOptions o = Options();
+  o.replay_hold = 60s;
+  StartBroker(o);
+  server_ = StartServer();
+  client_ = Connect();
+  Hi(*client_, ClientHello("c"));
+  client_->Send(Call("c", 1), "p1");
+  ASSERT_TRUE(std::holds_alternative<Request>(server_->Next()));
+  server_->Send(Response{"c", 1, ErrorCode::kOk}, "answer 1");
+  ASSERT_EQ(ResponseSeq(client_->Next()), 1u);
+
+  transport::Batch batch;
+  batch.Add(Request{"c", 1, "echo", 1, 0, kRequestResend}, "p1");
+  const Seq last = 1 + kReplayHoldInFlight;
+  for (Seq seq = 2; seq <= last; ++seq) {
+    batch.Add(Call("c", seq), "p" + std::to_string(seq));
+  }
+  client_->Send(batch);
+  for (Seq seq = 2; seq <= last; ++seq) {
+    Message m = server_->Next();
+    ASSERT_TRUE(std::holds_alternative<Request>(m)) << "request " << seq;
+  }
+  ASSERT_TRUE(WaitFor([&] { return broker_->stats().replays_held == 1; }, 5s));
+  EXPECT_TRUE(std::holds_alternative<Goodbye>(client_->Next(200ms)))
+      << "the replay left alone";
+  server_->Send(Response{"c", 2, ErrorCode::kOk}, "answer 2");
+  std::set<Seq> got;
+  got.insert(ResponseSeq(client_->Next()));
+  got.insert(ResponseSeq(client_->Next()));
+  EXPECT_EQ(got, (std::set<Seq>{1, 2}));
+}
+
 TEST_F(ReplayHold, ZeroTurnsTheHoldOff) {
   BrokerOptions o = Options();
   o.replay_hold = 0ms;

@@ -37,6 +37,8 @@ class RawEndpoint {
     socket_.send(zmq::buffer(h), zmq::send_flags::sndmore);
     socket_.send(zmq::buffer(payload), zmq::send_flags::none);
   }
+  // Several messages as one batch (PROTOCOL.md §2): one ZeroMQ message.
+  void Send(transport::Batch& batch) { (void)batch.Send(socket_, {}); }
   // The next message other than HEARTBEAT within `wait`; GOODBYE "timeout"
   // if none came. Batches, frames and pack frames alike, are split as
   // PROTOCOL.md §2 says; the payload of a REQUEST or RESPONSE is kept for

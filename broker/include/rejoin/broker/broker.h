@@ -63,11 +63,12 @@ struct BrokerOptions {
   std::uint32_t max_outstanding = 4096;           // unanswered per session
   std::uint32_t max_queue = 100000;               // queued per service
   // A resent REQUEST whose answer the broker kept is answered from that
-  // copy. While at least kReplayHoldInFlight other operations of the session
-  // are out at servers, that replay waits for the next batch leaving for the
-  // same client connection, at most this long: sent alone it would start a
-  // batch of one that keeps circling (the client's callback answers it with
-  // one new call, which travels alone). 0: replay at once.
+  // copy. When at least kReplayHoldInFlight other operations of the session
+  // are out at servers at the end of the broker's turn (calls that came in
+  // the resend's batch included), that replay waits for the next batch
+  // leaving for the same client connection, at most this long: sent alone
+  // it would start a batch of one that keeps circling (the client's callback
+  // answers it with one new call, which travels alone). 0: replay at once.
   std::chrono::milliseconds replay_hold{2};
   // Probability of dropping each REQUEST/RESPONSE the broker sends, after its
   // own bookkeeping, as if lost on the wire. For tests and benchmarks.
