@@ -229,6 +229,10 @@ class Client::Impl {
   void OnLinkReopened(const char* why);
   // Requests wait for the socket to take them (POLLOUT wanted).
   bool WantsToSend() const { return welcomed_ && !send_queue_.empty(); }
+  // Commits wait for fdatasync (Durability::kSync).
+  bool SyncsCommits() const {
+    return journal_->durability() == Durability::kSync;
+  }
   void CountMalformed() {
     stats_.malformed.fetch_add(1, std::memory_order_relaxed);
   }

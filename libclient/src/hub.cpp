@@ -312,6 +312,19 @@ bool Hub::RunTurn() {
   // window) leave with this turn's resends, in one batch, rather than after
   // another poll.
   TakeReady();
+  if (std::any_of(members_.begin(), members_.end(),
+                  [](const Client::Impl* m) { return m->SyncsCommits(); })) {
+    // An fdatasync is long enough for more answers to arrive. Taken now,
+    // their outcomes share the next commit with the calls just made, and
+    // the calls their callbacks make leave with those: sessions answered a
+    // little apart stay one group paying one fdatasync per step, instead of
+    // splitting into groups that never merge again (16 sessions: 0.33 vs
+    // 0.16 commits per call).
+    ReadInbound();
+    for (Client::Impl* m : members_) m->Commit();
+    for (Client::Impl* m : members_) m->Deliver();
+    TakeReady();
+  }
   for (Client::Impl* m : members_) m->Commit();
   now = Clock::now();
   for (Client::Impl* m : members_) m->Flush(now);

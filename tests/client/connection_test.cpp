@@ -6,9 +6,11 @@
 
 #include <gtest/gtest.h>
 
+#include <future>
 #include <map>
 #include <mutex>
 #include <set>
+#include <thread>
 
 #include "rejoin/client/client.h"
 #include "support/fake_broker.h"
@@ -298,6 +300,58 @@ TEST(ClientConnection, SessionsOnASharedJournalCommitTogether) {
     }
     return true;
   }));
+}
+
+// With kSync an answer that arrives while the hub commits joins the same
+// turn: its outcome shares a commit with the calls the turn made, and the
+// call its callback makes shares the next one. Sessions answered a little
+// apart stay one group (otherwise: four commits, two groups for good).
+TEST(ClientConnection, AnswersArrivingDuringASyncCommitJoinTheTurn) {
+  FakeBroker broker;
+  TempDir dir;
+  auto journal = SharedJournal::Open(dir.path(), Durability::kSync);
+  ASSERT_TRUE(journal.ok());
+  auto connection = OpenConnection(broker);
+  std::vector<std::unique_ptr<Client>> clients;
+  for (const char* id : {"sess-0", "sess-1"}) {
+    ClientOptions o = SessionOn(connection, id);
+    o.shared_journal = *journal;
+    o.keep_completed = true;  // no release records in between
+    clients.push_back(OpenClient(o));
+  }
+  ASSERT_EQ(WelcomeAll(broker, 2).size(), 2u);
+
+  Replies replies;
+  std::promise<void> second_sent;
+  std::shared_future<void> sent = second_sent.get_future().share();
+  // Session 0's callback holds the I/O thread, as a slow fdatasync would,
+  // until session 1's answer has arrived, then makes a call.
+  Seq first = *clients[0]->CallAsync("echo", "a", [&](const Result<Reply>&) {
+    sent.wait();
+    std::this_thread::sleep_for(50ms);  // loopback delivery takes microseconds
+    (void)clients[0]->CallAsync("echo", "next", replies.For("sess-0"));
+  });
+  Seq second = *clients[1]->CallAsync("echo", "b", [&](const Result<Reply>&) {
+    (void)clients[1]->CallAsync("echo", "next", replies.For("sess-1"));
+  });
+  ASSERT_TRUE(broker.Expect<Request>());
+  ASSERT_TRUE(broker.Expect<Request>());
+  const std::uint64_t before = (*journal)->commits();
+  broker.Respond("sess-0", first, "a");
+  ASSERT_TRUE(Eventually([&] { return (*journal)->commits() > before; }));
+  broker.Respond("sess-1", second, "b");
+  second_sent.set_value();
+
+  std::set<std::string> callers;
+  for (int i = 0; i < 2; ++i) {
+    auto r = broker.Expect<Request>();
+    ASSERT_TRUE(r);
+    callers.insert(r->message.session);
+  }
+  EXPECT_EQ(callers, (std::set<std::string>{"sess-0", "sess-1"}));
+  // The first answer; session 0's call with the second answer; session 1's
+  // call.
+  EXPECT_EQ((*journal)->commits() - before, 3u);
 }
 
 }  // namespace
