@@ -91,7 +91,7 @@ struct BrokerStats {
   std::uint64_t responses = 0;
   std::uint64_t forwarded_resends = 0;   // resends passed to the holder
   std::uint64_t responses_replayed = 0;  // from the broker's retained copy
-  std::uint64_t replays_held = 0;        // of those, sent with later traffic
+  std::uint64_t replays_held = 0;        // of those, kept for a later batch
   std::uint64_t probes = 0;
   std::uint64_t recover_messages = 0;
   std::uint64_t state_exchanges = 0;
