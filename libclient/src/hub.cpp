@@ -312,8 +312,7 @@ bool Hub::RunTurn() {
   // window) leave with this turn's resends, in one batch, rather than after
   // another poll.
   TakeReady();
-  if (std::any_of(members_.begin(), members_.end(),
-                  [](const Client::Impl* m) { return m->SyncsCommits(); })) {
+  if (syncing_members_ > 0) {
     // An fdatasync is long enough for more answers to arrive. Taken now,
     // their outcomes share the next commit with the calls just made, and
     // the calls their callbacks make leave with those: sessions answered a
@@ -340,6 +339,7 @@ bool Hub::RunTurn() {
 void Hub::Admit(std::vector<Client::Impl*>& attached) {
   for (Client::Impl* m : attached) {
     members_.push_back(m);
+    if (m->SyncsCommits()) ++syncing_members_;
     by_session_[m->session_id()] = m;
     m->Start();
   }
@@ -348,9 +348,10 @@ void Hub::Admit(std::vector<Client::Impl*>& attached) {
 void Hub::Release(std::vector<Client::Impl*>& detached) {
   if (detached.empty()) return;
   for (Client::Impl* m : detached) {
+    const auto gone = std::remove(members_.begin(), members_.end(), m);
+    if (gone != members_.end() && m->SyncsCommits()) --syncing_members_;
+    members_.erase(gone, members_.end());
     m->Shutdown();
-    members_.erase(std::remove(members_.begin(), members_.end(), m),
-                   members_.end());
     by_session_.erase(m->session_id());
   }
   {

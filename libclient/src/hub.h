@@ -117,6 +117,7 @@ class Hub {
 
   // --- The hub's thread ---------------------------------------------------
   std::vector<Client::Impl*> members_;
+  std::size_t syncing_members_ = 0;  // of members_, with kSync journals
   std::unordered_map<std::string, Client::Impl*> by_session_;
   std::vector<Client::Impl*> turn_ready_;  // reused between turns
   TimePoint last_send_;
