@@ -381,6 +381,19 @@ class ReplayHold : public BrokerMux {
     // The answer was lost on its way, as far as the client knows.
     client_->Send(Request{"c", 1, "echo", 1, 0, kRequestResend}, "p1");
   }
+  // The replay of seq 1 is held, and leaves with the server's answer to
+  // seq 2.
+  void ExpectHeldUntilTheNextAnswer() {
+    ASSERT_TRUE(
+        WaitFor([&] { return broker_->stats().replays_held == 1; }, 5s));
+    EXPECT_TRUE(std::holds_alternative<Goodbye>(client_->Next(200ms)))
+        << "the replay left alone";
+    server_->Send(Response{"c", 2, ErrorCode::kOk}, "answer 2");
+    std::set<Seq> got;
+    got.insert(ResponseSeq(client_->Next()));
+    got.insert(ResponseSeq(client_->Next()));
+    EXPECT_EQ(got, (std::set<Seq>{1, 2}));
+  }
   static Seq ResponseSeq(const Message& m) {
     const auto* r = std::get_if<Response>(&m);
     return r != nullptr ? r->seq : 0;
@@ -392,14 +405,7 @@ TEST_F(ReplayHold, AReplayLeavesWithTheNextAnswerForItsClient) {
   BrokerOptions o = Options();
   o.replay_hold = 60s;  // only company can release it in this test
   Setup(o, 1 + static_cast<int>(kReplayHoldInFlight));
-  ASSERT_TRUE(WaitFor([&] { return broker_->stats().replays_held == 1; }, 5s));
-  EXPECT_TRUE(std::holds_alternative<Goodbye>(client_->Next(200ms)))
-      << "the replay left alone";
-  server_->Send(Response{"c", 2, ErrorCode::kOk}, "answer 2");
-  std::set<Seq> got;
-  got.insert(ResponseSeq(client_->Next()));
-  got.insert(ResponseSeq(client_->Next()));
-  EXPECT_EQ(got, (std::set<Seq>{1, 2}));
+  ExpectHeldUntilTheNextAnswer();
   EXPECT_EQ(broker_->stats().responses_replayed, 1u);
 }
 
@@ -448,14 +454,7 @@ TEST_F(ReplayHold, CallsArrivingWithTheResendCountAsInFlight) {
     Message m = server_->Next();
     ASSERT_TRUE(std::holds_alternative<Request>(m)) << "request " << seq;
   }
-  ASSERT_TRUE(WaitFor([&] { return broker_->stats().replays_held == 1; }, 5s));
-  EXPECT_TRUE(std::holds_alternative<Goodbye>(client_->Next(200ms)))
-      << "the replay left alone";
-  server_->Send(Response{"c", 2, ErrorCode::kOk}, "answer 2");
-  std::set<Seq> got;
-  got.insert(ResponseSeq(client_->Next()));
-  got.insert(ResponseSeq(client_->Next()));
-  EXPECT_EQ(got, (std::set<Seq>{1, 2}));
+  ExpectHeldUntilTheNextAnswer();
 }
 
 TEST_F(ReplayHold, ZeroTurnsTheHoldOff) {
