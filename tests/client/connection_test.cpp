@@ -50,6 +50,21 @@ std::unique_ptr<Client> OpenClient(const ClientOptions& o) {
   return c.ok() ? std::move(c).value() : nullptr;
 }
 
+// Sessions "sess-0" ... on one connection and one shared journal, keeping
+// their outcomes (no release records between the commits a test counts).
+std::vector<std::unique_ptr<Client>> OpenOnSharedJournal(
+    std::shared_ptr<ClientConnection> connection,
+    const std::shared_ptr<SharedJournal>& journal, std::size_t n) {
+  std::vector<std::unique_ptr<Client>> clients;
+  for (std::size_t i = 0; i < n; ++i) {
+    ClientOptions o = SessionOn(connection, "sess-" + std::to_string(i));
+    o.shared_journal = journal;
+    o.keep_completed = true;
+    clients.push_back(OpenClient(o));
+  }
+  return clients;
+}
+
 // Answers every HELLO in the order they come, naming its id; returns the
 // ids and the routes they came on.
 std::map<std::string, std::string> WelcomeAll(FakeBroker& broker, std::size_t n,
@@ -260,13 +275,7 @@ TEST(ClientConnection, SessionsOnASharedJournalCommitTogether) {
   ASSERT_TRUE(journal.ok());
   auto connection = OpenConnection(broker);
   constexpr std::size_t kSessions = 8;
-  std::vector<std::unique_ptr<Client>> clients;
-  for (std::size_t i = 0; i < kSessions; ++i) {
-    ClientOptions o = SessionOn(connection, "sess-" + std::to_string(i));
-    o.shared_journal = *journal;
-    o.keep_completed = true;  // no release records in between
-    clients.push_back(OpenClient(o));
-  }
+  auto clients = OpenOnSharedJournal(connection, *journal, kSessions);
   ASSERT_EQ(WelcomeAll(broker, kSessions).size(), kSessions);
 
   // The answer to session 0's call makes its callback, on the I/O thread,
@@ -312,13 +321,7 @@ TEST(ClientConnection, AnswersArrivingDuringASyncCommitJoinTheTurn) {
   auto journal = SharedJournal::Open(dir.path(), Durability::kSync);
   ASSERT_TRUE(journal.ok());
   auto connection = OpenConnection(broker);
-  std::vector<std::unique_ptr<Client>> clients;
-  for (const char* id : {"sess-0", "sess-1"}) {
-    ClientOptions o = SessionOn(connection, id);
-    o.shared_journal = *journal;
-    o.keep_completed = true;  // no release records in between
-    clients.push_back(OpenClient(o));
-  }
+  auto clients = OpenOnSharedJournal(connection, *journal, 2);
   ASSERT_EQ(WelcomeAll(broker, 2).size(), 2u);
 
   Replies replies;
