@@ -11,6 +11,7 @@ packages=(
   libgtest-dev libbenchmark-dev
   libcli11-dev libspdlog-dev
   clang-format
+  dpkg-dev file
 )
 
 missing=()

@@ -13,10 +13,12 @@ build_dir=${BUILD_DIR:-build}
 sanitize=${REJOIN_SANITIZE:-OFF}
 jobs=$(nproc 2>/dev/null || echo 2)
 
+# The sanitizer build is for tests only: no benchmarks, no install targets.
 bench=ON
-[ "$sanitize" = ON ] && bench=OFF
+install=ON
+[ "$sanitize" = ON ] && bench=OFF && install=OFF
 cmake -S . -B "$build_dir" -DREJOIN_SANITIZE="$sanitize" \
-  -DREJOIN_BUILD_BENCH="$bench" >/dev/null
+  -DREJOIN_BUILD_BENCH="$bench" -DREJOIN_INSTALL="$install" >/dev/null
 cmake --build "$build_dir" -j"$jobs"
 
 label_args=(-LE soak)

@@ -37,6 +37,9 @@ int main(int argc, char** argv) {
       "servers and coordinates their recovery"};
   app.set_version_flag("--version",
                        std::string("rejoin-broker ") + REJOIN_VERSION);
+  // Every flag may also come from a TOML file, under its long name without
+  // the dashes (broker/dist/broker.toml); the command line wins.
+  app.set_config("--config", "", "read flags from this TOML file");
   app.add_option("--endpoint", options.endpoint, "ZeroMQ endpoint to bind")
       ->capture_default_str();
   app.add_option("--heartbeat-ms", heartbeat_ms, "heartbeat interval")
