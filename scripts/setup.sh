@@ -10,6 +10,7 @@ packages=(
   libmsgpack-cxx-dev libboost-dev
   libgtest-dev libbenchmark-dev
   libcli11-dev libspdlog-dev
+  prometheus-cpp-dev python3 python3-prometheus-client
   clang-format
   dpkg-dev file
 )

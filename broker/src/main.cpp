@@ -1,5 +1,6 @@
 // rejoin-broker: command-line front end. Parses flags, binds, serves until
 // SIGINT/SIGTERM, then prints its counters.
+#include <prometheus/exposer.h>
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
@@ -9,6 +10,8 @@
 #include <thread>
 
 #include "rejoin/broker/broker.h"
+#include "rejoin/broker/metrics.h"
+#include "rejoin/proto/prometheus.h"
 
 namespace {
 
@@ -31,6 +34,7 @@ int main(int argc, char** argv) {
   int replay_hold_ms = static_cast<int>(options.replay_hold.count());
   int lease_ms = static_cast<int>(options.lease.count());
   std::string log_level = "info";
+  std::string metrics_address;
 
   CLI::App app{
       "rejoin-broker: routes requests between rejoin clients and "
@@ -89,6 +93,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.0, 0.99));
   app.add_option("--seed", options.seed, "seed for --inject-loss")
       ->capture_default_str();
+  app.add_option("--metrics", metrics_address,
+                 "serve Prometheus metrics over HTTP at this address, e.g. "
+                 "127.0.0.1:9464 (path /metrics); off by default");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off")
       ->capture_default_str()
       ->check(
@@ -110,6 +117,25 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "rejoin-broker: %s\n",
                  broker.status().ToString().c_str());
     return 1;
+  }
+  // The exporter reads the broker's thread-safe stats on its own HTTP
+  // threads, only when scraped.
+  std::unique_ptr<prometheus::Exposer> exposer;
+  std::shared_ptr<rejoin::PrometheusCollectable> metrics;
+  if (!metrics_address.empty()) {
+    try {
+      exposer = std::make_unique<prometheus::Exposer>(metrics_address, 1);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "rejoin-broker: --metrics %s: %s\n",
+                   metrics_address.c_str(), e.what());
+      return 1;
+    }
+    rejoin::Broker* b = broker->get();
+    metrics = std::make_shared<rejoin::PrometheusCollectable>(
+        [b] { return rejoin::BrokerMetrics(b->stats()); });
+    exposer->RegisterCollectable(metrics);
+    spdlog::info("rejoin-broker: metrics at http://{}/metrics",
+                 metrics_address);
   }
   std::thread waiter([&] {
     int sig = 0;

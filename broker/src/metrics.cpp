@@ -1,0 +1,85 @@
+// BrokerMetrics (rejoin/broker/metrics.h).
+#include "rejoin/broker/metrics.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+
+namespace rejoin {
+
+std::vector<MetricSample> BrokerMetrics(const BrokerStats& s) {
+  MetricList m("rejoin_broker_");
+  m.Gauge("sessions", "client sessions known now",
+          static_cast<double>(s.sessions));
+  m.Gauge("connections", "endpoint connections that hold an id now",
+          static_cast<double>(s.connections));
+  m.Gauge("servers", "servers alive now", static_cast<double>(s.servers));
+  m.Counter("requests_total", "requests dispatched to a server (first time)",
+            s.requests);
+  m.Counter("responses_total", "responses forwarded to clients", s.responses);
+  m.Counter("resends_forwarded_total",
+            "client resends passed on to the party holding the operation",
+            s.forwarded_resends);
+  m.Counter("responses_replayed_total",
+            "resends answered from the broker's retained copy",
+            s.responses_replayed);
+  m.Counter("replays_held_total", "replays kept back for a later batch",
+            s.replays_held);
+  m.Counter("probes_total", "probes of unanswered operations", s.probes);
+  m.Counter("recover_messages_total", "RECOVER messages sent",
+            s.recover_messages);
+  m.Counter("state_exchanges_total", "state exchanges received",
+            s.state_exchanges);
+  m.Counter("moved_total",
+            "operations re-dispatched after their server's lease ended",
+            s.moved);
+  m.Counter("answered_in_doubt_total", "operations answered in_doubt",
+            s.answered_in_doubt);
+  m.Counter("answered_errors_total",
+            "operations answered with an error by the broker",
+            s.answered_errors);
+  m.Counter("orphans_total", "operations reported for sessions not known",
+            s.orphans);
+  m.Counter("injected_drops_total", "envelopes dropped by loss injection",
+            s.injected_drops);
+  const char* kMalformedHelp = "inbound frames refused, by class";
+  m.Counter("malformed_total", kMalformedHelp, s.malformed,
+            {{"class", "undecodable"}});
+  m.Counter("malformed_total", kMalformedHelp, s.bad_version,
+            {{"class", "unsupported_version"}});
+  m.Counter("malformed_total", kMalformedHelp, s.unknown_type,
+            {{"class", "unknown_type"}});
+  m.Counter("malformed_total", kMalformedHelp, s.too_large,
+            {{"class", "too_large"}});
+  m.Counter("malformed_total", kMalformedHelp, s.unknown_peer,
+            {{"class", "unknown_peer"}});
+  const char* kRefusedHelp = "admissions and messages refused, by reason";
+  m.Counter("refused_total", kRefusedHelp, s.fenced, {{"reason", "fenced"}});
+  m.Counter("refused_total", kRefusedHelp, s.duplicate_identity,
+            {{"reason", "duplicate_identity"}});
+  m.Gauge("grace_period_seconds",
+          "length of the last grace period after start (0 while it runs)",
+          static_cast<double>(s.grace_ms) / 1000.0);
+  m.Gauge("grace_ended_early",
+          "1 when the roster ended the grace period before its limit",
+          static_cast<double>(s.grace_ended_early));
+  m.Gauge("roster_servers", "server ids listed in the roster",
+          static_cast<double>(s.roster_servers));
+  m.Gauge("resident_memory_bytes", "resident set size of the broker process",
+          static_cast<double>(ResidentBytes()));
+  return m.Take();
+}
+
+std::uint64_t ResidentBytes() {
+  std::FILE* f = std::fopen("/proc/self/statm", "r");
+  if (f == nullptr) return 0;
+  unsigned long long size = 0;
+  unsigned long long resident = 0;
+  const int n = std::fscanf(f, "%llu %llu", &size, &resident);
+  std::fclose(f);
+  if (n != 2) return 0;
+  const long page = sysconf(_SC_PAGESIZE);
+  return page > 0 ? resident * static_cast<std::uint64_t>(page) : 0;
+}
+
+}  // namespace rejoin
