@@ -77,8 +77,32 @@ struct Counters {
       injected_drops{0}, malformed{0}, bad_version{0}, unknown_type{0},
       too_large{0}, unknown_peer{0}, fenced{0}, duplicate_identity{0},
       orphans{0}, sessions{0}, connections{0}, servers{0}, grace_ms{0},
-      grace_ended_early{0}, roster_servers{0};
+      grace_ended_early{0}, roster_servers{0}, servers_silent{0};
 };
+
+// Text a peer sent, made safe for one log line: every byte outside printable
+// ASCII (newlines, terminal escapes, UTF-8) and the backslash are written as
+// \xNN, and the result is cut at kMaxLoggedPeerText bytes of input, so no
+// peer can forge or flood log lines.
+constexpr std::size_t kMaxLoggedPeerText = 256;
+std::string Printable(std::string_view text) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  const std::size_t n = std::min(text.size(), kMaxLoggedPeerText);
+  out.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto b = static_cast<unsigned char>(text[i]);
+    if (b >= 0x20 && b < 0x7f && b != '\\') {
+      out.push_back(static_cast<char>(b));
+    } else {
+      out += "\\x";
+      out.push_back(kHex[b >> 4]);
+      out.push_back(kHex[b & 0xf]);
+    }
+  }
+  if (text.size() > n) out += "...";
+  return out;
+}
 
 void Bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) {
   c.fetch_add(n, std::memory_order_relaxed);
@@ -526,6 +550,7 @@ BrokerStats Broker::Impl::Snapshot() const {
   s.grace_ms = v(c.grace_ms);
   s.grace_ended_early = v(c.grace_ended_early);
   s.roster_servers = v(c.roster_servers);
+  s.servers_silent = v(c.servers_silent);
   return s;
 }
 
@@ -558,9 +583,8 @@ void Broker::Impl::Handle(Frames& frames, Time now) {
     case MessageType::kHeartbeat: {
       // A client connection's liveness, which all its sessions share, was
       // noted by Known.
-      Connection* c = Known(route, MessageType::kHeartbeat, now);
-      if (c == nullptr) return;
-      if (ServerPeer* srv = ServerOf(route, *c)) srv->holder.last_heard = now;
+      // Known notes that the connection spoke, whatever it holds.
+      if (Known(route, MessageType::kHeartbeat, now) == nullptr) return;
       SendTo(route, Heartbeat{epoch_});
       return;
     }
@@ -574,7 +598,7 @@ void Broker::Impl::Handle(Frames& frames, Time now) {
       const Error& e = std::get<Error>(msg);
       LogOnce("peer-error:" + route + std::to_string(static_cast<int>(e.code)),
               "peer reported " + std::string(ErrorCodeName(e.code)) + ": " +
-                  e.message);
+                  Printable(e.message));
       return;
     }
     case MessageType::kGoodbye:
@@ -609,7 +633,7 @@ void Broker::Impl::RejectUndecodable(const Frames& frames,
   }
   LogOnce(
       "bad:" + frames.route + ":" + std::string(ErrorCodeName(status.code())),
-      "dropped frame from peer: " + status.ToString());
+      "dropped frame from peer: " + Printable(status.ToString()));
   // Never answer an ERROR with an ERROR: two confused peers would loop.
   std::span<const std::byte> header = std::as_bytes(std::span(frames.header));
   MessageType ref{0};
@@ -638,15 +662,21 @@ Connection* Broker::Impl::Known(const std::string& route, MessageType type,
     Heard(route, c, type, now, about);
     return &c;
   }
+  // Liveness belongs to the connection (PROTOCOL.md §1.4): any message from
+  // the server's holder connection shows it alive, a PROBE_REPLY or an ACK
+  // as much as a HEARTBEAT. A server whose handlers run for a long time
+  // answers probes instead of sending heartbeats.
   // A server declared dead after silence (a stalled process, a network
   // hiccup) is told to HELLO again: the broker may have acted on its death
   // (leases, in-doubt answers), so it must return and exchange state. What it
   // sent is still handled.
   auto s = servers_.find(c.server);
-  if (s != servers_.end() && s->second.holder.route == route &&
-      !s->second.holder.alive) {
-    SendError(route, ErrorCode::kUnknownSession,
-              "declared dead after silence: send HELLO", type, c.server);
+  if (s != servers_.end() && s->second.holder.route == route) {
+    s->second.holder.last_heard = now;
+    if (!s->second.holder.alive) {
+      SendError(route, ErrorCode::kUnknownSession,
+                "declared dead after silence: send HELLO", type, c.server);
+    }
   }
   return &c;
 }
@@ -714,7 +744,7 @@ void Broker::Impl::OnHello(const std::string& route, const Hello& hello,
                            Time now) {
   spdlog::debug(
       "rejoin-broker: HELLO from {} {} incarnation {} last epoch {:016x}",
-      hello.role == Role::kServer ? "server" : "session", hello.id,
+      hello.role == Role::kServer ? "server" : "session", Printable(hello.id),
       hello.incarnation, hello.last_epoch);
   if (auto it = routes_.find(route); it != routes_.end()) {
     // A connection holds one server id, or client sessions (§1.4).
@@ -921,8 +951,8 @@ void Broker::Impl::RegisterServices(const std::string& id, ServerPeer& srv) {
     } else if (svc.spec.idempotent != spec.idempotent ||
                svc.spec.policy != spec.policy) {
       LogOnce("policy:" + spec.name,
-              "servers disagree on the policy of service " + spec.name +
-                  "; keeping the first one registered");
+              "servers disagree on the policy of service " +
+                  Printable(spec.name) + "; keeping the first one registered");
     }
     if (std::find(svc.servers.begin(), svc.servers.end(), id) ==
         svc.servers.end()) {
@@ -945,7 +975,7 @@ void Broker::Impl::MarkServerDead(const std::string& id, Time now) {
     list.erase(std::remove(list.begin(), list.end(), id), list.end());
     if (list.empty()) svc->second.empty_since = now;
   }
-  spdlog::info("rejoin-broker: server {} is gone", id);
+  spdlog::info("rejoin-broker: server {} is gone", Printable(id));
 }
 
 void Broker::Impl::OnGoodbye(const std::string& route, const Goodbye& goodbye,
@@ -1252,7 +1282,6 @@ void Broker::Impl::OnResponse(const std::string& route, const Response& resp,
     Bump(counters_.fenced);
     return;
   }
-  srv->holder.last_heard = now;
   const std::string server_id = c->server;
   Bump(counters_.responses);
   auto sit = sessions_.find(resp.session);
@@ -1638,7 +1667,12 @@ void Broker::Impl::CheckPeers(Time now) {
       dead.push_back(id);
     }
   }
-  for (const std::string& id : dead) MarkServerDead(id, now);
+  for (const std::string& id : dead) {
+    Bump(counters_.servers_silent);
+    spdlog::info("rejoin-broker: server {} silent for {} ms", Printable(id),
+                 timeout.count());
+    MarkServerDead(id, now);
+  }
   // A client connection's silence is the death of every session on it; each
   // is told when the connection next speaks (Heard).
   for (auto& [route, c] : routes_) {
@@ -1722,7 +1756,9 @@ void Broker::Impl::EndGrace(Time now) {
   } else if (roster_on_) {
     if (roster_trusted_ && !roster_awaiting_.empty()) {
       std::string ids;
-      for (const std::string& id : roster_awaiting_) ids += " " + id;
+      for (const std::string& id : roster_awaiting_) {
+        ids += " " + Printable(id);
+      }
       spdlog::info(
           "rejoin-broker: grace ran its full {} ms: {} of {} listed servers "
           "did not report:{}",
@@ -1764,7 +1800,7 @@ void Broker::Impl::ExpireLeases(Time now) {
     }
     srv.lease_expired = true;
     srv.in_flight = 0;
-    spdlog::info("rejoin-broker: lease of server {} expired", id);
+    spdlog::info("rejoin-broker: lease of server {} expired", Printable(id));
     for (auto& [sid, s] : sessions_) {
       for (auto& [seq, t] : s.ops) {
         if (t.phase != Phase::kDispatched || t.server != id) continue;
@@ -1909,7 +1945,7 @@ bool Broker::Impl::VouchedByRoster(const Hello& hello, Time now) {
     spdlog::warn(
         "rejoin-broker: '{}' was last welcomed by broker epoch {:016x}, "
         "which did not keep roster {}: full grace period",
-        hello.id, hello.last_epoch, options_.roster);
+        Printable(hello.id), hello.last_epoch, options_.roster);
     roster_trusted_ = false;
     roster_.complete = false;
     roster_unsafe_ = true;
@@ -1940,7 +1976,7 @@ void Broker::Impl::DropFromRoster(const std::vector<std::string>& ids,
   std::string names;
   for (const std::string& id : ids) {
     roster_.servers.erase(id);
-    names += " " + id;
+    names += " " + Printable(id);
   }
   spdlog::info("rejoin-broker: dropped from the roster ({}):{}", why, names);
   // A failed write leaves the servers listed: more waiting, never less.

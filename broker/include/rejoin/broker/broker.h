@@ -112,6 +112,9 @@ struct BrokerStats {
   std::uint64_t grace_ms = 0;
   std::uint64_t grace_ended_early = 0;
   std::uint64_t roster_servers = 0;  // listed in the roster now
+  // Servers declared dead because nothing came from their connection for
+  // 3 heartbeat intervals (PROTOCOL.md §6.7).
+  std::uint64_t servers_silent = 0;
 };
 
 class Broker {
