@@ -23,7 +23,7 @@ set(REJOIN_E2E_BINARIES
   REJOIN_CALL_BIN="$<TARGET_FILE:rejoin-call>")
 
 foreach(name breakpoint_e2e_test system_e2e_test roster_e2e_test liveness_e2e_test
-    crash_test)
+    bounds_e2e_test crash_test)
   if(name STREQUAL "crash_test")
     set(label crash)
   else()
