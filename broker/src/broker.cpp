@@ -30,6 +30,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -44,6 +45,7 @@
 
 #include "rejoin/proto/breakpoint.h"
 #include "rejoin/proto/codec.h"
+#include "rejoin/transport/link.h"
 #include "rejoin/transport/wire.h"
 #include "roster.h"
 
@@ -69,6 +71,8 @@ constexpr std::size_t kMaxUnregisteredServices = 1024;
 // Sessions with no live client and nothing tracked are forgotten this long
 // after their last activity or their death, whichever is later.
 constexpr auto kIdleSessionExpiry = std::chrono::seconds(120);
+// A TCP peer that has not completed the ZeroMQ handshake by then is closed.
+constexpr int kHandshakeIvlMs = 5000;
 
 struct Counters {
   std::atomic<std::uint64_t> requests{0}, responses{0}, forwarded_resends{0},
@@ -76,9 +80,37 @@ struct Counters {
       state_exchanges{0}, moved{0}, answered_in_doubt{0}, answered_errors{0},
       injected_drops{0}, malformed{0}, bad_version{0}, unknown_type{0},
       too_large{0}, unknown_peer{0}, fenced{0}, duplicate_identity{0},
-      orphans{0}, sessions{0}, connections{0}, servers{0}, grace_ms{0},
-      grace_ended_early{0}, roster_servers{0};
+      protocol_violations{0}, probes_ended{0}, refused_session_quota{0},
+      refused_sessions{0}, refused_reported_sessions{0}, refused_unacked{0},
+      refused_queue_bytes{0}, refused_memory{0}, expired_reported_sessions{0},
+      retained_bytes{0}, accept_failures{0}, orphans{0}, sessions{0},
+      connections{0}, servers{0}, grace_ms{0}, grace_ended_early{0},
+      roster_servers{0}, servers_silent{0};
 };
+
+// Text a peer sent, made safe for one log line: every byte outside printable
+// ASCII (newlines, terminal escapes, UTF-8) and the backslash are written as
+// \xNN, and the result is cut at kMaxLoggedPeerText bytes of input, so no
+// peer can forge or flood log lines.
+constexpr std::size_t kMaxLoggedPeerText = 256;
+std::string Printable(std::string_view text) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  const std::size_t n = std::min(text.size(), kMaxLoggedPeerText);
+  out.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto b = static_cast<unsigned char>(text[i]);
+    if (b >= 0x20 && b < 0x7f && b != '\\') {
+      out.push_back(static_cast<char>(b));
+    } else {
+      out += "\\x";
+      out.push_back(kHex[b >> 4]);
+      out.push_back(kHex[b & 0xf]);
+    }
+  }
+  if (text.size() > n) out += "...";
+  return out;
+}
 
 void Bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) {
   c.fetch_add(n, std::memory_order_relaxed);
@@ -113,15 +145,29 @@ struct Track {
   zmq::message_t request_header, request_payload;
   zmq::message_t response_header, response_payload;
   Time due{};  // next probe of a dispatched operation
+  // The server's answer to the last probe of this operation, and how many
+  // probes in a row gave it (DecisionContext::same_answers).
+  ServerOpView last_answer;
+  std::uint32_t same_answers = 0;
 };
 
 struct Session {
+  SessionId id;
   Holder holder;
   JournalId previous_journal = 0;
   std::map<Seq, Track> ops;
   std::set<std::string> servers;  // every server that held one of its ops
   std::vector<Seq> deferred;      // pending seqs to decide when grace ends
   std::uint32_t unanswered = 0;
+  // The highest seq the broker has seen for the session: in its REQUESTs,
+  // a client's STATE_EXCHANGE (next_seq - 1), a server's report or RESPONSE.
+  // An ACK above it is refused (PROTOCOL.md §4.5).
+  Seq highest = 0;
+  // Bytes of the request and response frames its tracks keep.
+  std::size_t bytes = 0;
+  // A client has held it in this broker's life; a session only servers
+  // reported expires after BrokerOptions::reported_session_expiry.
+  bool client_seen = false;
   Time last_activity{};
 };
 
@@ -137,6 +183,9 @@ struct ServerPeer {
   // STATE_EXCHANGE flagged `last` arrived, or it is a first start that was
   // never welcomed (incarnation 1, last_epoch 0), which holds nothing.
   bool reported = false;
+  // Sessions its reports created since its last HELLO
+  // (BrokerOptions::max_reported_sessions_per_server).
+  std::uint64_t reported_sessions = 0;
 };
 
 struct Service {
@@ -147,7 +196,13 @@ struct Service {
   bool registered = false;
   std::vector<std::string> servers;  // alive ones, in registration order
   std::size_t next = 0;
-  std::deque<std::pair<SessionId, Seq>> queue;
+  struct Queued {
+    SessionId session;
+    Seq seq;
+    std::size_t bytes;  // the request's, counted in queued_bytes
+  };
+  std::deque<Queued> queue;
+  std::size_t queued_bytes = 0;  // BrokerOptions::max_queue_bytes
   Time empty_since{};
 };
 
@@ -167,6 +222,11 @@ struct PendingProbe {
   ServerVector server_vector;  // kClient: what the server reported
   Time sent;
 };
+
+std::size_t TrackBytes(const Track& t) {
+  return t.request_header.size() + t.request_payload.size() +
+         t.response_header.size() + t.response_payload.size();
+}
 
 // The decision's view of one operation in a server's vector.
 ServerOpView ViewOf(const ServerVector& sv, Seq seq) {
@@ -201,6 +261,7 @@ class Broker::Impl {
   explicit Impl(BrokerOptions options)
       : options_(std::move(options)),
         socket_(context_, zmq::socket_type::router),
+        monitor_(context_, zmq::socket_type::pair),
         rng_(options_.seed),
         loss_(options_.inject_loss) {}
 
@@ -268,6 +329,15 @@ class Broker::Impl {
   // Every track enters through NewTrack and leaves the unanswered count
   // through MarkAnswered or ReleaseOne, so the count stays exact.
   Track& NewTrack(Session& s, Seq seq);
+  // The frames a track keeps changed from `before` bytes: the session's and
+  // the broker's totals follow (BrokerOptions::max_session_bytes,
+  // max_memory_bytes).
+  void Reaccount(Session& s, std::size_t before, const Track& t);
+  // A bound was exceeded: ERROR limit_exceeded to `route`, counted in `c`,
+  // logged at most once a second per kind.
+  void Refuse(const std::string& route, std::atomic<std::uint64_t>& c,
+              const char* kind, const std::string& text, MessageType ref,
+              const SessionId& sid = {}, Seq seq = 0);
   void MarkAnswered(Session& s, Track& t);
   void Answer(const SessionId& sid, Session& s, Seq seq, ErrorCode status);
   void ReplayResponse(const SessionId& sid, Session& s, Track& t);
@@ -276,6 +346,14 @@ class Broker::Impl {
   void ReturnCredit(Track& t);
   void DrainQueue(const std::string& service, Time now);
   void ScheduleProbe(const SessionId& sid, Seq seq, Track& t, Time due);
+  // The operations dispatched to `server` and unanswered, from at_server_
+  // (entries that no longer hold are dropped on the way): the cost is that
+  // server's operations, not every operation the broker tracks.
+  std::vector<std::pair<SessionId, Seq>> DispatchedAt(
+      const std::string& server);
+  // Some tracked operation still names `server` (dispatched, or answered by
+  // it and not yet released).
+  bool StillNamed(const std::string& server);
   const ServiceSpec* SpecFor(const Track& t, const ServerPeer* server) const;
   DecisionContext ContextFor(const Track* t, const ServerPeer* server,
                              bool server_journal_lost) const;
@@ -332,12 +410,16 @@ class Broker::Impl {
                  MessageType ref = MessageType{0}, const SessionId& sid = {},
                  Seq seq = 0);
   void LogOnce(const std::string& key, const std::string& text);
+  // Reads the ROUTER's monitor events: counts and logs failed accepts.
+  void ReadMonitor();
 
   bool InGrace(Time now) const { return now < grace_end_; }
 
   BrokerOptions options_;
   zmq::context_t context_;
   zmq::socket_t socket_;
+  // The ROUTER's monitor: failed accepts (descriptors exhausted), FLOWS §10.
+  zmq::socket_t monitor_;
   transport::Reader reader_{/*routed=*/true};
   std::unordered_map<std::string, transport::Batch> out_;  // FlushOut
   std::unordered_map<std::string, std::vector<HeldReplay>> held_;
@@ -378,6 +460,14 @@ class Broker::Impl {
   std::mt19937_64 rng_;
   std::bernoulli_distribution loss_;
   std::set<std::string> logged_;
+  // Refusal log lines: kind -> (last logged, refusals since).
+  std::map<std::string, std::pair<Time, std::uint64_t>> refusal_log_;
+  std::size_t retained_bytes_ = 0;  // frames kept by every track
+  // server id -> (session, seq) of operations dispatched to it: added at
+  // dispatch, removed at release, checked when read (DispatchedAt).
+  std::unordered_map<std::string, std::set<std::pair<SessionId, Seq>>>
+      at_server_;
+  Time accept_failure_logged_{};
   CodecLimits limits_;
   mutable Counters counters_;
 };
@@ -387,6 +477,10 @@ class Broker::Impl {
 // ===========================================================================
 
 Status Broker::Impl::Bind() {
+  if (Status s = transport::CheckEndpoint(options_.endpoint, /*bind=*/true);
+      !s.ok()) {
+    return s;
+  }
   try {
     socket_.set(zmq::sockopt::router_mandatory, 1);
     socket_.set(zmq::sockopt::linger, 0);
@@ -395,6 +489,18 @@ Status Broker::Impl::Bind() {
     socket_.set(zmq::sockopt::maxmsgsize,
                 static_cast<std::int64_t>(options_.max_message_bytes) * 4 +
                     kHardFrameSlack);
+    // A TCP peer that never completes the ZeroMQ handshake holds a
+    // descriptor for no more than this.
+    socket_.set(zmq::sockopt::handshake_ivl, kHandshakeIvlMs);
+    const std::string monitor =
+        "inproc://rejoin-broker-monitor-" +
+        std::to_string(reinterpret_cast<std::uintptr_t>(this));
+    if (zmq_socket_monitor(socket_.handle(), monitor.c_str(),
+                           ZMQ_EVENT_ACCEPT_FAILED) != 0) {
+      throw zmq::error_t();
+    }
+    monitor_.set(zmq::sockopt::linger, 0);
+    monitor_.connect(monitor);
     socket_.bind(options_.endpoint);
     bound_ = socket_.get(zmq::sockopt::last_endpoint);
   } catch (const zmq::error_t& e) {
@@ -448,13 +554,15 @@ Status Broker::Impl::Run() {
                                   std::chrono::ceil<std::chrono::milliseconds>(
                                       held_due_ - now)));
     }
-    zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
+    zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0},
+                               {monitor_.handle(), 0, ZMQ_POLLIN, 0}};
     try {
-      zmq::poll(&item, 1, wait);
+      zmq::poll(items, 2, wait);
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;
       return Status(ErrorCode::kIoError, std::string("poll: ") + e.what());
     }
+    if ((items[1].revents & ZMQ_POLLIN) != 0) ReadMonitor();
     now = Clock::now();
     for (int i = 0; i < kBatch; ++i) {
       auto r = reader_.Next(socket_, frames);
@@ -526,6 +634,18 @@ BrokerStats Broker::Impl::Snapshot() const {
   s.grace_ms = v(c.grace_ms);
   s.grace_ended_early = v(c.grace_ended_early);
   s.roster_servers = v(c.roster_servers);
+  s.servers_silent = v(c.servers_silent);
+  s.protocol_violations = v(c.protocol_violations);
+  s.probes_ended = v(c.probes_ended);
+  s.refused_session_quota = v(c.refused_session_quota);
+  s.refused_sessions = v(c.refused_sessions);
+  s.refused_reported_sessions = v(c.refused_reported_sessions);
+  s.refused_unacked = v(c.refused_unacked);
+  s.refused_queue_bytes = v(c.refused_queue_bytes);
+  s.refused_memory = v(c.refused_memory);
+  s.expired_reported_sessions = v(c.expired_reported_sessions);
+  s.retained_bytes = v(c.retained_bytes);
+  s.accept_failures = v(c.accept_failures);
   return s;
 }
 
@@ -558,9 +678,8 @@ void Broker::Impl::Handle(Frames& frames, Time now) {
     case MessageType::kHeartbeat: {
       // A client connection's liveness, which all its sessions share, was
       // noted by Known.
-      Connection* c = Known(route, MessageType::kHeartbeat, now);
-      if (c == nullptr) return;
-      if (ServerPeer* srv = ServerOf(route, *c)) srv->holder.last_heard = now;
+      // Known notes that the connection spoke, whatever it holds.
+      if (Known(route, MessageType::kHeartbeat, now) == nullptr) return;
       SendTo(route, Heartbeat{epoch_});
       return;
     }
@@ -574,7 +693,7 @@ void Broker::Impl::Handle(Frames& frames, Time now) {
       const Error& e = std::get<Error>(msg);
       LogOnce("peer-error:" + route + std::to_string(static_cast<int>(e.code)),
               "peer reported " + std::string(ErrorCodeName(e.code)) + ": " +
-                  e.message);
+                  Printable(e.message));
       return;
     }
     case MessageType::kGoodbye:
@@ -609,7 +728,7 @@ void Broker::Impl::RejectUndecodable(const Frames& frames,
   }
   LogOnce(
       "bad:" + frames.route + ":" + std::string(ErrorCodeName(status.code())),
-      "dropped frame from peer: " + status.ToString());
+      "dropped frame from peer: " + Printable(status.ToString()));
   // Never answer an ERROR with an ERROR: two confused peers would loop.
   std::span<const std::byte> header = std::as_bytes(std::span(frames.header));
   MessageType ref{0};
@@ -638,15 +757,21 @@ Connection* Broker::Impl::Known(const std::string& route, MessageType type,
     Heard(route, c, type, now, about);
     return &c;
   }
+  // Liveness belongs to the connection (PROTOCOL.md §1.4): any message from
+  // the server's holder connection shows it alive, a PROBE_REPLY or an ACK
+  // as much as a HEARTBEAT. A server whose handlers run for a long time
+  // answers probes instead of sending heartbeats.
   // A server declared dead after silence (a stalled process, a network
   // hiccup) is told to HELLO again: the broker may have acted on its death
   // (leases, in-doubt answers), so it must return and exchange state. What it
   // sent is still handled.
   auto s = servers_.find(c.server);
-  if (s != servers_.end() && s->second.holder.route == route &&
-      !s->second.holder.alive) {
-    SendError(route, ErrorCode::kUnknownSession,
-              "declared dead after silence: send HELLO", type, c.server);
+  if (s != servers_.end() && s->second.holder.route == route) {
+    s->second.holder.last_heard = now;
+    if (!s->second.holder.alive) {
+      SendError(route, ErrorCode::kUnknownSession,
+                "declared dead after silence: send HELLO", type, c.server);
+    }
   }
   return &c;
 }
@@ -714,7 +839,7 @@ void Broker::Impl::OnHello(const std::string& route, const Hello& hello,
                            Time now) {
   spdlog::debug(
       "rejoin-broker: HELLO from {} {} incarnation {} last epoch {:016x}",
-      hello.role == Role::kServer ? "server" : "session", hello.id,
+      hello.role == Role::kServer ? "server" : "session", Printable(hello.id),
       hello.incarnation, hello.last_epoch);
   if (auto it = routes_.find(route); it != routes_.end()) {
     // A connection holds one server id, or client sessions (§1.4).
@@ -768,15 +893,30 @@ static bool MayTakeOver(Peer& peer, const Hello& hello,
 void Broker::Impl::AdmitSession(const std::string& route, const Hello& hello,
                                 Time now) {
   auto it = sessions_.find(hello.id);
+  // A connection carries at most max_sessions_per_connection sessions, well
+  // below max_sessions: one connection cannot fill the table for others.
+  if (it == sessions_.end() || it->second.holder.route != route) {
+    auto c = routes_.find(route);
+    if (c != routes_.end() &&
+        c->second.sessions.size() >= options_.max_sessions_per_connection) {
+      Refuse(route, counters_.refused_session_quota, "sessions per connection",
+             "this connection carries its maximum of " +
+                 std::to_string(options_.max_sessions_per_connection) +
+                 " sessions",
+             MessageType::kHello, hello.id);
+      return;
+    }
+  }
   if (it == sessions_.end()) {
     if (sessions_.size() >= options_.max_sessions) {
-      SendError(route, ErrorCode::kLimitExceeded,
-                "broker holds its maximum of " +
-                    std::to_string(options_.max_sessions) + " sessions",
-                MessageType::kHello, hello.id);
+      Refuse(route, counters_.refused_sessions, "sessions",
+             "broker holds its maximum of " +
+                 std::to_string(options_.max_sessions) + " sessions",
+             MessageType::kHello, hello.id);
       return;
     }
     it = sessions_.emplace(hello.id, Session{}).first;
+    it->second.id = hello.id;
     Bump(counters_.sessions);
   }
   Session& s = it->second;
@@ -810,6 +950,7 @@ void Broker::Impl::AdmitSession(const std::string& route, const Hello& hello,
     while (!s.ops.empty()) ReleaseOne(s, s.ops.begin());
   }
   s.holder = Holder{route, hello.incarnation, hello.journal_id, true, now, {}};
+  s.client_seen = true;
   s.last_activity = now;
   auto [cit, new_connection] = routes_.try_emplace(route);
   if (new_connection) cit->second.last_heard = now;
@@ -870,6 +1011,7 @@ void Broker::Impl::AdmitServer(const std::string& route, const Hello& hello,
   srv.lease_expired = false;
   srv.said_goodbye = false;
   srv.reported = hello.incarnation == 1 && hello.last_epoch == 0;
+  srv.reported_sessions = 0;
   roster_unreturned_.erase(hello.id);
   Connection& c = routes_[route];
   c.role = Role::kServer;
@@ -893,18 +1035,17 @@ void Broker::Impl::AdmitServer(const std::string& route, const Hello& hello,
 
   // Operations that waited for this server go to it again: it deduplicates,
   // so this is safe, and it is the quickest way back to an answer.
-  for (auto& [sid, s] : sessions_) {
-    for (auto& [seq, t] : s.ops) {
-      if (t.phase == Phase::kDispatched && t.server == hello.id) {
-        if (t.server_journal != hello.journal_id) {
-          // Leave it to the probe, which sees the lost journal.
-          ScheduleProbe(sid, seq, t, now);
-        } else if (t.has_request) {
-          SendRequestTo(sid, seq, t, hello.id, now);
-        } else {
-          ScheduleProbe(sid, seq, t, now);
-        }
-      }
+  // Only its own operations are looked at (at_server_), however many the
+  // broker tracks.
+  for (const auto& [sid, seq] : DispatchedAt(hello.id)) {
+    Track& t = sessions_.find(sid)->second.ops.find(seq)->second;
+    if (t.server_journal != hello.journal_id) {
+      // Leave it to the probe, which sees the lost journal.
+      ScheduleProbe(sid, seq, t, now);
+    } else if (t.has_request) {
+      SendRequestTo(sid, seq, t, hello.id, now);
+    } else {
+      ScheduleProbe(sid, seq, t, now);
     }
   }
   for (const ServiceSpec& spec : hello.services) DrainQueue(spec.name, now);
@@ -921,8 +1062,8 @@ void Broker::Impl::RegisterServices(const std::string& id, ServerPeer& srv) {
     } else if (svc.spec.idempotent != spec.idempotent ||
                svc.spec.policy != spec.policy) {
       LogOnce("policy:" + spec.name,
-              "servers disagree on the policy of service " + spec.name +
-                  "; keeping the first one registered");
+              "servers disagree on the policy of service " +
+                  Printable(spec.name) + "; keeping the first one registered");
     }
     if (std::find(svc.servers.begin(), svc.servers.end(), id) ==
         svc.servers.end()) {
@@ -945,7 +1086,7 @@ void Broker::Impl::MarkServerDead(const std::string& id, Time now) {
     list.erase(std::remove(list.begin(), list.end(), id), list.end());
     if (list.empty()) svc->second.empty_since = now;
   }
-  spdlog::info("rejoin-broker: server {} is gone", id);
+  spdlog::info("rejoin-broker: server {} is gone", Printable(id));
 }
 
 void Broker::Impl::OnGoodbye(const std::string& route, const Goodbye& goodbye,
@@ -1018,6 +1159,7 @@ void Broker::Impl::OnRequest(const std::string& route, const Request& req,
   }
   Session& s = *sp;
   s.last_activity = now;
+  s.highest = std::max(s.highest, req.seq);
   ReleaseBelow(s, req.completed_watermark);
   if (req.seq < req.completed_watermark) return;  // already completed
 
@@ -1030,9 +1172,11 @@ void Broker::Impl::OnRequest(const std::string& route, const Request& req,
         return;
       case Phase::kDispatched: {
         if (!t.has_request) {
+          const std::size_t before = TrackBytes(t);
           t.request_header = reader_.TakeHeader();
           t.request_payload = reader_.TakePayload();
           t.has_request = true;
+          Reaccount(s, before, t);
         }
         auto srv = servers_.find(t.server);
         if (srv == servers_.end() || !srv->second.holder.alive) {
@@ -1072,11 +1216,46 @@ void Broker::Impl::OnRequest(const std::string& route, const Request& req,
     Answer(req.session, s, req.seq, ErrorCode::kLimitExceeded);
     return;
   }
+  // Bounds that ACKs or answers lift again: refused with an ERROR that
+  // leaves nothing behind; the client's resend gets through once they do.
+  const std::size_t incoming = frames.payload.size() + frames.header.size();
+  if (s.ops.size() - s.unanswered >= options_.max_session_unacked ||
+      s.bytes + incoming > options_.max_session_bytes) {
+    Refuse(route, counters_.refused_unacked, "session unacknowledged",
+           "session " + req.session + " keeps " +
+               std::to_string(s.ops.size() - s.unanswered) + " answers (" +
+               std::to_string(s.bytes) +
+               " bytes) its client has not acknowledged; limits " +
+               std::to_string(options_.max_session_unacked) + " and " +
+               std::to_string(options_.max_session_bytes) + " bytes",
+           MessageType::kRequest, req.session, req.seq);
+    return;
+  }
+  if (retained_bytes_ + incoming > options_.max_memory_bytes) {
+    Refuse(route, counters_.refused_memory, "memory budget",
+           "broker keeps " + std::to_string(retained_bytes_) +
+               " bytes of requests and responses; budget " +
+               std::to_string(options_.max_memory_bytes),
+           MessageType::kRequest, req.session, req.seq);
+    return;
+  }
+  if (auto svc = services_.find(req.service);
+      svc != services_.end() && !svc->second.queue.empty() &&
+      svc->second.queued_bytes + incoming > options_.max_queue_bytes) {
+    Refuse(route, counters_.refused_queue_bytes, "service queue bytes",
+           "service " + req.service + " has " +
+               std::to_string(svc->second.queued_bytes) +
+               " bytes queued; limit " +
+               std::to_string(options_.max_queue_bytes),
+           MessageType::kRequest, req.session, req.seq);
+    return;
+  }
   Track& t = NewTrack(s, req.seq);
   t.service = req.service;
   t.request_header = reader_.TakeHeader();
   t.request_payload = reader_.TakePayload();
   t.has_request = true;
+  Reaccount(s, 0, t);
   if (InGrace(now) && (req.flags & kRequestResend) != 0) {
     // A server that has not reported yet may hold this one.
     t.phase = Phase::kHeldForGrace;
@@ -1113,7 +1292,10 @@ void Broker::Impl::Dispatch(const SessionId& sid, Seq seq, Track& t, Time now) {
     }
     t.phase = Phase::kQueued;
     if (svc.servers.empty() && svc.empty_since == Time{}) svc.empty_since = now;
-    svc.queue.emplace_back(sid, seq);
+    const std::size_t bytes =
+        t.request_header.size() + t.request_payload.size();
+    svc.queue.push_back(Service::Queued{sid, seq, bytes});
+    svc.queued_bytes += bytes;
     return;
   }
   ServerPeer& srv = servers_[server];
@@ -1121,6 +1303,7 @@ void Broker::Impl::Dispatch(const SessionId& sid, Seq seq, Track& t, Time now) {
   t.credit_taken = true;
   t.phase = Phase::kDispatched;
   t.server = server;
+  at_server_[server].emplace(sid, seq);
   t.server_journal = srv.holder.journal_id;
   sessions_[sid].servers.insert(server);
   Bump(counters_.requests);
@@ -1136,6 +1319,44 @@ void Broker::Impl::SendRequestTo(const SessionId& sid, Seq seq, Track& t,
   ScheduleProbe(sid, seq, t, now + options_.probe);
 }
 
+std::vector<std::pair<SessionId, Seq>> Broker::Impl::DispatchedAt(
+    const std::string& server) {
+  std::vector<std::pair<SessionId, Seq>> out;
+  auto idx = at_server_.find(server);
+  if (idx == at_server_.end()) return out;
+  for (auto it = idx->second.begin(); it != idx->second.end();) {
+    auto s = sessions_.find(it->first);
+    const Track* t = nullptr;
+    if (s != sessions_.end()) {
+      auto op = s->second.ops.find(it->second);
+      if (op != s->second.ops.end()) t = &op->second;
+    }
+    if (t == nullptr || t->server != server) {
+      it = idx->second.erase(it);  // released or moved
+      continue;
+    }
+    if (t->phase == Phase::kDispatched) out.push_back(*it);
+    ++it;
+  }
+  return out;
+}
+
+bool Broker::Impl::StillNamed(const std::string& server) {
+  auto idx = at_server_.find(server);
+  if (idx == at_server_.end()) return false;
+  for (auto it = idx->second.begin(); it != idx->second.end();) {
+    auto s = sessions_.find(it->first);
+    if (s != sessions_.end()) {
+      auto op = s->second.ops.find(it->second);
+      if (op != s->second.ops.end() && op->second.server == server) {
+        return true;
+      }
+    }
+    it = idx->second.erase(it);
+  }
+  return false;
+}
+
 void Broker::Impl::ScheduleProbe(const SessionId& sid, Seq seq, Track& t,
                                  Time due) {
   t.due = due;
@@ -1145,22 +1366,28 @@ void Broker::Impl::ScheduleProbe(const SessionId& sid, Seq seq, Track& t,
 void Broker::Impl::DrainQueue(const std::string& service, Time now) {
   auto it = services_.find(service);
   if (it == services_.end()) return;
-  auto& queue = it->second.queue;
+  Service& svc = it->second;
+  auto& queue = svc.queue;
+  auto pop = [&svc] {
+    svc.queued_bytes -= svc.queue.front().bytes;
+    svc.queue.pop_front();
+  };
   while (!queue.empty()) {
-    auto [sid, seq] = queue.front();
+    const SessionId sid = queue.front().session;
+    const Seq seq = queue.front().seq;
     auto s = sessions_.find(sid);
     if (s == sessions_.end()) {
-      queue.pop_front();
+      pop();
       continue;
     }
     auto t = s->second.ops.find(seq);
     if (t == s->second.ops.end() || t->second.phase != Phase::kQueued) {
-      queue.pop_front();
+      pop();
       continue;
     }
     std::string server;
     if (!PickServer(service, server)) return;
-    queue.pop_front();
+    pop();
     // Dispatch picks again; with credit just seen it takes the same path.
     Dispatch(sid, seq, t->second, now);
   }
@@ -1179,9 +1406,11 @@ void Broker::Impl::Answer(const SessionId& sid, Session& s, Seq seq,
   Track& t = it->second;
   if (created) t.phase = Phase::kAnswered;  // never counted as unanswered
   MarkAnswered(s, t);
+  const std::size_t before = TrackBytes(t);
   std::string bytes = EncodeHeader(Response{sid, seq, status});
   t.response_header.rebuild(bytes.data(), bytes.size());
   t.response_payload.rebuild(std::size_t{0});
+  Reaccount(s, before, t);
   if (s.holder.alive) {
     SendEnvelope(s.holder.route, t.response_header, t.response_payload);
   }
@@ -1189,9 +1418,35 @@ void Broker::Impl::Answer(const SessionId& sid, Session& s, Seq seq,
 
 Track& Broker::Impl::NewTrack(Session& s, Seq seq) {
   Track& t = s.ops[seq];
+  const std::size_t before = TrackBytes(t);
   t = Track{};
+  Reaccount(s, before, t);
   ++s.unanswered;
   return t;
+}
+
+void Broker::Impl::Reaccount(Session& s, std::size_t before, const Track& t) {
+  const std::size_t after = TrackBytes(t);
+  // Unsigned arithmetic: the totals are right whichever way it moved.
+  s.bytes = s.bytes - before + after;
+  retained_bytes_ = retained_bytes_ - before + after;
+  counters_.retained_bytes.store(retained_bytes_, std::memory_order_relaxed);
+}
+
+void Broker::Impl::Refuse(const std::string& route,
+                          std::atomic<std::uint64_t>& c, const char* kind,
+                          const std::string& text, MessageType ref,
+                          const SessionId& sid, Seq seq) {
+  Bump(c);
+  SendError(route, ErrorCode::kLimitExceeded, text, ref, sid, seq);
+  const Time now = Clock::now();
+  auto [it, fresh] = refusal_log_.try_emplace(kind, Time{}, 0);
+  ++it->second.second;
+  if (fresh || now - it->second.first >= std::chrono::seconds(1)) {
+    spdlog::warn("rejoin-broker: refused ({}, {} since last logged): {}", kind,
+                 it->second.second, Printable(text));
+    it->second = {now, 0};
+  }
 }
 
 void Broker::Impl::MarkAnswered(Session& s, Track& t) {
@@ -1199,8 +1454,10 @@ void Broker::Impl::MarkAnswered(Session& s, Track& t) {
   ReturnCredit(t);
   t.phase = Phase::kAnswered;
   t.has_request = false;
+  const std::size_t before = TrackBytes(t);
   t.request_header.rebuild(std::size_t{0});
   t.request_payload.rebuild(std::size_t{0});
+  Reaccount(s, before, t);
 }
 
 void Broker::Impl::ReplayResponse(const SessionId& sid, Session& s, Track& t) {
@@ -1232,7 +1489,16 @@ void Broker::Impl::ReleaseOne(Session& s, std::map<Seq, Track>::iterator it) {
   Track& t = it->second;
   if (t.phase != Phase::kAnswered && s.unanswered > 0) --s.unanswered;
   ReturnCredit(t);
+  if (!t.server.empty()) {
+    if (auto idx = at_server_.find(t.server); idx != at_server_.end()) {
+      idx->second.erase({s.id, it->first});
+    }
+  }
+  const std::size_t before = TrackBytes(t);
   s.ops.erase(it);
+  s.bytes -= before;
+  retained_bytes_ -= before;
+  counters_.retained_bytes.store(retained_bytes_, std::memory_order_relaxed);
 }
 
 void Broker::Impl::ReleaseBelow(Session& s, Seq below) {
@@ -1252,12 +1518,12 @@ void Broker::Impl::OnResponse(const std::string& route, const Response& resp,
     Bump(counters_.fenced);
     return;
   }
-  srv->holder.last_heard = now;
   const std::string server_id = c->server;
   Bump(counters_.responses);
   auto sit = sessions_.find(resp.session);
   if (sit == sessions_.end()) return;  // nobody to give it to; server keeps it
   Session& s = sit->second;
+  s.highest = std::max(s.highest, resp.seq);
   auto it = s.ops.find(resp.seq);
   std::string service;
   if (it != s.ops.end()) {
@@ -1274,9 +1540,14 @@ void Broker::Impl::OnResponse(const std::string& route, const Response& resp,
     }
     service = t.service;
     MarkAnswered(s, t);
-    t.server = server_id;
+    if (t.server != server_id) {
+      t.server = server_id;
+      at_server_[server_id].emplace(resp.session, resp.seq);
+    }
+    const std::size_t before = TrackBytes(t);
     t.response_header = reader_.TakeHeader();
     t.response_payload = reader_.TakePayload();
+    Reaccount(s, before, t);
     if (s.holder.alive) {
       SendEnvelope(s.holder.route, t.response_header, t.response_payload);
     }
@@ -1306,6 +1577,25 @@ void Broker::Impl::OnAck(const std::string& route, const Ack& ack,
     return;
   }
   Session& s = *sp;
+  // An ACK can only confirm what was issued: one above the highest seq the
+  // broker has seen would release (at the broker and at every server) seqs
+  // the client has yet to use, and every later call of the session would
+  // be taken for one already completed. Refused, nothing changed.
+  const Seq top = ack.seqs.empty()
+                      ? ack.completed_watermark - 1
+                      : std::max(ack.completed_watermark - 1, ack.seqs.back());
+  if (top > s.highest) {
+    Bump(counters_.protocol_violations);
+    LogOnce("ack-above:" + route, "ACK of session " + Printable(ack.session) +
+                                      " confirms seq " + std::to_string(top) +
+                                      " above the highest issued (" +
+                                      std::to_string(s.highest) + "): refused");
+    SendError(route, ErrorCode::kProtocolViolation,
+              "ACK above the highest seq issued for the session (" +
+                  std::to_string(s.highest) + ")",
+              MessageType::kAck, ack.session, top);
+    return;
+  }
   ReleaseBelow(s, ack.completed_watermark);
   for (Seq seq : ack.seqs) {
     auto it = s.ops.find(seq);
@@ -1348,6 +1638,9 @@ void Broker::Impl::OnStateExchange(const std::string& route,
     Session& s = *sp;
     const ClientVector& cv = se.clients[0];
     const SessionId& sid = cv.session;
+    // The client's own account of the seqs it issued (it may predate this
+    // broker).
+    s.highest = std::max(s.highest, cv.next_seq - 1);
     ReleaseBelow(s, cv.completed_watermark);
     for (Seq seq : cv.completed) {
       auto it = s.ops.find(seq);
@@ -1406,20 +1699,35 @@ void Broker::Impl::OnStateExchange(const std::string& route,
     return;
   }
   const std::string server_id = c->server;
+  std::uint64_t refused = 0;
   for (const ServerVector& sv : se.servers) {
     if (sv.server != server_id) continue;  // not its to report
-    auto [sit, fresh] = sessions_.try_emplace(sv.session);
-    if (fresh) Bump(counters_.sessions);
+    auto sit = sessions_.find(sv.session);
+    if (sit == sessions_.end()) {
+      // Sessions only a server reports count against max_sessions and the
+      // server's own quota; beyond them they stay with the server alone.
+      if (sessions_.size() >= options_.max_sessions ||
+          srv->reported_sessions >= options_.max_reported_sessions_per_server) {
+        ++refused;
+        continue;
+      }
+      sit = sessions_.emplace(sv.session, Session{}).first;
+      sit->second.id = sv.session;
+      ++srv->reported_sessions;
+      Bump(counters_.sessions);
+    }
     Session& s = sit->second;
     s.last_activity = now;
     s.servers.insert(server_id);
     std::vector<Seq> to_ask;
     for (const HeldOp& op : sv.held) {
+      s.highest = std::max(s.highest, op.seq);
       auto it = s.ops.find(op.seq);
       if (it == s.ops.end()) {
         Track& t = NewTrack(s, op.seq);
         t.phase = Phase::kDispatched;
         t.server = server_id;
+        at_server_[server_id].emplace(sv.session, op.seq);
         t.server_journal = sv.journal_id;
         to_ask.push_back(op.seq);
         continue;
@@ -1438,6 +1746,7 @@ void Broker::Impl::OnStateExchange(const std::string& route,
           // Waiting for exactly this report: it goes to its holder.
           t.phase = Phase::kDispatched;
           t.server = server_id;
+          at_server_[server_id].emplace(sv.session, op.seq);
           break;
       }
       t.server_journal = sv.journal_id;
@@ -1459,6 +1768,17 @@ void Broker::Impl::OnStateExchange(const std::string& route,
         SendRequestTo(sv.session, seq, t, server_id, now);
       }
     }
+  }
+  if (refused > 0) {
+    Refuse(route, counters_.refused_reported_sessions, "reported sessions",
+           "STATE_EXCHANGE: " + std::to_string(refused) +
+               " sessions not tracked: the broker holds " +
+               std::to_string(sessions_.size()) + " of " +
+               std::to_string(options_.max_sessions) +
+               " sessions and this server reported " +
+               std::to_string(srv->reported_sessions) + " of its " +
+               std::to_string(options_.max_reported_sessions_per_server),
+           MessageType::kStateExchange);
   }
   // After its held operations are tracked, so that ending the grace period
   // here finds them.
@@ -1559,10 +1879,31 @@ void Broker::Impl::OnProbeReply(const std::string& route,
       Track& t = it->second;
       const ServerOpView view = ViewOf(sv, seq);
       const bool lost = sv.journal_id != t.server_journal;
+      const bool same = t.same_answers > 0 &&
+                        view.state == t.last_answer.state &&
+                        view.restarted_since_received ==
+                            t.last_answer.restarted_since_received;
+      t.same_answers = same ? t.same_answers + 1 : 1;
+      t.last_answer = view;
       // t.server_journal stays the journal the request went to: every later
       // probe must read "no record" from a newer journal as "forgotten".
-      OpDecision d =
-          DecideOp(seq, ClientOpState::kSent, view, ContextFor(&t, srv, lost));
+      DecisionContext ctx = ContextFor(&t, srv, lost);
+      ctx.same_answers = t.same_answers;
+      OpDecision d = DecideOp(seq, ClientOpState::kSent, view, ctx);
+      if (ctx.same_answers >= kMaxSameProbeAnswers &&
+          d.action == Action::kAnswerInDoubt) {
+        // The probe ends (FLOWS.md §4): what was asked of the parties did
+        // not change the answer, so the broker answers in their place, as
+        // for a server past its lease. A late RESPONSE finds it answered.
+        Bump(counters_.probes_ended);
+        LogOnce("probe-ended:" + probe.server,
+                "operations at server " + Printable(probe.server) +
+                    " got the same probe answer " +
+                    std::to_string(ctx.same_answers) +
+                    " times: answered in_doubt");
+        Answer(probe.session, s, seq, ErrorCode::kInDoubt);
+        continue;
+      }
       ApplyServerDecision(probe.session, s, d, probe.server, to_server, now);
     }
     if (!to_server.ops.empty()) {
@@ -1638,7 +1979,12 @@ void Broker::Impl::CheckPeers(Time now) {
       dead.push_back(id);
     }
   }
-  for (const std::string& id : dead) MarkServerDead(id, now);
+  for (const std::string& id : dead) {
+    Bump(counters_.servers_silent);
+    spdlog::info("rejoin-broker: server {} silent for {} ms", Printable(id),
+                 timeout.count());
+    MarkServerDead(id, now);
+  }
   // A client connection's silence is the death of every session on it; each
   // is told when the connection next speaks (Heard).
   for (auto& [route, c] : routes_) {
@@ -1656,6 +2002,15 @@ void Broker::Impl::CheckPeers(Time now) {
   }
   for (auto it = sessions_.begin(); it != sessions_.end();) {
     Session& s = it->second;
+    if (!s.client_seen && !s.ops.empty() &&
+        now - s.last_activity > options_.reported_session_expiry) {
+      // Only servers ever reported it, and its client has not come for
+      // reported_session_expiry: the broker forgets its tracking. The
+      // servers keep their records; the client, if it ever returns, finds
+      // them through its own state exchange (FLOWS.md §10).
+      Bump(counters_.expired_reported_sessions);
+      while (!s.ops.empty()) ReleaseOne(s, s.ops.begin());
+    }
     if (!s.holder.alive && s.ops.empty() &&
         now - std::max(s.last_activity, s.holder.dead_since) >
             kIdleSessionExpiry) {
@@ -1722,7 +2077,9 @@ void Broker::Impl::EndGrace(Time now) {
   } else if (roster_on_) {
     if (roster_trusted_ && !roster_awaiting_.empty()) {
       std::string ids;
-      for (const std::string& id : roster_awaiting_) ids += " " + id;
+      for (const std::string& id : roster_awaiting_) {
+        ids += " " + Printable(id);
+      }
       spdlog::info(
           "rejoin-broker: grace ran its full {} ms: {} of {} listed servers "
           "did not report:{}",
@@ -1764,10 +2121,11 @@ void Broker::Impl::ExpireLeases(Time now) {
     }
     srv.lease_expired = true;
     srv.in_flight = 0;
-    spdlog::info("rejoin-broker: lease of server {} expired", id);
-    for (auto& [sid, s] : sessions_) {
-      for (auto& [seq, t] : s.ops) {
-        if (t.phase != Phase::kDispatched || t.server != id) continue;
+    spdlog::info("rejoin-broker: lease of server {} expired", Printable(id));
+    for (const auto& [sid, seq] : DispatchedAt(id)) {
+      Session& s = sessions_.find(sid)->second;
+      {
+        Track& t = s.ops.find(seq)->second;
         t.credit_taken = false;
         const ServiceSpec* spec = nullptr;
         if (auto svc = services_.find(t.service); svc != services_.end()) {
@@ -1795,6 +2153,8 @@ void Broker::Impl::ExpireLeases(Time now) {
         }
       }
     }
+    // Drops the index entries of the operations just moved elsewhere.
+    (void)DispatchedAt(id);
   }
   // Queued work of a service that has had no server for a whole lease.
   for (auto& [name, svc] : services_) {
@@ -1803,7 +2163,9 @@ void Broker::Impl::ExpireLeases(Time now) {
       continue;
     }
     while (!svc.queue.empty()) {
-      auto [sid, seq] = svc.queue.front();
+      const SessionId sid = svc.queue.front().session;
+      const Seq seq = svc.queue.front().seq;
+      svc.queued_bytes -= svc.queue.front().bytes;
       svc.queue.pop_front();
       auto s = sessions_.find(sid);
       if (s == sessions_.end()) continue;
@@ -1909,7 +2271,7 @@ bool Broker::Impl::VouchedByRoster(const Hello& hello, Time now) {
     spdlog::warn(
         "rejoin-broker: '{}' was last welcomed by broker epoch {:016x}, "
         "which did not keep roster {}: full grace period",
-        hello.id, hello.last_epoch, options_.roster);
+        Printable(hello.id), hello.last_epoch, options_.roster);
     roster_trusted_ = false;
     roster_.complete = false;
     roster_unsafe_ = true;
@@ -1940,7 +2302,7 @@ void Broker::Impl::DropFromRoster(const std::vector<std::string>& ids,
   std::string names;
   for (const std::string& id : ids) {
     roster_.servers.erase(id);
-    names += " " + id;
+    names += " " + Printable(id);
   }
   spdlog::info("rejoin-broker: dropped from the roster ({}):{}", why, names);
   // A failed write leaves the servers listed: more waiting, never less.
@@ -1995,11 +2357,8 @@ void Broker::Impl::CheckRoster(Time now) {
       leaving.insert(id);
     }
   }
-  for (auto sit = sessions_.begin(); sit != sessions_.end() && !leaving.empty();
-       ++sit) {
-    for (const auto& [seq, t] : sit->second.ops) {
-      if (!t.server.empty()) leaving.erase(t.server);
-    }
+  for (auto it = leaving.begin(); it != leaving.end();) {
+    it = StillNamed(*it) ? leaving.erase(it) : std::next(it);
   }
   if (!leaving.empty()) {
     DropFromRoster({leaving.begin(), leaving.end()},
@@ -2141,6 +2500,40 @@ void Broker::Impl::SendError(const std::string& route, ErrorCode code,
   SendTo(route, e);
 }
 
+void Broker::Impl::ReadMonitor() {
+  try {
+    for (;;) {
+      zmq::message_t event;
+      if (!monitor_.recv(event, zmq::recv_flags::dontwait)) return;
+      // Two frames: {uint16 event, uint32 value} and the endpoint.
+      while (monitor_.get(zmq::sockopt::rcvmore) != 0) {
+        zmq::message_t rest;
+        (void)monitor_.recv(rest, zmq::recv_flags::none);
+      }
+      if (event.size() < sizeof(std::uint16_t) + sizeof(std::uint32_t)) {
+        continue;
+      }
+      std::uint16_t id = 0;
+      std::uint32_t value = 0;
+      std::memcpy(&id, event.data(), sizeof(id));
+      std::memcpy(&value, static_cast<const char*>(event.data()) + sizeof(id),
+                  sizeof(value));
+      if (id != ZMQ_EVENT_ACCEPT_FAILED) continue;
+      Bump(counters_.accept_failures);
+      const Time now = Clock::now();
+      if (now - accept_failure_logged_ >= std::chrono::seconds(1)) {
+        accept_failure_logged_ = now;
+        spdlog::error(
+            "rejoin-broker: cannot accept a connection: {} ({} failed "
+            "accepts so far); raise the descriptor limit",
+            std::strerror(static_cast<int>(value)),
+            counters_.accept_failures.load(std::memory_order_relaxed));
+      }
+    }
+  } catch (const zmq::error_t&) {
+  }
+}
+
 void Broker::Impl::LogOnce(const std::string& key, const std::string& text) {
   if (logged_.size() > 10000) return;  // bounded: a flood logs nothing more
   if (logged_.insert(key).second) spdlog::warn("rejoin-broker: {}", text);
@@ -2161,7 +2554,12 @@ Result<std::unique_ptr<Broker>> Broker::Bind(BrokerOptions options) {
                                            "inject_loss must be in [0, 1)");
   }
   if (options.max_message_bytes == 0 || options.max_outstanding == 0 ||
-      options.max_sessions == 0 || options.max_queue == 0) {
+      options.max_sessions == 0 || options.max_queue == 0 ||
+      options.max_sessions_per_connection == 0 ||
+      options.max_reported_sessions_per_server == 0 ||
+      options.max_session_unacked == 0 || options.max_session_bytes == 0 ||
+      options.max_queue_bytes == 0 || options.max_memory_bytes == 0 ||
+      options.reported_session_expiry.count() <= 0) {
     return Result<std::unique_ptr<Broker>>(ErrorCode::kInvalidArgument,
                                            "limits must be at least 1");
   }

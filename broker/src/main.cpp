@@ -2,6 +2,7 @@
 // SIGINT/SIGTERM, then prints its counters.
 #include <prometheus/exposer.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
 #include <csignal>
@@ -24,6 +25,21 @@ void BlockStopSignals(sigset_t& set) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
+// Connections cost descriptors: take all the hard limit allows.
+void RaiseDescriptorLimit() {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return;
+  const rlim_t before = lim.rlim_cur;
+  if (lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &lim) != 0) lim.rlim_cur = before;
+  }
+  spdlog::info("rejoin-broker: descriptor limit {} (was {}, hard {})",
+               static_cast<unsigned long long>(lim.rlim_cur),
+               static_cast<unsigned long long>(before),
+               static_cast<unsigned long long>(lim.rlim_max));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -33,6 +49,7 @@ int main(int argc, char** argv) {
   int probe_ms = static_cast<int>(options.probe.count());
   int replay_hold_ms = static_cast<int>(options.replay_hold.count());
   int lease_ms = static_cast<int>(options.lease.count());
+  long long reported_expiry_ms = options.reported_session_expiry.count();
   std::string log_level = "info";
   std::string metrics_address;
 
@@ -86,6 +103,37 @@ int main(int argc, char** argv) {
                  "requests queued per service")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  app.add_option("--max-sessions-per-connection",
+                 options.max_sessions_per_connection,
+                 "client sessions one connection may carry")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--max-reported-sessions-per-server",
+                 options.max_reported_sessions_per_server,
+                 "sessions one server's state exchange may add")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--reported-session-expiry-ms", reported_expiry_ms,
+                 "a session only servers reported, whose client never came, "
+                 "is forgotten after this long idle")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 2000000000));
+  app.add_option("--max-session-unacked", options.max_session_unacked,
+                 "answers a session's client has not acknowledged")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--max-session-bytes", options.max_session_bytes,
+                 "request/response bytes kept for one session")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--max-queue-bytes", options.max_queue_bytes,
+                 "request bytes queued per service")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--max-memory-bytes", options.max_memory_bytes,
+                 "request/response bytes the broker keeps overall")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_option("--inject-loss", options.inject_loss,
                  "drop each REQUEST/RESPONSE the broker sends with this "
                  "probability (testing)")
@@ -103,11 +151,14 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   spdlog::set_level(spdlog::level::from_str(log_level));
+  RaiseDescriptorLimit();
   options.heartbeat = std::chrono::milliseconds(heartbeat_ms);
   options.grace = std::chrono::milliseconds(grace_ms);
   options.probe = std::chrono::milliseconds(probe_ms);
   options.lease = std::chrono::milliseconds(lease_ms);
   options.replay_hold = std::chrono::milliseconds(replay_hold_ms);
+  options.reported_session_expiry =
+      std::chrono::milliseconds(reported_expiry_ms);
 
   sigset_t stop_signals;
   BlockStopSignals(stop_signals);  // before any thread starts

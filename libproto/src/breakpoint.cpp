@@ -44,6 +44,14 @@ OpDecision DecideInDoubt(Seq seq, const DecisionContext& ctx) {
 
 OpDecision DecidePending(Seq seq, ServerOpView server,
                          const DecisionContext& ctx) {
+  const bool executing = server.state == ServerOpState::kReceived &&
+                         !server.restarted_since_received;
+  if (ctx.same_answers >= kMaxSameProbeAnswers && !executing) {
+    // The same answer again and again: what was asked of the parties does
+    // not change it (a server that released the operation, a response or
+    // request lost every time). The outcome cannot be had; say so.
+    return Make(seq, Breakpoint::kUnknown, Action::kAnswerInDoubt);
+  }
   switch (server.state) {
     case ServerOpState::kNone:
       return DecidePendingUnheld(seq, ctx);

@@ -38,6 +38,10 @@ Status Validate(const ServerOptions& options,
     return InvalidArgument("server_id must be 1..128 printable ASCII bytes");
   }
   if (options.endpoint.empty()) return InvalidArgument("endpoint is empty");
+  if (Status s = transport::CheckEndpoint(options.endpoint, /*bind=*/false);
+      !s.ok()) {
+    return s;
+  }
   if (options.durability != Durability::kMemory &&
       options.journal_dir.empty()) {
     return InvalidArgument(

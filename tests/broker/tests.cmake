@@ -9,3 +9,13 @@ target_include_directories(broker_roster_test PRIVATE
 rejoin_add_test(broker_mux_test LABEL unit
   SOURCES broker/broker_mux_test.cpp
   LIBS rejoin::broker rejoin::proto rejoin::transport rejoin_e2e_harness)
+# The guard test captures the broker's log lines.
+find_package(spdlog REQUIRED)
+rejoin_add_test(broker_guard_test LABEL unit
+  SOURCES broker/broker_guard_test.cpp
+  LIBS rejoin::broker rejoin::client rejoin::server rejoin::proto
+    rejoin::transport rejoin_e2e_harness spdlog::spdlog)
+rejoin_add_test(broker_bounds_test LABEL unit
+  SOURCES broker/broker_bounds_test.cpp
+  LIBS rejoin::broker rejoin::client rejoin::server rejoin::proto
+    rejoin::transport rejoin_e2e_harness)

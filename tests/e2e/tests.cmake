@@ -22,7 +22,8 @@ set(REJOIN_E2E_BINARIES
   REJOIN_BROKER_BIN="$<TARGET_FILE:rejoin-broker>"
   REJOIN_CALL_BIN="$<TARGET_FILE:rejoin-call>")
 
-foreach(name breakpoint_e2e_test system_e2e_test roster_e2e_test crash_test)
+foreach(name breakpoint_e2e_test system_e2e_test roster_e2e_test liveness_e2e_test
+    bounds_e2e_test crash_test)
   if(name STREQUAL "crash_test")
     set(label crash)
   else()
@@ -42,3 +43,9 @@ endforeach()
 add_test(NAME crash_soak COMMAND crash_test)
 set_tests_properties(crash_soak PROPERTIES LABELS soak
   ENVIRONMENT "REJOIN_SOAK_SCALE=10" TIMEOUT 3600)
+
+# A handler of 60 s instead of 3 s: its server must still never be declared
+# dead.
+add_test(NAME liveness_soak COMMAND liveness_e2e_test)
+set_tests_properties(liveness_soak PROPERTIES LABELS soak
+  ENVIRONMENT "REJOIN_LIVENESS_HANDLER_S=60" TIMEOUT 600)

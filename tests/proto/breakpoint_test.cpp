@@ -128,6 +128,35 @@ TEST(BreakpointTable, CompletedButStillReceivedIsReleased) {
                  Breakpoint::kAckLost, Action::kRelease);
 }
 
+// A probe that keeps getting the same answer ends (FLOWS.md §4): after
+// kMaxSameProbeAnswers identical answers every pending case but a handler
+// still running is decided answer_in_doubt.
+TEST(BreakpointTable, SameProbeAnswerRepeatedEndsInDoubtUnlessStillExecuting) {
+  DecisionContext ctx = Context();
+  ctx.same_answers = kMaxSameProbeAnswers - 1;
+  ExpectDecision(
+      DecideOp(kSeq, ClientOpState::kSent, Server(ServerOpState::kNone), ctx),
+      Breakpoint::kRequestLost, Action::kResendRequest);
+  ExpectDecision(DecideOp(kSeq, ClientOpState::kSent,
+                          Server(ServerOpState::kExecuted), ctx),
+                 Breakpoint::kResponseLost, Action::kResendResponse);
+  ctx.same_answers = kMaxSameProbeAnswers;
+  for (ServerOpView view :
+       {Server(ServerOpState::kNone), Server(ServerOpState::kExecuted),
+        Server(ServerOpState::kReleased),
+        Server(ServerOpState::kReceived, /*restarted=*/true)}) {
+    ExpectDecision(DecideOp(kSeq, ClientOpState::kSent, view, ctx),
+                   Breakpoint::kUnknown, Action::kAnswerInDoubt);
+  }
+  ExpectDecision(DecideOp(kSeq, ClientOpState::kSent,
+                          Server(ServerOpState::kReceived), ctx),
+                 Breakpoint::kStillExecuting, Action::kWait);
+  // Completed operations are never probed; the count changes nothing there.
+  ExpectDecision(DecideOp(kSeq, ClientOpState::kCompleted,
+                          Server(ServerOpState::kExecuted), ctx),
+                 Breakpoint::kAckLost, Action::kRelease);
+}
+
 TEST(BreakpointSession, ReleaseBelowIsTheClientWatermark) {
   ClientVector c{"s", 1, 1, 10, 6, {6, 8}, {7}};
   ServerVector s{"srv", 1, 1, "s", 3, {{4, ServerOpState::kExecuted, 1}}};

@@ -129,3 +129,46 @@ TEST(Link, ADisconnectAsksForANewHello) {
 
 }  // namespace
 }  // namespace rejoin::transport
+
+namespace rejoin::transport {
+namespace {
+
+// libzmq reads a tcp port leniently (tcp://h:99999 binds another port):
+// CheckEndpoint refuses what is not HOST:PORT with PORT in 1..65535.
+TEST(CheckEndpoint, MalformedTcpEndpointsAreRefused) {
+  for (const char* bad :
+       {"tcp://127.0.0.1:99999", "tcp://127.0.0.1:65536", "tcp://127.0.0.1:0",
+        "tcp://127.0.0.1:-1", "tcp://127.0.0.1:", "tcp://127.0.0.1",
+        "tcp://:5555", "tcp://127.0.0.1:55x", "tcp://127.0.0.1:000005555",
+        "tcp://::1:5555", "tcp://[::1:5555", "tcp://bad host:5555",
+        "127.0.0.1:5555", "", "://x"}) {
+    for (bool bind : {false, true}) {
+      Status s = CheckEndpoint(bad, bind);
+      EXPECT_EQ(s.code(), ErrorCode::kInvalidArgument) << bad;
+      EXPECT_NE(s.message().find("invalid endpoint"), std::string::npos)
+          << s.message();
+    }
+  }
+  EXPECT_FALSE(CheckEndpoint("tcp://127.0.0.1:*", /*bind=*/false).ok());
+}
+
+TEST(CheckEndpoint, WellFormedEndpointsPass) {
+  for (const char* good :
+       {"tcp://127.0.0.1:1", "tcp://127.0.0.1:65535", "tcp://localhost:5555",
+        "tcp://[::1]:5555", "ipc:///tmp/x", "inproc://x"}) {
+    EXPECT_TRUE(CheckEndpoint(good, false).ok()) << good;
+    EXPECT_TRUE(CheckEndpoint(good, true).ok()) << good;
+  }
+  EXPECT_TRUE(CheckEndpoint("tcp://127.0.0.1:*", /*bind=*/true).ok());
+  EXPECT_TRUE(CheckEndpoint("tcp://*:5555", /*bind=*/true).ok());
+}
+
+TEST(CheckEndpoint, LinkOpenRefusesAnOutOfRangePort) {
+  zmq::context_t ctx;
+  auto link = Link::Open(ctx, "tcp://127.0.0.1:99999");
+  ASSERT_FALSE(link.ok());
+  EXPECT_EQ(link.status().code(), ErrorCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace rejoin::transport

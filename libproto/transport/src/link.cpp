@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <string>
 
 namespace rejoin::transport {
 namespace {
@@ -24,10 +25,59 @@ std::string NextMonitorAddress() {
   return "inproc://rejoin-link-monitor-" + std::to_string(next++);
 }
 
+Status BadEndpoint(const std::string& endpoint, const std::string& why) {
+  return Status(ErrorCode::kInvalidArgument,
+                "invalid endpoint '" + endpoint + "': " + why);
+}
+
 }  // namespace
+
+Status CheckEndpoint(const std::string& endpoint, bool bind) {
+  const std::size_t scheme_end = endpoint.find("://");
+  if (scheme_end == std::string::npos || scheme_end == 0) {
+    return BadEndpoint(endpoint, "expected transport://address");
+  }
+  if (endpoint.compare(0, scheme_end, "tcp") != 0) return Status::Ok();
+  const std::string address = endpoint.substr(scheme_end + 3);
+  const std::size_t colon = address.rfind(':');
+  if (colon == std::string::npos) {
+    return BadEndpoint(endpoint, "tcp needs HOST:PORT");
+  }
+  const std::string host = address.substr(0, colon);
+  const std::string port = address.substr(colon + 1);
+  if (host.empty()) return BadEndpoint(endpoint, "empty host");
+  for (char ch : host) {
+    if (static_cast<unsigned char>(ch) <= 0x20 ||
+        static_cast<unsigned char>(ch) >= 0x7f) {
+      return BadEndpoint(endpoint, "host has a space or a control byte");
+    }
+  }
+  if (host.find('[') != std::string::npos ||
+      host.find(']') != std::string::npos) {
+    if (host.front() != '[' || host.back() != ']' || host.size() < 3) {
+      return BadEndpoint(endpoint, "an IPv6 host goes in [brackets]");
+    }
+  } else if (host.find(':') != std::string::npos) {
+    return BadEndpoint(endpoint, "an IPv6 host goes in [brackets]");
+  }
+  if (port == "*") {
+    if (bind) return Status::Ok();
+    return BadEndpoint(endpoint, "port * only binds; connect needs a number");
+  }
+  if (port.empty() || port.size() > 5 ||
+      port.find_first_not_of("0123456789") != std::string::npos) {
+    return BadEndpoint(endpoint, "port must be a number in 1..65535");
+  }
+  const long value = std::stol(port);
+  if (value < 1 || value > 65535) {
+    return BadEndpoint(endpoint, "port " + port + " is outside 1..65535");
+  }
+  return Status::Ok();
+}
 
 Result<std::unique_ptr<Link>> Link::Open(zmq::context_t& context,
                                          const std::string& endpoint) {
+  if (Status s = CheckEndpoint(endpoint, /*bind=*/false); !s.ok()) return s;
   try {
     return std::unique_ptr<Link>(new Link(context, endpoint));
   } catch (const zmq::error_t& e) {

@@ -62,6 +62,28 @@ struct BrokerOptions {
   std::uint32_t max_message_bytes = 1024 * 1024;  // per payload
   std::uint32_t max_outstanding = 4096;           // unanswered per session
   std::uint32_t max_queue = 100000;               // queued per service
+  // Bounds against peers that fill the broker's tables (FLOWS.md §10). Each
+  // refusal is ERROR limit_exceeded to the peer over its bound, counted and
+  // logged at most once a second per kind.
+  // Sessions one connection may carry: a HELLO flood from one connection
+  // cannot take the whole max_sessions from other clients.
+  std::uint32_t max_sessions_per_connection = 1024;
+  // Sessions one server's STATE_EXCHANGE may add to the table (they count
+  // against max_sessions too); the rest stay with the server alone.
+  std::uint32_t max_reported_sessions_per_server = 10000;
+  // A session only servers reported, whose client never came, is forgotten
+  // after this long without activity.
+  std::chrono::milliseconds reported_session_expiry{std::chrono::minutes(10)};
+  // Answers a session's client has not acknowledged, in number and in bytes
+  // (requests kept for recovery count in the bytes): beyond either, its
+  // new REQUESTs are refused until ACKs free room.
+  std::uint32_t max_session_unacked = 4096;
+  std::uint64_t max_session_bytes = 64ull << 20;
+  // Request bytes queued per service (beside max_queue, a count).
+  std::uint64_t max_queue_bytes = 256ull << 20;
+  // Request and response bytes the broker keeps overall: new REQUESTs are
+  // refused beyond it (answers of requests already taken are still kept).
+  std::uint64_t max_memory_bytes = 1ull << 30;
   // A resent REQUEST whose answer the broker kept is answered from that
   // copy. When at least kReplayHoldInFlight other operations of the session
   // are out at servers at the end of the broker's turn (calls that came in
@@ -112,6 +134,26 @@ struct BrokerStats {
   std::uint64_t grace_ms = 0;
   std::uint64_t grace_ended_early = 0;
   std::uint64_t roster_servers = 0;  // listed in the roster now
+  // Servers declared dead because nothing came from their connection for
+  // 3 heartbeat intervals (PROTOCOL.md §6.7).
+  std::uint64_t servers_silent = 0;
+  // Well-formed messages refused as wrong in context (ERROR
+  // protocol_violation), e.g. an ACK above the session's highest seq.
+  std::uint64_t protocol_violations = 0;
+  // Operations whose probes got the same answer kMaxSameProbeAnswers times
+  // and that the broker then answered in_doubt (FLOWS.md §4).
+  std::uint64_t probes_ended = 0;
+  // Refusals by bound (ERROR limit_exceeded), see BrokerOptions.
+  std::uint64_t refused_session_quota = 0;      // sessions per connection
+  std::uint64_t refused_sessions = 0;           // max_sessions
+  std::uint64_t refused_reported_sessions = 0;  // STATE_EXCHANGEs cut short
+  std::uint64_t refused_unacked = 0;            // per-session unacknowledged
+  std::uint64_t refused_queue_bytes = 0;        // per-service queued bytes
+  std::uint64_t refused_memory = 0;             // max_memory_bytes
+  std::uint64_t expired_reported_sessions = 0;
+  std::uint64_t retained_bytes = 0;  // request/response bytes kept now
+  // Connections libzmq could not accept (descriptors exhausted).
+  std::uint64_t accept_failures = 0;
 };
 
 class Broker {

@@ -47,6 +47,12 @@ std::string_view ActionName(Action a);
 enum class Actor : std::uint8_t { kNobody = 0, kClient = 1, kServer = 2 };
 Actor ActorOf(Action a);
 
+// A probe of one operation that got the same server answer this many times
+// in a row ends in a decision that needs nothing more from the server
+// (DecisionContext::same_answers, FLOWS.md §4): no operation is probed for
+// ever.
+inline constexpr std::uint32_t kMaxSameProbeAnswers = 16;
+
 // Facts about the two parties that the vectors alone do not carry. The I/O
 // shell (the broker) derives them from hellos, journal ids and its timers.
 struct DecisionContext {
@@ -63,6 +69,14 @@ struct DecisionContext {
   bool idempotent = false;
   // What the service does with operations whose execution is in doubt.
   InDoubtPolicy policy = InDoubtPolicy::kAnswerInDoubt;
+  // The broker's probes of this one operation got the same server answer
+  // (state and restart flag) this many times in a row, this one included; 0
+  // outside probes. At kMaxSameProbeAnswers the actions already asked of
+  // the parties evidently change nothing: any answer but `still_executing`
+  // (the server is running the handler, and its liveness governs that) is
+  // decided `unknown` / `answer_in_doubt`, which the broker carries out
+  // itself (FLOWS.md §4).
+  std::uint32_t same_answers = 0;
 
   bool operator==(const DecisionContext&) const = default;
 };

@@ -71,8 +71,10 @@ struct ServerOptions {
   // turn's RECEIVED records and the commit of their EXECUTED records, instead
   // of on `concurrency` worker threads. For handlers that take microseconds
   // this saves two thread hand-offs per request; a slow handler stalls the
-  // whole server (heartbeats included), so leave it off for those. The
-  // credit announced is still `concurrency`, which then bounds the batch.
+  // whole server (heartbeats included), so leave it off for those: a handler
+  // that runs longer than 3 heartbeat intervals makes the broker declare the
+  // server dead (FLOWS.md §1, liveness rule). The credit announced is still
+  // `concurrency`, which then bounds the batch.
   bool inline_handlers = false;
   std::chrono::milliseconds heartbeat{200};
 };

@@ -32,6 +32,15 @@
 
 namespace rejoin::transport {
 
+// Checks a ZeroMQ endpoint before libzmq sees it, which reads a tcp port
+// leniently (tcp://h:99999 binds another port). A tcp endpoint must be
+// tcp://HOST:PORT with a non-empty HOST (an IPv6 address in brackets) and
+// PORT a decimal number in 1..65535, or `*` when `bind` (any free port).
+// Other transports go to libzmq as they are; an endpoint without
+// "transport://" is refused. kInvalidArgument with the reason, else OK.
+// Used by the broker (bind), Link::Open and the endpoints' option checks.
+Status CheckEndpoint(const std::string& endpoint, bool bind);
+
 class Link {
  public:
   enum class Event {
