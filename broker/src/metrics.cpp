@@ -57,6 +57,36 @@ std::vector<MetricSample> BrokerMetrics(const BrokerStats& s) {
   m.Counter("refused_total", kRefusedHelp, s.fenced, {{"reason", "fenced"}});
   m.Counter("refused_total", kRefusedHelp, s.duplicate_identity,
             {{"reason", "duplicate_identity"}});
+  m.Counter("refused_total", kRefusedHelp, s.protocol_violations,
+            {{"reason", "protocol_violation"}});
+  m.Counter("refused_total", kRefusedHelp, s.refused_session_quota,
+            {{"reason", "sessions_per_connection"}});
+  m.Counter("refused_total", kRefusedHelp, s.refused_sessions,
+            {{"reason", "max_sessions"}});
+  m.Counter("refused_total", kRefusedHelp, s.refused_reported_sessions,
+            {{"reason", "reported_sessions_per_server"}});
+  m.Counter("refused_total", kRefusedHelp, s.refused_unacked,
+            {{"reason", "session_unacked"}});
+  m.Counter("refused_total", kRefusedHelp, s.refused_queue_bytes,
+            {{"reason", "queue_bytes"}});
+  m.Counter("refused_total", kRefusedHelp, s.refused_memory,
+            {{"reason", "memory_budget"}});
+  m.Counter("servers_silent_total",
+            "servers declared dead after 3 silent heartbeat intervals",
+            s.servers_silent);
+  m.Counter("probes_ended_total",
+            "operations answered in_doubt after the same probe answer "
+            "repeated",
+            s.probes_ended);
+  m.Counter("expired_reported_sessions_total",
+            "sessions only servers reported, forgotten after their expiry",
+            s.expired_reported_sessions);
+  m.Counter("accept_failures_total",
+            "connections that could not be accepted (descriptors exhausted)",
+            s.accept_failures);
+  m.Gauge("retained_bytes",
+          "request and response bytes the broker keeps for operations now",
+          static_cast<double>(s.retained_bytes));
   m.Gauge("grace_period_seconds",
           "length of the last grace period after start (0 while it runs)",
           static_cast<double>(s.grace_ms) / 1000.0);
