@@ -30,6 +30,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <map>
@@ -43,8 +44,10 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "event_log.h"
 #include "rejoin/proto/breakpoint.h"
 #include "rejoin/proto/codec.h"
+#include "rejoin/proto/metrics.h"
 #include "rejoin/transport/link.h"
 #include "rejoin/transport/wire.h"
 #include "roster.h"
@@ -144,7 +147,8 @@ struct Track {
   bool has_request = false;
   zmq::message_t request_header, request_payload;
   zmq::message_t response_header, response_payload;
-  Time due{};  // next probe of a dispatched operation
+  Time due{};         // next probe of a dispatched operation
+  Time dispatched{};  // the latest dispatch, for the latency histogram
   // The server's answer to the last probe of this operation, and how many
   // probes in a row gave it (DecisionContext::same_answers).
   ServerOpView last_answer;
@@ -269,6 +273,7 @@ class Broker::Impl {
   Status Run();
   void Stop() { stop_.store(true); }
   BrokerStats Snapshot() const;
+  Result<BrokerStatus> TakeStatus(std::chrono::milliseconds timeout) const;
   Epoch epoch() const { return epoch_; }
   std::string bound() const { return bound_; }
 
@@ -445,6 +450,22 @@ class Broker::Impl {
   bool roster_swept_ = false;
   Time next_roster_check_{};
   std::atomic<bool> stop_{false};
+  // status(): another thread asks (status_wanted_) and waits; the broker's
+  // thread answers between two turns (PublishStatus).
+  void PublishStatus(Time now);
+  mutable std::atomic<bool> status_wanted_{false};
+  mutable std::mutex status_mutex_;
+  mutable std::condition_variable status_cv_;
+  bool running_ = false;                 // under status_mutex_
+  std::uint64_t status_generation_ = 0;  // under status_mutex_
+  BrokerStatus status_;                  // under status_mutex_
+  // Dispatch-to-answer times and decisions by action (broker thread).
+  LatencyHistogram latency_;
+  std::uint64_t decisions_[kActionCount] = {};
+  // Counts a recovery decision and logs it as one structured line
+  // (FLOWS.md §11) unless it asks nothing of anyone.
+  void NoteDecision(const SessionId& sid, const OpDecision& d,
+                    const char* source);
 
   std::unordered_map<SessionId, Session> sessions_;
   std::unordered_map<std::string, ServerPeer> servers_;
@@ -537,6 +558,10 @@ Status Broker::Impl::Run() {
       std::max(std::chrono::milliseconds(1),
                std::min(options_.probe, options_.heartbeat) / 4);
 
+  {
+    std::lock_guard lock(status_mutex_);
+    running_ = true;
+  }
   Frames frames;
   while (!stop_.load(std::memory_order_relaxed)) {
     Time now = Clock::now();
@@ -578,7 +603,13 @@ Status Broker::Impl::Run() {
     }
     FlushOut(now);
     counters_.connections.store(routes_.size(), std::memory_order_relaxed);
+    if (status_wanted_.load(std::memory_order_relaxed)) PublishStatus(now);
   }
+  {
+    std::lock_guard lock(status_mutex_);
+    running_ = false;
+  }
+  status_cv_.notify_all();
   // Tell everyone we are leaving so they do not wait for heartbeats: one
   // GOODBYE per connection that holds a live id, however many sessions it
   // carries.
@@ -600,6 +631,114 @@ Status Broker::Impl::Run() {
   }
   FlushOut(Clock::now());
   return Status::Ok();
+}
+
+Result<BrokerStatus> Broker::Impl::TakeStatus(
+    std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(status_mutex_);
+  if (!running_) {
+    return Status(ErrorCode::kUnavailable, "broker is not running");
+  }
+  const std::uint64_t generation = status_generation_;
+  status_wanted_.store(true, std::memory_order_relaxed);
+  status_cv_.wait_for(lock, timeout, [&] {
+    return status_generation_ != generation || !running_;
+  });
+  if (status_generation_ == generation) {
+    return Status(ErrorCode::kUnavailable, "broker did not answer in time");
+  }
+  return status_;
+}
+
+void Broker::Impl::PublishStatus(Time now) {
+  BrokerStatus st;
+  st.stats = Snapshot();
+  st.epoch = epoch_;
+  st.endpoint = bound_;
+  st.uptime_ms = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(now - start_)
+          .count());
+  st.in_grace = InGrace(now);
+  if (st.in_grace) {
+    st.grace_remaining_ms = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(grace_end_ - now)
+            .count());
+  }
+  for (const auto& [sid, session] : sessions_) {
+    st.tracked_operations += session.ops.size();
+  }
+  std::map<std::string, ServiceStatus> services;
+  for (const auto& [name, svc] : services_) {
+    ServiceStatus& out = services[name];
+    out.name = name;
+    out.registered = svc.registered;
+    out.queued = svc.queue.size();
+    out.queued_bytes = svc.queued_bytes;
+  }
+  std::map<std::string, ServerStatus> servers;
+  for (const auto& [id, srv] : servers_) {
+    ServerStatus& out = servers[id];
+    out.id = id;
+    out.alive = srv.holder.alive;
+    out.reported = srv.reported;
+    out.incarnation = srv.holder.incarnation;
+    out.credit = srv.credit_limit;
+    out.in_flight = srv.in_flight;
+    for (const ServiceSpec& spec : srv.services) {
+      out.services.push_back(spec.name);
+      if (!srv.holder.alive) continue;
+      ServiceStatus& svc = services[spec.name];
+      svc.name = spec.name;
+      ++svc.servers;
+      svc.credit += spec.credit;
+    }
+  }
+  for (auto& [name, svc] : services) st.services.push_back(std::move(svc));
+  for (auto& [id, srv] : servers) st.servers.push_back(std::move(srv));
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (const auto& [route, c] : routes_) {
+    ConnectionStatus out;
+    for (char ch : route) {
+      const auto b = static_cast<unsigned char>(ch);
+      out.peer.push_back(kHex[b >> 4]);
+      out.peer.push_back(kHex[b & 15]);
+    }
+    out.server = c.role == Role::kServer;
+    out.server_id = c.server;
+    out.sessions = c.sessions.size();
+    out.silent = c.silent;
+    st.connections.push_back(std::move(out));
+  }
+  std::copy(std::begin(decisions_), std::end(decisions_),
+            std::begin(st.decisions));
+  st.latency_bounds_us.assign(std::begin(LatencyHistogram::kBoundsUs),
+                              std::end(LatencyHistogram::kBoundsUs));
+  st.latency_cumulative = latency_.Cumulative();
+  st.latency_count = latency_.count();
+  st.latency_sum_us = latency_.sum_us();
+  {
+    std::lock_guard lock(status_mutex_);
+    status_ = std::move(st);
+    ++status_generation_;
+    status_wanted_.store(false, std::memory_order_relaxed);
+  }
+  status_cv_.notify_all();
+}
+
+void Broker::Impl::NoteDecision(const SessionId& sid, const OpDecision& d,
+                                const char* source) {
+  const auto action = static_cast<std::size_t>(d.action);
+  if (action < kActionCount) ++decisions_[action];
+  if (d.action == Action::kNone || d.action == Action::kWait) return;
+  LogEvent({{"event", "recovery"},
+            {"session", sid},
+            {"seq", std::to_string(d.seq)},
+            {"breakpoint", std::string(BreakpointName(d.breakpoint))},
+            {"action", std::string(ActionName(d.action))},
+            {"actor", ActorOf(d.action) == Actor::kClient   ? "client"
+                      : ActorOf(d.action) == Actor::kServer ? "server"
+                                                            : "nobody"},
+            {"source", source}});
 }
 
 BrokerStats Broker::Impl::Snapshot() const {
@@ -1302,6 +1441,7 @@ void Broker::Impl::Dispatch(const SessionId& sid, Seq seq, Track& t, Time now) {
   ++srv.in_flight;
   t.credit_taken = true;
   t.phase = Phase::kDispatched;
+  t.dispatched = now;
   t.server = server;
   at_server_[server].emplace(sid, seq);
   t.server_journal = srv.holder.journal_id;
@@ -1539,6 +1679,12 @@ void Broker::Impl::OnResponse(const std::string& route, const Response& resp,
       return;
     }
     service = t.service;
+    if (t.phase == Phase::kDispatched && t.dispatched != Time{}) {
+      latency_.Observe(static_cast<std::uint64_t>(
+          std::chrono::duration_cast<std::chrono::microseconds>(now -
+                                                                t.dispatched)
+              .count()));
+    }
     MarkAnswered(s, t);
     if (t.server != server_id) {
       t.server = server_id;
@@ -1890,6 +2036,7 @@ void Broker::Impl::OnProbeReply(const std::string& route,
       DecisionContext ctx = ContextFor(&t, srv, lost);
       ctx.same_answers = t.same_answers;
       OpDecision d = DecideOp(seq, ClientOpState::kSent, view, ctx);
+      NoteDecision(probe.session, d, "probe");
       if (ctx.same_answers >= kMaxSameProbeAnswers &&
           d.action == Action::kAnswerInDoubt) {
         // The probe ends (FLOWS.md §4): what was asked of the parties did
@@ -1936,6 +2083,7 @@ void Broker::Impl::OnProbeReply(const std::string& route,
       d = DecideOp(d.seq, cv.StateOf(d.seq), ViewOf(sv, d.seq),
                    ContextFor(&it->second, srv, false));
     }
+    NoteDecision(probe.session, d, "state_exchange");
     if (ActorOf(d.action) == Actor::kClient) {
       to_client.ops.push_back(d);
     } else {
@@ -2589,6 +2737,10 @@ void Broker::Start() {
 void Broker::Stop() { impl_->Stop(); }
 
 BrokerStats Broker::stats() const { return impl_->Snapshot(); }
+
+Result<BrokerStatus> Broker::status(std::chrono::milliseconds timeout) const {
+  return impl_->TakeStatus(timeout);
+}
 
 Epoch Broker::epoch() const { return impl_->epoch(); }
 

@@ -10,6 +10,8 @@
 #include <cstdlib>
 #include <thread>
 
+#include "event_log.h"
+#include "rejoin/broker/admin.h"
 #include "rejoin/broker/broker.h"
 #include "rejoin/broker/metrics.h"
 #include "rejoin/proto/prometheus.h"
@@ -52,6 +54,8 @@ int main(int argc, char** argv) {
   long long reported_expiry_ms = options.reported_session_expiry.count();
   std::string log_level = "info";
   std::string metrics_address;
+  std::string admin_endpoint;
+  std::string log_format = "text";
 
   CLI::App app{
       "rejoin-broker: routes requests between rejoin clients and "
@@ -61,8 +65,10 @@ int main(int argc, char** argv) {
   // Every flag may also come from a TOML file, under its long name without
   // the dashes (broker/dist/broker.toml); the command line wins.
   app.set_config("--config", "", "read flags from this TOML file");
+  app.option_defaults()->group("Service");
   app.add_option("--endpoint", options.endpoint, "ZeroMQ endpoint to bind")
       ->capture_default_str();
+  app.option_defaults()->group("Timing and recovery");
   app.add_option("--heartbeat-ms", heartbeat_ms, "heartbeat interval")
       ->capture_default_str()
       ->check(CLI::Range(1, 600000));
@@ -70,11 +76,13 @@ int main(int argc, char** argv) {
                  "after start, how long servers get to report what they hold")
       ->capture_default_str()
       ->check(CLI::Range(0, 600000));
+  app.option_defaults()->group("Service");
   app.add_option("--roster", options.roster,
                  "keep the ids of registered servers in this file; after a "
                  "restart the grace period ends once every listed server has "
                  "returned and reported (missing or corrupt file: full grace "
                  "period)");
+  app.option_defaults()->group("Timing and recovery");
   app.add_option("--probe-ms", probe_ms,
                  "an unanswered operation older than this is probed")
       ->capture_default_str()
@@ -88,7 +96,9 @@ int main(int argc, char** argv) {
                  "traffic to the same client (0: sent at once)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1000));
-  app.add_option("--max-sessions", options.max_sessions)
+  app.option_defaults()->group("Limits (FLOWS.md section 10)");
+  app.add_option("--max-sessions", options.max_sessions,
+                 "client sessions the broker keeps")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_option("--max-message-bytes", options.max_message_bytes,
@@ -134,6 +144,7 @@ int main(int argc, char** argv) {
                  "request/response bytes the broker keeps overall")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  app.option_defaults()->group("Testing");
   app.add_option("--inject-loss", options.inject_loss,
                  "drop each REQUEST/RESPONSE the broker sends with this "
                  "probability (testing)")
@@ -143,14 +154,27 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--metrics", metrics_address,
                  "serve Prometheus metrics over HTTP at this address, e.g. "
-                 "127.0.0.1:9464 (path /metrics); off by default");
+                 "127.0.0.1:9464 (path /metrics); off by default")
+      ->group("Operation");
+  app.add_option("--admin", admin_endpoint,
+                 "answer rejoin-ctl broker status on this ZeroMQ endpoint, "
+                 "e.g. tcp://127.0.0.1:5556 (keep it on loopback); off by "
+                 "default")
+      ->group("Operation");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off")
       ->capture_default_str()
-      ->check(
-          CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
+      ->group("Operation");
+  app.add_option("--log-format", log_format,
+                 "text, or json: one JSON object per line (recovery events "
+                 "with their fields)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"text", "json"}))
+      ->group("Operation");
   CLI11_PARSE(app, argc, argv);
 
   spdlog::set_level(spdlog::level::from_str(log_level));
+  if (log_format == "json") rejoin::SetJsonLogs();
   RaiseDescriptorLimit();
   options.heartbeat = std::chrono::milliseconds(heartbeat_ms);
   options.grace = std::chrono::milliseconds(grace_ms);
@@ -182,11 +206,25 @@ int main(int argc, char** argv) {
       return 1;
     }
     rejoin::Broker* b = broker->get();
-    metrics = std::make_shared<rejoin::PrometheusCollectable>(
-        [b] { return rejoin::BrokerMetrics(b->stats()); });
+    metrics = std::make_shared<rejoin::PrometheusCollectable>([b] {
+      auto st = b->status(std::chrono::milliseconds(1000));
+      return st.ok() ? rejoin::BrokerMetrics(*st)
+                     : rejoin::BrokerMetrics(b->stats());
+    });
     exposer->RegisterCollectable(metrics);
     spdlog::info("rejoin-broker: metrics at http://{}/metrics",
                  metrics_address);
+  }
+  std::unique_ptr<rejoin::AdminServer> admin;
+  if (!admin_endpoint.empty()) {
+    auto started = rejoin::AdminServer::Start(admin_endpoint, broker->get());
+    if (!started.ok()) {
+      std::fprintf(stderr, "rejoin-broker: --admin: %s\n",
+                   started.status().ToString().c_str());
+      return 1;
+    }
+    admin = std::move(*started);
+    spdlog::info("rejoin-broker: admin endpoint {}", admin->bound_endpoint());
   }
   std::thread waiter([&] {
     int sig = 0;

@@ -4,6 +4,9 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <string>
+
+#include "rejoin/proto/breakpoint.h"
 
 namespace rejoin {
 
@@ -98,6 +101,46 @@ std::vector<MetricSample> BrokerMetrics(const BrokerStats& s) {
   m.Gauge("resident_memory_bytes", "resident set size of the broker process",
           static_cast<double>(ResidentBytes()));
   return m.Take();
+}
+
+std::vector<MetricSample> BrokerMetrics(const BrokerStatus& st) {
+  std::vector<MetricSample> out = BrokerMetrics(st.stats);
+  MetricList m("rejoin_broker_");
+  m.Gauge("tracked_operations", "operations the broker tracks now",
+          static_cast<double>(st.tracked_operations));
+  m.Gauge("grace_period_active", "1 while the grace period after start runs",
+          st.in_grace ? 1.0 : 0.0);
+  for (const ServiceStatus& v : st.services) {
+    const std::vector<MetricLabel> l = {{"service", v.name}};
+    m.Gauge("service_servers", "alive servers of the service",
+            static_cast<double>(v.servers), l);
+    m.Gauge("service_credit", "credit of the service's alive servers",
+            static_cast<double>(v.credit), l);
+    m.Gauge("service_queued", "requests queued for the service",
+            static_cast<double>(v.queued), l);
+    m.Gauge("service_queued_bytes", "request bytes queued for the service",
+            static_cast<double>(v.queued_bytes), l);
+  }
+  for (const ServerStatus& v : st.servers) {
+    if (!v.alive) continue;
+    m.Gauge("server_in_flight", "requests dispatched to the server, unanswered",
+            static_cast<double>(v.in_flight), {{"server", v.id}});
+  }
+  for (std::size_t a = 0; a < kActionCount; ++a) {
+    m.Counter("decisions_total", "recovery decisions made, by action",
+              st.decisions[a],
+              {{"action", std::string(ActionName(static_cast<Action>(a)))}});
+  }
+  std::vector<double> bounds;
+  for (std::uint64_t b : st.latency_bounds_us) {
+    bounds.push_back(static_cast<double>(b) / 1e6);
+  }
+  m.Histogram("dispatch_to_answer_seconds",
+              "from a request's dispatch to its server's answer",
+              std::move(bounds), st.latency_cumulative, st.latency_count,
+              static_cast<double>(st.latency_sum_us) / 1e6);
+  for (MetricSample& sample : m.Take()) out.push_back(std::move(sample));
+  return out;
 }
 
 std::uint64_t ResidentBytes() {

@@ -50,19 +50,25 @@ void LatencyHistogram::Observe(std::uint64_t micros) {
   sum_us_ += micros;
 }
 
-void LatencyHistogram::AppendTo(MetricList& list, std::string_view name,
-                                std::string_view help) const {
-  std::vector<double> bounds;
-  std::vector<std::uint64_t> cumulative;
-  bounds.reserve(kBuckets);
-  cumulative.reserve(kBuckets);
+std::vector<std::uint64_t> LatencyHistogram::Cumulative() const {
+  std::vector<std::uint64_t> out;
+  out.reserve(kBuckets);
   std::uint64_t running = 0;
   for (std::size_t i = 0; i < kBuckets; ++i) {
     running += buckets_[i];
-    bounds.push_back(static_cast<double>(kBoundsUs[i]) / 1e6);
-    cumulative.push_back(running);
+    out.push_back(running);
   }
-  list.Histogram(name, help, std::move(bounds), std::move(cumulative), count_,
+  return out;
+}
+
+void LatencyHistogram::AppendTo(MetricList& list, std::string_view name,
+                                std::string_view help) const {
+  std::vector<double> bounds;
+  bounds.reserve(kBuckets);
+  for (std::uint64_t b : kBoundsUs) {
+    bounds.push_back(static_cast<double>(b) / 1e6);
+  }
+  list.Histogram(name, help, std::move(bounds), Cumulative(), count_,
                  static_cast<double>(sum_us_) / 1e6);
 }
 

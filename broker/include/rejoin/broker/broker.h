@@ -16,6 +16,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "rejoin/proto/messages.h"
 #include "rejoin/proto/status.h"
@@ -156,6 +157,56 @@ struct BrokerStats {
   std::uint64_t accept_failures = 0;
 };
 
+// What the broker holds now, for operators (rejoin-ctl broker status, the
+// metrics endpoint). Taken on the broker's own thread between two turns.
+struct ServiceStatus {
+  std::string name;
+  bool registered = false;    // some server registered it at some point
+  std::uint64_t servers = 0;  // alive servers that serve it
+  std::uint64_t credit = 0;   // their credit for it, added up
+  std::uint64_t queued = 0;   // requests waiting for credit
+  std::uint64_t queued_bytes = 0;
+};
+struct ServerStatus {
+  std::string id;
+  bool alive = false;
+  bool reported = false;  // has told this broker everything it holds
+  Incarnation incarnation = 0;
+  std::uint64_t credit = 0;
+  std::uint64_t in_flight = 0;
+  std::vector<std::string> services;
+};
+struct ConnectionStatus {
+  std::string peer;  // the routing id, hex
+  bool server = false;
+  std::string server_id;       // a server's connection
+  std::uint64_t sessions = 0;  // a client connection's sessions
+  bool silent = false;         // declared dead after silence
+};
+// How many recovery decisions of each action the broker made (PROTOCOL.md
+// §6.1 action values 0..8), index = action value.
+inline constexpr std::size_t kActionCount = 9;
+struct BrokerStatus {
+  BrokerStats stats;
+  Epoch epoch = 0;
+  std::string endpoint;
+  std::uint64_t uptime_ms = 0;
+  bool in_grace = false;
+  std::uint64_t grace_remaining_ms = 0;
+  std::uint64_t tracked_operations = 0;
+  std::vector<ServiceStatus> services;  // by name
+  std::vector<ServerStatus> servers;    // by id
+  std::vector<ConnectionStatus> connections;
+  std::uint64_t decisions[kActionCount] = {};
+  // From the dispatch of a request to its server's RESPONSE, in
+  // microseconds: upper bounds and the count at or below each (cumulative),
+  // then the count and sum of all.
+  std::vector<std::uint64_t> latency_bounds_us;
+  std::vector<std::uint64_t> latency_cumulative;
+  std::uint64_t latency_count = 0;
+  std::uint64_t latency_sum_us = 0;
+};
+
 class Broker {
  public:
   // Binds the endpoint. Errors: kInvalidArgument (options), kIoError (bind).
@@ -173,6 +224,11 @@ class Broker {
   void Stop();
 
   BrokerStats stats() const;
+  // A consistent picture taken by the broker's thread at the end of its next
+  // turn (within ~20 ms while Run() runs). kUnavailable when Run() is not
+  // running or did not answer within `timeout`.
+  Result<BrokerStatus> status(std::chrono::milliseconds timeout =
+                                  std::chrono::milliseconds(1000)) const;
   Epoch epoch() const;
   // The endpoint actually bound (resolves "tcp://127.0.0.1:*").
   std::string bound_endpoint() const;

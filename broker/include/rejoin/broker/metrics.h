@@ -12,6 +12,10 @@
 namespace rejoin {
 
 std::vector<MetricSample> BrokerMetrics(const BrokerStats& stats);
+// The counters of BrokerMetrics(status.stats) and what only a status holds:
+// per-service servers, credit and queues, operations tracked, recovery
+// decisions by action, the dispatch-to-answer latency histogram.
+std::vector<MetricSample> BrokerMetrics(const BrokerStatus& status);
 
 // The resident set size of this process in bytes (0 if unknown).
 std::uint64_t ResidentBytes();

@@ -82,6 +82,9 @@ class LatencyHistogram {
   void AppendTo(MetricList& list, std::string_view name,
                 std::string_view help) const;
   std::uint64_t count() const { return count_; }
+  std::uint64_t sum_us() const { return sum_us_; }
+  // Observations at or below each bound of kBoundsUs.
+  std::vector<std::uint64_t> Cumulative() const;
 
  private:
   std::uint64_t buckets_[kBuckets + 1] = {};  // last: above every bound
