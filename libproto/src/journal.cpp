@@ -1887,7 +1887,16 @@ Result<JournalInspection> Journal::Inspect(const std::string& dir) {
 Result<SalvageReport> Journal::Salvage(
     const std::string& dir, std::function<JournalId()> new_journal_id) {
   if (Status s = NeedsDirectory(dir); !s.ok()) return s;
-  // The lock first: nobody may write while the damage is moved aside.
+  // A journal that needs no salvage is refused before anything is touched
+  // (not even LOCK created); the check is repeated under the lock.
+  Result<JournalInspection> first = Inspect(dir);
+  if (!first.ok()) return first.status();
+  if (first->integrity != JournalIntegrity::kCorrupt && !first->locked) {
+    return InvalidArgument("journal in " + dir +
+                           " is not corrupt; it opens as it is, nothing to "
+                           "salvage");
+  }
+  // The lock: nobody may write while the damage is moved aside.
   Files lock_holder(ReadOnlyOptions(dir), /*read_only=*/false);
   if (Status s = lock_holder.LockExisting(); !s.ok()) return s;
 
