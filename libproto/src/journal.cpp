@@ -1321,7 +1321,9 @@ Status Journal::Files::ReplaySegment(std::uint64_t number, bool last,
                       ctx);
     }
     return CutTail(fd.get(), name, 0, size,
-                   zero ? "zero-filled segment" : "incomplete segment header",
+                   size == 0 ? "empty segment"
+                   : zero    ? "zero-filled segment"
+                             : "incomplete segment header",
                    j);
   }
   if (std::memcmp(head, kMagic, sizeof(kMagic)) != 0) {

@@ -146,11 +146,14 @@ struct SalvageReport {
 class Journal {
  public:
   // Opens (or creates) the journal, takes the directory lock, replays every
-  // segment into the live state, truncates a torn tail of the last segment,
-  // and records the new incarnation (durably, per the level) before
-  // returning. Errors: kJournalLocked (another process holds it), kIoError
-  // (permissions, disk), kJournalVersion (written by a newer format),
-  // kCorrupt (bad bytes before the tail, wrong owner or role),
+  // segment into the live state, cuts a torn tail of the last segment (only
+  // what a crash leaves: zero fill, or a record running past the end with
+  // no intact record after it; reported in report()), and records the new
+  // incarnation (durably, per the level) before returning. Errors:
+  // kJournalLocked (another process holds it), kIoError (permissions,
+  // disk), kJournalVersion (written by a newer format), kCorrupt (any other
+  // damage, named by file and offset, with nothing changed on disk; a
+  // segment file over the size limit; wrong owner or role),
   // kInvalidArgument (bad options).
   static Result<std::unique_ptr<Journal>> Open(JournalOptions options);
 
