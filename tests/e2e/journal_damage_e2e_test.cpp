@@ -4,7 +4,9 @@
 // used (whose stored answers the server would hand back as the answers to
 // new calls). The operator's rejoin-ctl then inspects the journal without
 // changing it and salvages it; the client starts again under a new journal
-// id and its new calls get their own answers.
+// id and its new calls get their own answers. A torn tail, by contrast, is
+// cut at the next start and logged with its size by client and server.
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -108,6 +110,47 @@ TEST_F(JournalDamageEndToEnd, DamagedClientJournalRefusesToStartUntilSalvaged) {
     EXPECT_EQ(r->payload, Expected(payload, r->seq));
     EXPECT_EQ(Executions("c1", r->seq), 1);
   }
+}
+
+// The newest segment file of a journal directory.
+std::string LastSegment(const std::string& dir) {
+  std::string last;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    std::string name = e.path().filename().string();
+    if (name.ends_with(".rjl") && name > last) last = name;
+  }
+  return dir + "/" + last;
+}
+
+// A torn tail (what kill -9 inside a write leaves) is cut at the next start,
+// and both libraries say so in their logs, with the size.
+TEST_F(JournalDamageEndToEnd, TornTailsAreCutAndLoggedWithTheirSize) {
+  StartBroker();
+  Process& server = StartServer("s1");
+  ASSERT_EQ(RunClient("c1", 3, "run1.log"), 0);
+  server.Terminate();  // stopped, whatever its exit status
+
+  const std::string torn = "\x11\x22\x33\x44\x05";  // 5 bytes of a header
+  for (const char* dir : {"server-s1", "client-c1"}) {
+    const std::string segment = LastSegment(dir_.Sub(dir));
+    WriteFile(segment, ReadFile(segment) + torn);
+  }
+  Process& again = StartServer("s1");
+  ASSERT_EQ(RunClient("c1", 2, "run2.log"), 0)
+      << ReadFile(dir_.Sub("run2.log"));
+  const std::string client_log = ReadFile(dir_.Sub("run2.log"));
+  EXPECT_NE(client_log.find("torn tail of 5 bytes"), std::string::npos)
+      << client_log;
+  // The server logs at open, before it serves.
+  const std::string server_log = dir_.Sub("server-s1.log");
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return ReadFile(server_log).find("torn tail of 5 bytes") !=
+               std::string::npos;
+      },
+      kWait))
+      << ReadFile(server_log);
+  again.Terminate();
 }
 
 }  // namespace
