@@ -1,7 +1,8 @@
 // The journal: record encoding, the state transitions shared by the append
-// path and replay, and the segment files with their lock. The on-disk format
-// and its crash-safety argument are in libproto/JOURNAL.md; this file must
-// stay in step with it.
+// path and replay, the segment files with their lock, the torn-tail versus
+// corruption rule, and the read-only inspection and salvage built on replay.
+// The on-disk format and its crash-safety argument are in libproto/JOURNAL.md;
+// this file must stay in step with it.
 #include "rejoin/proto/journal.h"
 
 #include <dirent.h>
