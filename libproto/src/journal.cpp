@@ -1305,15 +1305,16 @@ Status Journal::Files::ReplaySegment(std::uint64_t number, bool last,
   // rename but not the data: then the file is a prefix of a header, or zero.
   const std::string header = SegmentHeader();
   const char* head = nullptr;
-  std::size_t head_bytes = std::min(size, kSegmentHeaderBytes);
-  if (int err = reader.Get(0, head_bytes, &head); err != 0) {
-    return read_error(err);
-  }
   bool zero = false;
   if (int err = reader.AllZeroFrom(0, &zero); err != 0) return read_error(err);
   if (size < kSegmentHeaderBytes || zero) {
-    bool header_prefix = size < kSegmentHeaderBytes &&
-                         std::memcmp(head, header.data(), size) == 0;
+    bool header_prefix = false;
+    if (!zero) {
+      if (int err = reader.Get(0, size, &head); err != 0) {
+        return read_error(err);
+      }
+      header_prefix = std::memcmp(head, header.data(), size) == 0;
+    }
     if (!last || !(zero || header_prefix)) {
       return DamageAt(name, 0,
                       std::to_string(size) +
@@ -1326,6 +1327,9 @@ Status Journal::Files::ReplaySegment(std::uint64_t number, bool last,
                    : zero    ? "zero-filled segment"
                              : "incomplete segment header",
                    j);
+  }
+  if (int err = reader.Get(0, kSegmentHeaderBytes, &head); err != 0) {
+    return read_error(err);
   }
   if (std::memcmp(head, kMagic, sizeof(kMagic)) != 0) {
     return Corrupt(path + ": not a rejoin journal segment (bad magic)");
