@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "log.h"
+
 namespace rejoin {
 
 Result<std::shared_ptr<SharedJournal>> SharedJournal::Open(
@@ -18,6 +20,12 @@ Result<std::shared_ptr<SharedJournal>> SharedJournal::Open(
   jo.owner_id = name;
   auto journal = Journal::Open(std::move(jo));
   if (!journal.ok()) return journal.status();
+  if (const ReplayReport& r = (*journal)->report(); r.truncated_bytes > 0) {
+    client_internal::Log().warn(
+        "journal in {}: cut a torn tail of {} bytes off {} at offset {} ({})",
+        dir, r.truncated_bytes, r.truncated_segment, r.truncated_offset,
+        r.truncated_reason);
+  }
   auto impl = std::make_unique<Impl>();
   impl->journal = std::move(journal).value();
   return std::shared_ptr<SharedJournal>(new SharedJournal(std::move(impl)));

@@ -1,7 +1,8 @@
 // The journal: record encoding, the state transitions shared by the append
-// path and replay, and the segment files with their lock. The on-disk format
-// and its crash-safety argument are in libproto/JOURNAL.md; this file must
-// stay in step with it.
+// path and replay, the segment files with their lock, the torn-tail versus
+// corruption rule, and the read-only inspection and salvage built on replay.
+// The on-disk format and its crash-safety argument are in libproto/JOURNAL.md;
+// this file must stay in step with it.
 #include "rejoin/proto/journal.h"
 
 #include <dirent.h>
@@ -39,6 +40,12 @@ constexpr std::size_t kRecordHeaderBytes = 9;
 // No record body is larger. Replay treats a longer length field as damage,
 // so a flipped bit in a length never becomes a huge allocation or read.
 constexpr std::size_t kMaxBodyBytes = std::size_t{256} << 20;
+// No segment file is larger: the writer refuses a commit or a snapshot that
+// would pass it, and replay refuses a larger file before reading any of it.
+constexpr std::size_t kMaxSegmentFileBytes = std::size_t{16} << 30;
+// The largest segment_bytes option: a segment passes it by one commit at
+// most, which keeps every segment under kMaxSegmentFileBytes.
+constexpr std::size_t kMaxSegmentOptionBytes = kMaxSegmentFileBytes / 2;
 // Room for every field of an op or release record except the payload and
 // the seq list; used to keep bodies under kMaxBodyBytes.
 constexpr std::size_t kFixedFieldBytes = 512;
@@ -571,20 +578,6 @@ int WriteAll(int fd, const char* data, std::size_t n) {
   return 0;
 }
 
-int ReadAll(int fd, char* data, std::size_t n) {
-  std::size_t done = 0;
-  while (done < n) {
-    ssize_t r = ::pread(fd, data + done, n - done, static_cast<off_t>(done));
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      return errno;
-    }
-    if (r == 0) return EIO;  // file shrank under us: nobody else may write
-    done += static_cast<std::size_t>(r);
-  }
-  return 0;
-}
-
 std::string SegmentName(std::uint64_t number) {
   std::string digits = std::to_string(number);
   std::string name(kSegmentPrefix);
@@ -640,8 +633,9 @@ Status ValidateOptions(const JournalOptions& o) {
   if (o.durability != Durability::kMemory && o.dir.empty()) {
     return InvalidArgument("journal directory not set");
   }
-  if (o.segment_bytes == 0) {
-    return InvalidArgument("segment_bytes must be positive");
+  if (o.segment_bytes == 0 || o.segment_bytes > kMaxSegmentOptionBytes) {
+    return InvalidArgument("segment_bytes must be between 1 and " +
+                           std::to_string(kMaxSegmentOptionBytes));
   }
   return Status::Ok();
 }
@@ -673,6 +667,147 @@ std::string_view RoleName(JournalRole role) {
   return "unknown";
 }
 
+// Reads [offset, offset + n) of a file with pread, resuming after partial
+// reads and EINTR. Returns 0 or an errno value.
+int ReadAt(int fd, char* data, std::size_t n, std::size_t offset) {
+  std::size_t done = 0;
+  while (done < n) {
+    ssize_t r =
+        ::pread(fd, data + done, n - done, static_cast<off_t>(offset + done));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    if (r == 0) return EIO;  // file shrank under us: nobody else may write
+    done += static_cast<std::size_t>(r);
+  }
+  return 0;
+}
+
+// One segment read through a window: at most one record plus one chunk is
+// in memory at a time, whatever size the file claims (JOURNAL.md "Replay
+// memory").
+class SegmentReader {
+ public:
+  SegmentReader(int fd, std::size_t size) : fd_(fd), size_(size) {}
+
+  std::size_t size() const { return size_; }
+
+  // Points *out at bytes [offset, offset + n); n <= size() - offset and
+  // n <= kRecordHeaderBytes + kMaxBodyBytes. Returns 0 or an errno value.
+  int Get(std::size_t offset, std::size_t n, const char** out) {
+    if (offset < base_ || offset + n > base_ + len_) {
+      std::size_t want = std::max(n, std::min(kReadChunkBytes, size_ - offset));
+      std::size_t keep = 0;
+      if (offset >= base_ && offset < base_ + len_) {
+        keep = base_ + len_ - offset;
+        std::memmove(buf_.data(), buf_.data() + (offset - base_), keep);
+      }
+      if (buf_.size() < want) buf_.resize(want);
+      base_ = offset;
+      len_ = keep;
+      if (int err = ReadAt(fd_, buf_.data() + keep, want - keep, offset + keep);
+          err != 0) {
+        return err;
+      }
+      len_ = want;
+    }
+    *out = buf_.data() + (offset - base_);
+    return 0;
+  }
+
+  // Whether every byte from `offset` to the end is zero. Holes of a sparse
+  // file are skipped without reading them.
+  int AllZeroFrom(std::size_t offset, bool* zero) {
+    *zero = false;
+    std::size_t pos = offset;
+    while (pos < size_) {
+      off_t data = ::lseek(fd_, static_cast<off_t>(pos), SEEK_DATA);
+      if (data < 0 && errno == ENXIO) break;  // only a hole is left
+      if (data >= 0) {
+        pos = std::max(pos, static_cast<std::size_t>(data));
+        if (pos >= size_) break;
+      }
+      off_t hole = ::lseek(fd_, static_cast<off_t>(pos), SEEK_HOLE);
+      std::size_t end = hole > static_cast<off_t>(pos)
+                            ? std::min(size_, static_cast<std::size_t>(hole))
+                            : size_;
+      while (pos < end) {
+        std::size_t n = std::min(kReadChunkBytes, end - pos);
+        const char* p = nullptr;
+        if (int err = Get(pos, n, &p); err != 0) return err;
+        if (std::any_of(p, p + n, [](char c) { return c != 0; })) return 0;
+        pos += n;
+      }
+    }
+    *zero = true;
+    return 0;
+  }
+
+ private:
+  static constexpr std::size_t kReadChunkBytes = std::size_t{1} << 20;
+  int fd_;
+  std::size_t size_;
+  std::vector<char> buf_;
+  std::size_t base_ = 0;
+  std::size_t len_ = 0;
+};
+
+// Whether the record framed at `offset` is intact: a known type, a length
+// within the limit and the file, and a matching checksum. *crc_bytes counts
+// the bytes checksummed.
+int IsIntactRecordAt(SegmentReader& r, std::size_t offset, bool* intact,
+                     std::size_t* crc_bytes) {
+  *intact = false;
+  if (r.size() - offset < kRecordHeaderBytes) return 0;
+  const char* rec = nullptr;
+  if (int err = r.Get(offset, kRecordHeaderBytes, &rec); err != 0) return err;
+  auto type = static_cast<std::uint8_t>(rec[8]);
+  if (type < static_cast<std::uint8_t>(RecordType::kOpen) ||
+      type > static_cast<std::uint8_t>(RecordType::kSession)) {
+    return 0;
+  }
+  std::size_t length = DecodeFixed32(rec + 4);
+  if (length > kMaxBodyBytes ||
+      length > r.size() - offset - kRecordHeaderBytes) {
+    return 0;
+  }
+  if (int err = r.Get(offset, kRecordHeaderBytes + length, &rec); err != 0) {
+    return err;
+  }
+  *crc_bytes += length + 5;
+  *intact =
+      crc32c::Unmask(DecodeFixed32(rec)) == crc32c::Value(rec + 4, length + 5);
+  return 0;
+}
+
+// Looks for an intact record starting anywhere in [from, end of file).
+// *found is the offset of the first one, or 0 when there is none; the
+// search gives up (sets *gave_up) after checksumming a bounded number of
+// bytes, so a hostile file cannot make it quadratic.
+int FindIntactRecord(SegmentReader& r, std::size_t from, std::size_t* found,
+                     bool* gave_up) {
+  *found = 0;
+  *gave_up = false;
+  const std::size_t budget = 8 * (r.size() - from) + kMaxBodyBytes;
+  std::size_t spent = 0;
+  for (std::size_t at = from; at + kRecordHeaderBytes <= r.size(); ++at) {
+    bool intact = false;
+    if (int err = IsIntactRecordAt(r, at, &intact, &spent); err != 0) {
+      return err;
+    }
+    if (intact) {
+      *found = at;
+      return 0;
+    }
+    if (spent > budget) {
+      *gave_up = true;
+      return 0;
+    }
+  }
+  return 0;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------
@@ -681,9 +816,12 @@ std::string_view RoleName(JournalRole role) {
 
 class Journal::Files {
  public:
-  explicit Files(const JournalOptions& options)
+  // A read-only Files (Journal::Inspect) creates, removes, truncates and
+  // locks nothing, and learns role and owner from the first open record.
+  Files(const JournalOptions& options, bool read_only)
       : dir_(options.dir),
         sync_(options.durability == Durability::kSync),
+        read_only_(read_only),
         segment_limit_(options.segment_bytes) {}
 
   // Creates or locks the directory, replays it into `j`, and leaves the last
@@ -696,6 +834,26 @@ class Journal::Files {
   Status Write(std::string& records);
 
   Status WriteSnapshot(const Journal& j);
+
+  // Journal::Salvage after a read-only replay of `j` that found located
+  // damage: keeps the damaged segments aside, writes the snapshot of `j`
+  // (already given its new id and raised counters) and removes the
+  // segments it supersedes.
+  Status Salvage(const Journal& j, SalvageReport* out);
+  // Takes the directory's lock without creating the directory.
+  Status LockExisting() { return Lock(); }
+  bool StartsWithSnapshotPublic(const std::string& name) {
+    std::uint64_t number = 0;
+    bool yes = false;
+    return ParseSegmentName(name, &number) &&
+           StartsWithSnapshot(number, &yes).ok() && yes;
+  }
+  std::string Path(std::string_view name) const {
+    std::string p = dir_;
+    p += '/';
+    p += name;
+    return p;
+  }
 
   std::size_t disk_bytes() const {
     return older_bytes_ + segment_size_ + buffer_.size();
@@ -718,21 +876,45 @@ class Journal::Files {
     std::string session;  // scratch, reused across records
     JournalOp op;         // scratch
     std::vector<Seq> seqs;
+    // Where replay found damage it refused, when that has a place.
+    std::string damaged_segment;
+    std::size_t damaged_offset = 0;
   };
 
-  std::string Path(std::string_view name) const {
-    std::string p = dir_;
-    p += '/';
-    p += name;
-    return p;
-  }
+ public:
+  // What a read-only replay saw, for Journal::Inspect and Salvage.
+  struct Seen {
+    std::vector<std::uint64_t> segments;    // to replay, in order
+    std::vector<std::uint64_t> superseded;  // before the newest snapshot
+    std::vector<std::string> other_files;
+    std::uint64_t highest_number = 0;
+    bool seen_open = false;
+    Incarnation incarnation = 0;
+    JournalId journal_id = 0;
+    std::string damaged_segment;
+    std::size_t damaged_offset = 0;
+  };
+  const Seen& seen() const { return seen_; }
 
+ private:
   Status CreateDir();
   Status Lock();
   Status ListSegments(std::vector<std::uint64_t>* segments);
   Status StartsWithSnapshot(std::uint64_t number, bool* yes);
   Status ReplaySegment(std::uint64_t number, bool last, Journal& j,
                        ReplayContext* ctx);
+  // Replay stopped at `offset` of the segment `name` with `problem`: sets
+  // *torn to the kind of torn tail it is, or returns kCorrupt naming the
+  // file, the offset and what follows (JOURNAL.md "Damage").
+  Status ClassifyTail(SegmentReader& reader, const std::string& name, bool last,
+                      std::size_t offset, const std::string& problem,
+                      bool checksummed, std::string* torn, ReplayContext* ctx);
+  Status DamageAt(const std::string& name, std::size_t offset,
+                  const std::string& what, ReplayContext* ctx);
+  // Cuts a torn tail at `offset` (removes the segment when 0) and reports
+  // it; a read-only Files only reports it.
+  Status CutTail(int fd, const std::string& name, std::size_t offset,
+                 std::size_t size, std::string reason, Journal& j);
   // Applies one checksummed record. Returns a fatal error, or ok with
   // *problem set when the record is damaged (handled like a bad checksum).
   Status ReplayRecord(RecordType type, std::string_view body, Journal& j,
@@ -744,11 +926,14 @@ class Journal::Files {
   Status CreateSegment(std::uint64_t number, bool sync, Fill fill, UniqueFd* fd,
                        std::size_t* bytes, bool* renamed);
   Status Roll();
+  static std::function<int(int, std::size_t*)> SnapshotFill(const Journal& j);
   Status SyncDir(const std::string& path);
 
   std::string dir_;
   bool sync_;
+  bool read_only_;
   std::size_t segment_limit_;
+  Seen seen_;
   UniqueFd lock_fd_;
   UniqueFd segment_fd_;
   std::uint64_t segment_number_ = 0;
@@ -814,6 +999,8 @@ Status Journal::Files::ListSegments(std::vector<std::uint64_t>* segments) {
     } else if (name.starts_with(kSegmentPrefix) &&
                name.ends_with(kTempSuffix)) {
       temps.emplace_back(name);
+    } else if (read_only_ && name.starts_with(kSegmentPrefix)) {
+      seen_.other_files.emplace_back(name);  // e.g. kept aside by Salvage
     }
     errno = 0;
   }
@@ -823,12 +1010,17 @@ Status Journal::Files::ListSegments(std::vector<std::uint64_t>* segments) {
   // A temporary segment is an unfinished roll or compaction: its content
   // also lives in the segments that are still in place.
   for (const std::string& t : temps) {
+    if (read_only_) {
+      seen_.other_files.push_back(t);
+      continue;
+    }
     std::string path = Path(t);
     if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
       return IoError("cannot remove", path, errno);
     }
   }
   std::sort(segments->begin(), segments->end());
+  std::sort(seen_.other_files.begin(), seen_.other_files.end());
   if (!segments->empty()) highest_number_ = segments->back();
   return Status::Ok();
 }
@@ -869,6 +1061,11 @@ Status Journal::Files::ReplayRecord(RecordType type, std::string_view body,
       if (!DecodeOpen(body, &r)) {
         *problem = "malformed open record";
         return Status::Ok();
+      }
+      if (read_only_ && !ctx->seen_open) {
+        // Inspection learns whose journal it is from its first open record.
+        j.options_.role = r.role;
+        j.options_.owner_id.assign(r.owner);
       }
       if (r.role != j.options_.role || r.owner != j.options_.owner_id) {
         std::string msg = "journal in " + dir_ + " belongs to " +
@@ -932,37 +1129,212 @@ Status Journal::Files::ReplayRecord(RecordType type, std::string_view body,
   }
   // A checksummed record of a type this build does not know was written by
   // software we do not understand; cutting it off would silently drop data.
-  return Corrupt("journal in " + dir_ + " holds a record of unknown type " +
-                 std::to_string(static_cast<unsigned>(type)));
+  *problem = "record of unknown type " +
+             std::to_string(static_cast<unsigned>(type)) +
+             " (adding a type needs a new format version)";
+  return Status::Ok();
+}
+
+Status Journal::Files::CutTail(int fd, const std::string& name,
+                               std::size_t offset, std::size_t size,
+                               std::string reason, Journal& j) {
+  ReplayReport& r = j.report_;
+  r.truncated_bytes += size - offset;
+  r.truncated_segment = name;
+  r.truncated_offset = offset;
+  r.truncated_reason = std::move(reason);
+  if (read_only_) return Status::Ok();
+  std::string path = Path(name);
+  if (offset == 0) {
+    // Nothing of the segment is usable, not even its header.
+    if (::unlink(path.c_str()) != 0)
+      return IoError("cannot remove", path, errno);
+    return Status::Ok();
+  }
+  if (::ftruncate(fd, static_cast<off_t>(offset)) != 0) {
+    return IoError("cannot truncate torn tail of", path, errno);
+  }
+  if (sync_ && ::fdatasync(fd) != 0) return IoError("cannot sync", path, errno);
+  return Status::Ok();
+}
+
+Status Journal::Files::DamageAt(const std::string& name, std::size_t offset,
+                                const std::string& what, ReplayContext* ctx) {
+  ctx->damaged_segment = name;
+  ctx->damaged_offset = offset;
+  return Corrupt("journal in " + dir_ + ": " + Path(name) + " at offset " +
+                 std::to_string(offset) + ": " + what +
+                 ". Nothing was changed; `rejoin-ctl journal inspect` shows "
+                 "the journal, `rejoin-ctl journal salvage` is the way out "
+                 "(JOURNAL.md \"Damage\")");
+}
+
+Status Journal::Files::ClassifyTail(SegmentReader& reader,
+                                    const std::string& name, bool last,
+                                    std::size_t offset,
+                                    const std::string& problem,
+                                    bool checksummed, std::string* torn,
+                                    ReplayContext* ctx) {
+  const std::string path = Path(name);
+  const std::size_t size = reader.size();
+  const std::size_t left = size - offset;
+  auto read_error = [&](int err) { return IoError("cannot read", path, err); };
+  if (checksummed) {
+    // Its checksum matched, so the record was written whole: no crash
+    // produces it.
+    return DamageAt(name, offset,
+                    problem + " in a record whose checksum matches (" +
+                        std::to_string(left) + " bytes from there to the end)",
+                    ctx);
+  }
+  if (!last) {
+    // Later segments were started after this one was complete.
+    return DamageAt(name, offset,
+                    problem + ", followed by " + std::to_string(left) +
+                        " bytes and by newer segments",
+                    ctx);
+  }
+  bool zero = false;
+  if (int err = reader.AllZeroFrom(offset, &zero); err != 0) {
+    return read_error(err);
+  }
+  if (zero) {
+    *torn = "zero-filled tail";
+    return Status::Ok();
+  }
+  if (left < kRecordHeaderBytes) {
+    *torn = "incomplete record header";
+    return Status::Ok();
+  }
+  const char* rec = nullptr;
+  if (int err = reader.Get(offset, kRecordHeaderBytes, &rec); err != 0) {
+    return read_error(err);
+  }
+  const std::size_t length = DecodeFixed32(rec + 4);
+  if (length > kMaxBodyBytes) {
+    return DamageAt(name, offset,
+                    "record length " + std::to_string(length) +
+                        " is above the limit, which no writer produces (" +
+                        std::to_string(left) + " bytes to the end)",
+                    ctx);
+  }
+  if (kRecordHeaderBytes + length > left &&
+      left - kRecordHeaderBytes <= kMaxBodyBytes) {
+    // A kill -9 leaves the record's true length and a prefix of it. If the
+    // bytes to the end checksum as a whole record under the length they
+    // actually span, the record is complete and its length field damaged.
+    if (int err = reader.Get(offset, left, &rec); err != 0) {
+      return read_error(err);
+    }
+    {
+      char covered[5];
+      EncodeFixed32(covered,
+                    static_cast<std::uint32_t>(left - kRecordHeaderBytes));
+      covered[4] = rec[8];
+      std::uint32_t crc =
+          crc32c::Extend(crc32c::Value(covered, 5), rec + kRecordHeaderBytes,
+                         left - kRecordHeaderBytes);
+      if (crc32c::Unmask(DecodeFixed32(rec)) == crc) {
+        return DamageAt(name, offset,
+                        "the length field of the last record is damaged "
+                        "(the record is complete and checksums with its "
+                        "true length)",
+                        ctx);
+      }
+    }
+  }
+  std::size_t intact_at = 0;
+  bool gave_up = false;
+  if (int err = FindIntactRecord(reader, offset + 1, &intact_at, &gave_up);
+      err != 0) {
+    return read_error(err);
+  }
+  if (intact_at != 0) {
+    return DamageAt(name, offset,
+                    problem + ", followed by an intact record at offset " +
+                        std::to_string(intact_at) +
+                        ": damage before intact records is never a torn tail",
+                    ctx);
+  }
+  if (gave_up) {
+    return DamageAt(name, offset,
+                    problem + ", followed by " + std::to_string(left) +
+                        " bytes that could not be shown to hold no intact "
+                        "record",
+                    ctx);
+  }
+  if (kRecordHeaderBytes + length <= left) {
+    // A record of complete length whose checksum fails: a crash in either
+    // level cannot be told apart from damage to acknowledged bytes.
+    return DamageAt(name, offset,
+                    problem + " in a record of complete length (" +
+                        std::to_string(kRecordHeaderBytes + length) + " of " +
+                        std::to_string(left) +
+                        " bytes to the end): not a torn write",
+                    ctx);
+  }
+  *torn = "record of " + std::to_string(kRecordHeaderBytes + length) +
+          " bytes runs past the end of the file";
+  return Status::Ok();
 }
 
 Status Journal::Files::ReplaySegment(std::uint64_t number, bool last,
                                      Journal& j, ReplayContext* ctx) {
-  std::string path = Path(SegmentName(number));
-  UniqueFd fd = OpenFile(path, last ? O_RDWR : O_RDONLY);
+  const std::string name = SegmentName(number);
+  const std::string path = Path(name);
+  UniqueFd fd = OpenFile(path, last && !read_only_ ? O_RDWR : O_RDONLY);
   if (!fd.valid()) return IoError("cannot open", path, errno);
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) return IoError("cannot stat", path, errno);
   auto size = static_cast<std::size_t>(st.st_size);
-
-  if (size < kSegmentHeaderBytes) {
-    if (!last) return Corrupt(path + ": segment shorter than its header");
-    // Segments are created whole under a temporary name, so only a lost
-    // power-loss race leaves this; nothing after it can have been written.
-    if (::unlink(path.c_str()) != 0)
-      return IoError("cannot remove", path, errno);
-    j.report_.truncated_bytes += size;
-    return Status::Ok();
+  if (size > kMaxSegmentFileBytes) {
+    // No writer makes a segment this large (JOURNAL.md "Replay memory").
+    ctx->damaged_segment = name;
+    ctx->damaged_offset = 0;
+    return Corrupt("journal in " + dir_ + ": " + path + " is " +
+                   std::to_string(size) +
+                   " bytes, larger than any segment the journal writes (" +
+                   std::to_string(kMaxSegmentFileBytes) +
+                   "); refusing to read it. Nothing was changed");
   }
+  SegmentReader reader(fd.get(), size);
+  auto read_error = [&](int err) { return IoError("cannot read", path, err); };
 
-  auto data = std::make_unique_for_overwrite<char[]>(size);
-  if (int err = ReadAll(fd.get(), data.get(), size); err != 0) {
-    return IoError("cannot read", path, err);
+  // A segment is created whole under a temporary name, so a short or zero
+  // header only comes from a power loss in process level that kept the
+  // rename but not the data: then the file is a prefix of a header, or zero.
+  const std::string header = SegmentHeader();
+  const char* head = nullptr;
+  bool zero = false;
+  if (int err = reader.AllZeroFrom(0, &zero); err != 0) return read_error(err);
+  if (size < kSegmentHeaderBytes || zero) {
+    bool header_prefix = false;
+    if (!zero) {
+      if (int err = reader.Get(0, size, &head); err != 0) {
+        return read_error(err);
+      }
+      header_prefix = std::memcmp(head, header.data(), size) == 0;
+    }
+    if (!last || !(zero || header_prefix)) {
+      return DamageAt(name, 0,
+                      std::to_string(size) +
+                          " bytes that are not a segment header" +
+                          (last ? "" : ", followed by newer segments"),
+                      ctx);
+    }
+    return CutTail(fd.get(), name, 0, size,
+                   size == 0 ? "empty segment"
+                   : zero    ? "zero-filled segment"
+                             : "incomplete segment header",
+                   j);
   }
-  if (std::memcmp(data.get(), kMagic, sizeof(kMagic)) != 0) {
+  if (int err = reader.Get(0, kSegmentHeaderBytes, &head); err != 0) {
+    return read_error(err);
+  }
+  if (std::memcmp(head, kMagic, sizeof(kMagic)) != 0) {
     return Corrupt(path + ": not a rejoin journal segment (bad magic)");
   }
-  std::uint32_t version = DecodeFixed32(data.get() + sizeof(kMagic));
+  std::uint32_t version = DecodeFixed32(head + sizeof(kMagic));
   if (version > kFormatVersion) {
     return Status(ErrorCode::kJournalVersion,
                   path + ": written by journal format version " +
@@ -973,17 +1345,25 @@ Status Journal::Files::ReplaySegment(std::uint64_t number, bool last,
 
   std::size_t offset = kSegmentHeaderBytes;
   std::string problem;
+  bool checksummed = false;
   while (offset < size) {
-    const char* rec = data.get() + offset;
     std::size_t left = size - offset;
     if (left < kRecordHeaderBytes) {
       problem = "incomplete record header";
       break;
     }
+    const char* rec = nullptr;
+    if (int err = reader.Get(offset, kRecordHeaderBytes, &rec); err != 0) {
+      return read_error(err);
+    }
     std::size_t length = DecodeFixed32(rec + 4);
     if (length > kMaxBodyBytes || length > left - kRecordHeaderBytes) {
       problem = "record length runs past the end of the segment";
       break;
+    }
+    if (int err = reader.Get(offset, kRecordHeaderBytes + length, &rec);
+        err != 0) {
+      return read_error(err);
     }
     if (crc32c::Unmask(DecodeFixed32(rec)) !=
         crc32c::Value(rec + 4, length + 5)) {
@@ -994,31 +1374,31 @@ Status Journal::Files::ReplaySegment(std::uint64_t number, bool last,
                             std::string_view(rec + kRecordHeaderBytes, length),
                             j, ctx, &problem);
     if (!s.ok()) return Status(s.code(), s.message() + " (" + path + ")");
-    if (!problem.empty()) break;
+    if (!problem.empty()) {
+      checksummed = true;
+      break;
+    }
     offset += kRecordHeaderBytes + length;
     ++ctx->records;
   }
 
   if (!problem.empty()) {
-    if (!last) {
-      // Later segments were started after this one was complete, so bad
-      // bytes here are damage, not an interrupted write.
-      return Corrupt(path + " at offset " + std::to_string(offset) + ": " +
-                     problem + " (followed by newer segments)");
+    std::string torn;
+    if (Status s = ClassifyTail(reader, name, last, offset, problem,
+                                checksummed, &torn, ctx);
+        !s.ok()) {
+      return s;
     }
-    if (::ftruncate(fd.get(), static_cast<off_t>(offset)) != 0) {
-      return IoError("cannot truncate torn tail of", path, errno);
+    if (Status s = CutTail(fd.get(), name, offset, size, std::move(torn), j);
+        !s.ok()) {
+      return s;
     }
-    if (sync_ && ::fdatasync(fd.get()) != 0) {
-      return IoError("cannot sync", path, errno);
-    }
-    j.report_.truncated_bytes += size - offset;
     size = offset;
   }
   ++j.report_.segments;
 
   if (last) {
-    if (::lseek(fd.get(), 0, SEEK_END) < 0) {
+    if (!read_only_ && ::lseek(fd.get(), 0, SEEK_END) < 0) {
       return IoError("cannot seek", path, errno);
     }
     segment_fd_ = std::move(fd);
@@ -1032,11 +1412,14 @@ Status Journal::Files::ReplaySegment(std::uint64_t number, bool last,
 }
 
 Status Journal::Files::OpenAndReplay(Journal& j) {
-  if (Status s = CreateDir(); !s.ok()) return s;
-  if (Status s = Lock(); !s.ok()) return s;
+  if (!read_only_) {
+    if (Status s = CreateDir(); !s.ok()) return s;
+    if (Status s = Lock(); !s.ok()) return s;
+  }
 
   std::vector<std::uint64_t> segments;
   if (Status s = ListSegments(&segments); !s.ok()) return s;
+  seen_.highest_number = highest_number_;
 
   // Replay starts at the newest snapshot: everything before it is already
   // folded into it (a compaction that crashed before deleting them).
@@ -1052,6 +1435,8 @@ Status Journal::Files::OpenAndReplay(Journal& j) {
     }
   }
   for (std::size_t i = 0; i < start; ++i) {
+    seen_.superseded.push_back(segments[i]);
+    if (read_only_) continue;
     std::string path = Path(SegmentName(segments[i]));
     if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
       return IoError("cannot remove superseded segment", path, errno);
@@ -1061,11 +1446,18 @@ Status Journal::Files::OpenAndReplay(Journal& j) {
                  segments.begin() + static_cast<std::ptrdiff_t>(start));
 
   ReplayContext ctx;
-  for (std::size_t i = 0; i < segments.size(); ++i) {
-    Status s = ReplaySegment(segments[i], i + 1 == segments.size(), j, &ctx);
-    if (!s.ok()) return s;
+  Status replayed;
+  seen_.segments = segments;
+  for (std::size_t i = 0; i < segments.size() && replayed.ok(); ++i) {
+    replayed = ReplaySegment(segments[i], i + 1 == segments.size(), j, &ctx);
   }
   j.report_.records = ctx.records;
+  seen_.seen_open = ctx.seen_open;
+  seen_.incarnation = ctx.incarnation;
+  seen_.journal_id = ctx.journal_id;
+  seen_.damaged_segment = ctx.damaged_segment;
+  seen_.damaged_offset = ctx.damaged_offset;
+  if (!replayed.ok() || read_only_) return replayed;
 
   if (ctx.seen_open) {
     if (ctx.incarnation == std::numeric_limits<Incarnation>::max()) {
@@ -1179,6 +1571,12 @@ Status Journal::Files::Write(std::string& records) {
   }
   // The segment's path is only spelled out for an error message.
   auto path = [this] { return Path(SegmentName(segment_number_)); };
+  if (s.ok() && records.size() > kMaxSegmentOptionBytes) {
+    // Not written: a segment holding it could pass kMaxSegmentFileBytes.
+    s = Status(ErrorCode::kIoError,
+               "a commit of " + std::to_string(records.size()) +
+                   " bytes is larger than a journal segment may grow");
+  }
   if (s.ok()) {
     if (int err = WriteAll(segment_fd_.get(), records.data(), records.size());
         err != 0) {
@@ -1202,13 +1600,19 @@ Status Journal::Files::Write(std::string& records) {
   return Status::Ok();
 }
 
-Status Journal::Files::WriteSnapshot(const Journal& j) {
-  if (poisoned_) return PoisonedError();
-  const JournalOptions& o = j.options_;
-  auto fill = [&](int fd, std::size_t* written) -> int {
+// Writes the snapshot records of `j` (JOURNAL.md §5) for CreateSegment.
+std::function<int(int, std::size_t*)> Journal::Files::SnapshotFill(
+    const Journal& j) {
+  return [&j](int fd, std::size_t* written) -> int {
+    const JournalOptions& o = j.options_;
     std::string chunk;
     chunk.reserve(kSnapshotChunkBytes + kFixedFieldBytes);
     auto flush = [&]() -> int {
+      // A snapshot larger than any segment may be would not be read back.
+      if (*written + chunk.size() >
+          kMaxSegmentFileBytes - kSegmentHeaderBytes) {
+        return EFBIG;
+      }
       int err = WriteAll(fd, chunk.data(), chunk.size());
       *written += chunk.size();
       chunk.clear();
@@ -1227,6 +1631,11 @@ Status Journal::Files::WriteSnapshot(const Journal& j) {
     }
     return flush();
   };
+}
+
+Status Journal::Files::WriteSnapshot(const Journal& j) {
+  if (poisoned_) return PoisonedError();
+  auto fill = SnapshotFill(j);
   UniqueFd fd;
   std::size_t bytes = 0;
   bool renamed = false;
@@ -1256,6 +1665,50 @@ Status Journal::Files::WriteSnapshot(const Journal& j) {
   return Status::Ok();
 }
 
+Status Journal::Files::Salvage(const Journal& j, SalvageReport* out) {
+  // 1. Keep every segment from the damaged one on under a new name. A hard
+  //    link: the bytes stay reachable whatever happens next.
+  std::vector<std::uint64_t> replaced = seen_.superseded;
+  for (std::uint64_t number : seen_.segments) replaced.push_back(number);
+  bool from_damage = false;
+  for (std::uint64_t number : seen_.segments) {
+    const std::string name = SegmentName(number);
+    if (name == seen_.damaged_segment) from_damage = true;
+    if (!from_damage) continue;
+    std::string aside = name + ".damaged";
+    for (int n = 1; ::access(Path(aside).c_str(), F_OK) == 0; ++n) {
+      aside = name + ".damaged." + std::to_string(n);
+    }
+    if (::link(Path(name).c_str(), Path(aside).c_str()) != 0) {
+      return IoError("cannot keep aside", Path(name), errno);
+    }
+    out->kept_aside.push_back(aside);
+  }
+  if (Status s = SyncDir(dir_); !s.ok()) return s;
+  // 2. The snapshot of the intact prefix under the new id, synced, renamed
+  //    and the directory synced: from here on it is the newest snapshot
+  //    and open starts at it.
+  std::string snapshot;
+  std::size_t bytes = 0;
+  bool renamed = false;
+  UniqueFd fd;
+  std::uint64_t number = highest_number_ + 1;
+  Status s = CreateSegment(number, /*sync=*/true, SnapshotFill(j), &fd, &bytes,
+                           &renamed);
+  if (!s.ok()) return s;
+  out->snapshot = SegmentName(number);
+  // 3. The segments it supersedes, damaged ones included (their bytes are
+  //    kept aside), go now rather than at the next open.
+  for (std::uint64_t old : replaced) {
+    std::string path = Path(SegmentName(old));
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+      return IoError("cannot remove superseded segment", path, errno);
+    }
+    out->removed.push_back(SegmentName(old));
+  }
+  return SyncDir(dir_);
+}
+
 // ---------------------------------------------------------------------------
 // Journal.
 
@@ -1274,7 +1727,7 @@ Result<std::unique_ptr<Journal>> Journal::Open(JournalOptions options) {
     j->report_.created = true;
     return Result<std::unique_ptr<Journal>>(std::move(j));
   }
-  j->files_ = std::make_unique<Files>(j->options_);
+  j->files_ = std::make_unique<Files>(j->options_, /*read_only=*/false);
   if (Status s = j->files_->OpenAndReplay(*j); !s.ok()) return s;
   // The new incarnation is on disk before Open returns, so no message of
   // this incarnation can leave the process ahead of it.
@@ -1344,6 +1797,174 @@ bool Journal::NeedsCompaction() const {
 
 std::size_t Journal::disk_bytes() const {
   return files_ == nullptr ? 0 : files_->disk_bytes();
+}
+
+// ---------------------------------------------------------------------------
+// Inspection and salvage.
+
+namespace {
+
+// A journal object for a read-only replay: role and owner are learned from
+// the journal itself.
+JournalOptions ReadOnlyOptions(const std::string& dir) {
+  JournalOptions o;
+  o.dir = dir;
+  o.durability = Durability::kProcess;
+  return o;
+}
+
+Status NeedsDirectory(const std::string& dir) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) {
+    return Status(ErrorCode::kNotFound, "no journal directory " + dir);
+  }
+  return Status::Ok();
+}
+
+// Whether a live process holds the journal's LOCK. Probes with a shared
+// flock on a read-only descriptor, released at once; creates nothing.
+bool LockHeld(const std::string& dir) {
+  UniqueFd fd = OpenFile(dir + "/" + std::string(kLockName), O_RDONLY);
+  if (!fd.valid()) return false;
+  int rc;
+  do {
+    rc = ::flock(fd.get(), LOCK_SH | LOCK_NB);
+  } while (rc != 0 && errno == EINTR);
+  return rc != 0 && errno == EWOULDBLOCK;
+}
+
+}  // namespace
+
+Status Journal::ReadOnlyReplay(const std::string& dir, Journal* j,
+                               JournalInspection* out) {
+  j->files_ = std::make_unique<Files>(j->options_, /*read_only=*/true);
+  Status s = j->files_->OpenAndReplay(*j);
+  if (!s.ok() && s.code() != ErrorCode::kCorrupt) return s;
+  const Files::Seen& seen = j->files_->seen();
+  out->has_open_record = seen.seen_open;
+  out->role = j->options_.role;
+  out->owner = j->options_.owner_id;
+  out->incarnation = seen.incarnation;
+  out->journal_id = seen.journal_id;
+  out->state = j->state_;
+  out->records = j->report_.records;
+  out->other_files = seen.other_files;
+  auto add_segment = [&](std::uint64_t number, bool superseded) {
+    JournalSegmentInfo info;
+    info.name = SegmentName(number);
+    std::error_code ec;
+    info.bytes = std::filesystem::file_size(dir + "/" + info.name, ec);
+    info.superseded = superseded;
+    out->segments.push_back(std::move(info));
+  };
+  for (std::uint64_t n : seen.superseded) add_segment(n, true);
+  for (std::uint64_t n : seen.segments) add_segment(n, false);
+  if (!s.ok()) {
+    out->integrity = JournalIntegrity::kCorrupt;
+    out->detail = s.message();
+    out->damaged_segment = seen.damaged_segment;
+    out->damaged_offset = seen.damaged_offset;
+  } else if (!j->report_.truncated_segment.empty()) {
+    out->integrity = JournalIntegrity::kTornTail;
+    out->torn_bytes = j->report_.truncated_bytes;
+    out->detail = j->report_.truncated_segment + " at offset " +
+                  std::to_string(j->report_.truncated_offset) + ": " +
+                  j->report_.truncated_reason;
+  }
+  return Status::Ok();
+}
+
+Result<JournalInspection> Journal::Inspect(const std::string& dir) {
+  if (Status s = NeedsDirectory(dir); !s.ok()) return s;
+  std::unique_ptr<Journal> j(new Journal(ReadOnlyOptions(dir)));
+  JournalInspection out;
+  out.locked = LockHeld(dir);
+  if (Status s = ReadOnlyReplay(dir, j.get(), &out); !s.ok()) return s;
+  // A snapshot is the first replayed segment when it starts with one.
+  if (!out.segments.empty()) {
+    for (JournalSegmentInfo& info : out.segments) {
+      if (info.superseded) continue;
+      info.snapshot = j->files_->StartsWithSnapshotPublic(info.name);
+      break;
+    }
+  }
+  return out;
+}
+
+Result<SalvageReport> Journal::Salvage(
+    const std::string& dir, std::function<JournalId()> new_journal_id) {
+  if (Status s = NeedsDirectory(dir); !s.ok()) return s;
+  // A journal that needs no salvage is refused before anything is touched
+  // (not even LOCK created); the check is repeated under the lock.
+  Result<JournalInspection> first = Inspect(dir);
+  if (!first.ok()) return first.status();
+  if (first->integrity != JournalIntegrity::kCorrupt && !first->locked) {
+    return InvalidArgument("journal in " + dir +
+                           " is not corrupt; it opens as it is, nothing to "
+                           "salvage");
+  }
+  // The lock: nobody may write while the damage is moved aside.
+  Files lock_holder(ReadOnlyOptions(dir), /*read_only=*/false);
+  if (Status s = lock_holder.LockExisting(); !s.ok()) return s;
+
+  std::unique_ptr<Journal> j(new Journal(ReadOnlyOptions(dir)));
+  JournalInspection seen;
+  if (Status s = ReadOnlyReplay(dir, j.get(), &seen); !s.ok()) return s;
+  if (seen.integrity != JournalIntegrity::kCorrupt) {
+    return InvalidArgument("journal in " + dir + " is not corrupt (" +
+                           (seen.integrity == JournalIntegrity::kOk
+                                ? std::string("intact")
+                                : "torn tail: " + seen.detail) +
+                           "); it opens as it is, nothing to salvage");
+  }
+  if (seen.damaged_segment.empty()) {
+    return InvalidArgument("journal in " + dir +
+                           " cannot be salvaged: its damage has no place "
+                           "to cut at (" +
+                           seen.detail + ")");
+  }
+  if (!seen.has_open_record) {
+    return InvalidArgument("journal in " + dir +
+                           " cannot be salvaged: no intact open record "
+                           "before the damage, so its owner is unknown");
+  }
+  if (seen.incarnation == std::numeric_limits<Incarnation>::max()) {
+    return Corrupt("journal in " + dir + ": incarnation counter exhausted");
+  }
+
+  SalvageReport report;
+  report.role = seen.role;
+  report.owner = seen.owner;
+  report.old_journal_id = seen.journal_id;
+  report.damage = seen.damaged_segment + " at offset " +
+                  std::to_string(seen.damaged_offset);
+  JournalOptions id_source = ReadOnlyOptions(dir);
+  id_source.new_journal_id = std::move(new_journal_id);
+  Result<JournalId> id = NewJournalId(id_source);
+  for (int tries = 0; id.ok() && *id == seen.journal_id && tries < 8; ++tries) {
+    id = NewJournalId(id_source);
+  }
+  if (!id.ok()) return id.status();
+  if (*id == seen.journal_id) {
+    return InvalidArgument("the new journal id equals the old one");
+  }
+  report.new_journal_id = *id;
+  report.incarnation = seen.incarnation + 1;
+
+  // The intact prefix, under a new id, with room above every seq that may
+  // have been used after the damage.
+  j->journal_id_ = *id;
+  j->incarnation_ = report.incarnation;
+  constexpr Seq kTop = std::numeric_limits<Seq>::max() - 1;
+  for (auto& [name, session] : j->state_.sessions) {
+    session.next_seq = session.next_seq > kTop - kSalvageSeqGap
+                           ? kTop
+                           : session.next_seq + kSalvageSeqGap;
+    ++report.sessions;
+    report.ops += session.ops.size();
+  }
+  if (Status s = j->files_->Salvage(*j, &report); !s.ok()) return s;
+  return report;
 }
 
 }  // namespace rejoin

@@ -11,6 +11,7 @@
 
 #include "counters.h"
 #include "io_loop.h"
+#include "log.h"
 #include "rejoin/proto/journal.h"
 #include "rejoin/transport/link.h"
 #include "worker_pool.h"
@@ -146,6 +147,13 @@ Result<std::unique_ptr<Server>> Server::Open(
   jo.owner_id = options.server_id;
   Result<std::unique_ptr<Journal>> journal = Journal::Open(std::move(jo));
   if (!journal.ok()) return journal.status();
+  if (const ReplayReport& r = (*journal)->report(); r.truncated_bytes > 0) {
+    server_internal::Log().warn(
+        "server {}: journal in {}: cut a torn tail of {} bytes off {} at "
+        "offset {} ({})",
+        options.server_id, options.journal_dir, r.truncated_bytes,
+        r.truncated_segment, r.truncated_offset, r.truncated_reason);
+  }
   auto impl = std::make_unique<Impl>(std::move(options), std::move(services));
   if (Status s = impl->Start(std::move(*journal)); !s.ok()) return s;
   return Result<std::unique_ptr<Server>>(

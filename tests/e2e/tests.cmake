@@ -20,10 +20,11 @@ set(REJOIN_E2E_BINARIES
   REJOIN_TEST_SERVER_BIN="$<TARGET_FILE:rejoin-test-server>"
   REJOIN_TEST_CLIENT_BIN="$<TARGET_FILE:rejoin-test-client>"
   REJOIN_BROKER_BIN="$<TARGET_FILE:rejoin-broker>"
-  REJOIN_CALL_BIN="$<TARGET_FILE:rejoin-call>")
+  REJOIN_CALL_BIN="$<TARGET_FILE:rejoin-call>"
+  REJOIN_CTL_BIN="$<TARGET_FILE:rejoin-ctl>")
 
 foreach(name breakpoint_e2e_test system_e2e_test roster_e2e_test liveness_e2e_test
-    bounds_e2e_test crash_test)
+    bounds_e2e_test crash_test journal_damage_e2e_test)
   if(name STREQUAL "crash_test")
     set(label crash)
   else()
@@ -35,7 +36,7 @@ foreach(name breakpoint_e2e_test system_e2e_test roster_e2e_test liveness_e2e_te
       rejoin_e2e_harness)
   target_compile_definitions(${name} PRIVATE ${REJOIN_E2E_BINARIES})
   add_dependencies(${name} rejoin-test-server rejoin-test-client rejoin-broker
-                   rejoin-call)
+                   rejoin-call rejoin-ctl)
 endforeach()
 
 # The long version of the kill -9 cycles: `ctest -L soak` (or

@@ -77,21 +77,107 @@ struct JournalOptions {
 struct ReplayReport {
   std::size_t segments = 0;
   std::size_t records = 0;
-  // A torn or corrupt tail of the last segment was cut off: how many bytes.
+  // A torn tail of the last segment (JOURNAL.md "Torn tails") was cut off:
+  // how many bytes, from which segment file, at which offset, and why. Open
+  // never cuts anything else; the libraries log every cut at open.
   std::size_t truncated_bytes = 0;
+  std::string truncated_segment;  // file name, empty when nothing was cut
+  std::size_t truncated_offset = 0;
+  std::string truncated_reason;
   bool created = false;  // no journal existed; a new one was made
+};
+
+// A read-only look at a journal directory (Journal::Inspect).
+struct JournalSegmentInfo {
+  std::string name;
+  std::uint64_t bytes = 0;
+  bool snapshot = false;    // starts with a snapshot-begin record
+  bool superseded = false;  // older than the newest snapshot; open deletes it
+};
+
+enum class JournalIntegrity : std::uint8_t {
+  kOk = 0,
+  kTornTail = 1,  // open would cut `torn_bytes` off the last segment
+  kCorrupt = 2,   // open fails with kCorrupt; see `detail`
+};
+
+struct JournalInspection {
+  bool has_open_record = false;  // false: nothing was ever committed
+  JournalRole role = JournalRole::kClient;
+  std::string owner;
+  Incarnation incarnation = 0;  // the largest recorded
+  JournalId journal_id = 0;
+  // The state replayed up to the end or to the first damage.
+  JournalState state;
+  std::size_t records = 0;
+  std::vector<JournalSegmentInfo> segments;
+  // Other files of the journal: unfinished *.tmp segments, *.damaged files
+  // kept by Salvage.
+  std::vector<std::string> other_files;
+  bool locked = false;  // a live process holds the journal's LOCK
+  JournalIntegrity integrity = JournalIntegrity::kOk;
+  std::size_t torn_bytes = 0;
+  // For kTornTail and kCorrupt: what was found (file, offset, reason).
+  std::string detail;
+  // For kCorrupt at a known place: the segment and offset of the damage.
+  std::string damaged_segment;
+  std::uint64_t damaged_offset = 0;
+};
+
+// Next-seq gap of Journal::Salvage: every session's next_seq is raised by
+// this much, so no seq that may have been used after the damage is issued
+// again.
+inline constexpr Seq kSalvageSeqGap = Seq{1} << 32;
+
+struct SalvageReport {
+  JournalRole role = JournalRole::kClient;
+  std::string owner;
+  JournalId old_journal_id = 0;
+  JournalId new_journal_id = 0;
+  Incarnation incarnation = 0;  // recorded in the new snapshot
+  std::size_t sessions = 0;
+  std::size_t ops = 0;   // live operations kept
+  std::string damage;    // where the damage was (file and offset)
+  std::string snapshot;  // file name of the new snapshot segment
+  std::vector<std::string> kept_aside;  // *.damaged files written
+  std::vector<std::string> removed;     // superseded segment names
 };
 
 class Journal {
  public:
   // Opens (or creates) the journal, takes the directory lock, replays every
-  // segment into the live state, truncates a torn tail of the last segment,
-  // and records the new incarnation (durably, per the level) before
-  // returning. Errors: kJournalLocked (another process holds it), kIoError
-  // (permissions, disk), kJournalVersion (written by a newer format),
-  // kCorrupt (bad bytes before the tail, wrong owner or role),
+  // segment into the live state, cuts a torn tail of the last segment (only
+  // what a crash leaves: zero fill, or a record running past the end with
+  // no intact record after it; reported in report()), and records the new
+  // incarnation (durably, per the level) before returning. Errors:
+  // kJournalLocked (another process holds it), kIoError (permissions,
+  // disk), kJournalVersion (written by a newer format), kCorrupt (any other
+  // damage, named by file and offset, with nothing changed on disk; a
+  // segment file over the size limit; wrong owner or role),
   // kInvalidArgument (bad options).
   static Result<std::unique_ptr<Journal>> Open(JournalOptions options);
+
+  // Reads the journal in `dir` without changing anything: no file is
+  // created, removed, truncated or written, no lock is taken (LOCK is only
+  // probed). The role and owner are the ones its open records name. A
+  // damaged journal is reported in the result, not as an error; errors are
+  // kNotFound (no such directory), kIoError, kJournalVersion, and kCorrupt
+  // for a journal that cannot be read at all (wrong owner records, two
+  // journal ids).
+  static Result<JournalInspection> Inspect(const std::string& dir);
+
+  // The operator's way out of a corrupt journal (JOURNAL.md "Salvage").
+  // Takes the lock, keeps the intact prefix before the damage, keeps every
+  // segment from the damaged one on aside as `NAME.damaged` (never
+  // deleted), and writes a snapshot of the prefix under a NEW journal id
+  // with every session's next_seq raised by kSalvageSeqGap. Peers see the
+  // new id and treat this party's memory as lost. Refuses (kInvalidArgument)
+  // a journal that is not corrupt or whose damage has no known place, and a
+  // journal without an intact open record (its owner is unknown).
+  // `new_journal_id` overrides the random id (tests).
+  static Result<SalvageReport> Salvage(
+      const std::string& dir,
+      std::function<JournalId()> new_journal_id = nullptr);
 
   ~Journal();
   Journal(const Journal&) = delete;
@@ -143,6 +229,9 @@ class Journal {
 
  private:
   explicit Journal(JournalOptions options);
+  // Replays `dir` read-only into a journal object that is never written.
+  static Status ReadOnlyReplay(const std::string& dir, Journal* j,
+                               JournalInspection* out);
   class Files;  // segment files, lock, write buffer (src/journal.cpp)
 
   JournalOptions options_;
