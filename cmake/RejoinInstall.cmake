@@ -75,7 +75,7 @@ foreach(dir libproto libclient libserver)
     DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} COMPONENT dev)
 endforeach()
 
-install(TARGETS rejoin-broker rejoin-call
+install(TARGETS rejoin-broker rejoin-call rejoin-ctl
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT runtime)
 
 install(EXPORT rejoinTargets NAMESPACE rejoin:: DESTINATION ${REJOIN_CMAKE_DIR}

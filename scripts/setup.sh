@@ -11,6 +11,7 @@ packages=(
   libgtest-dev libbenchmark-dev
   libcli11-dev libspdlog-dev
   prometheus-cpp-dev python3 python3-prometheus-client
+  nlohmann-json3-dev
   clang-format
   dpkg-dev file
 )

@@ -1,4 +1,5 @@
-// rejoin-ctl: the operator's tool for journals found on disk.
+// rejoin-ctl: the operator's tool for journals found on disk and for a
+// running broker.
 //   rejoin-ctl journal inspect DIR [--json]  reads a journal without changing
 //     a byte and prints what it holds and whether it is intact; exit status
 //     0 when it opens (intact or with a torn tail to cut), 1 when it is
@@ -6,13 +7,19 @@
 //   rejoin-ctl journal salvage DIR --yes  moves the damage aside and restarts
 //     the journal under a new journal id (JOURNAL.md "Salvage"); exit status
 //     0 when done, 1 when refused or failed, 2 without --yes.
+//   rejoin-ctl broker status ENDPOINT [--json]  asks a running broker's
+//     admin endpoint (rejoin-broker --admin) for its sessions, servers,
+//     services, grace state and counters; exit status 1 when no broker
+//     answered within --timeout-ms.
 #include <CLI/CLI.hpp>
 #include <cstdint>
 #include <cstdio>
 #include <iostream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <zmq.hpp>
 
 #include "rejoin/proto/journal.h"
 
@@ -236,10 +243,108 @@ int Salvage(const std::string& dir, bool yes) {
   return 0;
 }
 
+// Asks the admin endpoint for "status" and prints the answer.
+int BrokerStatus(const std::string& endpoint, bool json, int timeout_ms) {
+  std::string reply;
+  try {
+    zmq::context_t context(1);
+    zmq::socket_t socket(context, zmq::socket_type::req);
+    socket.set(zmq::sockopt::linger, 0);
+    socket.connect(endpoint);
+    socket.send(zmq::str_buffer("status"), zmq::send_flags::none);
+    zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
+    zmq::poll(&item, 1, std::chrono::milliseconds(timeout_ms));
+    zmq::message_t msg;
+    if ((item.revents & ZMQ_POLLIN) == 0 ||
+        !socket.recv(msg, zmq::recv_flags::dontwait)) {
+      std::fprintf(stderr,
+                   "rejoin-ctl: no broker answered at %s within %d ms (is "
+                   "it started with --admin %s?)\n",
+                   endpoint.c_str(), timeout_ms, endpoint.c_str());
+      return 1;
+    }
+    reply = msg.to_string();
+  } catch (const zmq::error_t& e) {
+    std::fprintf(stderr, "rejoin-ctl: %s: %s\n", endpoint.c_str(), e.what());
+    return 1;
+  }
+  const nlohmann::json st = nlohmann::json::parse(reply, nullptr, false);
+  if (st.is_discarded() || !st.is_object()) {
+    std::fprintf(stderr,
+                 "rejoin-ctl: %s answered something that is not "
+                 "JSON\n",
+                 endpoint.c_str());
+    return 1;
+  }
+  if (st.contains("error")) {
+    std::fprintf(stderr, "rejoin-ctl: broker: %s\n",
+                 st["error"].get<std::string>().c_str());
+    return 1;
+  }
+  if (json) {
+    std::cout << st.dump(2) << "\n";
+    return 0;
+  }
+  const auto& g = st["grace"];
+  std::cout << "broker " << st["endpoint"].get<std::string>() << "  epoch "
+            << Hex(st["epoch"].get<std::uint64_t>()) << "  up "
+            << st["uptime_ms"].get<std::uint64_t>() / 1000 << " s\n"
+            << "grace: "
+            << (g["active"].get<bool>()
+                    ? "active, " +
+                          std::to_string(
+                              g["remaining_ms"].get<std::uint64_t>()) +
+                          " ms left"
+                    : "over")
+            << "  roster servers " << g["roster_servers"] << "\n"
+            << "sessions " << st["sessions"] << "  connections "
+            << st["connections_count"] << "  servers alive "
+            << st["servers_alive"] << "  tracked operations "
+            << st["tracked_operations"] << "  retained bytes "
+            << st["retained_bytes"] << "\n\n";
+  std::cout << "services:\n";
+  for (const auto& v : st["services"]) {
+    std::cout << "  " << v["name"].get<std::string>() << "  servers "
+              << v["servers"] << "  credit " << v["credit"] << "  queued "
+              << v["queued"] << " (" << v["queued_bytes"] << " bytes)"
+              << (v["registered"].get<bool>() ? "" : "  never registered")
+              << "\n";
+  }
+  std::cout << "servers:\n";
+  for (const auto& v : st["servers"]) {
+    std::cout << "  " << v["id"].get<std::string>() << "  "
+              << (v["alive"].get<bool>() ? "alive" : "dead") << "  incarnation "
+              << v["incarnation"] << "  credit " << v["credit"]
+              << "  in flight " << v["in_flight"]
+              << (v["reported"].get<bool>() ? "" : "  not reported") << "\n";
+  }
+  std::cout << "connections:\n";
+  for (const auto& v : st["connections"]) {
+    std::cout << "  " << v["peer"].get<std::string>() << "  "
+              << v["role"].get<std::string>();
+    if (v["role"] == "server") {
+      std::cout << " " << v["server_id"].get<std::string>();
+    } else {
+      std::cout << "  sessions " << v["sessions"];
+    }
+    std::cout << (v["silent"].get<bool>() ? "  silent" : "") << "\n";
+  }
+  std::cout << "decisions:";
+  for (const auto& [action, n] : st["decisions"].items()) {
+    std::cout << " " << action << "=" << n;
+  }
+  std::cout << "\ncounters:";
+  for (const auto& [name, n] : st["counters"].items()) {
+    std::cout << " " << name << "=" << n;
+  }
+  std::cout << "\n";
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Operator tool for rejoin journals.", "rejoin-ctl"};
+  CLI::App app{"Operator tool for rejoin journals and brokers.", "rejoin-ctl"};
   app.set_version_flag("--version",
                        std::string("rejoin-ctl ") + REJOIN_VERSION);
   app.require_subcommand(1);
@@ -259,6 +364,22 @@ int main(int argc, char** argv) {
   salvage->add_option("dir", dir, "journal directory")->required();
   salvage->add_flag("--yes", yes, "really do it");
 
+  CLI::App* broker = app.add_subcommand("broker", "a running broker");
+  broker->require_subcommand(1);
+  std::string endpoint;
+  int timeout_ms = 3000;
+  CLI::App* status = broker->add_subcommand(
+      "status",
+      "sessions, servers, services, grace and counters of a running broker");
+  status
+      ->add_option("endpoint", endpoint,
+                   "the broker's admin endpoint (rejoin-broker --admin)")
+      ->required();
+  status->add_flag("--json", json, "print the broker's JSON as it is");
+  status->add_option("--timeout-ms", timeout_ms, "how long to wait")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 600000));
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -267,5 +388,6 @@ int main(int argc, char** argv) {
   }
   if (*inspect) return Inspect(dir, json);
   if (*salvage) return Salvage(dir, yes);
+  if (*status) return BrokerStatus(endpoint, json, timeout_ms);
   return 2;
 }
