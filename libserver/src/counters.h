@@ -20,6 +20,7 @@ struct Counters {
   std::atomic<std::uint64_t> orphans{0};
   std::atomic<std::uint64_t> state_exchanges{0};
   std::atomic<std::uint64_t> malformed{0};
+  std::atomic<std::uint64_t> conflicts{0};
 
   ServerStats Snapshot() const {
     ServerStats s;
@@ -33,6 +34,7 @@ struct Counters {
     s.orphans = orphans.load(std::memory_order_relaxed);
     s.state_exchanges = state_exchanges.load(std::memory_order_relaxed);
     s.malformed = malformed.load(std::memory_order_relaxed);
+    s.conflicts = conflicts.load(std::memory_order_relaxed);
     return s;
   }
 };

@@ -89,6 +89,9 @@ struct ServerStats {
   std::uint64_t state_exchanges = 0;
   std::uint64_t malformed = 0;  // broker messages dropped: undecodable or
                                 // not valid for a server to receive
+  // REQUESTs for a held seq with another service or payload than the one
+  // held, answered `conflict` (the client reused a seq).
+  std::uint64_t conflicts = 0;
 };
 
 class Server {
