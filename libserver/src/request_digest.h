@@ -53,8 +53,8 @@ inline std::uint64_t RequestDigest(std::string_view service,
 }
 
 // The digest rides in the `service` field of a server EXECUTED record (whose
-// service name nothing reads once the response is stored; JOURNAL.md §
-// "server records"): "rejoin.digest:" and 16 lowercase hex digits. A record
+// service name nothing reads once the response is stored; JOURNAL.md §3,
+// record type 2): "rejoin.digest:" and 16 lowercase hex digits. A record
 // written before digests existed carries the service name there instead and
 // yields nullopt: its duplicates are answered from the record, unchecked.
 inline constexpr std::string_view kDigestPrefix = "rejoin.digest:";
