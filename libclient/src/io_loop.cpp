@@ -357,6 +357,9 @@ void Client::Impl::HandleResponse(const Response& r, std::string_view payload) {
     // Already completed (a resend crossed the first answer) or never ours:
     // the application sees each outcome once.
     stats_.duplicate_responses.fetch_add(1, std::memory_order_relaxed);
+    // A seq this journal never issued was issued by a lost run of the
+    // session: the seqs issued from now on must be above it.
+    SkipPast(r.seq);
     if (recently_resent_.erase(r.seq) != 0) {
       // Both sends were answered: nothing was lost, the resend came too
       // early (a stall, not a loss). Back off, so a loaded machine does not
@@ -479,6 +482,9 @@ void Client::Impl::HandleRecover(const Recover& r) {
   for (const RecoverSession& rs : r.sessions) {
     if (rs.session != options_.session_id) continue;
     for (const OpDecision& d : rs.ops) {
+      // The broker or a server knows a seq this journal never issued
+      // (orphans of a lost run of the session, PROTOCOL.md §6.1).
+      SkipPast(d.seq);
       if (d.action != Action::kResendRequest) continue;
       auto it = pending_.find(d.seq);
       if (it == pending_.end()) continue;
@@ -489,6 +495,17 @@ void Client::Impl::HandleRecover(const Recover& r) {
       }
     }
   }
+}
+
+void Client::Impl::SkipPast(Seq seen) {
+  if (seen < io_next_seq_ || seen == ~Seq{0}) return;
+  Log().warn(
+      "session {}: the broker knows seq {}, above any this journal issued "
+      "(was it restored from an older copy?); new seqs start above it",
+      options_.session_id, seen);
+  io_next_seq_ = seen + 1;
+  std::lock_guard lock(mutex_);
+  next_seq_ = std::max(next_seq_, io_next_seq_);
 }
 
 void Client::Impl::HandleProbe(const Probe& p) {
