@@ -4,7 +4,8 @@
 // consults it when a crash leaves a transfer in doubt, so every transfer
 // takes effect exactly once. `bank_server --check --ledger FILE` prints the
 // balances and exits non-zero if money appeared or vanished or a transfer
-// was recorded twice. Runs until SIGINT or SIGTERM.
+// was recorded twice. Runs until SIGINT or SIGTERM, or until its journal
+// fails (then exits 3).
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <memory>
@@ -132,7 +133,8 @@ int main(int argc, char** argv) {
       static_cast<unsigned long long>((*server)->incarnation()));
   std::fflush(stdout);
 
-  rejoin::examples::WaitForStopSignal();
+  const int exit_code =
+      rejoin::examples::WaitForStopSignalOrFailure(**server, "bank_server");
   const rejoin::ServerStats stats = (*server)->stats();
   server.value().reset();
   std::printf(
@@ -142,5 +144,5 @@ int main(int argc, char** argv) {
       static_cast<unsigned long long>(stats.duplicates),
       static_cast<unsigned long long>(stats.resolved),
       static_cast<unsigned long long>(stats.reexecuted));
-  return 0;
+  return exit_code;
 }

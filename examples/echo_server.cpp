@@ -1,6 +1,6 @@
 // echo_server: answers every "echo" request with its payload. The handler is
 // idempotent, so operations in doubt after a crash are simply run again.
-// Runs until SIGINT or SIGTERM.
+// Runs until SIGINT or SIGTERM, or until its journal fails (then exits 3).
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <string>
@@ -55,12 +55,13 @@ int main(int argc, char** argv) {
               static_cast<unsigned long long>((*server)->incarnation()));
   std::fflush(stdout);
 
-  rejoin::examples::WaitForStopSignal();
+  const int exit_code =
+      rejoin::examples::WaitForStopSignalOrFailure(**server, "echo_server");
   const rejoin::ServerStats stats = (*server)->stats();
   server.value().reset();
   std::printf("echo_server: executed %llu, duplicates %llu, reexecuted %llu\n",
               static_cast<unsigned long long>(stats.executed),
               static_cast<unsigned long long>(stats.duplicates),
               static_cast<unsigned long long>(stats.reexecuted));
-  return 0;
+  return exit_code;
 }

@@ -405,8 +405,12 @@ void IoLoop::Flush(Clock::time_point now) {
 void IoLoop::Fail(const Status& status) {
   if (failed_) return;
   failed_ = true;
-  Log().error("server {}: journal failed ({}); no further answers will be sent",
-              options_.server_id, status.ToString());
+  Log().error(
+      "server {}: journal failed ({}); no further answers will be sent, the "
+      "process should exit and be restarted",
+      options_.server_id, status.ToString());
+  counters_.health.Fail(
+      Status(status.code(), "journal failed: " + status.message()));
   outbox_.Clear();
   jobs_.clear();
   // Tell the broker at once, so it stops dispatching here and its lease

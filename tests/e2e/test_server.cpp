@@ -113,7 +113,14 @@ int main(int argc, char** argv) {
   ::signal(SIGTERM, OnSignal);
   ::signal(SIGINT, OnSignal);
   while (!g_stop.load()) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    // A server whose journal failed serves no more: exit so it is noticed.
+    if (rejoin::Status s =
+            (*server)->WaitForFailure(std::chrono::milliseconds(10));
+        !s.ok()) {
+      std::fprintf(stderr, "rejoin-test-server: stopped serving: %s\n",
+                   s.ToString().c_str());
+      return 3;
+    }
   }
   const rejoin::ServerStats s = (*server)->stats();
   std::printf(

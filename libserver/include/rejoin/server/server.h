@@ -110,6 +110,17 @@ class Server {
   ServerStats stats() const;
   Incarnation incarnation() const;
 
+  // Ok while the server serves. Once it has stopped for good, the reason:
+  // its journal failed (kIoError: disk full, file too large, I/O error), so
+  // no record can be written and nothing may be answered any more. The
+  // server has then said GOODBYE (the broker's lease rules take over its
+  // operations) and does nothing further; it does not retry. The
+  // application should log the status and exit non-zero, so that it is
+  // restarted once the disk is fixed.
+  Status status() const;
+  // Blocks until status() is not ok or `timeout` passes; returns status().
+  Status WaitForFailure(std::chrono::milliseconds timeout) const;
+
  private:
   class Impl;
   explicit Server(std::unique_ptr<Impl> impl);
