@@ -559,10 +559,14 @@ void Client::Impl::HandleTimers(TimePoint now) {
                           [&](const Waiter& x) { return x.id == t.waiter; });
     if (w == waiters.end()) continue;
     stats_.deadline_exceeded.fetch_add(1, std::memory_order_relaxed);
-    deliveries_.emplace_back(std::move(w->callback),
-                             Status(ErrorCode::kDeadlineExceeded,
-                                    "seq " + std::to_string(t.seq) +
-                                        " still pending; Collect() it later"));
+    // Say why when the cause is plain: nothing answered at the endpoint.
+    std::string why = "seq " + std::to_string(t.seq) + " still pending";
+    if (stats_.welcomes.load(std::memory_order_relaxed) == 0) {
+      why = "no broker answered at " + options_.endpoint + "; " + why;
+    }
+    deliveries_.emplace_back(
+        std::move(w->callback),
+        Status(ErrorCode::kDeadlineExceeded, why + "; Collect() it later"));
     waiters.erase(w);
   }
 

@@ -854,6 +854,33 @@ TEST(ClientClose, WaitersGetClosedAndCallsAfterwardFail) {
   EXPECT_TRUE(broker.Expect<Goodbye>(1s));
 }
 
+// A call's deadline says why when nothing ever answered at the endpoint,
+// and only then.
+TEST(ClientCall, DeadlineWithoutAnyWelcomeSaysNoBrokerAnswered) {
+  FakeBroker silent;  // takes the connection, never answers HELLO
+  auto client = OpenClient(MemoryOptions(silent));
+  auto r = client->Call("echo", "x", 200ms);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), ErrorCode::kDeadlineExceeded);
+  EXPECT_NE(
+      r.status().message().find("no broker answered at " + silent.endpoint()),
+      std::string::npos)
+      << r.status().message();
+}
+
+TEST(ClientCall, DeadlineAfterWelcomeDoesNotBlameTheBroker) {
+  FakeBroker broker;
+  auto client = OpenClient(MemoryOptions(broker));
+  ASSERT_TRUE(broker.AcceptHello());
+  ASSERT_TRUE(Eventually([&] { return client->stats().welcomes == 1; }));
+  auto r = client->Call("echo", "x", 200ms);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), ErrorCode::kDeadlineExceeded);
+  EXPECT_EQ(r.status().message().find("no broker"), std::string::npos)
+      << r.status().message();
+  EXPECT_NE(r.status().message().find("still pending"), std::string::npos);
+}
+
 TEST(ClientCall, InvalidServiceNameIsRefused) {
   FakeBroker broker;
   auto client = OpenClient(MemoryOptions(broker));
