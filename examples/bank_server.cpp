@@ -14,6 +14,7 @@
 
 #include "bank_ledger.h"
 #include "example_util.h"
+#include "rejoin/proto/version.h"
 #include "rejoin/server/server.h"
 
 namespace {
@@ -62,6 +63,7 @@ int main(int argc, char** argv) {
   bool check = false;
 
   CLI::App app{"rejoin bank server"};
+  app.set_version_flag("--version", rejoin::VersionLine("bank_server"));
   app.add_option("--endpoint", options.endpoint, "broker endpoint")
       ->capture_default_str();
   app.add_option("--server-id", options.server_id, "durable server id")

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "example_util.h"
+#include "rejoin/proto/version.h"
 #include "rejoin/server/server.h"
 
 int main(int argc, char** argv) {
@@ -15,6 +16,7 @@ int main(int argc, char** argv) {
   std::string durability = "process";
 
   CLI::App app{"rejoin echo server"};
+  app.set_version_flag("--version", rejoin::VersionLine("echo_server"));
   app.add_option("--endpoint", options.endpoint, "broker endpoint")
       ->capture_default_str();
   app.add_option("--server-id", options.server_id, "durable server id")

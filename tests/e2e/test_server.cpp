@@ -14,6 +14,7 @@
 #include <string>
 #include <thread>
 
+#include "rejoin/proto/version.h"
 #include "rejoin/server/server.h"
 
 namespace {
@@ -41,6 +42,7 @@ int main(int argc, char** argv) {
   int delay_ms = 0;
   int crash_after = 0;
   CLI::App app{"rejoin test server"};
+  app.set_version_flag("--version", rejoin::VersionLine("rejoin-test-server"));
   app.add_option("--endpoint", options.endpoint);
   app.add_option("--server-id", options.server_id)->required();
   app.add_option("--journal", options.journal_dir);
