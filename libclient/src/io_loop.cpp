@@ -355,11 +355,11 @@ void Client::Impl::HandleResponse(const Response& r, std::string_view payload) {
   }
   if (pending_.count(r.seq) == 0) {
     // Already completed (a resend crossed the first answer) or never ours:
-    // the application sees each outcome once.
-    stats_.duplicate_responses.fetch_add(1, std::memory_order_relaxed);
-    // A seq this journal never issued was issued by a lost run of the
-    // session: the seqs issued from now on must be above it.
+    // the application sees each outcome once. A seq this journal never
+    // issued was issued by a lost run of the session: the seqs issued from
+    // now on must be above it (before the count, which tests wait on).
     SkipPast(r.seq);
+    stats_.duplicate_responses.fetch_add(1, std::memory_order_relaxed);
     if (recently_resent_.erase(r.seq) != 0) {
       // Both sends were answered: nothing was lost, the resend came too
       // early (a stall, not a loss). Back off, so a loaded machine does not

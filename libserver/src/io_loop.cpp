@@ -697,7 +697,6 @@ void IoLoop::OnCompletion(Completion c) {
       op->incarnation != incarnation_) {
     return;
   }
-  const std::string service = op->service;
   if (job.kind == JobKind::kResolve) {
     if (!c.reply) {
       // The hook found no trace of the operation: it did not happen, so it
