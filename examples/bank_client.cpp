@@ -15,6 +15,7 @@
 #include <string>
 
 #include "rejoin/client/client.h"
+#include "rejoin/proto/version.h"
 
 namespace {
 
@@ -74,6 +75,7 @@ int main(int argc, char** argv) {
   std::uint64_t seed = 0;
 
   CLI::App app{"rejoin bank client"};
+  app.set_version_flag("--version", rejoin::VersionLine("bank_client"));
   app.add_option("--endpoint", options.endpoint, "broker endpoint")
       ->capture_default_str();
   app.add_option("--session", options.session_id, "durable session id")

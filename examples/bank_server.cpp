@@ -4,7 +4,8 @@
 // consults it when a crash leaves a transfer in doubt, so every transfer
 // takes effect exactly once. `bank_server --check --ledger FILE` prints the
 // balances and exits non-zero if money appeared or vanished or a transfer
-// was recorded twice. Runs until SIGINT or SIGTERM.
+// was recorded twice. Runs until SIGINT or SIGTERM, or until its journal
+// fails (then exits 3).
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <memory>
@@ -13,6 +14,7 @@
 
 #include "bank_ledger.h"
 #include "example_util.h"
+#include "rejoin/proto/version.h"
 #include "rejoin/server/server.h"
 
 namespace {
@@ -61,6 +63,7 @@ int main(int argc, char** argv) {
   bool check = false;
 
   CLI::App app{"rejoin bank server"};
+  app.set_version_flag("--version", rejoin::VersionLine("bank_server"));
   app.add_option("--endpoint", options.endpoint, "broker endpoint")
       ->capture_default_str();
   app.add_option("--server-id", options.server_id, "durable server id")
@@ -132,7 +135,8 @@ int main(int argc, char** argv) {
       static_cast<unsigned long long>((*server)->incarnation()));
   std::fflush(stdout);
 
-  rejoin::examples::WaitForStopSignal();
+  const int exit_code =
+      rejoin::examples::WaitForStopSignalOrFailure(**server, "bank_server");
   const rejoin::ServerStats stats = (*server)->stats();
   server.value().reset();
   std::printf(
@@ -142,5 +146,5 @@ int main(int argc, char** argv) {
       static_cast<unsigned long long>(stats.duplicates),
       static_cast<unsigned long long>(stats.resolved),
       static_cast<unsigned long long>(stats.reexecuted));
-  return 0;
+  return exit_code;
 }

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "rejoin/client/client.h"
+#include "rejoin/proto/version.h"
 
 namespace {
 
@@ -42,6 +43,7 @@ int main(int argc, char** argv) {
   std::int64_t deadline_ms = 10000;
 
   CLI::App app{"rejoin echo client"};
+  app.set_version_flag("--version", rejoin::VersionLine("echo_client"));
   app.add_option("--endpoint", options.endpoint, "broker endpoint")
       ->capture_default_str();
   app.add_option("--session", options.session_id,

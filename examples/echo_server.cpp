@@ -1,11 +1,12 @@
 // echo_server: answers every "echo" request with its payload. The handler is
 // idempotent, so operations in doubt after a crash are simply run again.
-// Runs until SIGINT or SIGTERM.
+// Runs until SIGINT or SIGTERM, or until its journal fails (then exits 3).
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <string>
 
 #include "example_util.h"
+#include "rejoin/proto/version.h"
 #include "rejoin/server/server.h"
 
 int main(int argc, char** argv) {
@@ -15,6 +16,7 @@ int main(int argc, char** argv) {
   std::string durability = "process";
 
   CLI::App app{"rejoin echo server"};
+  app.set_version_flag("--version", rejoin::VersionLine("echo_server"));
   app.add_option("--endpoint", options.endpoint, "broker endpoint")
       ->capture_default_str();
   app.add_option("--server-id", options.server_id, "durable server id")
@@ -55,12 +57,13 @@ int main(int argc, char** argv) {
               static_cast<unsigned long long>((*server)->incarnation()));
   std::fflush(stdout);
 
-  rejoin::examples::WaitForStopSignal();
+  const int exit_code =
+      rejoin::examples::WaitForStopSignalOrFailure(**server, "echo_server");
   const rejoin::ServerStats stats = (*server)->stats();
   server.value().reset();
   std::printf("echo_server: executed %llu, duplicates %llu, reexecuted %llu\n",
               static_cast<unsigned long long>(stats.executed),
               static_cast<unsigned long long>(stats.duplicates),
               static_cast<unsigned long long>(stats.reexecuted));
-  return 0;
+  return exit_code;
 }

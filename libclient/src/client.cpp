@@ -3,6 +3,7 @@
 // touches the socket or the journal after Open; see io_loop.cpp for that.
 #include "rejoin/client/client.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -21,9 +22,12 @@ namespace client_internal {
 
 namespace {
 
-// The first seq of a session whose journal is new: microseconds since the
-// Unix epoch, so that a session that lost its journal never reuses a seq a
-// server may still remember (FLOWS.md §2).
+// The floor for a session's seqs at every open: microseconds since the Unix
+// epoch. A new journal starts there, so a session that lost its journal
+// never reuses a seq a server may still remember; an existing one is raised
+// to it, so a journal restored from a backup (or salvaged) does not hand out
+// again the seqs its lost records had issued, unless that lost run averaged
+// more than one call per microsecond (PROTOCOL.md §1.2, FLOWS.md §2.2).
 Seq TimeBasedFirstSeq() {
   auto since_epoch = std::chrono::system_clock::now().time_since_epoch();
   auto us = std::chrono::duration_cast<std::chrono::microseconds>(since_epoch)
@@ -120,14 +124,12 @@ Client::Impl::Impl(ClientOptions options,
       hub_(std::move(hub)),
       heartbeat_(options_.heartbeat) {
   limit_ = options_.max_outstanding;
-  // A journal that exists continues its session's seqs; a new one (or one
-  // that never recorded this session) starts from the clock.
+  // Seqs continue above both the journal's and the clock's floor: the
+  // journal may be older than the session (restored from a backup), and the
+  // clock may be behind a session that issued faster than it ticks.
   const JournalSession* records = journal_->session();
   Seq first = client_internal::TimeBasedFirstSeq();
-  if (records != nullptr && !journal_->created() &&
-      journal_->durability() != Durability::kMemory) {
-    first = records->next_seq;
-  }
+  if (records != nullptr) first = std::max(first, records->next_seq);
   next_seq_ = io_next_seq_ = first;
 
   auto now = Clock::now();

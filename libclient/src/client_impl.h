@@ -277,6 +277,9 @@ class Client::Impl {
   void Complete(Seq seq, ErrorCode status, std::string payload, TimePoint now);
   void FailAllWaiters(ErrorCode code, const char* why);
   void Emit(RecoveryEventKind kind, Seq seq);
+  // Raises both next seqs above `seen`, a seq the broker named that this
+  // journal never issued (PROTOCOL.md §1.2).
+  void SkipPast(Seq seen);
   Seq Watermark() const;
   ClientVector BuildVector(const std::vector<Seq>* only) const;
   // The broker was told of everything below `watermark` and of `seqs`

@@ -355,7 +355,10 @@ void Client::Impl::HandleResponse(const Response& r, std::string_view payload) {
   }
   if (pending_.count(r.seq) == 0) {
     // Already completed (a resend crossed the first answer) or never ours:
-    // the application sees each outcome once.
+    // the application sees each outcome once. A seq this journal never
+    // issued was issued by a lost run of the session: the seqs issued from
+    // now on must be above it (before the count, which tests wait on).
+    SkipPast(r.seq);
     stats_.duplicate_responses.fetch_add(1, std::memory_order_relaxed);
     if (recently_resent_.erase(r.seq) != 0) {
       // Both sends were answered: nothing was lost, the resend came too
@@ -479,6 +482,9 @@ void Client::Impl::HandleRecover(const Recover& r) {
   for (const RecoverSession& rs : r.sessions) {
     if (rs.session != options_.session_id) continue;
     for (const OpDecision& d : rs.ops) {
+      // The broker or a server knows a seq this journal never issued
+      // (orphans of a lost run of the session, PROTOCOL.md §6.1).
+      SkipPast(d.seq);
       if (d.action != Action::kResendRequest) continue;
       auto it = pending_.find(d.seq);
       if (it == pending_.end()) continue;
@@ -489,6 +495,17 @@ void Client::Impl::HandleRecover(const Recover& r) {
       }
     }
   }
+}
+
+void Client::Impl::SkipPast(Seq seen) {
+  if (seen < io_next_seq_ || seen == ~Seq{0}) return;
+  Log().warn(
+      "session {}: the broker knows seq {}, above any this journal issued "
+      "(was it restored from an older copy?); new seqs start above it",
+      options_.session_id, seen);
+  io_next_seq_ = seen + 1;
+  std::lock_guard lock(mutex_);
+  next_seq_ = std::max(next_seq_, io_next_seq_);
 }
 
 void Client::Impl::HandleProbe(const Probe& p) {
@@ -542,10 +559,14 @@ void Client::Impl::HandleTimers(TimePoint now) {
                           [&](const Waiter& x) { return x.id == t.waiter; });
     if (w == waiters.end()) continue;
     stats_.deadline_exceeded.fetch_add(1, std::memory_order_relaxed);
-    deliveries_.emplace_back(std::move(w->callback),
-                             Status(ErrorCode::kDeadlineExceeded,
-                                    "seq " + std::to_string(t.seq) +
-                                        " still pending; Collect() it later"));
+    // Say why when the cause is plain: nothing answered at the endpoint.
+    std::string why = "seq " + std::to_string(t.seq) + " still pending";
+    if (stats_.welcomes.load(std::memory_order_relaxed) == 0) {
+      why = "no broker answered at " + options_.endpoint + "; " + why;
+    }
+    deliveries_.emplace_back(
+        std::move(w->callback),
+        Status(ErrorCode::kDeadlineExceeded, why + "; Collect() it later"));
     waiters.erase(w);
   }
 

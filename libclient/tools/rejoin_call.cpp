@@ -16,6 +16,7 @@
 #include <string>
 
 #include "rejoin/client/client.h"
+#include "rejoin/proto/version.h"
 
 namespace {
 
@@ -56,8 +57,7 @@ int Report(const rejoin::Result<rejoin::Reply>& r, rejoin::Seq seq) {
 
 int main(int argc, char** argv) {
   CLI::App app{"Issue one operation through a rejoin broker.", "rejoin-call"};
-  app.set_version_flag("--version",
-                       std::string("rejoin-call ") + REJOIN_VERSION);
+  app.set_version_flag("--version", rejoin::VersionLine("rejoin-call"));
   std::string endpoint = "tcp://127.0.0.1:5555";
   std::string service;
   std::string session;

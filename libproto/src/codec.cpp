@@ -969,7 +969,7 @@ Status Check(const Response& m, const CodecLimits& limits) {
   Checker c(MessageType::kResponse, kResponseFields, limits);
   c.Id(m.session, {0});
   c.AtLeastOne(m.seq, {1});
-  c.Require(IsWireCode(m.status), {2}, "must be a wire error code (0..17)");
+  c.Require(IsWireCode(m.status), {2}, "must be a wire error code (0..18)");
   return std::move(c).status();
 }
 

@@ -41,6 +41,8 @@ std::string_view ErrorCodeName(ErrorCode code) {
       return "protocol_violation";
     case ErrorCode::kInternal:
       return "internal";
+    case ErrorCode::kConflict:
+      return "conflict";
     case ErrorCode::kIoError:
       return "io_error";
     case ErrorCode::kCorrupt:
@@ -79,6 +81,7 @@ bool IsWireCode(ErrorCode code) {
     case ErrorCode::kShuttingDown:
     case ErrorCode::kProtocolViolation:
     case ErrorCode::kInternal:
+    case ErrorCode::kConflict:
       return true;
     case ErrorCode::kIoError:
     case ErrorCode::kCorrupt:

@@ -1,15 +1,50 @@
-// The counters behind ServerStats: written by the I/O and worker threads,
-// read by any thread through Server::stats().
+// The counters behind ServerStats, and the server's health: written by the
+// I/O and worker threads, read by any thread through Server::stats() and
+// Server::status().
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <mutex>
+#include <utility>
 
 #include "rejoin/server/server.h"
 
 namespace rejoin::server_internal {
 
+// Whether the server still serves: set once, by the I/O thread, when it
+// stops for good (its journal failed); read by Server::status() and waited
+// on by Server::WaitForFailure().
+class Health {
+ public:
+  void Fail(Status status) {
+    {
+      std::lock_guard lock(mu_);
+      if (!status_.ok()) return;
+      status_ = std::move(status);
+    }
+    cv_.notify_all();
+  }
+  Status status() const {
+    std::lock_guard lock(mu_);
+    return status_;
+  }
+  Status Wait(std::chrono::milliseconds timeout) const {
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, timeout, [this] { return !status_.ok(); });
+    return status_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  mutable std::condition_variable cv_;
+  Status status_;
+};
+
 struct Counters {
+  Health health;
   std::atomic<std::uint64_t> executed{0};
   std::atomic<std::uint64_t> duplicates{0};
   std::atomic<std::uint64_t> responses_resent{0};
@@ -20,6 +55,7 @@ struct Counters {
   std::atomic<std::uint64_t> orphans{0};
   std::atomic<std::uint64_t> state_exchanges{0};
   std::atomic<std::uint64_t> malformed{0};
+  std::atomic<std::uint64_t> conflicts{0};
 
   ServerStats Snapshot() const {
     ServerStats s;
@@ -33,6 +69,7 @@ struct Counters {
     s.orphans = orphans.load(std::memory_order_relaxed);
     s.state_exchanges = state_exchanges.load(std::memory_order_relaxed);
     s.malformed = malformed.load(std::memory_order_relaxed);
+    s.conflicts = conflicts.load(std::memory_order_relaxed);
     return s;
   }
 };

@@ -10,6 +10,7 @@
 
 #include "log.h"
 #include "rejoin/transport/wire.h"
+#include "request_digest.h"
 
 namespace rejoin::server_internal {
 namespace {
@@ -404,8 +405,12 @@ void IoLoop::Flush(Clock::time_point now) {
 void IoLoop::Fail(const Status& status) {
   if (failed_) return;
   failed_ = true;
-  Log().error("server {}: journal failed ({}); no further answers will be sent",
-              options_.server_id, status.ToString());
+  Log().error(
+      "server {}: journal failed ({}); no further answers will be sent, the "
+      "process should exit and be restarted",
+      options_.server_id, status.ToString());
+  counters_.health.Fail(
+      Status(status.code(), "journal failed: " + status.message()));
   outbox_.Clear();
   jobs_.clear();
   // Tell the broker at once, so it stops dispatching here and its lease
@@ -480,10 +485,29 @@ void IoLoop::OnWelcome(const Welcome& w) {
 void IoLoop::OnRequest(const Request& r, std::string_view request) {
   ReleaseBelow(r.session, r.completed_watermark);
   if (IsReleased(r.session, r.seq)) {
+    // The client acknowledged an outcome for this seq, so a client with
+    // intact records has it and drops this answer as a duplicate; one whose
+    // journal was rolled back waits for it and must not wait forever
+    // (PROTOCOL.md §4.3).
     Bump(counters_.duplicates);
+    AnswerReleased(r.session, r.seq);
     return;
   }
   if (const JournalOp* op = FindOp(r.session, r.seq)) {
+    const std::optional<std::uint64_t> held = DigestOf(*op);
+    if (held && *held != RequestDigest(r.service, request)) {
+      // The seq is held for another request: a client that reused it must
+      // not get that request's outcome, nor have this one run.
+      Bump(counters_.conflicts);
+      if (LogOnce("conflict:" + r.session)) {
+        Log().warn(
+            "server {}: session {} sent seq {} again with another request; "
+            "answered conflict",
+            options_.server_id, r.session, r.seq);
+      }
+      QueueResponse(r.session, r.seq, ErrorCode::kConflict, {});
+      return;
+    }
     switch (StateOf(*op)) {
       case ServerOpState::kExecuted:
         Bump(counters_.duplicates);
@@ -506,7 +530,7 @@ void IoLoop::OnRequest(const Request& r, std::string_view request) {
   if (draining_) return;
   auto service = service_index_.find(r.service);
   if (service == service_index_.end()) {
-    Execute(r.session, r.seq, r.service,
+    Execute(r.session, r.seq, RequestDigest(r.service, request),
             HandlerReply{ErrorCode::kUnknownService, ""});
     return;
   }
@@ -521,7 +545,7 @@ void IoLoop::OnRequest(const Request& r, std::string_view request) {
       return;
     }
     // Only a request over the journal's record limit gets here.
-    Execute(r.session, r.seq, r.service,
+    Execute(r.session, r.seq, RequestDigest(r.service, request),
             HandlerReply{ErrorCode::kTooLarge, ""});
     return;
   }
@@ -551,12 +575,20 @@ void IoLoop::OnRecover(const Recover& r) {
 void IoLoop::ApplyDecision(const SessionId& session, const OpDecision& d) {
   const JournalOp* op = FindOp(session, d.seq);
   const ServerOpState state = op ? StateOf(*op) : ServerOpState::kNone;
+  // Below the released watermark, or a tombstone: the response is gone.
+  const bool released = IsReleased(session, d.seq);
   switch (d.action) {
     case Action::kNone:
     case Action::kWait:
       return;
     case Action::kResendResponse:
-      if (state == ServerOpState::kExecuted) ResendStored(session, d.seq, *op);
+      if (state == ServerOpState::kExecuted) {
+        ResendStored(session, d.seq, *op);
+      } else if (released) {
+        // Released since the vector the decision read: a client that still
+        // waits (its journal was rolled back) gets the only answer left.
+        AnswerReleased(session, d.seq);
+      }
       return;
     case Action::kReexecute:
     case Action::kResolve:
@@ -570,14 +602,18 @@ void IoLoop::ApplyDecision(const SessionId& session, const OpDecision& d) {
       } else if (state == ServerOpState::kReceived &&
                  op->incarnation != incarnation_) {
         SettleInDoubt(session, d.seq, d.action);
+      } else if (released) {
+        // PREPARED/SENT against RELEASED (§6.1): the stored outcome was
+        // dropped when the client acknowledged it; nothing can be re-run.
+        AnswerReleased(session, d.seq);
       } else if (state == ServerOpState::kNone &&
-                 d.action == Action::kAnswerInDoubt &&
-                 !IsReleased(session, d.seq)) {
+                 d.action == Action::kAnswerInDoubt) {
         // This server's journal lost the operation (the broker saw the
         // journal id change): nobody can tell whether it ran, and the answer
         // must be journaled so it is given only once.
         Bump(counters_.answered_in_doubt);
-        Execute(session, d.seq, "", HandlerReply{ErrorCode::kInDoubt, ""});
+        Execute(session, d.seq, std::nullopt,
+                HandlerReply{ErrorCode::kInDoubt, ""});
       }
       return;
     case Action::kRelease:
@@ -661,7 +697,6 @@ void IoLoop::OnCompletion(Completion c) {
       op->incarnation != incarnation_) {
     return;
   }
-  const std::string service = op->service;
   if (job.kind == JobKind::kResolve) {
     if (!c.reply) {
       // The hook found no trace of the operation: it did not happen, so it
@@ -674,7 +709,7 @@ void IoLoop::OnCompletion(Completion c) {
     Bump(c.reply->status == ErrorCode::kInDoubt ? counters_.answered_in_doubt
                                                 : counters_.resolved);
   }
-  Execute(job.session, job.seq, service, std::move(*c.reply));
+  Execute(job.session, job.seq, DigestOf(*op), std::move(*c.reply));
 }
 
 // ---------------------------------------------------------------------------
@@ -776,7 +811,7 @@ void IoLoop::SettleInDoubt(const SessionId& session, Seq seq, Action action) {
   }
   if (action == Action::kAnswerInDoubt) {
     Bump(counters_.answered_in_doubt);
-    Execute(session, seq, service, HandlerReply{ErrorCode::kInDoubt, ""});
+    Execute(session, seq, DigestOf(*op), HandlerReply{ErrorCode::kInDoubt, ""});
     return;
   }
   if (action != Action::kReexecute && action != Action::kResolve) return;
@@ -800,7 +835,10 @@ void IoLoop::SettleInDoubt(const SessionId& session, Seq seq, Action action) {
 }
 
 void IoLoop::Execute(const SessionId& session, Seq seq,
-                     const std::string& service, HandlerReply reply) {
+                     std::optional<std::uint64_t> digest, HandlerReply reply) {
+  // Once the response is stored the service name is read no more: the
+  // record's service field keeps the request's digest instead.
+  const std::string service = digest ? DigestField(*digest) : std::string();
   // The wire carries a payload only with kOk and kHandlerFailed.
   if (reply.status != ErrorCode::kOk &&
       reply.status != ErrorCode::kHandlerFailed) {
@@ -830,6 +868,26 @@ void IoLoop::Execute(const SessionId& session, Seq seq,
     return;
   }
   QueueResponse(session, seq, reply.status, reply.payload);
+}
+
+void IoLoop::AnswerReleased(const SessionId& session, Seq seq) {
+  // Not journaled: the answer follows from the release record, which is
+  // durable already, so every later asking gets the same answer.
+  Bump(counters_.answered_in_doubt);
+  QueueResponse(session, seq, ErrorCode::kInDoubt, {});
+}
+
+std::optional<std::uint64_t> IoLoop::DigestOf(const JournalOp& op) const {
+  switch (StateOf(op)) {
+    case ServerOpState::kReceived:
+      return RequestDigest(op.service, op.payload);
+    case ServerOpState::kExecuted:
+      return ParseDigestField(op.service);
+    case ServerOpState::kNone:
+    case ServerOpState::kReleased:
+      return std::nullopt;
+  }
+  return std::nullopt;
 }
 
 void IoLoop::ResendStored(const SessionId& session, Seq seq,

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -96,8 +97,14 @@ class IoLoop {
   // its request arrives again: the service's policy.
   Action InDoubtAction(const std::string& service) const;
   void SettleInDoubt(const SessionId& session, Seq seq, Action action);
-  void Execute(const SessionId& session, Seq seq, const std::string& service,
-               HandlerReply reply);
+  // Journals EXECUTED with `reply` (and the request's digest, when known)
+  // and queues the RESPONSE.
+  void Execute(const SessionId& session, Seq seq,
+               std::optional<std::uint64_t> digest, HandlerReply reply);
+  // Answers `in_doubt` for a released seq, without a record.
+  void AnswerReleased(const SessionId& session, Seq seq);
+  // The digest of the request an op holds; nullopt when not known.
+  std::optional<std::uint64_t> DigestOf(const JournalOp& op) const;
   void ResendStored(const SessionId& session, Seq seq, const JournalOp& op);
   void QueueResponse(const SessionId& session, Seq seq, ErrorCode status,
                      std::string_view payload);

@@ -123,6 +123,10 @@ class Server::Impl {
   }
 
   ServerStats stats() const { return counters_.Snapshot(); }
+  Status status() const { return counters_.health.status(); }
+  Status WaitForFailure(std::chrono::milliseconds timeout) const {
+    return counters_.health.Wait(timeout);
+  }
   Incarnation incarnation() const { return incarnation_; }
 
  private:
@@ -167,5 +171,11 @@ Server::~Server() = default;
 ServerStats Server::stats() const { return impl_->stats(); }
 
 Incarnation Server::incarnation() const { return impl_->incarnation(); }
+
+Status Server::status() const { return impl_->status(); }
+
+Status Server::WaitForFailure(std::chrono::milliseconds timeout) const {
+  return impl_->WaitForFailure(timeout);
+}
 
 }  // namespace rejoin

@@ -7,8 +7,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <filesystem>
 #include <mutex>
 #include <thread>
 
@@ -359,10 +361,116 @@ TEST(ClientRestart, PreparedOperationSurvivesTheProcess) {
   EXPECT_EQ(ops[0].seq, seq);
   EXPECT_EQ(ops[0].service, "bank.transfer");
   EXPECT_EQ(ops[0].state, ClientOpState::kPrepared);
-  // Seqs continue after the journaled ones.
+  // Seqs continue above the journaled ones (and above the clock's floor,
+  // ClientRestart.SeqsAfterRestartStartAboveTheClock).
   auto next = client->CallAsync("echo", "x", nullptr);
   ASSERT_TRUE(next.ok());
-  EXPECT_EQ(*next, seq + 1);
+  EXPECT_GT(*next, seq);
+}
+
+// Microseconds since the Unix epoch: the floor below which a client opened
+// now must not issue seqs.
+Seq MicrosNow() {
+  return static_cast<Seq>(
+      std::chrono::duration_cast<std::chrono::microseconds>(
+          std::chrono::system_clock::now().time_since_epoch())
+          .count());
+}
+
+TEST(ClientRestart, SeqsAfterRestartStartAboveTheClock) {
+  FakeBroker broker;
+  TempDir dir;
+  Seq first = 0;
+  {
+    auto client = OpenClient(DurableOptions(broker, dir));
+    ASSERT_TRUE(broker.AcceptHello());
+    auto s = client->CallAsync("echo", "a", nullptr);
+    ASSERT_TRUE(s.ok());
+    first = *s;
+    ASSERT_TRUE(broker.Expect<Request>());
+  }
+  const Seq floor = MicrosNow();
+  ASSERT_GT(floor, first + 1);
+  auto client = OpenClient(DurableOptions(broker, dir));
+  auto next = client->CallAsync("echo", "b", nullptr);
+  ASSERT_TRUE(next.ok());
+  EXPECT_GE(*next, floor);
+}
+
+// A journal restored from an older copy has forgotten the seqs issued after
+// the copy was taken; the clock's floor keeps the next run above them.
+TEST(ClientRestart, JournalRestoredFromAnOlderCopyIssuesNoSeqTwice) {
+  FakeBroker broker;
+  TempDir dir;
+  TempDir backup;
+  std::vector<Seq> issued;
+  {
+    auto client = OpenClient(DurableOptions(broker, dir));
+    ASSERT_TRUE(broker.AcceptHello());
+    auto s = client->CallAsync("echo", "a", nullptr);
+    ASSERT_TRUE(s.ok());
+    issued.push_back(*s);
+  }
+  std::filesystem::copy(dir.path(), backup.path(),
+                        std::filesystem::copy_options::recursive |
+                            std::filesystem::copy_options::overwrite_existing);
+  {
+    auto client = OpenClient(DurableOptions(broker, dir));
+    for (int i = 0; i < 50; ++i) {
+      auto s = client->CallAsync("echo", "b", nullptr);
+      ASSERT_TRUE(s.ok());
+      issued.push_back(*s);
+    }
+  }
+  std::filesystem::remove_all(dir.path());
+  std::filesystem::copy(backup.path(), dir.path(),
+                        std::filesystem::copy_options::recursive);
+  auto client = OpenClient(DurableOptions(broker, dir));
+  ASSERT_EQ(client->ListOperations().size(), 1u);  // the old copy indeed
+  auto next = client->CallAsync("echo", "c", nullptr);
+  ASSERT_TRUE(next.ok());
+  EXPECT_GT(*next, *std::max_element(issued.begin(), issued.end()));
+}
+
+// The broker names a seq this journal never issued (answers or orphans of a
+// lost run of the session): later seqs go above it.
+TEST(ClientSeq, ResponseForAnUnissuedSeqMovesNextSeqPastIt) {
+  FakeBroker broker;
+  auto client = OpenClient(MemoryOptions(broker));
+  ASSERT_TRUE(broker.AcceptHello());
+  auto first = client->CallAsync("echo", "a", nullptr);
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE(broker.Expect<Request>());
+  const Seq foreign = *first + 1'000'000'000;
+  broker.Respond("test-session", foreign, "old answer");
+  ASSERT_TRUE(
+      Eventually([&] { return client->stats().duplicate_responses == 1; }));
+  auto next = client->CallAsync("echo", "b", nullptr);
+  ASSERT_TRUE(next.ok());
+  EXPECT_GT(*next, foreign);
+}
+
+TEST(ClientSeq, RecoverNamingAnUnissuedSeqMovesNextSeqPastIt) {
+  FakeBroker broker;
+  auto client = OpenClient(MemoryOptions(broker));
+  ASSERT_TRUE(broker.AcceptHello());
+  auto first = client->CallAsync("echo", "a", nullptr);
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE(broker.Expect<Request>());
+  const Seq foreign = *first + 1'000'000'000;
+  Recover r;
+  r.epoch = TestWelcome().epoch;
+  r.sessions.push_back(RecoverSession{
+      "test-session",
+      *first,
+      {OpDecision{foreign, Breakpoint::kOrphanResponse, Action::kKeepOrphan}}});
+  ASSERT_TRUE(broker.Send(r));
+  // A probe answered after the RECOVER shows it was handled.
+  ASSERT_TRUE(broker.Send(Probe{7, "test-session", {*first}}));
+  ASSERT_TRUE(broker.Expect<ProbeReply>());
+  auto next = client->CallAsync("echo", "b", nullptr);
+  ASSERT_TRUE(next.ok());
+  EXPECT_GT(*next, foreign);
 }
 
 TEST(ClientRestart, StateExchangeCarriesPendingAndCompleted) {
@@ -397,7 +505,8 @@ TEST(ClientRestart, StateExchangeCarriesPendingAndCompleted) {
   EXPECT_EQ(v.incarnation, 2u);
   EXPECT_EQ(v.journal_id, hello->journal_id);
   EXPECT_EQ(v.completed_watermark, a);
-  EXPECT_EQ(v.next_seq, b + 1);
+  // Raised to the clock's floor at open: above b in any case.
+  EXPECT_GT(v.next_seq, b);
   EXPECT_EQ(v.pending, std::vector<Seq>{a});
   EXPECT_EQ(v.completed, std::vector<Seq>{b});
   EXPECT_TRUE(Eventually([&] { return client->stats().state_exchanges == 1; }));
@@ -512,7 +621,7 @@ TEST(ClientJournal, SharedJournalKeepsEachSessionsOperations) {
   EXPECT_EQ(ops[0].seq, a_seq);
   auto next = client_a->CallAsync("echo", "x", nullptr);
   ASSERT_TRUE(next.ok());
-  EXPECT_EQ(*next, a_seq + 1);
+  EXPECT_GT(*next, a_seq);
 }
 
 TEST(ClientJournal, SharedJournalExcludesAJournalDir) {
@@ -743,6 +852,33 @@ TEST(ClientClose, WaitersGetClosedAndCallsAfterwardFail) {
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out.at(0).status().code(), ErrorCode::kClosed);
   EXPECT_TRUE(broker.Expect<Goodbye>(1s));
+}
+
+// A call's deadline says why when nothing ever answered at the endpoint,
+// and only then.
+TEST(ClientCall, DeadlineWithoutAnyWelcomeSaysNoBrokerAnswered) {
+  FakeBroker silent;  // takes the connection, never answers HELLO
+  auto client = OpenClient(MemoryOptions(silent));
+  auto r = client->Call("echo", "x", 200ms);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), ErrorCode::kDeadlineExceeded);
+  EXPECT_NE(
+      r.status().message().find("no broker answered at " + silent.endpoint()),
+      std::string::npos)
+      << r.status().message();
+}
+
+TEST(ClientCall, DeadlineAfterWelcomeDoesNotBlameTheBroker) {
+  FakeBroker broker;
+  auto client = OpenClient(MemoryOptions(broker));
+  ASSERT_TRUE(broker.AcceptHello());
+  ASSERT_TRUE(Eventually([&] { return client->stats().welcomes == 1; }));
+  auto r = client->Call("echo", "x", 200ms);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), ErrorCode::kDeadlineExceeded);
+  EXPECT_EQ(r.status().message().find("no broker"), std::string::npos)
+      << r.status().message();
+  EXPECT_NE(r.status().message().find("still pending"), std::string::npos);
 }
 
 TEST(ClientCall, InvalidServiceNameIsRefused) {

@@ -3,6 +3,7 @@
 // real server processes killed with kill -9, and a real client. Executions
 // are counted by the test server's own ledger, never by the library.
 #include <filesystem>
+#include <future>
 #include <thread>
 
 #include "e2e/e2e_fixture.h"
@@ -164,6 +165,61 @@ TEST_F(BreakpointEndToEnd, LostClientJournalOrphansOldResponses) {
   EXPECT_EQ(Executions("alice", old_seq), 1);
   EXPECT_EQ(Executions("alice", r->seq), 1);
   EXPECT_EQ(client->stats().duplicate_responses, 0u);
+}
+
+// A client journal restored from an older copy (a backup, a salvage):
+// the copy holds seq `first` as SENT, while the lost run completed it and
+// made another call, so the server has released `first` and holds `second`.
+// PREPARED/SENT against RELEASED is answered in_doubt (§6.1) instead of
+// leaving the call waiting for ever, and the next call's seq is above
+// everything the lost run issued, so it never gets an old answer.
+TEST_F(BreakpointEndToEnd, ClientJournalRolledBackGetsNoOldAnswerAndNoHang) {
+  StartBroker();
+  StartServer("s1");
+  const std::string journal = ClientOptionsFor("alice").journal_dir;
+  const std::string backup = dir_.Sub("alice-backup");
+  Seq first = 0;
+  Seq second = 0;
+  {
+    auto client = OpenClient("alice");
+    DropNext(Where::kLeaving, MessageType::kResponse, 1000);
+    std::promise<Result<Reply>> done;
+    auto outcome = done.get_future();
+    auto seq = client->CallAsync(
+        "echo", "a", [&](const Result<Reply>& r) { done.set_value(r); }, kWait);
+    ASSERT_TRUE(seq.ok()) << seq.status().ToString();
+    first = *seq;
+    // The handler ran, so the request left the client (SENT is journaled);
+    // its answer is held back until the copy is taken.
+    ASSERT_TRUE(
+        WaitFor([&] { return Executions("alice", first) == 1; }, kWait));
+    std::filesystem::copy(journal, backup,
+                          std::filesystem::copy_options::recursive);
+    ClearDrops();
+    Result<Reply> a = outcome.get();
+    ASSERT_TRUE(a.ok()) << a.status().ToString();
+    EXPECT_EQ(a->payload, Expected("a", first));
+    // Carries a watermark above `first`: the server releases it.
+    auto b = client->Call("echo", "b", kWait);
+    ASSERT_TRUE(b.ok()) << b.status().ToString();
+    EXPECT_EQ(b->payload, Expected("b", b->seq));
+    second = b->seq;
+  }
+  std::filesystem::remove_all(journal);
+  std::filesystem::copy(backup, journal,
+                        std::filesystem::copy_options::recursive);
+
+  auto client = OpenClient("alice");
+  auto again = client->Collect(first, kWait);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(again->status, ErrorCode::kInDoubt);
+  auto c = client->Call("echo", "c", kWait);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->status, ErrorCode::kOk);
+  EXPECT_EQ(c->payload, Expected("c", c->seq));
+  EXPECT_GT(c->seq, second);
+  EXPECT_EQ(Executions("alice", first), 1);
+  EXPECT_EQ(Executions("alice", second), 1);
 }
 
 TEST_F(BreakpointEndToEnd, LostServerJournalAnswersInDoubtForUnsafeService) {

@@ -274,6 +274,19 @@ TEST_F(SystemEndToEnd, HostileInputIsAnsweredOrDroppedWhileSessionsRun) {
   }
 }
 
+TEST_F(SystemEndToEnd, RejoinCallWithoutBrokerSaysNoBrokerAnswered) {
+  // No broker on endpoint_.
+  const std::string err = dir_.Sub("call.err");
+  Process call(REJOIN_CALL_BIN,
+               {"--endpoint", endpoint_, "--service", "echo", "--deadline-ms",
+                "300", "hi"},
+               err);
+  EXPECT_EQ(call.Wait(kWait), 1);
+  EXPECT_NE(ReadFile(err).find("no broker answered at " + endpoint_),
+            std::string::npos)
+      << ReadFile(err);
+}
+
 }  // namespace
 }  // namespace rejoin::testing
 

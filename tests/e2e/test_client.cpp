@@ -17,6 +17,7 @@
 
 #include "e2e/harness.h"
 #include "rejoin/client/client.h"
+#include "rejoin/proto/version.h"
 
 namespace {
 
@@ -65,6 +66,7 @@ int main(int argc, char** argv) {
   std::size_t window = 1;
   int deadline_ms = 60000;
   CLI::App app{"rejoin test client"};
+  app.set_version_flag("--version", rejoin::VersionLine("rejoin-test-client"));
   app.add_option("--endpoint", options.endpoint);
   app.add_option("--session", options.session_id)->required();
   app.add_option("--journal", options.journal_dir);

@@ -14,6 +14,7 @@
 #include <string>
 #include <thread>
 
+#include "rejoin/proto/version.h"
 #include "rejoin/server/server.h"
 
 namespace {
@@ -41,6 +42,7 @@ int main(int argc, char** argv) {
   int delay_ms = 0;
   int crash_after = 0;
   CLI::App app{"rejoin test server"};
+  app.set_version_flag("--version", rejoin::VersionLine("rejoin-test-server"));
   app.add_option("--endpoint", options.endpoint);
   app.add_option("--server-id", options.server_id)->required();
   app.add_option("--journal", options.journal_dir);
@@ -113,7 +115,14 @@ int main(int argc, char** argv) {
   ::signal(SIGTERM, OnSignal);
   ::signal(SIGINT, OnSignal);
   while (!g_stop.load()) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    // A server whose journal failed serves no more: exit so it is noticed.
+    if (rejoin::Status s =
+            (*server)->WaitForFailure(std::chrono::milliseconds(10));
+        !s.ok()) {
+      std::fprintf(stderr, "rejoin-test-server: stopped serving: %s\n",
+                   s.ToString().c_str());
+      return 3;
+    }
   }
   const rejoin::ServerStats s = (*server)->stats();
   std::printf(

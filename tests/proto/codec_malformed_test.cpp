@@ -388,7 +388,7 @@ TEST(CodecMalformed, EnumValueOutOfRange) {
 
 TEST(CodecMalformed, ErrorCodeNotOnTheWire) {
   ExpectRejected(Response{"s", 1, ErrorCode::kIoError}, ErrorCode::kMalformed);
-  ExpectRejected(Response{"s", 1, static_cast<ErrorCode>(18)},
+  ExpectRejected(Response{"s", 1, static_cast<ErrorCode>(19)},
                  ErrorCode::kMalformed);
   ExpectRejected(Error{ErrorCode::kOk, "", 0, "", 0}, ErrorCode::kMalformed);
   ExpectRejected(Error{ErrorCode::kClosed, "", 0, "", 0},

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "rejoin/proto/types.h"
+#include "rejoin/proto/version.h"
 
 namespace rejoin {
 namespace {
@@ -47,6 +48,22 @@ TEST(ErrorCode, WireCodesAreBelowOneHundredAndNamed) {
   }
   EXPECT_EQ(ErrorCodeName(ErrorCode::kInDoubt), "in_doubt");
   EXPECT_EQ(ErrorCodeName(static_cast<ErrorCode>(999)), "unknown");
+}
+
+TEST(Version, IsTheProjectVersion) {
+  EXPECT_EQ(Version(), REJOIN_PROJECT_VERSION);
+  EXPECT_EQ(VersionLine("rejoin-call"),
+            std::string("rejoin-call ") + REJOIN_PROJECT_VERSION);
+  // MAJOR.MINOR.PATCH, digits only.
+  int dots = 0;
+  for (char c : Version()) {
+    if (c == '.') {
+      ++dots;
+    } else {
+      EXPECT_TRUE(c >= '0' && c <= '9') << Version();
+    }
+  }
+  EXPECT_EQ(dots, 2);
 }
 
 TEST(Ids, PrintableAsciiWithinLimits) {

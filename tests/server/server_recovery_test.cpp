@@ -328,9 +328,13 @@ TEST(ServerRecovery, RecoverReleaseAndReleaseBelow) {
   ASSERT_EQ(vector->held.size(), 1u);
   EXPECT_EQ(vector->held[0].seq, 2u);
   EXPECT_EQ(server->stats().released, 2u);
-  // A released operation asked for again is not run again.
+  // A released operation asked for again is not run again; it is answered
+  // in_doubt, since its stored outcome is gone.
   broker.SendRequest("alice", 3, "x");
-  ASSERT_TRUE(broker.ProbeBarrier("alice", {3}));
+  auto response = broker.NextAs<Response>();
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->seq, 3u);
+  EXPECT_EQ(response->status, ErrorCode::kInDoubt);
   EXPECT_EQ(runs, 3);
 }
 
@@ -378,6 +382,106 @@ TEST(ServerRecovery, RecoverForRunningOperationDoesNotStartItTwice) {
   EXPECT_EQ(payload, "once");
   ASSERT_TRUE(broker.ProbeBarrier("alice", {1}));
   EXPECT_EQ(runs, 1);
+}
+
+// PREPARED/SENT against RELEASED (§6.1): a client whose journal was rolled
+// back waits for an outcome the server released. Every decision for such a
+// seq ends in an answer, below the released watermark and for a tombstone.
+TEST(ServerRecovery, DecisionsForReleasedSeqsAreAnsweredInDoubt) {
+  FakeBroker broker;
+  std::atomic<int> runs{0};
+  auto server = MustOpen(TestOptions(broker), {CountingEcho(runs)});
+  ASSERT_TRUE(broker.AcceptHello());
+  for (Seq seq : {Seq{1}, Seq{2}, Seq{3}}) {
+    broker.SendRequest("alice", seq, "x");
+    ASSERT_TRUE(broker.NextAs<Response>());
+  }
+  // Seq 1 below the watermark, seq 3 a tombstone; seq 2 stays held.
+  broker.Send(Ack{"alice", 2, {3}});
+  ASSERT_TRUE(broker.ProbeBarrier("alice", {1, 3}));
+
+  const std::vector<std::pair<Seq, Action>> decisions = {
+      {1, Action::kAnswerInDoubt},
+      {3, Action::kAnswerInDoubt},
+      {1, Action::kResendResponse},
+      {3, Action::kReexecute},
+      {1, Action::kResolve}};
+  for (const auto& [seq, action] : decisions) {
+    broker.Send(RecoverWith("alice", action, seq));
+    std::string payload = "unset";
+    auto response = broker.NextAs<Response>(&payload);
+    ASSERT_TRUE(response) << ActionName(action);
+    EXPECT_EQ(response->seq, seq);
+    EXPECT_EQ(response->status, ErrorCode::kInDoubt);
+    EXPECT_EQ(payload, "");
+  }
+  // Nothing ran again and nothing came back to life.
+  auto vector = broker.ProbeBarrier("alice", {1, 2, 3});
+  ASSERT_TRUE(vector);
+  EXPECT_EQ(vector->released_watermark, 2u);
+  ASSERT_EQ(vector->held.size(), 1u);
+  EXPECT_EQ(vector->held[0].seq, 2u);
+  EXPECT_EQ(runs, 3);
+  EXPECT_EQ(server->stats().answered_in_doubt, decisions.size());
+}
+
+// The digest of the request is journaled with the response: a restarted
+// server still tells a true duplicate from a reused seq.
+TEST(ServerRecovery, ConflictingDuplicateIsRecognisedAfterRestart) {
+  TempDir dir;
+  FakeBroker broker;
+  std::atomic<int> runs{0};
+  {
+    auto first =
+        MustOpen(TestOptions(broker, dir.path()), {CountingEcho(runs)});
+    ASSERT_TRUE(broker.AcceptHello());
+    broker.SendRequest("alice", 1, "a");
+    ASSERT_TRUE(broker.NextAs<Response>());
+  }
+  auto second = MustOpen(TestOptions(broker, dir.path()), {CountingEcho(runs)});
+  ASSERT_TRUE(broker.AcceptHello(TestWelcome(/*epoch=*/78)));
+  ASSERT_TRUE(broker.NextAs<StateExchange>());
+
+  broker.SendRequest("alice", 1, "b");
+  std::string payload = "unset";
+  auto conflict = broker.NextAs<Response>(&payload);
+  ASSERT_TRUE(conflict);
+  EXPECT_EQ(conflict->status, ErrorCode::kConflict);
+  EXPECT_EQ(payload, "");
+
+  broker.SendRequest("alice", 1, "a");
+  auto again = broker.NextAs<Response>(&payload);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->status, ErrorCode::kOk);
+  EXPECT_EQ(payload, "echo:a");
+  EXPECT_EQ(runs, 1);
+  EXPECT_EQ(second->stats().conflicts, 1u);
+}
+
+// A response journaled before digests were kept names the service instead:
+// its duplicates are answered from the record, as before.
+TEST(ServerRecovery, ExecutedRecordWithoutDigestAnswersDuplicatesUnchecked) {
+  TempDir dir;
+  {
+    CraftedJournal j(dir.path());
+    JournalOp op;
+    op.state = static_cast<std::uint8_t>(ServerOpState::kExecuted);
+    op.service = "echo";
+    op.payload = "stored";
+    ASSERT_TRUE(j.journal().AppendOp("alice", 1, std::move(op)).ok());
+  }
+  FakeBroker broker;
+  std::atomic<int> runs{0};
+  auto server = MustOpen(TestOptions(broker, dir.path()), {CountingEcho(runs)});
+  ASSERT_TRUE(broker.AcceptHello());
+  ASSERT_TRUE(broker.NextAs<StateExchange>());
+  broker.SendRequest("alice", 1, "anything");
+  std::string payload;
+  auto response = broker.NextAs<Response>(&payload);
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->status, ErrorCode::kOk);
+  EXPECT_EQ(payload, "stored");
+  EXPECT_EQ(server->stats().conflicts, 0u);
 }
 
 }  // namespace

@@ -178,7 +178,7 @@ TEST(ServerRequest, UnknownServiceIsAnsweredUnknownService) {
   EXPECT_EQ(runs, 0);
 }
 
-TEST(ServerRequest, WatermarkReleasesAndLaterDuplicateIsIgnored) {
+TEST(ServerRequest, WatermarkReleasesAndLaterDuplicateIsAnsweredInDoubt) {
   FakeBroker broker;
   std::atomic<int> runs{0};
   auto server = MustOpen(TestOptions(broker), {CountingEcho(runs)});
@@ -190,7 +190,13 @@ TEST(ServerRequest, WatermarkReleasesAndLaterDuplicateIsIgnored) {
   ASSERT_TRUE(broker.NextAs<Response>());
   EXPECT_EQ(server->stats().released, 1u);
 
+  // Not run again; its outcome is gone, so the only answer is in_doubt
+  // (a client with intact records drops it as a duplicate).
   broker.SendRequest("alice", 1, "one", "echo", /*watermark=*/1);
+  auto again = broker.NextAs<Response>();
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->seq, 1u);
+  EXPECT_EQ(again->status, ErrorCode::kInDoubt);
   auto vector = broker.ProbeBarrier("alice", {1, 2});
   ASSERT_TRUE(vector);
   EXPECT_EQ(vector->released_watermark, 2u);
@@ -201,7 +207,7 @@ TEST(ServerRequest, WatermarkReleasesAndLaterDuplicateIsIgnored) {
   EXPECT_EQ(server->stats().duplicates, 1u);
 }
 
-TEST(ServerRequest, AckReleasesAndDuplicateIsIgnored) {
+TEST(ServerRequest, AckReleasesAndDuplicateIsAnsweredInDoubt) {
   FakeBroker broker;
   std::atomic<int> runs{0};
   auto server = MustOpen(TestOptions(broker), {CountingEcho(runs)});
@@ -215,6 +221,12 @@ TEST(ServerRequest, AckReleasesAndDuplicateIsIgnored) {
   broker.Send(Ack{"alice", 2, {3}});
   broker.SendRequest("alice", 1, "x");
   broker.SendRequest("alice", 3, "x");
+  for (Seq seq : {Seq{1}, Seq{3}}) {
+    auto again = broker.NextAs<Response>();
+    ASSERT_TRUE(again);
+    EXPECT_EQ(again->seq, seq);
+    EXPECT_EQ(again->status, ErrorCode::kInDoubt);
+  }
   auto vector = broker.ProbeBarrier("alice", {1, 2, 3});
   ASSERT_TRUE(vector);
   EXPECT_EQ(vector->released_watermark, 2u);
@@ -361,6 +373,82 @@ TEST(ServerRequest, MalformedFramesAreDroppedAndServerKeepsWorking) {
   EXPECT_EQ(payload, "echo:still here");
   EXPECT_EQ(runs, 1);
   EXPECT_EQ(server->stats().malformed, 9u);
+}
+
+// A REQUEST that reuses a held seq for another request (a client whose
+// journal was rolled back) gets `conflict`, never the held request's
+// outcome, and nothing runs; a true duplicate still gets the stored answer.
+TEST(ServerRequest, DuplicateSeqWithOtherRequestIsAnsweredConflict) {
+  FakeBroker broker;
+  std::atomic<int> runs{0};
+  std::atomic<int> other_runs{0};
+  auto server =
+      MustOpen(TestOptions(broker),
+               {CountingEcho(runs), CountingEcho(other_runs, "other")});
+  ASSERT_TRUE(broker.AcceptHello());
+  broker.SendRequest("alice", 1, "a");
+  ASSERT_TRUE(broker.NextAs<Response>());
+
+  auto expect_conflict = [&](std::string_view request,
+                             const std::string& service) {
+    broker.SendRequest("alice", 1, request, service);
+    std::string payload = "unset";
+    auto response = broker.NextAs<Response>(&payload);
+    ASSERT_TRUE(response);
+    EXPECT_EQ(response->seq, 1u);
+    EXPECT_EQ(response->status, ErrorCode::kConflict);
+    EXPECT_EQ(payload, "");
+  };
+  expect_conflict("b", "echo");   // another payload
+  expect_conflict("a", "other");  // another service
+  expect_conflict("", "echo");    // an empty one
+
+  broker.SendRequest("alice", 1, "a");
+  std::string payload;
+  auto same = broker.NextAs<Response>(&payload);
+  ASSERT_TRUE(same);
+  EXPECT_EQ(same->status, ErrorCode::kOk);
+  EXPECT_EQ(payload, "echo:a");
+  EXPECT_EQ(runs, 1);
+  EXPECT_EQ(other_runs, 0);
+  EXPECT_EQ(server->stats().conflicts, 3u);
+  EXPECT_EQ(server->stats().responses_resent, 1u);
+}
+
+TEST(ServerRequest,
+     DuplicateSeqWithOtherRequestWhileRunningIsAnsweredConflict) {
+  FakeBroker broker;
+  Gate gate;
+  std::atomic<int> runs{0};
+  ServiceOptions slow;
+  slow.name = "echo";
+  slow.handler = [&](const RequestView& r) {
+    ++runs;
+    gate.Wait();
+    return HandlerReply{ErrorCode::kOk, "ran:" + std::string(r.payload)};
+  };
+  auto server = MustOpen(TestOptions(broker), {slow});
+  // A failed assertion must not leave the handler waiting (the server's
+  // destructor waits for it).
+  struct OpenOnExit {
+    Gate& gate;
+    ~OpenOnExit() { gate.Open(); }
+  } open_on_exit{gate};
+  ASSERT_TRUE(broker.AcceptHello());
+  broker.SendRequest("alice", 1, "a");
+  ASSERT_TRUE(gate.AwaitWaiting(1));
+
+  broker.SendRequest("alice", 1, "b");
+  auto conflict = broker.NextAs<Response>();
+  ASSERT_TRUE(conflict);
+  EXPECT_EQ(conflict->status, ErrorCode::kConflict);
+  gate.Open();
+  std::string payload;
+  auto answer = broker.NextAs<Response>(&payload);
+  ASSERT_TRUE(answer);
+  EXPECT_EQ(answer->status, ErrorCode::kOk);
+  EXPECT_EQ(payload, "ran:a");
+  EXPECT_EQ(runs, 1);
 }
 
 }  // namespace

@@ -31,6 +31,7 @@ enum class ErrorCode : std::uint16_t {
   kShuttingDown = 15,       // the peer is closing
   kProtocolViolation = 16,  // well-formed message that is wrong in context
   kInternal = 17,           // broken invariant on the peer (bug)
+  kConflict = 18,           // the seq is held for a different request
   // Local codes, never sent.
   kIoError = 100,
   kCorrupt = 101,         // journal bytes fail checksum or structure

@@ -91,6 +91,9 @@ struct ServerStats {
   std::uint64_t state_exchanges = 0;
   std::uint64_t malformed = 0;  // broker messages dropped: undecodable or
                                 // not valid for a server to receive
+  // REQUESTs for a held seq with another service or payload than the one
+  // held, answered `conflict` (the client reused a seq).
+  std::uint64_t conflicts = 0;
 };
 
 class Server {
@@ -108,6 +111,17 @@ class Server {
 
   ServerStats stats() const;
   Incarnation incarnation() const;
+
+  // Ok while the server serves. Once it has stopped for good, the reason:
+  // its journal failed (kIoError: disk full, file too large, I/O error), so
+  // no record can be written and nothing may be answered any more. The
+  // server has then said GOODBYE (the broker's lease rules take over its
+  // operations) and does nothing further; it does not retry. The
+  // application should log the status and exit non-zero, so that it is
+  // restarted once the disk is fixed.
+  Status status() const;
+  // Blocks until status() is not ok or `timeout` passes; returns status().
+  Status WaitForFailure(std::chrono::milliseconds timeout) const;
 
  private:
   class Impl;
