@@ -74,6 +74,8 @@ foreach(dir libproto libclient libserver)
   install(DIRECTORY ${PROJECT_SOURCE_DIR}/${dir}/include/rejoin
     DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} COMPONENT dev)
 endforeach()
+install(FILES ${PROJECT_BINARY_DIR}/libproto/include/rejoin/proto/version.h
+  DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/rejoin/proto COMPONENT dev)
 
 install(TARGETS rejoin-broker rejoin-call rejoin-ctl
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT runtime)

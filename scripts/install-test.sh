@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs rejoin from a build tree and uses it the way a user would:
 #  1. `cmake --install` into a fresh prefix; a program of one's own
-#     (examples/consumer) is built against it once with find_package and once
-#     with pkg-config, and both run against the installed broker, which reads
-#     its flags from a configuration file;
+#     (examples/consumer) is built against it with find_package (shared and
+#     static libraries) and with pkg-config, and runs against the installed
+#     broker, which reads its flags from a configuration file, while the
+#     installed rejoin-ctl reads the broker's status;
 #  2. the Debian packages are built with CPack, their control fields and
 #     contents checked; with --dpkg (root only) they are installed with
 #     dpkg -i, the consumer is built against the installed files, run against
@@ -46,11 +47,13 @@ run_consumer() {
   local broker=$1 server=$2 client=$3 label=$4
   local port; port=$(free_port)
   local endpoint="tcp://127.0.0.1:$port"
+  local admin="tcp://127.0.0.1:$(free_port)"
   local dir="$work/run-$label"
   mkdir -p "$dir"
   cat >"$dir/broker.toml" <<TOML
 endpoint = "$endpoint"
 roster = "$dir/roster"
+admin = "$admin"
 log-level = "warn"
 TOML
   "$broker" --config "$dir/broker.toml" >"$dir/broker.log" 2>&1 &
@@ -63,6 +66,11 @@ TOML
     kill -9 "$server_pid" 2>/dev/null || true
     fail "$label: consumer client: $out"
   fi
+  # The operator's view, from the rejoin-ctl installed beside the broker.
+  "$(dirname "$broker")/rejoin-ctl" broker status "$admin" >"$dir/status.txt" ||
+    fail "$label: rejoin-ctl broker status"
+  grep -q "upper-1  alive" "$dir/status.txt" ||
+    fail "$label: broker status does not show upper-1: $(cat "$dir/status.txt")"
   kill "$server_pid" 2>/dev/null || true
   wait "$server_pid" 2>/dev/null || true
   kill "$broker_pid" 2>/dev/null || true
@@ -93,7 +101,8 @@ build_with_pkgconfig() {
 # 1. cmake --install into a prefix.
 prefix="$work/prefix"
 cmake --install "$build_dir" --prefix "$prefix" >"$work/install.log"
-for f in bin/rejoin-broker bin/rejoin-call include/rejoin/client/client.h \
+for f in bin/rejoin-broker bin/rejoin-call bin/rejoin-ctl \
+  include/rejoin/client/client.h include/rejoin/proto/version.h \
   include/rejoin/server/server.h include/rejoin/proto/status.h \
   lib/cmake/rejoin/rejoinConfig.cmake lib/cmake/rejoin/rejoinConfigVersion.cmake \
   lib/pkgconfig/rejoin-client.pc lib/pkgconfig/rejoin-server.pc; do
@@ -161,7 +170,7 @@ dpkg-deb -f "$dev_deb" Depends | grep -q "rejoin (= $version)" ||
   fail "dev Depends: $(dpkg-deb -f "$dev_deb" Depends)"
 runtime_files=$(dpkg-deb -c "$runtime_deb")
 dev_files=$(dpkg-deb -c "$dev_deb")
-for f in ./usr/bin/rejoin-broker ./usr/bin/rejoin-call \
+for f in ./usr/bin/rejoin-broker ./usr/bin/rejoin-call ./usr/bin/rejoin-ctl \
   ./usr/lib/systemd/system/rejoin-broker.service ./etc/rejoin/broker.toml \
   "librejoin-client.so.$version" "librejoin-server.so.$version"; do
   grep -qF "$f" <<<"$runtime_files" || fail "runtime package lacks $f"
