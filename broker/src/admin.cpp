@@ -55,6 +55,15 @@ std::string StatusJson(const BrokerStatus& st) {
     decisions[std::string(ActionName(static_cast<Action>(a)))] =
         st.decisions[a];
   }
+  json answered = json::object();
+  json errors = json::object();
+  for (std::size_t c = 0; c < kWireCodeCount; ++c) {
+    const auto code = static_cast<ErrorCode>(c);
+    if (!IsWireCode(code) || code == ErrorCode::kOk) continue;
+    const std::string name(ErrorCodeName(code));
+    if (st.answered_by_code[c] != 0) answered[name] = st.answered_by_code[c];
+    if (st.errors_by_code[c] != 0) errors[name] = st.errors_by_code[c];
+  }
   json services = json::array();
   for (const ServiceStatus& v : st.services) {
     services.push_back({{"name", v.name},
@@ -105,6 +114,8 @@ std::string StatusJson(const BrokerStatus& st) {
       {"servers", servers},
       {"connections", connections},
       {"decisions", decisions},
+      {"answered_by_code", answered},
+      {"errors_sent_by_code", errors},
       {"dispatch_to_answer", latency},
       {"counters", counters},
   };

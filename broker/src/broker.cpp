@@ -462,6 +462,14 @@ class Broker::Impl {
   // Dispatch-to-answer times and decisions by action (broker thread).
   LatencyHistogram latency_;
   std::uint64_t decisions_[kActionCount] = {};
+  // RESPONSEs the broker answered itself and ERRORs it sent, by wire code.
+  std::uint64_t answered_by_code_[kWireCodeCount] = {};
+  std::uint64_t errors_by_code_[kWireCodeCount] = {};
+  static void CountCode(std::uint64_t (&counts)[kWireCodeCount],
+                        ErrorCode code) {
+    const auto i = static_cast<std::size_t>(code);
+    if (i < kWireCodeCount) ++counts[i];
+  }
   // Counts a recovery decision and logs it as one structured line
   // (FLOWS.md §11) unless it asks nothing of anyone.
   void NoteDecision(const SessionId& sid, const OpDecision& d,
@@ -711,6 +719,10 @@ void Broker::Impl::PublishStatus(Time now) {
   }
   std::copy(std::begin(decisions_), std::end(decisions_),
             std::begin(st.decisions));
+  std::copy(std::begin(answered_by_code_), std::end(answered_by_code_),
+            std::begin(st.answered_by_code));
+  std::copy(std::begin(errors_by_code_), std::end(errors_by_code_),
+            std::begin(st.errors_by_code));
   st.latency_bounds_us.assign(std::begin(LatencyHistogram::kBoundsUs),
                               std::end(LatencyHistogram::kBoundsUs));
   st.latency_cumulative = latency_.Cumulative();
@@ -1542,6 +1554,7 @@ void Broker::Impl::Answer(const SessionId& sid, Session& s, Seq seq,
   } else {
     Bump(counters_.answered_errors);
   }
+  CountCode(answered_by_code_, status);
   auto [it, created] = s.ops.try_emplace(seq);
   Track& t = it->second;
   if (created) t.phase = Phase::kAnswered;  // never counted as unanswered
@@ -2638,6 +2651,7 @@ void Broker::Impl::SendRecover(const std::string& route, RecoverSession block) {
 void Broker::Impl::SendError(const std::string& route, ErrorCode code,
                              std::string text, MessageType ref,
                              const SessionId& sid, Seq seq) {
+  CountCode(errors_by_code_, code);
   Error e;
   e.code = code;
   if (text.size() > 1024) text.resize(1024);

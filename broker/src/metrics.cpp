@@ -131,6 +131,17 @@ std::vector<MetricSample> BrokerMetrics(const BrokerStatus& st) {
               st.decisions[a],
               {{"action", std::string(ActionName(static_cast<Action>(a)))}});
   }
+  for (std::size_t c = 0; c < kWireCodeCount; ++c) {
+    const auto code = static_cast<ErrorCode>(c);
+    if (!IsWireCode(code) || code == ErrorCode::kOk) continue;
+    const std::vector<MetricLabel> l = {
+        {"code", std::string(ErrorCodeName(code))}};
+    m.Counter("answered_by_code_total",
+              "RESPONSEs the broker answered in a server's place, by status",
+              st.answered_by_code[c], l);
+    m.Counter("errors_sent_total", "ERROR messages sent, by code",
+              st.errors_by_code[c], l);
+  }
   std::vector<double> bounds;
   for (std::uint64_t b : st.latency_bounds_us) {
     bounds.push_back(static_cast<double>(b) / 1e6);

@@ -136,6 +136,10 @@ class BrokerMetrics(unittest.TestCase):
                   "rejoin_broker_dispatch_to_answer_seconds_count"), calls)
         self.assertEqual(value(after, "rejoin_broker_decisions",
                                action="resend_response"), 0)
+        self.assertEqual(value(after, "rejoin_broker_errors_sent",
+                               code="malformed"), 0)
+        self.assertEqual(value(after, "rejoin_broker_answered_by_code",
+                               code="in_doubt"), 0)
         # Besides rejoin's own, only the HTTP exporter's families.
         for f in after.values():
             self.assertTrue(f.name.startswith(("rejoin_broker_", "exposer_")),
@@ -158,6 +162,8 @@ class BrokerMetrics(unittest.TestCase):
         self.assertEqual(server["services"], ["echo"])
         self.assertIn("server", [c["role"] for c in st["connections"]])
         self.assertEqual(st["dispatch_to_answer"]["count"], 200)
+        self.assertEqual(st["errors_sent_by_code"], {})
+        self.assertEqual(st["answered_by_code"], {})
         # The human-readable form names the same things.
         text = subprocess.run([REJOIN_CTL, "broker", "status", self.admin],
                               stdout=subprocess.PIPE, timeout=30)

@@ -186,6 +186,8 @@ struct ConnectionStatus {
 // How many recovery decisions of each action the broker made (PROTOCOL.md
 // §6.1 action values 0..8), index = action value.
 inline constexpr std::size_t kActionCount = 9;
+// Wire error codes are below this (PROTOCOL.md §7).
+inline constexpr std::size_t kWireCodeCount = 64;
 struct BrokerStatus {
   BrokerStats stats;
   Epoch epoch = 0;
@@ -198,6 +200,10 @@ struct BrokerStatus {
   std::vector<ServerStatus> servers;    // by id
   std::vector<ConnectionStatus> connections;
   std::uint64_t decisions[kActionCount] = {};
+  // RESPONSEs the broker answered in a server's place, and ERRORs it sent,
+  // by wire code (index = ErrorCode value).
+  std::uint64_t answered_by_code[kWireCodeCount] = {};
+  std::uint64_t errors_by_code[kWireCodeCount] = {};
   // From the dispatch of a request to its server's RESPONSE, in
   // microseconds: upper bounds and the count at or below each (cumulative),
   // then the count and sum of all.
