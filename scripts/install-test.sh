@@ -192,6 +192,14 @@ if [ "$use_dpkg" = 1 ]; then
   dpkg -i "$runtime_deb" "$dev_deb" >"$work/dpkg.log" 2>&1 ||
     { cat "$work/dpkg.log"; fail "dpkg -i"; }
   /usr/bin/rejoin-broker --version | grep -q "$version" || fail "installed broker --version"
+  # The unit as installed: valid, and its sandbox rated by systemd itself.
+  unit=/usr/lib/systemd/system/rejoin-broker.service
+  systemd-analyze verify "$unit" >"$work/unit.log" 2>&1 ||
+    { cat "$work/unit.log"; fail "systemd-analyze verify $unit"; }
+  systemd-analyze security --offline=true --threshold=20 "$unit" \
+    >"$work/security.log" 2>&1 ||
+    { tail -5 "$work/security.log"; fail "unit exposure above 2.0 (--threshold counts tenths)"; }
+  echo "install-test: unit $(grep -o 'exposure level.*' "$work/security.log")"
   cmake -S examples/consumer -B "$work/consumer-sys" >"$work/consumer-sys.log" &&
     cmake --build "$work/consumer-sys" -j"$jobs" >>"$work/consumer-sys.log" ||
     { cat "$work/consumer-sys.log"; fail "consumer build against the packages"; }

@@ -13,7 +13,7 @@ packages=(
   prometheus-cpp-dev python3 python3-prometheus-client
   nlohmann-json3-dev
   clang-format
-  dpkg-dev file
+  dpkg-dev file systemd
 )
 
 missing=()
