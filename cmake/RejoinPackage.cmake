@@ -1,6 +1,6 @@
 # Debian packages through CPack (`cpack -G DEB` in the build directory):
-#   rejoin      the broker, rejoin-call, the shared libraries, the systemd
-#               unit and /etc/rejoin/broker.toml (a conffile);
+#   rejoin      the broker, rejoin-call, rejoin-ctl, the shared libraries, the
+#               systemd unit and /etc/rejoin/broker.toml (a conffile);
 #   rejoin-dev  headers, static libraries, the CMake package and pkg-config
 #               files; depends on the exact rejoin version.
 # Shared-library dependencies of the runtime package come from
@@ -32,8 +32,9 @@ set(CPACK_COMPONENT_RUNTIME_DESCRIPTION
  through a broker. Clients and servers journal every operation, and after any
  failure a state exchange decides who retransmits what: no operation is lost,
  none executed twice, none answered twice. This package holds rejoin-broker
- (with a hardened systemd unit, disabled until enabled), rejoin-call and the
- shared client and server libraries.")
+ (with a hardened systemd unit, disabled until enabled), rejoin-call,
+ rejoin-ctl (journal inspection and salvage, broker status) and the shared
+ client and server libraries.")
 
 set(CPACK_DEBIAN_DEV_PACKAGE_NAME rejoin-dev)
 set(CPACK_DEBIAN_DEV_PACKAGE_SECTION libdevel)
