@@ -255,7 +255,10 @@ TEST(LazyPirate, WithoutLossNeverResends) {
   EXPECT_EQ(r.completed, 5000u);
   EXPECT_EQ(r.resends, 0u);
   EXPECT_EQ(r.duplicate_executions, 0u);
-  EXPECT_GT(r.throughput_rps, 5000);
+  // No rate is asserted: on a shared machine a test cannot say how fast
+  // anything runs (docs/BENCHMARKS.md measures that); no resend above
+  // already says the timer never fired.
+  EXPECT_GT(r.throughput_rps, 0);
 }
 
 // Runs a rejoin case of `seconds` at `window` and `loss`, with `kills`;
