@@ -215,7 +215,8 @@ class Client::Impl {
                   TimePoint deadline);
   bool OnIoThread() const;
 
-  // --- I/O thread (io_loop.cpp), called by the hub (hub.h) ----------------
+  // --- I/O thread (io_loop.cpp, commands.cpp, send_path.cpp,
+  // session_link.cpp), called by the hub (hub.h) --------------------------
   // Admitted to the hub: say HELLO.
   void Start();
   // Detached from the hub: commit, say GOODBYE, fail the waiters.

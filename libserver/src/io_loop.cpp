@@ -1,6 +1,7 @@
 // The server side of FLOWS.md §2-§7. Every decision here reads the journal's
 // live state, never a cache of it, so that what the server answers is always
-// what it would find again after a restart.
+// what it would find again after a restart. The loop and the connection to
+// the broker are in connection.cpp.
 #include "io_loop.h"
 
 #include <algorithm>
@@ -15,8 +16,6 @@
 
 namespace rejoin::server_internal {
 namespace {
-
-using std::chrono::milliseconds;
 
 // A STATE_EXCHANGE is split so each header stays well inside the codec's
 // 64 KiB header limit.
