@@ -3,6 +3,11 @@
 // file carries out what the machine asks (HELLO, STATE_EXCHANGE, heartbeats,
 // replacing a silent connection, reporting to the application). The
 // decisions are the machine's; nothing here keeps connection state.
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+
 #include "client_impl.h"
 #include "hub.h"
 #include "log.h"

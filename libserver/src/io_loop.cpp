@@ -5,7 +5,6 @@
 #include "io_loop.h"
 
 #include <algorithm>
-#include <array>
 #include <functional>
 #include <string>
 #include <utility>
