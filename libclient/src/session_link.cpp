@@ -21,10 +21,14 @@ using client_internal::SendItem;
 
 // --- Events from the hub ----------------------------------------------------
 
-void Client::Impl::Start() { Drive(EndpointEvent::kLinkOpened, Clock::now()); }
+void Client::Impl::Start() { OnLinkReopened(nullptr); }
 
 void Client::Impl::OnLinkReopened(const char* why) {
-  Drive(EndpointEvent::kLinkOpened, Clock::now(), why);
+  // A socket that could not be opened is asked for again after the relink
+  // delay (kOpenLink).
+  Drive(hub_->link() != nullptr ? EndpointEvent::kLinkOpened
+                                : EndpointEvent::kLinkOpenFailed,
+        Clock::now(), why);
 }
 
 void Client::Impl::OnLinkEvent(transport::Link::Event e) {
