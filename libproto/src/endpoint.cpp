@@ -303,6 +303,7 @@ EndpointMachine::Output EndpointMachine::OnTimer(const Input& in) {
     case State::kNoLink:
       if (now < due_) break;
       Add(out, Action::kOpenLink);
+      out.why = "opening a new socket";
       Arm(EndpointTimer::kRelink, now + timers_.relink_delay);
       break;
     case State::kConnecting:

@@ -112,7 +112,7 @@ class EndpointMachine {
 
   struct Output {
     std::uint16_t actions = 0;
-    const char* why = "";  // for kReportLost and kReplaceLink
+    const char* why = "";  // for kReportLost, kReplaceLink and kOpenLink
 
     bool Has(EndpointAction a) const {
       return (actions & static_cast<std::uint16_t>(a)) != 0;
