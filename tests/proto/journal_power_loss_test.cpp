@@ -334,7 +334,7 @@ TEST(FaultEnv, InjectedFaultsFailChangesWithTheirError) {
 // Durability levels under power loss.
 
 TEST(JournalPowerLoss, SyncLevelLosesNothingCommitted) {
-  const int iterations = 60 * SoakScale();
+  const int iterations = 300 * SoakScale();
   int torn_tails = 0;
   for (int i = 0; i < iterations; ++i) {
     const std::uint64_t seed = 1000 + static_cast<std::uint64_t>(i);
@@ -363,7 +363,7 @@ TEST(JournalPowerLoss, SyncLevelLosesNothingCommitted) {
 }
 
 TEST(JournalPowerLoss, ProcessLevelLosesOnlyWhatFollowsItsLastCompaction) {
-  const int iterations = 60 * SoakScale();
+  const int iterations = 300 * SoakScale();
   for (int i = 0; i < iterations; ++i) {
     const std::uint64_t seed = 2000 + static_cast<std::uint64_t>(i);
     const JournalRole role =
@@ -389,7 +389,7 @@ TEST(JournalPowerLoss, ProcessLevelLosesOnlyWhatFollowsItsLastCompaction) {
 }
 
 TEST(JournalPowerLoss, ProcessLevelKeepsEveryCommitWhenOnlyTheProcessDies) {
-  const int iterations = 40 * SoakScale();
+  const int iterations = 200 * SoakScale();
   for (int i = 0; i < iterations; ++i) {
     const std::uint64_t seed = 3000 + static_cast<std::uint64_t>(i);
     const auto steps = MakeWorkload(JournalRole::kClient, seed, 12, 4);
