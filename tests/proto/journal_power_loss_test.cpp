@@ -689,5 +689,56 @@ TEST(JournalPowerLoss, AFailedSyncIsNeverRetriedIntoASuccess) {
   EXPECT_EQ(s.ops.at(1).payload, "a");
 }
 
+// ---------------------------------------------------------------------------
+// Salvage goes through the Env too, and its result survives a power loss.
+
+TEST(JournalPowerLoss, SalvagedJournalSurvivesAPowerLoss) {
+  FaultEnv env;
+  JournalOptions o = Options(&env, Durability::kSync);
+  o.segment_bytes = 1 << 20;
+  const std::string segment = std::string(kDir) + "/seg-000000000001.rjl";
+  std::size_t damage_at = 0;
+  {
+    auto j = std::move(Journal::Open(o)).value();
+    ASSERT_TRUE(j->AppendOp("session-0", 1, JournalOp{1, "billing", "a"}).ok());
+    ASSERT_TRUE(j->Commit().ok());
+    damage_at = env.Contents(segment).size();
+    ASSERT_TRUE(j->AppendOp("session-0", 2, JournalOp{1, "billing", "b"}).ok());
+    ASSERT_TRUE(j->Commit().ok());
+    ASSERT_TRUE(j->AppendOp("session-0", 3, JournalOp{1, "billing", "c"}).ok());
+    ASSERT_TRUE(j->Commit().ok());
+  }
+  // A flipped bit in the record of seq 2, with intact records after it.
+  std::string bytes = env.Contents(segment);
+  bytes[damage_at + 12] = static_cast<char>(bytes[damage_at + 12] ^ 0x10);
+  {
+    std::unique_ptr<JournalWritableFile> f;
+    ASSERT_EQ(env.NewWritableFile(segment, &f), 0);
+    ASSERT_EQ(f->Append(bytes), 0);
+    ASSERT_EQ(f->Sync(), 0);
+  }
+  EXPECT_EQ(Journal::Open(o).status().code(), ErrorCode::kCorrupt);
+  Result<JournalInspection> seen = Journal::Inspect(kDir, &env);
+  ASSERT_TRUE(seen.ok()) << seen.status().ToString();
+  EXPECT_EQ(seen->integrity, JournalIntegrity::kCorrupt);
+  EXPECT_EQ(seen->damaged_offset, damage_at);
+
+  Result<SalvageReport> salvaged = Journal::Salvage(
+      kDir, [] { return JournalId{42}; }, &env);
+  ASSERT_TRUE(salvaged.ok()) << salvaged.status().ToString();
+  EXPECT_EQ(salvaged->kept_aside,
+            std::vector<std::string>{"seg-000000000001.rjl.damaged"});
+  env.PowerLoss(PowerLossMode::kDropUnsynced);
+
+  auto j = std::move(Journal::Open(o)).value();
+  EXPECT_EQ(j->journal_id(), JournalId{42});
+  const JournalSession& s = j->state().sessions.at("session-0");
+  EXPECT_EQ(s.ops.size(), 1u);
+  EXPECT_EQ(s.ops.at(1).payload, "a");
+  EXPECT_EQ(s.next_seq, 2 + kSalvageSeqGap);
+  // The damaged bytes are kept under their new name.
+  EXPECT_EQ(env.Contents(segment + ".damaged"), bytes);
+}
+
 }  // namespace
 }  // namespace rejoin
