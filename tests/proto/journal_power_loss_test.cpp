@@ -290,6 +290,21 @@ TEST(FaultEnv, PowerLossKeepsOnlySyncedBytesAndSyncedEntries) {
   EXPECT_EQ(env.Contents("/d/a"), "synced");
 }
 
+TEST(FaultEnv, KeptUnsyncedEntriesStillLoseTheirUnsyncedBytes) {
+  FaultEnv env;
+  bool created = false;
+  ASSERT_EQ(env.CreateDirs("/d", &created), 0);
+  std::unique_ptr<JournalWritableFile> a;
+  ASSERT_EQ(env.NewWritableFile("/d/a.tmp", &a), 0);
+  ASSERT_EQ(a->Append("header"), 0);
+  ASSERT_EQ(env.RenameFile("/d/a.tmp", "/d/a"), 0);
+  a.reset();
+  env.PowerLoss(PowerLossMode::kDropUnsynced, 0,
+                /*keep_unsynced_entries=*/true);
+  EXPECT_EQ(env.FileNames("/d"), std::vector<std::string>{"a"});
+  EXPECT_EQ(env.Contents("/d/a"), "");
+}
+
 TEST(FaultEnv, TearAndZeroFillApplyToUnsyncedBytesOnly) {
   for (PowerLossMode mode :
        {PowerLossMode::kTearLastWrite, PowerLossMode::kZeroFillUnsynced}) {
@@ -347,13 +362,16 @@ TEST(JournalPowerLoss, SyncLevelLosesNothingCommitted) {
     const std::uint64_t cut = rng() % (changes + 1);
     const auto mode = static_cast<PowerLossMode>(i % 3);
     const std::size_t torn = rng() % 400;
-    const std::string trace = Trace(seed, cut, mode, torn);
+    // Whether directory changes that were never synced survive too.
+    const bool keep_entries = (i / 3) % 2 == 1;
+    const std::string trace = Trace(seed, cut, mode, torn) +
+                              (keep_entries ? ", unsynced entries kept" : "");
 
     FaultEnv env(seed);
     const JournalOptions o = Options(&env, Durability::kSync, role);
     env.FailFrom(cut, EIO);
     const Outcome out = RunUntilFailure(o, steps);
-    env.PowerLoss(mode, torn);
+    env.PowerLoss(mode, torn, keep_entries);
     ReplayReport report;
     ExpectPrefix(o, states, out.committed, out.appended, trace, &report);
     if (report.truncated_bytes > 0) ++torn_tails;
@@ -386,6 +404,38 @@ TEST(JournalPowerLoss, ProcessLevelLosesOnlyWhatFollowsItsLastCompaction) {
     // Only compaction syncs in this level: what it snapshotted stays.
     ExpectPrefix(o, states, out.compacted, out.appended, trace);
   }
+}
+
+// A file system that keeps a renamed segment whose data it lost leaves an
+// empty, zero-filled or short segment, or one with a torn tail: in one
+// segment all of them are torn tails (JOURNAL.md §4 "Damage", §6).
+TEST(JournalPowerLoss, ProcessLevelLossOfDataUnderKeptEntriesIsATornTail) {
+  const int iterations = 200 * SoakScale();
+  int cut_segments = 0;
+  for (int i = 0; i < iterations; ++i) {
+    const std::uint64_t seed = 5000 + static_cast<std::uint64_t>(i);
+    const auto steps = MakeWorkload(JournalRole::kServer, seed, 10, 0);
+    const auto states = PrefixStates(JournalRole::kServer, steps);
+    std::mt19937_64 rng(seed);
+    const auto mode = static_cast<PowerLossMode>(i % 3);
+    const std::size_t torn = rng() % 600;
+    FaultEnv env(seed);
+    JournalOptions o = Options(&env, Durability::kProcess);
+    o.segment_bytes = 1 << 20;
+    const Outcome out = RunUntilFailure(o, steps);
+    ASSERT_TRUE(out.error.ok()) << out.error.ToString();
+    env.PowerLoss(mode, torn, /*keep_unsynced_entries=*/true);
+    ReplayReport report;
+    ExpectPrefix(o, states, 0, out.appended,
+                 "seed " + std::to_string(seed) + ", mode " +
+                     std::to_string(i % 3) + ", torn " + std::to_string(torn),
+                 &report);
+    if (report.truncated_offset == 0 && !report.truncated_segment.empty()) {
+      ++cut_segments;
+    }
+  }
+  // Some losses left a segment without a whole header, removed whole.
+  EXPECT_GT(cut_segments, 0);
 }
 
 TEST(JournalPowerLoss, ProcessLevelKeepsEveryCommitWhenOnlyTheProcessDies) {

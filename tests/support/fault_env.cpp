@@ -101,11 +101,16 @@ std::uint64_t FaultEnv::mutations() const {
   return mutations_;
 }
 
-void FaultEnv::PowerLoss(PowerLossMode mode, std::size_t torn_bytes) {
+void FaultEnv::PowerLoss(PowerLossMode mode, std::size_t torn_bytes,
+                         bool keep_unsynced_entries) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!locked_.empty()) std::abort();  // a Journal is still open
-    entries_ = durable_entries_;
+    if (keep_unsynced_entries) {
+      durable_entries_ = entries_;
+    } else {
+      entries_ = durable_entries_;
+    }
     std::set<Inode*> done;
     for (auto& [path, inode] : entries_) {
       if (!done.insert(inode.get()).second) continue;

@@ -57,10 +57,13 @@ class FaultEnv final : public JournalEnv {
   void ClearFaults();
   std::uint64_t mutations() const;
 
-  // Power loss and restart: entries and bytes that were not durable are
-  // dropped as `mode` says, and the faults are cleared. Aborts if a lock is
-  // still held (a Journal still open).
-  void PowerLoss(PowerLossMode mode, std::size_t torn_bytes = 0);
+  // Power loss and restart: bytes that were not durable are dropped as
+  // `mode` says, and so are directory changes that were not synced unless
+  // `keep_unsynced_entries` (a file system that orders its metadata
+  // journal, and so may keep a rename whose data it lost). The faults are
+  // cleared. Aborts if a lock is still held (a Journal still open).
+  void PowerLoss(PowerLossMode mode, std::size_t torn_bytes = 0,
+                 bool keep_unsynced_entries = false);
 
   // For assertions: the files under `dir` (names), a file's bytes now, and
   // the number of files in the whole env.
