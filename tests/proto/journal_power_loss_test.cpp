@@ -18,12 +18,20 @@
 #include "gtest/gtest.h"
 #include "rejoin/proto/journal.h"
 #include "support/fault_env.h"
+#include "support/journal_workload.h"
 
 namespace rejoin {
 namespace {
 
+using testing::CommitAllButTheLastBatch;
 using testing::FaultEnv;
+using testing::MakeWorkload;
+using testing::Outcome;
 using testing::PowerLossMode;
+using testing::PrefixStates;
+using testing::RecordEnds;
+using testing::RunUntilFailure;
+using testing::Step;
 
 constexpr char kDir[] = "/data/journal";
 constexpr JournalId kJournalId = 0x5eed5eed5eed5eedu;
@@ -46,170 +54,6 @@ JournalOptions Options(FaultEnv* env, Durability durability,
   // Small segments, so that workloads roll over several of them.
   o.segment_bytes = 1024;
   return o;
-}
-
-// One step of a workload: a record, a Commit or a Compact.
-struct Step {
-  enum class Kind : std::uint8_t { kOp, kRelease, kCommit, kCompact };
-  Kind kind = Kind::kCommit;
-  std::string session;
-  Seq seq = 0;
-  JournalOp op;
-  Seq below = 0;
-  std::vector<Seq> seqs;
-};
-
-// A seeded workload of valid transitions (each op moves forward through
-// its role's states; releases only cover finished ops), cut into commits,
-// with a compaction every `compact_every` commits (0: none).
-std::vector<Step> MakeWorkload(JournalRole role, std::uint64_t seed,
-                               int commits, int compact_every) {
-  std::mt19937_64 rng(seed);
-  struct Live {
-    Seq next = 1;
-    Seq released_below = 1;
-    std::vector<std::pair<Seq, std::uint8_t>> open;  // seq, state
-    std::vector<Seq> finished;
-  };
-  std::vector<Live> sessions(3);
-  const std::uint8_t final_state =
-      role == JournalRole::kServer
-          ? static_cast<std::uint8_t>(ServerOpState::kExecuted)
-          : static_cast<std::uint8_t>(ClientOpState::kCompleted);
-  std::vector<Step> steps;
-  for (int c = 1; c <= commits; ++c) {
-    const int records = 1 + static_cast<int>(rng() % 4);
-    for (int r = 0; r < records; ++r) {
-      const std::size_t si = rng() % sessions.size();
-      Live& s = sessions[si];
-      Step step;
-      step.session = "session-" + std::to_string(si);
-      const unsigned pick = static_cast<unsigned>(rng() % 10);
-      if (pick < 2 && !s.finished.empty()) {
-        step.kind = Step::Kind::kRelease;
-        if (rng() % 2 == 0) {
-          step.below = s.finished.back() + 1;
-          s.released_below = step.below;
-          s.finished.clear();
-          std::erase_if(s.open,
-                        [&](const auto& o) { return o.first < step.below; });
-        } else {
-          step.below = s.released_below;
-          step.seqs.push_back(s.finished.front());
-          s.finished.erase(s.finished.begin());
-        }
-      } else if (pick < 6 && !s.open.empty()) {
-        auto& [seq, state] = s.open.front();
-        step.kind = Step::Kind::kOp;
-        step.seq = seq;
-        step.op.state = static_cast<std::uint8_t>(state + 1);
-        if (step.op.state == final_state) {
-          step.op.payload =
-              "response-" + std::to_string(seq) + std::string(rng() % 200, 'r');
-          s.finished.push_back(seq);
-          s.open.erase(s.open.begin());
-        } else {
-          state = step.op.state;
-        }
-      } else {
-        step.kind = Step::Kind::kOp;
-        step.seq = s.next++;
-        step.op.state = 1;
-        step.op.service = "billing";
-        step.op.payload = "request-" + std::to_string(step.seq) +
-                          std::string(rng() % 300, 'q');
-        s.open.emplace_back(step.seq, std::uint8_t{1});
-      }
-      steps.push_back(std::move(step));
-    }
-    steps.push_back(Step{});  // kCommit
-    if (compact_every > 0 && c % compact_every == 0) {
-      Step compact;
-      compact.kind = Step::Kind::kCompact;
-      steps.push_back(std::move(compact));
-    }
-  }
-  return steps;
-}
-
-// The state after each prefix of the workload's records: states[k] holds
-// the first k records applied (by a memory journal, which goes through the
-// same state transitions as replay).
-std::vector<JournalState> PrefixStates(JournalRole role,
-                                       const std::vector<Step>& steps) {
-  JournalOptions o;
-  o.durability = Durability::kMemory;
-  o.role = role;
-  o.owner_id = role == JournalRole::kServer ? "server-1" : "client-1";
-  o.new_journal_id = [] { return kJournalId; };
-  auto j = std::move(Journal::Open(o)).value();
-  std::vector<JournalState> states{j->state()};
-  for (const Step& s : steps) {
-    Status st;
-    switch (s.kind) {
-      case Step::Kind::kOp:
-        st = j->AppendOp(s.session, s.seq, s.op);
-        break;
-      case Step::Kind::kRelease:
-        st = j->AppendRelease(s.session, s.below, s.seqs);
-        break;
-      case Step::Kind::kCommit:
-      case Step::Kind::kCompact:
-        continue;
-    }
-    EXPECT_TRUE(st.ok()) << st.ToString();
-    states.push_back(j->state());
-  }
-  return states;
-}
-
-// What a run acknowledged before the machine stopped.
-struct Outcome {
-  bool opened = false;
-  std::size_t appended = 0;   // records accepted by Append*
-  std::size_t committed = 0;  // records covered by a successful Commit
-  std::size_t compacted = 0;  // records covered by a successful Compact
-  Status error;               // the call that failed, if any
-};
-
-// Runs `steps` until the first failure, then destroys the journal (the
-// process is gone; its locks with it).
-Outcome RunUntilFailure(const JournalOptions& o,
-                        const std::vector<Step>& steps) {
-  Outcome out;
-  Result<std::unique_ptr<Journal>> r = Journal::Open(o);
-  if (!r.ok()) {
-    out.error = r.status();
-    return out;
-  }
-  out.opened = true;
-  std::unique_ptr<Journal> j = std::move(r).value();
-  for (const Step& s : steps) {
-    Status st;
-    switch (s.kind) {
-      case Step::Kind::kOp:
-        st = j->AppendOp(s.session, s.seq, s.op);
-        if (st.ok()) ++out.appended;
-        break;
-      case Step::Kind::kRelease:
-        st = j->AppendRelease(s.session, s.below, s.seqs);
-        if (st.ok()) ++out.appended;
-        break;
-      case Step::Kind::kCommit:
-        st = j->Commit();
-        if (st.ok()) out.committed = out.appended;
-        break;
-      case Step::Kind::kCompact:
-        st = j->Compact();
-        if (st.ok()) out.committed = out.compacted = out.appended;
-        break;
-    }
-    if (!st.ok()) {
-      out.error = st;
-      break;
-    }
-  }
-  return out;
 }
 
 // Reopens after the loss and requires the state of some prefix k with
@@ -266,83 +110,6 @@ std::uint64_t CountChanges(Durability durability, JournalRole role,
   Outcome out = RunUntilFailure(Options(&env, durability, role), steps);
   EXPECT_TRUE(out.error.ok()) << out.error.ToString();
   return env.mutations();
-}
-
-// ---------------------------------------------------------------------------
-// The fault environment itself.
-
-TEST(FaultEnv, PowerLossKeepsOnlySyncedBytesAndSyncedEntries) {
-  FaultEnv env;
-  bool created = false;
-  ASSERT_EQ(env.CreateDirs("/d", &created), 0);
-  std::unique_ptr<JournalWritableFile> a, b;
-  ASSERT_EQ(env.NewWritableFile("/d/a", &a), 0);
-  ASSERT_EQ(a->Append("synced"), 0);
-  ASSERT_EQ(a->Sync(), 0);
-  ASSERT_EQ(a->Append("-lost"), 0);
-  ASSERT_EQ(env.SyncDir("/d"), 0);
-  ASSERT_EQ(env.NewWritableFile("/d/b", &b), 0);  // entry never synced
-  ASSERT_EQ(b->Append("data"), 0);
-  ASSERT_EQ(b->Sync(), 0);
-  ASSERT_EQ(env.RenameFile("/d/a", "/d/c"), 0);  // rename never synced
-  env.PowerLoss(PowerLossMode::kDropUnsynced);
-  EXPECT_EQ(env.FileNames("/d"), std::vector<std::string>{"a"});
-  EXPECT_EQ(env.Contents("/d/a"), "synced");
-}
-
-TEST(FaultEnv, KeptUnsyncedEntriesStillLoseTheirUnsyncedBytes) {
-  FaultEnv env;
-  bool created = false;
-  ASSERT_EQ(env.CreateDirs("/d", &created), 0);
-  std::unique_ptr<JournalWritableFile> a;
-  ASSERT_EQ(env.NewWritableFile("/d/a.tmp", &a), 0);
-  ASSERT_EQ(a->Append("header"), 0);
-  ASSERT_EQ(env.RenameFile("/d/a.tmp", "/d/a"), 0);
-  a.reset();
-  env.PowerLoss(PowerLossMode::kDropUnsynced, 0,
-                /*keep_unsynced_entries=*/true);
-  EXPECT_EQ(env.FileNames("/d"), std::vector<std::string>{"a"});
-  EXPECT_EQ(env.Contents("/d/a"), "");
-}
-
-TEST(FaultEnv, TearAndZeroFillApplyToUnsyncedBytesOnly) {
-  for (PowerLossMode mode :
-       {PowerLossMode::kTearLastWrite, PowerLossMode::kZeroFillUnsynced}) {
-    FaultEnv env;
-    bool created = false;
-    ASSERT_EQ(env.CreateDirs("/d", &created), 0);
-    std::unique_ptr<JournalWritableFile> a;
-    ASSERT_EQ(env.NewWritableFile("/d/a", &a), 0);
-    ASSERT_EQ(env.SyncDir("/d"), 0);
-    ASSERT_EQ(a->Append("abc"), 0);
-    ASSERT_EQ(a->Sync(), 0);
-    ASSERT_EQ(a->Append("defgh"), 0);
-    a.reset();
-    env.PowerLoss(mode, 2);
-    EXPECT_EQ(env.Contents("/d/a"), mode == PowerLossMode::kTearLastWrite
-                                        ? std::string("abcde")
-                                        : std::string("abc\0\0\0\0\0", 8));
-  }
-}
-
-TEST(FaultEnv, InjectedFaultsFailChangesWithTheirError) {
-  FaultEnv env;
-  bool created = false;
-  ASSERT_EQ(env.CreateDirs("/d", &created), 0);
-  std::unique_ptr<JournalWritableFile> a;
-  ASSERT_EQ(env.NewWritableFile("/d/a", &a), 0);  // change 0
-  env.LimitSpace(3);
-  EXPECT_EQ(a->Append("abcdef"), ENOSPC);
-  EXPECT_EQ(env.Contents("/d/a"), "abc");
-  env.ClearFaults();
-  env.FailFileSyncs(EIO);
-  EXPECT_EQ(a->Sync(), EIO);
-  env.ClearFaults();
-  env.FailFrom(env.mutations() + 1, EIO);
-  EXPECT_EQ(a->Append("x"), 0);
-  EXPECT_EQ(a->Append("y"), EIO);
-  EXPECT_EQ(env.RemoveFile("/d/a"), EIO);
-  EXPECT_EQ(env.Contents("/d/a"), "abcx");
 }
 
 // ---------------------------------------------------------------------------
@@ -535,34 +302,6 @@ TEST(JournalPowerLoss, CompactionStoppedAtEveryStepKeepsTheCommittedState) {
 // ---------------------------------------------------------------------------
 // Torn writes and failed writes.
 
-// Appends every record of `steps` and commits every batch but the last,
-// which stays buffered for the test to commit under a fault.
-void CommitAllButTheLastBatch(Journal& j, const std::vector<Step>& steps) {
-  std::size_t last_commit = steps.size();
-  for (std::size_t i = 0; i < steps.size(); ++i) {
-    if (steps[i].kind == Step::Kind::kCommit) last_commit = i;
-  }
-  for (std::size_t i = 0; i < steps.size(); ++i) {
-    const Step& s = steps[i];
-    switch (s.kind) {
-      case Step::Kind::kOp:
-        ASSERT_TRUE(j.AppendOp(s.session, s.seq, s.op).ok());
-        break;
-      case Step::Kind::kRelease:
-        ASSERT_TRUE(j.AppendRelease(s.session, s.below, s.seqs).ok());
-        break;
-      case Step::Kind::kCommit:
-        if (i != last_commit) {
-          ASSERT_TRUE(j.Commit().ok());
-        }
-        break;
-      case Step::Kind::kCompact:
-        ASSERT_TRUE(j.Compact().ok());
-        break;
-    }
-  }
-}
-
 // The bytes the last commit of `steps` writes, after the others (one
 // segment; its sync is made to fail so the bytes stay as written).
 std::string LastBatchBytes(JournalRole role, const std::vector<Step>& steps) {
@@ -571,7 +310,8 @@ std::string LastBatchBytes(JournalRole role, const std::vector<Step>& steps) {
   JournalOptions o = Options(&probe, Durability::kSync, role);
   o.segment_bytes = 1 << 20;
   auto j = std::move(Journal::Open(o)).value();
-  CommitAllButTheLastBatch(*j, steps);
+  Status committed = CommitAllButTheLastBatch(*j, steps);
+  EXPECT_TRUE(committed.ok()) << committed.ToString();
   const std::size_t synced = probe.Contents(segment).size();
   probe.FailFileSyncs(EIO);
   Status st = j->Commit();
@@ -579,23 +319,6 @@ std::string LastBatchBytes(JournalRole role, const std::vector<Step>& steps) {
   EXPECT_NE(st.message().find("cannot sync"), std::string::npos)
       << st.message();
   return probe.Contents(segment).substr(synced);
-}
-
-// The offsets at which records end in `bytes`, a run of whole records.
-std::vector<std::size_t> RecordEnds(const std::string& bytes) {
-  std::vector<std::size_t> ends;
-  std::size_t at = 0;
-  while (at + 9 <= bytes.size()) {
-    std::uint32_t length = 0;
-    for (std::size_t i = 0; i < 4; ++i) {
-      length |= static_cast<std::uint32_t>(
-                    static_cast<unsigned char>(bytes[at + 4 + i]))
-                << (8 * i);
-    }
-    at += 9 + length;
-    ends.push_back(at);
-  }
-  return ends;
 }
 
 TEST(JournalPowerLoss, ATornLastWriteIsCutAsATornTailAtEveryByte) {
@@ -622,7 +345,7 @@ TEST(JournalPowerLoss, ATornLastWriteIsCutAsATornTailAtEveryByte) {
     o.segment_bytes = 1 << 20;
     {
       auto j = std::move(Journal::Open(o)).value();
-      ASSERT_NO_FATAL_FAILURE(CommitAllButTheLastBatch(*j, steps));
+      ASSERT_TRUE(CommitAllButTheLastBatch(*j, steps).ok());
       env.FailFileSyncs(EIO);
       ASSERT_FALSE(j->Commit().ok());
     }
@@ -676,7 +399,7 @@ TEST(JournalPowerLoss, FullDiskMidCommitFailsClearlyAndKeepsTheCommitted) {
       bool failed = false;
       {
         auto j = std::move(Journal::Open(o)).value();
-        ASSERT_NO_FATAL_FAILURE(CommitAllButTheLastBatch(*j, steps));
+        ASSERT_TRUE(CommitAllButTheLastBatch(*j, steps).ok());
         env.LimitSpace(space);
         Status st = j->Commit();
         failed = !st.ok();
