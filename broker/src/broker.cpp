@@ -45,9 +45,11 @@
 #include <zmq.hpp>
 
 #include "event_log.h"
+#include "forgotten.h"
 #include "rejoin/proto/breakpoint.h"
 #include "rejoin/proto/codec.h"
 #include "rejoin/proto/metrics.h"
+#include "rejoin/proto/request_digest.h"
 #include "rejoin/transport/link.h"
 #include "rejoin/transport/wire.h"
 #include "roster.h"
@@ -57,6 +59,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using Time = Clock::time_point;
+using broker_internal::ForgottenSessions;
 using transport::Frames;
 using transport::SendResult;
 
@@ -88,7 +91,9 @@ struct Counters {
       refused_queue_bytes{0}, refused_memory{0}, expired_reported_sessions{0},
       retained_bytes{0}, accept_failures{0}, orphans{0}, sessions{0},
       connections{0}, servers{0}, grace_ms{0}, grace_ended_early{0},
-      roster_servers{0}, servers_silent{0};
+      roster_servers{0}, servers_silent{0}, forgotten_sessions{0},
+      forgotten_dropped{0}, forgotten_routed{0}, forgotten_in_doubt{0},
+      conflicts{0};
 };
 
 // Text a peer sent, made safe for one log line: every byte outside printable
@@ -145,6 +150,12 @@ struct Track {
   JournalId server_journal = 0;
   bool credit_taken = false;
   bool has_request = false;
+  // The request's digest (service and payload), kept from the request into
+  // the answer: a REQUEST reusing the seq for other content is answered
+  // `conflict`, not with this answer. Unknown for operations only a
+  // server's report told of.
+  bool has_digest = false;
+  std::uint64_t digest = 0;
   zmq::message_t request_header, request_payload;
   zmq::message_t response_header, response_payload;
   Time due{};         // next probe of a dispatched operation
@@ -415,6 +426,14 @@ class Broker::Impl {
                  MessageType ref = MessageType{0}, const SessionId& sid = {},
                  Seq seq = 0);
   void LogOnce(const std::string& key, const std::string& text);
+  // Forgotten sessions (forgotten.h).
+  bool Idempotent(const std::string& service) const;
+  bool HolderOfForgotten(const ForgottenSessions::Entry& e,
+                         const std::string& service) const;
+  void Forget(const SessionId& sid, const std::string& server,
+              JournalId journal, Seq highest);
+  // RESPONSE `conflict` for a REQUEST reusing the seq of a kept answer.
+  void AnswerConflict(const std::string& route, const Request& req);
   // Reads the ROUTER's monitor events: counts and logs failed accepts.
   void ReadMonitor();
 
@@ -483,6 +502,7 @@ class Broker::Impl {
   std::deque<ProbeEntry> probe_queue_;
   std::unordered_map<std::uint64_t, PendingProbe> probes_;
   std::uint64_t next_probe_id_ = 1;
+  ForgottenSessions forgotten_{options_.max_forgotten_sessions};
   Time next_tick_{};
   Time next_peer_check_{};
 
@@ -795,6 +815,11 @@ BrokerStats Broker::Impl::Snapshot() const {
   s.refused_queue_bytes = v(c.refused_queue_bytes);
   s.refused_memory = v(c.refused_memory);
   s.expired_reported_sessions = v(c.expired_reported_sessions);
+  s.forgotten_sessions = v(c.forgotten_sessions);
+  s.forgotten_dropped = v(c.forgotten_dropped);
+  s.forgotten_routed = v(c.forgotten_routed);
+  s.forgotten_in_doubt = v(c.forgotten_in_doubt);
+  s.conflicts = v(c.conflicts);
   s.retained_bytes = v(c.retained_bytes);
   s.accept_failures = v(c.accept_failures);
   return s;
@@ -1319,6 +1344,11 @@ void Broker::Impl::OnRequest(const std::string& route, const Request& req,
     Track& t = it->second;
     switch (t.phase) {
       case Phase::kAnswered:
+        if (t.has_digest &&
+            t.digest != proto::RequestDigest(req.service, frames.payload)) {
+          AnswerConflict(route, req);
+          return;
+        }
         ReplayResponse(req.session, s, t);
         return;
       case Phase::kDispatched: {
@@ -1401,12 +1431,41 @@ void Broker::Impl::OnRequest(const std::string& route, const Request& req,
            MessageType::kRequest, req.session, req.seq);
     return;
   }
+  const ForgottenSessions::Entry* forgotten =
+      forgotten_.empty() ? nullptr : forgotten_.Find(req.session);
+  if (forgotten != nullptr && req.seq <= forgotten->highest &&
+      !Idempotent(req.service) && !HolderOfForgotten(*forgotten, req.service)) {
+    // A server may have run it and the broker no longer knows which one:
+    // any other server would run it again (FLOWS.md §10).
+    Bump(counters_.forgotten_in_doubt);
+    LogOnce("forgotten-in-doubt",
+            "untracked REQUEST of forgotten session " + Printable(req.session) +
+                " (seq " + std::to_string(req.seq) +
+                "): no single live server is known to hold it; answered "
+                "in_doubt");
+    Answer(req.session, s, req.seq, ErrorCode::kInDoubt);
+    return;
+  }
   Track& t = NewTrack(s, req.seq);
   t.service = req.service;
   t.request_header = reader_.TakeHeader();
   t.request_payload = reader_.TakePayload();
   t.has_request = true;
   Reaccount(s, 0, t);
+  if (forgotten != nullptr && req.seq <= forgotten->highest &&
+      !Idempotent(req.service)) {
+    // Back to the one server that named the session: it holds the
+    // operation (and answers from its journal) or never had it.
+    Bump(counters_.forgotten_routed);
+    t.phase = Phase::kDispatched;
+    t.dispatched = now;
+    t.server = forgotten->server;
+    t.server_journal = forgotten->journal;
+    at_server_[t.server].emplace(req.session, req.seq);
+    s.servers.insert(t.server);
+    SendRequestTo(req.session, req.seq, t, t.server, now);
+    return;
+  }
   if (InGrace(now) && (req.flags & kRequestResend) != 0) {
     // A server that has not reported yet may hold this one.
     t.phase = Phase::kHeldForGrace;
@@ -1569,6 +1628,56 @@ void Broker::Impl::Answer(const SessionId& sid, Session& s, Seq seq,
   }
 }
 
+bool Broker::Impl::Idempotent(const std::string& service) const {
+  auto it = services_.find(service);
+  return it != services_.end() && it->second.spec.idempotent;
+}
+
+// The one server that named a forgotten session, if the broker can still
+// reach it under the journal it named the session from, for `service`.
+bool Broker::Impl::HolderOfForgotten(const ForgottenSessions::Entry& e,
+                                     const std::string& service) const {
+  if (e.ambiguous) return false;
+  auto it = servers_.find(e.server);
+  if (it == servers_.end()) return false;
+  const ServerPeer& srv = it->second;
+  if (!srv.holder.alive || srv.holder.journal_id != e.journal) return false;
+  return std::any_of(
+      srv.services.begin(), srv.services.end(),
+      [&service](const ServiceSpec& spec) { return spec.name == service; });
+}
+
+void Broker::Impl::Forget(const SessionId& sid, const std::string& server,
+                          JournalId journal, Seq highest) {
+  const std::uint64_t dropped = forgotten_.dropped();
+  forgotten_.Remember(sid, server, journal, highest);
+  counters_.forgotten_sessions.store(forgotten_.size(),
+                                     std::memory_order_relaxed);
+  counters_.forgotten_dropped.store(forgotten_.dropped(),
+                                    std::memory_order_relaxed);
+  if (forgotten_.dropped() != dropped) {
+    LogOnce("forgotten-dropped",
+            "more than " + std::to_string(options_.max_forgotten_sessions) +
+                " forgotten sessions: the oldest is dropped, and a resend "
+                "of its client may run on another server "
+                "(--max-forgotten-sessions)");
+  }
+}
+
+void Broker::Impl::AnswerConflict(const std::string& route,
+                                  const Request& req) {
+  Bump(counters_.conflicts);
+  LogOnce("conflict:" + req.session,
+          "session " + Printable(req.session) + " sent seq " +
+              std::to_string(req.seq) +
+              " again with another request; answered conflict");
+  std::string bytes =
+      EncodeHeader(Response{req.session, req.seq, ErrorCode::kConflict});
+  zmq::message_t header(bytes.data(), bytes.size());
+  zmq::message_t payload;
+  SendEnvelope(route, header, payload);
+}
+
 Track& Broker::Impl::NewTrack(Session& s, Seq seq) {
   Track& t = s.ops[seq];
   const std::size_t before = TrackBytes(t);
@@ -1606,6 +1715,11 @@ void Broker::Impl::MarkAnswered(Session& s, Track& t) {
   if (t.phase != Phase::kAnswered && s.unanswered > 0) --s.unanswered;
   ReturnCredit(t);
   t.phase = Phase::kAnswered;
+  if (t.has_request) {
+    t.digest =
+        proto::RequestDigest(t.service, transport::View(t.request_payload));
+    t.has_digest = true;
+  }
   t.has_request = false;
   const std::size_t before = TrackBytes(t);
   t.request_header.rebuild(std::size_t{0});
@@ -1868,6 +1982,11 @@ void Broker::Impl::OnStateExchange(const std::string& route,
       if (sessions_.size() >= options_.max_sessions ||
           srv->reported_sessions >= options_.max_reported_sessions_per_server) {
         ++refused;
+        if (!sv.held.empty()) {
+          Seq top = 0;
+          for (const HeldOp& op : sv.held) top = std::max(top, op.seq);
+          Forget(sv.session, server_id, sv.journal_id, top);
+        }
         continue;
       }
       sit = sessions_.emplace(sv.session, Session{}).first;
@@ -2170,6 +2289,10 @@ void Broker::Impl::CheckPeers(Time now) {
       // servers keep their records; the client, if it ever returns, finds
       // them through its own state exchange (FLOWS.md §10).
       Bump(counters_.expired_reported_sessions);
+      for (const auto& [seq, t] : s.ops) {
+        if (!t.server.empty())
+          Forget(it->first, t.server, t.server_journal, s.highest);
+      }
       while (!s.ops.empty()) ReleaseOne(s, s.ops.begin());
     }
     if (!s.holder.alive && s.ops.empty() &&

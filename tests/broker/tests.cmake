@@ -19,3 +19,6 @@ rejoin_add_test(broker_bounds_test LABEL unit
   SOURCES broker/broker_bounds_test.cpp
   LIBS rejoin::broker rejoin::client rejoin::server rejoin::proto
     rejoin::transport rejoin_e2e_harness)
+rejoin_add_test(broker_forgotten_test LABEL unit
+  SOURCES broker/broker_forgotten_test.cpp
+  LIBS rejoin::broker rejoin::proto rejoin::transport rejoin_e2e_harness)
