@@ -19,6 +19,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "rejoin/proto/journal_env.h"
 #include "rejoin/proto/status.h"
 #include "rejoin/proto/types.h"
 
@@ -64,13 +65,17 @@ struct JournalOptions {
   JournalRole role = JournalRole::kClient;
   std::string owner_id;  // session id or server id; must match on reopen
   // Source of the journal id for a new journal. Injected so tests are
-  // deterministic; the default draws from std::random_device.
+  // deterministic; the default draws from the Env's Random64.
   std::function<JournalId()> new_journal_id;
   // A new segment file is started when the current one passes this size.
   std::size_t segment_bytes = 64 * 1024 * 1024;
   // NeedsCompaction() turns true when the bytes on disk exceed both this and
   // 4 x the size of the live state.
   std::size_t compact_min_bytes = 16 * 1024 * 1024;
+  // Every file, directory, lock and random number goes through it; not
+  // owned, must outlive the Journal. nullptr: JournalEnv::Default(), the
+  // POSIX one.
+  JournalEnv* env = nullptr;
 };
 
 // What replay found on open.
@@ -163,8 +168,9 @@ class Journal {
   // damaged journal is reported in the result, not as an error; errors are
   // kNotFound (no such directory), kIoError, kJournalVersion, and kCorrupt
   // for a journal that cannot be read at all (wrong owner records, two
-  // journal ids).
-  static Result<JournalInspection> Inspect(const std::string& dir);
+  // journal ids). `env` as in JournalOptions.
+  static Result<JournalInspection> Inspect(const std::string& dir,
+                                           JournalEnv* env = nullptr);
 
   // The operator's way out of a corrupt journal (JOURNAL.md "Salvage").
   // Takes the lock, keeps the intact prefix before the damage, keeps every
@@ -174,10 +180,12 @@ class Journal {
   // new id and treat this party's memory as lost. Refuses (kInvalidArgument)
   // a journal that is not corrupt or whose damage has no known place, and a
   // journal without an intact open record (its owner is unknown).
-  // `new_journal_id` overrides the random id (tests).
+  // `new_journal_id` overrides the random id (tests); `env` as in
+  // JournalOptions.
   static Result<SalvageReport> Salvage(
       const std::string& dir,
-      std::function<JournalId()> new_journal_id = nullptr);
+      std::function<JournalId()> new_journal_id = nullptr,
+      JournalEnv* env = nullptr);
 
   ~Journal();
   Journal(const Journal&) = delete;
@@ -232,7 +240,7 @@ class Journal {
   // Replays `dir` read-only into a journal object that is never written.
   static Status ReadOnlyReplay(const std::string& dir, Journal* j,
                                JournalInspection* out);
-  class Files;  // segment files, lock, write buffer (src/journal.cpp)
+  class Files;  // segment files, lock, write buffer (src/journal_files.h)
 
   JournalOptions options_;
   JournalState state_;
