@@ -533,5 +533,103 @@ TEST_F(BrokerCoreTest, ShutdownSaysGoodbyeToEveryLiveConnection) {
   EXPECT_EQ(To<Goodbye>(sent, kServerRoute).size(), 1u);
 }
 
+// ---- recovery decisions come from the table (breakpoint.h) ----------------
+
+// The count of decisions with `action` so far.
+std::uint64_t Decisions(const BrokerCore& core, Action action, Time now) {
+  BrokerStatus st;
+  core.FillStatus(st, now);
+  return st.decisions[static_cast<std::size_t>(action)];
+}
+
+TEST_F(BrokerCoreTest, LeaseExpiryIsDecidedByTheTable) {
+  Start();
+  Connect(Service(4, /*idempotent=*/false));
+  Deliver(kClientRoute, Call("s1", 1), "a");
+  Deliver(kServerRoute, Goodbye{"leaving", {}});
+  Advance(milliseconds(1100));
+  // unknown / answer_in_doubt: the server's memory is out of reach.
+  EXPECT_EQ(Decisions(*core_, Action::kAnswerInDoubt, now_), 1u);
+  EXPECT_EQ(Decisions(*core_, Action::kResendRequest, now_), 0u);
+}
+
+TEST_F(BrokerCoreTest, LeaseExpiryOfIdempotentWorkWithoutRequestAsksTheClient) {
+  Start();
+  Connect(Service(4, /*idempotent=*/true));
+  // The broker learns of the operation from the server's report only, so
+  // it has no copy of the request.
+  ServerVector sv{"srv-a", 1, 21,
+                  "s1",    1, {HeldOp{3, ServerOpState::kReceived, 1}}};
+  Deliver(kServerRoute, StateExchange{Role::kServer, {}, {sv}, true});
+  Deliver(kServerRoute, Goodbye{"leaving", {}});
+  auto sent = Advance(milliseconds(1100));
+  auto recover = To<Recover>(sent, kClientRoute);
+  ASSERT_EQ(recover.size(), 1u);
+  ASSERT_EQ(recover[0].sessions[0].ops.size(), 1u);
+  EXPECT_EQ(recover[0].sessions[0].ops[0],
+            (OpDecision{3, Breakpoint::kUnknown, Action::kResendRequest}));
+  EXPECT_EQ(Decisions(*core_, Action::kResendRequest, now_), 1u);
+}
+
+TEST_F(BrokerCoreTest, GracePeriodDecisionsAreCounted) {
+  options_.grace = milliseconds(200);
+  Start();
+  Connect();
+  ClientVector cv{"s1", 1, 11, 4, 1, {3}, {}};
+  Deliver(kClientRoute, StateExchange{Role::kClient, {cv}, {}});
+  // awaiting_grace / wait while servers may still report...
+  EXPECT_EQ(Decisions(*core_, Action::kWait, now_), 1u);
+  Advance(milliseconds(250));
+  // ...then request_lost / resend_request.
+  EXPECT_EQ(Decisions(*core_, Action::kResendRequest, now_), 1u);
+}
+
+TEST_F(BrokerCoreTest, LostClientJournalOrphansWhatServersHold) {
+  Start();
+  Connect();
+  Deliver(kClientRoute, Call("s1", 1), "a");
+  Deliver(kClientRoute, Call("s1", 2), "b");
+  Deliver(kServerRoute, Response{"s1", 1, ErrorCode::kOk}, "A");
+  // The same session returns with a new journal.
+  auto sent = Deliver(kClientRoute, ClientHello("s1", 2, /*journal=*/12));
+  ASSERT_EQ(To<Welcome>(sent, kClientRoute).size(), 1u);
+  EXPECT_EQ(Decisions(*core_, Action::kKeepOrphan, now_), 2u);
+  EXPECT_EQ(core_->Snapshot().orphans, 2u);
+  EXPECT_EQ(core_->Snapshot().retained_bytes, 0u);
+}
+
+TEST_F(BrokerCoreTest, ServerReportAfterClientJournalLossKeepsTheOrphan) {
+  Start();
+  Connect();
+  Deliver(kClientRoute, Call("s1", 1), "a");
+  Deliver(kClientRoute, ClientHello("s1", 2, /*journal=*/12));
+  // The server restarts and reports seq 1, which the client's new journal
+  // knows nothing of: its watermark (above every old seq) says nothing.
+  out_.MarkGone(kServerRoute);
+  Deliver("server-new", ServerHello("srv-a", Service(4), 2, 21, kEpoch));
+  ServerVector sv{"srv-a", 2, 21,
+                  "s1",    1, {HeldOp{1, ServerOpState::kExecuted, 1}}};
+  auto sent =
+      Deliver("server-new", StateExchange{Role::kServer, {}, {sv}, true});
+  auto probes = To<Probe>(sent, kClientRoute);
+  ASSERT_EQ(probes.size(), 1u);
+  ClientVector cv{"s1", 2, 12, 5, 5, {}, {}};
+  sent = Deliver(kClientRoute,
+                 ProbeReply{probes[0].probe_id, Role::kClient, {cv}, {}});
+  auto recover = To<Recover>(sent, "server-new");
+  ASSERT_EQ(recover.size(), 1u);
+  ASSERT_EQ(recover[0].sessions[0].ops.size(), 1u);
+  EXPECT_EQ(recover[0].sessions[0].ops[0],
+            (OpDecision{1, Breakpoint::kOrphanResponse, Action::kKeepOrphan}));
+}
+
+TEST_F(BrokerCoreTest, ResendDuringGraceIsDecidedAwaitingGrace) {
+  options_.grace = milliseconds(200);
+  Start();
+  Connect();
+  Deliver(kClientRoute, Call("s1", 7, kRequestResend), "a");
+  EXPECT_EQ(Decisions(*core_, Action::kWait, now_), 1u);
+}
+
 }  // namespace
 }  // namespace rejoin::broker_internal

@@ -208,11 +208,29 @@ void BrokerCore::AdmitSession(const std::string& route, const Hello& hello,
   if (s.holder.route != route) Detach(hello.id, s);
   if (s.holder.journal_id != 0 && s.holder.journal_id != hello.journal_id) {
     // The client lost its journal: nothing it held can be delivered any
-    // more. Servers drop those records when the new journal's watermark
+    // more. What a server has of it is an orphan; the broker's tracking of
+    // it goes. Servers drop those records when the new journal's watermark
     // (which starts above every old seq) reaches them.
     s.previous_journal = s.holder.journal_id;
-    Bump(counters_.orphans, s.ops.size());
-    while (!s.ops.empty()) ReleaseOne(s, s.ops.begin());
+    s.journal_lost_through = std::max(s.journal_lost_through, s.highest);
+    DecisionContext ctx;
+    ctx.client_journal_lost = true;
+    while (!s.ops.empty()) {
+      auto op = s.ops.begin();
+      const Track& t = op->second;
+      // The server's side as the broker knows it: answered by a server
+      // (executed), out at one (received), or never there.
+      ServerOpView view;
+      if (!t.server.empty() && t.phase == Phase::kAnswered) {
+        view.state = ServerOpState::kExecuted;
+      } else if (t.phase == Phase::kDispatched) {
+        view.state = ServerOpState::kReceived;
+      }
+      const OpDecision d = DecideOp(op->first, ClientOpState::kNone, view, ctx);
+      NoteDecision(hello.id, d, "journal_lost");
+      if (d.action == Action::kKeepOrphan) Bump(counters_.orphans);
+      ReleaseOne(s, op);
+    }
   }
   s.holder = Holder{route, hello.incarnation, hello.journal_id, true, now, {}};
   s.client_seen = true;

@@ -97,9 +97,17 @@ void BrokerCore::OnRequest(const std::string& route, const Request& req,
   t.has_request = true;
   Reaccount(s, 0, t);
   if (InGrace(now) && (req.flags & kRequestResend) != 0) {
-    // A server that has not reported yet may hold this one.
-    t.phase = Phase::kHeldForGrace;
-    return;
+    // A resend this broker has no record of: no server has reported it,
+    // and one that has not reported yet may hold it.
+    DecisionContext ctx;
+    ctx.grace_period = true;
+    const OpDecision d =
+        DecideOp(req.seq, ClientOpState::kSent, ServerOpView{}, ctx);
+    NoteDecision(req.session, d, "request");
+    if (d.action == Action::kWait) {
+      t.phase = Phase::kHeldForGrace;
+      return;
+    }
   }
   Dispatch(req.session, req.seq, t, now);
 }

@@ -95,6 +95,10 @@ struct Session {
   SessionId id;
   Holder holder;
   JournalId previous_journal = 0;
+  // Seqs up to this one were issued under a journal the client has since
+  // lost (0: none): its vector's word on them means nothing
+  // (DecisionContext::client_journal_lost).
+  Seq journal_lost_through = 0;
   std::map<Seq, Track> ops;
   std::set<std::string> servers;  // every server that held one of its ops
   std::vector<Seq> deferred;      // pending seqs to decide when grace ends

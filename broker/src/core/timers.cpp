@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <string>
 #include <utility>
 #include <vector>
@@ -128,8 +129,11 @@ void BrokerCore::EndGrace(Time now) {
     RecoverSession to_client{sid, 1, {}};
     for (Seq seq : s.deferred) {
       if (s.ops.count(seq) != 0) continue;  // a server reported it meanwhile
-      to_client.ops.push_back(
-          {seq, Breakpoint::kRequestLost, Action::kResendRequest});
+      // Every server that could still report has: nobody holds it.
+      const OpDecision d = DecideOp(seq, ClientOpState::kSent, ServerOpView{},
+                                    DecisionContext{});
+      NoteDecision(sid, d, "grace");
+      if (ActorOf(d.action) == Actor::kClient) to_client.ops.push_back(d);
     }
     s.deferred.clear();
     if (!to_client.ops.empty() && s.holder.alive) {
@@ -149,33 +153,43 @@ void BrokerCore::ExpireLeases(Time now) {
     spdlog::info("rejoin-broker: lease of server {} expired", Printable(id));
     for (const auto& [sid, seq] : DispatchedAt(id)) {
       Session& s = sessions_.find(sid)->second;
-      {
-        Track& t = s.ops.find(seq)->second;
-        t.credit_taken = false;
-        const ServiceSpec* spec = nullptr;
-        if (auto svc = services_.find(t.service); svc != services_.end()) {
-          spec = &svc->second.spec;
-        } else if (srv.services.size() == 1) {
-          spec = &srv.services[0];
-        }
-        if (spec != nullptr && spec->idempotent) {
+      Track& t = s.ops.find(seq)->second;
+      t.credit_taken = false;
+      // The server's memory of the operation is out of reach for good, as
+      // if its journal were lost: its side reads "no record", which proves
+      // nothing (PROTOCOL.md §6.3).
+      const OpDecision d =
+          DecideOp(seq, ClientOpState::kSent, ServerOpView{},
+                   ContextFor(&t, &srv, /*server_journal_lost=*/true));
+      NoteDecision(sid, d, "lease");
+      switch (d.action) {
+        case Action::kResendRequest:
+          // Idempotent: it runs again, on another server.
           Bump(counters_.moved);
           if (t.has_request) {
             t.phase = Phase::kQueued;
-            if (t.service.empty()) t.service = spec->name;
+            if (t.service.empty()) t.service = srv.services[0].name;
             Dispatch(sid, seq, t, now);
           } else if (s.holder.alive) {
             // The client holds the request; have it sent again.
             t.phase = Phase::kHeldForGrace;
-            SendRecover(s.holder.route,
-                        RecoverSession{sid,
-                                       1,
-                                       {{seq, Breakpoint::kUnknown,
-                                         Action::kResendRequest}}});
+            SendRecover(s.holder.route, RecoverSession{sid, 1, {d}});
           }
-        } else {
+          break;
+        case Action::kAnswerInDoubt:
+          // The broker answers in the server's place.
           Answer(sid, s, seq, ErrorCode::kInDoubt);
-        }
+          break;
+        case Action::kNone:
+        case Action::kWait:
+        case Action::kResendResponse:
+        case Action::kRelease:
+        case Action::kReexecute:
+        case Action::kResolve:
+        case Action::kKeepOrphan:
+          // The table decides a pending operation against a lost server
+          // memory with one of the two actions above only.
+          std::abort();
       }
     }
     // Drops the index entries of the operations just moved elsewhere.

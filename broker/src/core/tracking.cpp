@@ -62,13 +62,18 @@ void BrokerCore::OnStateExchange(const std::string& route,
     for (Seq seq : cv.pending) {
       auto it = s.ops.find(seq);
       if (it == s.ops.end()) {
-        if (InGrace(now)) {
-          s.deferred.push_back(seq);
-        } else {
-          // Nobody reported it and every dispatched operation is tracked:
-          // the request never got past the broker.
-          to_client.ops.push_back(
-              {seq, Breakpoint::kRequestLost, Action::kResendRequest});
+        // Every dispatched operation is tracked, so no server that reported
+        // holds it: after the grace period the request never got past the
+        // broker; during it, a server yet to report may hold it.
+        DecisionContext ctx;
+        ctx.grace_period = InGrace(now);
+        const OpDecision d =
+            DecideOp(seq, ClientOpState::kSent, ServerOpView{}, ctx);
+        NoteDecision(sid, d, "state_exchange");
+        if (d.breakpoint == Breakpoint::kAwaitingGrace) {
+          s.deferred.push_back(seq);  // decided again when grace ends
+        } else if (ActorOf(d.action) == Actor::kClient) {
+          to_client.ops.push_back(d);
         }
         continue;
       }
@@ -87,10 +92,13 @@ void BrokerCore::OnStateExchange(const std::string& route,
     }
     if (!to_client.ops.empty()) SendRecover(route, std::move(to_client));
     // Servers learn what the client has completed (an ACK may have been
-    // lost on the way).
+    // lost on the way): for each, what the table decides for a completed
+    // operation a server still holds (one that holds nothing ignores it).
     std::vector<OpDecision> releases;
     for (Seq seq : cv.completed) {
-      releases.push_back({seq, Breakpoint::kAckLost, Action::kRelease});
+      releases.push_back(DecideOp(seq, ClientOpState::kCompleted,
+                                  ServerOpView{ServerOpState::kExecuted},
+                                  DecisionContext{}));
     }
     for (const std::string& id : s.servers) {
       auto srv = servers_.find(id);
@@ -329,20 +337,30 @@ void BrokerCore::OnProbeReply(const std::string& route, const ProbeReply& reply,
   }
   const ClientVector& cv = reply.clients[0];
   const ServerVector& sv = probe.server_vector;
-  // A client with a new journal restarted its seqs above every old one, so
-  // the old operations fall below its watermark and are released: the
-  // vectors alone say so, and client_journal_lost stays false.
-  SessionDecision decision = Decide(cv, sv, ContextFor(nullptr, srv, false));
+  DecisionContext ctx = ContextFor(nullptr, srv, false);
+  const SessionDecision decision = Decide(cv, sv, ctx);
+  // A client with a new journal restarted its seqs above every old one: the
+  // seqs issued under the journal it lost are decided with
+  // client_journal_lost (its vector's word on them means nothing), the
+  // others as they are. Both decisions list the same seqs in order.
+  SessionDecision forgotten;
+  if (s.journal_lost_through != 0) {
+    ctx.client_journal_lost = true;
+    forgotten = Decide(cv, sv, ctx);
+  }
   RecoverSession to_server{probe.session, decision.release_below, {}};
   RecoverSession to_client{probe.session, decision.release_below, {}};
-  for (OpDecision d : decision.ops) {
+  for (std::size_t i = 0; i < decision.ops.size(); ++i) {
+    OpDecision d = decision.ops[i];
     // Only what was asked about: other pending seqs of the client may be in
     // flight to other servers, and "not held here" says nothing about them.
     if (!std::binary_search(probe.seqs.begin(), probe.seqs.end(), d.seq)) {
       continue;
     }
     auto it = s.ops.find(d.seq);
-    if (it != s.ops.end() && !it->second.service.empty()) {
+    if (d.seq <= s.journal_lost_through) {
+      d = forgotten.ops[i];
+    } else if (it != s.ops.end() && !it->second.service.empty()) {
       d = DecideOp(d.seq, cv.StateOf(d.seq), ViewOf(sv, d.seq),
                    ContextFor(&it->second, srv, false));
     }
