@@ -21,6 +21,7 @@
 #include <zmq.hpp>
 
 #include "core/broker_core.h"
+#include "rejoin/broker/fault_injection.h"
 #include "rejoin/proto/codec.h"
 #include "rejoin/transport/link.h"
 #include "rejoin/transport/wire.h"
@@ -89,12 +90,13 @@ class RosterFile final : public broker_internal::RosterStore {
 
 class Broker::Impl final : public broker_internal::Outbox {
  public:
-  explicit Impl(BrokerOptions options)
+  Impl(BrokerOptions options, FaultInjection faults)
       : options_(std::move(options)),
+        faults_(std::move(faults)),
         socket_(context_, zmq::socket_type::router),
         monitor_(context_, zmq::socket_type::pair),
-        rng_(options_.seed),
-        loss_(options_.inject_loss),
+        rng_(faults_.seed),
+        loss_(faults_.loss),
         core_(options_, DrawEpoch(options_.epoch), *this) {}
 
   Status Bind();
@@ -135,6 +137,8 @@ class Broker::Impl final : public broker_internal::Outbox {
   void PublishStatus(Time now);
 
   BrokerOptions options_;
+  // The seam where tests and benchmarks lose messages (fault_injection.h).
+  FaultInjection faults_;
   zmq::context_t context_;
   zmq::socket_t socket_;
   // The ROUTER's monitor: failed accepts (descriptors exhausted), FLOWS §10.
@@ -257,7 +261,7 @@ Status Broker::Impl::Run() {
             frames.count > 0 ? frames.header : std::string_view());
         continue;
       }
-      if (options_.fault && Faulted(FaultPoint::Where::kArrived, *decoded)) {
+      if (faults_.fault && Faulted(FaultPoint::Where::kArrived, *decoded)) {
         continue;
       }
       ReaderFrames in(frames, reader_);
@@ -353,11 +357,11 @@ bool Broker::Impl::SendNow(const std::string& route, const Message& m) {
 
 void Broker::Impl::Envelope(const std::string& route, zmq::message_t& header,
                             zmq::message_t& payload) {
-  if (options_.inject_loss > 0.0 && loss_(rng_)) {
+  if (faults_.loss > 0.0 && loss_(rng_)) {
     injected_drops_.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  if (options_.fault) {
+  if (faults_.fault) {
     auto m = DecodeHeader(transport::View(header), 2, payload.size(), limits_);
     if (m.ok() && Faulted(FaultPoint::Where::kLeaving, *m)) return;
   }
@@ -378,7 +382,7 @@ bool Broker::Impl::Faulted(FaultPoint::Where where, const Message& m) {
   } else {
     return false;
   }
-  if (!options_.fault(point)) return false;
+  if (!faults_.fault(point)) return false;
   injected_drops_.fetch_add(1, std::memory_order_relaxed);
   return true;
 }
@@ -422,14 +426,19 @@ void Broker::Impl::ReadMonitor() {
 // ===========================================================================
 
 Result<std::unique_ptr<Broker>> Broker::Bind(BrokerOptions options) {
+  return Bind(std::move(options), FaultInjection{});
+}
+
+Result<std::unique_ptr<Broker>> Broker::Bind(BrokerOptions options,
+                                             FaultInjection faults) {
   if (options.heartbeat.count() <= 0 || options.probe.count() <= 0 ||
       options.grace.count() < 0 || options.lease.count() <= 0) {
     return Result<std::unique_ptr<Broker>>(
         ErrorCode::kInvalidArgument, "timers must be positive (grace >= 0)");
   }
-  if (options.inject_loss < 0.0 || options.inject_loss >= 1.0) {
+  if (faults.loss < 0.0 || faults.loss >= 1.0) {
     return Result<std::unique_ptr<Broker>>(ErrorCode::kInvalidArgument,
-                                           "inject_loss must be in [0, 1)");
+                                           "injected loss must be in [0, 1)");
   }
   if (options.max_message_bytes == 0 || options.max_outstanding == 0 ||
       options.max_sessions == 0 || options.max_queue == 0 ||
@@ -441,7 +450,7 @@ Result<std::unique_ptr<Broker>> Broker::Bind(BrokerOptions options) {
     return Result<std::unique_ptr<Broker>>(ErrorCode::kInvalidArgument,
                                            "limits must be at least 1");
   }
-  auto impl = std::make_unique<Impl>(std::move(options));
+  auto impl = std::make_unique<Impl>(std::move(options), std::move(faults));
   if (Status s = impl->Bind(); !s.ok()) {
     return Result<std::unique_ptr<Broker>>(std::move(s));
   }
