@@ -48,6 +48,11 @@ std::string StatusJson(const BrokerStatus& st) {
       {"refused_queue_bytes", s.refused_queue_bytes},
       {"refused_memory", s.refused_memory},
       {"expired_reported_sessions", s.expired_reported_sessions},
+      {"forgotten_sessions", s.forgotten_sessions},
+      {"forgotten_dropped", s.forgotten_dropped},
+      {"forgotten_routed", s.forgotten_routed},
+      {"forgotten_in_doubt", s.forgotten_in_doubt},
+      {"conflicts", s.conflicts},
       {"accept_failures", s.accept_failures},
   };
   json decisions = json::object();

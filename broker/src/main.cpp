@@ -131,6 +131,9 @@ int main(int argc, char** argv) {
                  "is forgotten after this long idle")
       ->capture_default_str()
       ->check(CLI::Range(1, 2000000000));
+  app.add_option("--max-forgotten-sessions", options.max_forgotten_sessions,
+                 "forgotten sessions whose holding server is remembered")
+      ->capture_default_str();
   app.add_option("--max-session-unacked", options.max_session_unacked,
                  "answers a session's client has not acknowledged")
       ->capture_default_str()

@@ -84,6 +84,21 @@ std::vector<MetricSample> BrokerMetrics(const BrokerStats& s) {
   m.Counter("expired_reported_sessions_total",
             "sessions only servers reported, forgotten after their expiry",
             s.expired_reported_sessions);
+  m.Gauge("forgotten_sessions",
+          "forgotten sessions whose server is remembered for their resends",
+          static_cast<double>(s.forgotten_sessions));
+  m.Counter("forgotten_dropped_total",
+            "forgotten sessions dropped beyond max_forgotten_sessions",
+            s.forgotten_dropped);
+  m.Counter("forgotten_resends_total",
+            "untracked requests of forgotten sessions, by outcome",
+            s.forgotten_routed, {{"outcome", "sent_to_holder"}});
+  m.Counter("forgotten_resends_total",
+            "untracked requests of forgotten sessions, by outcome",
+            s.forgotten_in_doubt, {{"outcome", "in_doubt"}});
+  m.Counter("conflicts_total",
+            "requests reusing the seq of a kept answer for another request",
+            s.conflicts);
   m.Counter("accept_failures_total",
             "connections that could not be accepted (descriptors exhausted)",
             s.accept_failures);

@@ -122,7 +122,13 @@ Client::Impl::Impl(ClientOptions options,
       journal_id_(journal->journal_id()),
       journal_(std::move(journal)),
       hub_(std::move(hub)),
-      heartbeat_(options_.heartbeat) {
+      conn_(client_internal::LinkTimers(options_.heartbeat),
+            // A restarted process returns at its first WELCOME.
+            /*returning=*/incarnation_ > 1,
+            // The retry jitter differs per process and session, no clock
+            // read needed.
+            journal_id_ ^ (incarnation_ << 32) ^
+                std::hash<std::string>{}(options_.session_id)) {
   limit_ = options_.max_outstanding;
   // Seqs continue above both the journal's and the clock's floor: the
   // journal may be older than the session (restored from a backup), and the
@@ -153,8 +159,7 @@ Client::Impl::Impl(ClientOptions options,
     }
   }
   outstanding_ = static_cast<std::uint32_t>(pending_.size());
-  returning_ = incarnation_ > 1;
-  hello_due_ = ack_due_ = now;
+  ack_due_ = now;
 }
 
 Client::Impl::~Impl() {

@@ -28,6 +28,7 @@
 
 #include "rejoin/client/client.h"
 #include "rejoin/client/connection.h"
+#include "rejoin/proto/endpoint.h"
 #include "rejoin/proto/journal.h"
 #include "rejoin/proto/messages.h"
 #include "rejoin/proto/state_vector.h"
@@ -58,17 +59,13 @@ static_assert(ReorderSlack::kMax == RttEstimator::kFewInFlight);
 // when kAckBatch of them wait (FLOWS.md §6).
 inline constexpr std::chrono::milliseconds kAckDelay{20};
 inline constexpr std::size_t kAckBatch = 1024;
-// HELLO retry when the connection is up but the socket refused it.
-inline constexpr std::chrono::milliseconds kHandshakeRetry{10};
-// HELLO retry after ERROR duplicate_identity: the broker still thinks the
-// previous process of this session is alive and will notice it is not.
-// The first retry comes soon (a process killed a moment ago is usually
-// noticed within milliseconds), later ones back off to kDuplicateRetry.
-inline constexpr std::chrono::milliseconds kDuplicateRetry{100};
-inline constexpr std::chrono::milliseconds kFirstDuplicateRetry{10};
-// HELLO retry while fenced: a newer process owns the session; keep asking
-// rarely in case it goes away.
-inline constexpr std::chrono::milliseconds kFencedRetry{1000};
+// The connection's timers (FLOWS.md §1): the defaults, with the heartbeat
+// the options give until a WELCOME names one.
+inline EndpointTimers LinkTimers(std::chrono::milliseconds heartbeat) {
+  EndpointTimers timers;
+  timers.heartbeat = heartbeat;
+  return timers;
+}
 // Wake-ups closer than this use the timerfd (precise_timer.h).
 inline constexpr std::chrono::milliseconds kPreciseWakeup{3};
 // Requests sent together in one ZeroMQ message (transport::Batch).
@@ -218,7 +215,8 @@ class Client::Impl {
                   TimePoint deadline);
   bool OnIoThread() const;
 
-  // --- I/O thread (io_loop.cpp), called by the hub (hub.h) ----------------
+  // --- I/O thread (io_loop.cpp, commands.cpp, send_path.cpp,
+  // session_link.cpp), called by the hub (hub.h) --------------------------
   // Admitted to the hub: say HELLO.
   void Start();
   // Detached from the hub: commit, say GOODBYE, fail the waiters.
@@ -228,7 +226,7 @@ class Client::Impl {
   // The hub replaced the connection.
   void OnLinkReopened(const char* why);
   // Requests wait for the socket to take them (POLLOUT wanted).
-  bool WantsToSend() const { return welcomed_ && !send_queue_.empty(); }
+  bool WantsToSend() const { return conn_.welcomed() && !send_queue_.empty(); }
   // Commits wait for fdatasync (Durability::kSync).
   bool SyncsCommits() const {
     return journal_->durability() == Durability::kSync;
@@ -262,10 +260,17 @@ class Client::Impl {
   void Commit();
   void Flush(TimePoint now);
   void Deliver();
+  // The connection life cycle (session_link.cpp): feeds the state machine
+  // and carries out what it asks. `why` overrides the machine's reason for
+  // a reported loss.
+  void Drive(EndpointEvent event, TimePoint now, const char* why = nullptr);
+  void Carry(const EndpointMachine::Output& out, TimePoint now,
+             const char* why);
+  EndpointMachine::Input LinkInput(EndpointEvent event, TimePoint now) const;
+  // The turn's timer step of the life cycle (heartbeat, silence, HELLO).
+  void ConnectionTimers(TimePoint now);
+  void SendHello(TimePoint now);
   // Helpers.
-  void Unwelcome(const char* why);
-  void ScheduleHello(TimePoint at);
-  void SendHello();
   bool SendNow(const Message& m, zmq::message_t* payload = nullptr);
   // Sends the first kSendBatch queued requests as one batch; false (nothing
   // sent, all still queued) when the socket would block.
@@ -352,8 +357,6 @@ class Client::Impl {
   // The send `order` no longer waits for an answer (answered, sent again).
   void RetireSend(std::uint64_t order);
   std::uint64_t send_counter_ = 0;
-  // HELLOs refused as duplicate identity since the last WELCOME.
-  int duplicate_refusals_ = 0;
   // Every send, oldest first, for HintLosses: sends_[i] is send order
   // sends_base_ + i, live until answered or sent again. Retired entries are
   // dropped when they reach the front; answers mark them by index, so the
@@ -373,17 +376,9 @@ class Client::Impl {
   std::vector<RecoveryEvent> events_;  // delivered after the commit
   bool logged_malformed_ = false;
 
-  // Connection state.
-  bool welcomed_ = false;
-  bool returning_ = false;  // the next WELCOME starts a return (FLOWS §5)
-  bool hello_pending_ = false;
-  bool hello_on_link_ = false;  // a HELLO left since the last (re)connect
-  bool fenced_ = false;
-  Epoch epoch_ = 0;       // from the current WELCOME
-  Epoch last_epoch_ = 0;  // from the previous WELCOME
-  std::chrono::milliseconds heartbeat_;
-  TimePoint hello_due_;
-  TimePoint hello_sent_;
+  // The connection life cycle (FLOWS.md §1.1): welcomed, returning, the
+  // broker's epoch and heartbeat, and the HELLO timers.
+  EndpointMachine conn_;
 };
 
 }  // namespace rejoin

@@ -156,7 +156,7 @@ bool Hub::Send(transport::Batch& batch) {
 
 // --- Connection lifecycle ---------------------------------------------------
 
-void Hub::ReopenLink(const char* why) {
+void Hub::Reopen(const char* why) {
   Log().info("connection to {}: reopening ({})", endpoint_, why);
   link_.reset();
   if (Status s = OpenLink(); !s.ok()) {
@@ -164,12 +164,6 @@ void Hub::ReopenLink(const char* why) {
                 s.ToString());
   }
   for (Client::Impl* m : members_) m->OnLinkReopened(why);
-}
-
-bool Hub::ReopenIfSilentSince(TimePoint since, const char* why) {
-  if (last_recv_ > since) return false;
-  ReopenLink(why);
-  return true;
 }
 
 void Hub::ReadMonitor() {
@@ -183,7 +177,7 @@ void Hub::ReadMonitor() {
         for (Client::Impl* m : members_) m->OnLinkEvent(e);
         break;
       case transport::Link::Event::kClosed:
-        ReopenLink("connection monitor closed");
+        Reopen("connection monitor closed");
         return;
     }
   }
@@ -215,14 +209,8 @@ void Hub::Run() {
 
 Hub::TimePoint Hub::NextWakeup(TimePoint now) const {
   TimePoint next = now + std::chrono::seconds(1);
-  std::chrono::milliseconds heartbeat{0};
   for (const Client::Impl* m : members_) {
     next = std::min(next, m->NextWakeup(now));
-    if (m->welcomed_) heartbeat = m->heartbeat_;
-  }
-  if (heartbeat.count() > 0) {
-    next = std::min(next, last_send_ + heartbeat);
-    next = std::min(next, last_recv_ + 3 * heartbeat);
   }
   return next;
 }
@@ -462,24 +450,9 @@ void Hub::Route(Message& m, std::string_view payload) {
 // --- Timers -----------------------------------------------------------------
 
 void Hub::HandleTimers(TimePoint now) {
-  const Client::Impl* welcomed = nullptr;
-  for (const Client::Impl* m : members_) {
-    if (m->welcomed_) {
-      welcomed = m;
-      break;
-    }
-  }
-  if (welcomed != nullptr) {
-    if (now - last_recv_ >= 3 * welcomed->heartbeat_) {
-      ReopenLink("broker silent for 3 heartbeats");
-      return;
-    }
-    if (now - last_send_ >= welcomed->heartbeat_) {
-      Heartbeat hb;
-      hb.epoch = welcomed->epoch_;
-      (void)Send(hb);
-    }
-  }
+  // Each member's state machine judges the connection's heartbeat and
+  // silence; the first to ask for a HEARTBEAT sends it, and the others
+  // then see it in last_send().
   for (Client::Impl* m : members_) m->HandleTimers(now);
 }
 

@@ -9,8 +9,9 @@
 //
 // Connection-level duties live here: reading and routing inbound messages to
 // the session they name, the monitor's connect/disconnect events (handed to
-// every member), heartbeats and the silence check (per connection, as the
-// broker judges liveness per connection).
+// every member), the times of the last send and receive that the members'
+// connection state machines judge heartbeats and silence by (per
+// connection, as the broker judges liveness per connection).
 //
 // Threads: Attach, Detach and Notify are called by application threads;
 // everything else runs on the hub's thread. `mutex_` guards the lists that
@@ -69,12 +70,13 @@ class Hub {
   // Sends on the link and notes the time; false if it did not leave.
   bool Send(const Message& m, zmq::message_t* payload = nullptr);
   bool Send(transport::Batch& batch);
-  // A member's HELLO sent at `since` got no WELCOME for a while: when
-  // nothing at all came from the broker since then, the connection is
-  // presumed stuck and reopened (true).
-  bool ReopenIfSilentSince(TimePoint since, const char* why);
+  // Replaces the connection (a member's state machine asked for it); every
+  // member hears of the new one (OnLinkReopened).
+  void Reopen(const char* why);
   // When the messages being handled were read (to within 64 messages).
   TimePoint last_recv() const { return last_recv_; }
+  // When the connection last sent anything.
+  TimePoint last_send() const { return last_send_; }
 
  private:
   explicit Hub(std::string endpoint);
@@ -83,7 +85,6 @@ class Hub {
   Status OpenLink();
   void Run();
   bool RunTurn();
-  void ReopenLink(const char* why);
   void ReadMonitor();
   void ReadInbound();
   void Route(Message& m, std::string_view payload);

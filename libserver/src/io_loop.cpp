@@ -1,11 +1,12 @@
 // The server side of FLOWS.md §2-§7. Every decision here reads the journal's
 // live state, never a cache of it, so that what the server answers is always
-// what it would find again after a restart.
+// what it would find again after a restart. The loop and the connection to
+// the broker are in connection.cpp.
 #include "io_loop.h"
 
 #include <algorithm>
-#include <array>
-#include <cerrno>
+#include <functional>
+#include <string>
 #include <utility>
 
 #include "log.h"
@@ -15,13 +16,6 @@
 namespace rejoin::server_internal {
 namespace {
 
-using std::chrono::milliseconds;
-
-// Bounds one turn's reading so completions and timers are never starved by a
-// busy broker; whatever is left is read on the next turn. Small turns also
-// let the broker forward the first answers while later requests still run
-// (see broker.cpp kBatch).
-constexpr std::size_t kMaxMessagesPerTurn = 32;
 // A STATE_EXCHANGE is split so each header stays well inside the codec's
 // 64 KiB header limit.
 constexpr std::size_t kMaxVectorsPerExchange = 256;
@@ -30,19 +24,6 @@ constexpr std::size_t kVectorOverheadBytes = 48;
 constexpr std::size_t kHeldOpBytes = 24;
 // A payload the broker could not decode is not worth journaling.
 const std::size_t kMaxResponseBytes = CodecLimits().max_payload_bytes;
-
-constexpr milliseconds kFencedRetry{100};
-// After ERROR duplicate_identity the first retry comes sooner (a previous
-// process killed a moment ago is usually noticed within milliseconds), and
-// later ones back off to kFencedRetry.
-constexpr milliseconds kFirstDuplicateRetry{10};
-// HANDSHAKE_SUCCEEDED can be reported a moment before the socket accepts
-// messages for the new connection.
-constexpr milliseconds kHandshakeRetry{10};
-constexpr milliseconds kRelinkDelay{100};
-constexpr milliseconds kGoodbyeLinger{100};
-constexpr milliseconds kMaxPollWait{1000};
-constexpr int kPeerTimeoutIntervals = 3;
 
 ServerOpState StateOf(const JournalOp& op) {
   return static_cast<ServerOpState>(op.state);
@@ -74,413 +55,21 @@ IoLoop::IoLoop(const ServerOptions& options,
       pool_(pool),
       counters_(counters),
       incarnation_(journal_->incarnation()),
-      heartbeat_(options.heartbeat) {
+      // A process that restarted has returned (FLOWS §5); one whose journal
+      // holds operations has something to report even on a first start.
+      conn_(LinkTimers(options.heartbeat),
+            incarnation_ > 1 || HasHeldOps(journal_->state()),
+            journal_->journal_id() ^ (incarnation_ << 32) ^
+                std::hash<std::string>{}(options.server_id)) {
   for (std::size_t i = 0; i < services_.size(); ++i) {
     const ServiceOptions& s = services_[i];
     service_index_.emplace(s.name, i);
     specs_.push_back(
         ServiceSpec{s.name, options_.concurrency, s.idempotent, s.policy});
   }
-  // A process that restarted has returned (FLOWS §5); one whose journal
-  // holds operations has something to report even on a first start.
-  need_state_exchange_ = incarnation_ > 1 || HasHeldOps(journal_->state());
 }
 
 IoLoop::~IoLoop() = default;
-
-// ---------------------------------------------------------------------------
-// The loop.
-
-void IoLoop::Run(const std::atomic<bool>& stop) {
-  const Clock::time_point now = Clock::now();
-  next_hello_ = now;
-  next_link_ = now;
-  last_sent_ = now;
-  last_heard_ = now;
-  for (;;) {
-    // zmq::error_t is translated here and nowhere else in the loop.
-    try {
-      if (Step(stop)) break;
-    } catch (const zmq::error_t& e) {
-      if (e.num() == ETERM) break;
-      OnZmqError(e);
-    }
-  }
-  link_.reset();
-}
-
-bool IoLoop::Step(const std::atomic<bool>& stop) {
-  if (stop.load(std::memory_order_acquire)) draining_ = true;
-  if (draining_ && outstanding_ == 0 && jobs_.empty()) {
-    Leave(Clock::now());
-    return true;
-  }
-  Poll(Clock::now());
-  Turn(Clock::now());
-  return false;
-}
-
-void IoLoop::Poll(Clock::time_point now) {
-  Clock::time_point due = now + kMaxPollWait;
-  if (failed_) {
-    // Nothing to time: only completions and the stop request matter.
-  } else if (!link_) {
-    due = std::min(due, next_link_);
-  } else if (!welcomed_) {
-    due = std::min(due, next_hello_);
-  } else {
-    due = std::min({due, last_sent_ + heartbeat_,
-                    last_heard_ + kPeerTimeoutIntervals * heartbeat_});
-  }
-  milliseconds wait{0};
-  // Work left over from the last turn (answers held back for the next
-  // commit, the rest of a batch) must not wait for the socket.
-  const bool pending =
-      !outbox_.empty() || (link_ && link_->buffered()) || pool_.InlineReady();
-  if (due > now && !pending) {
-    // Round up so the loop does not spin through the last partial
-    // millisecond before a timer.
-    wait = std::chrono::ceil<milliseconds>(due - now);
-  }
-  std::array<zmq::pollitem_t, 3> items{};
-  std::size_t n = 0;
-  items[n++] = zmq::pollitem_t{nullptr, pool_.fd(), ZMQ_POLLIN, 0};
-  if (link_) {
-    items[n++] = zmq::pollitem_t{link_->socket_handle(), 0, ZMQ_POLLIN, 0};
-    items[n++] = zmq::pollitem_t{link_->monitor_handle(), 0, ZMQ_POLLIN, 0};
-  }
-  pool_ready_ = false;
-  try {
-    zmq::poll(items.data(), n, wait);
-  } catch (const zmq::error_t& e) {
-    // A signal delivered to this thread; the turn below handles anything
-    // that is ready.
-    if (e.num() != EINTR) throw;
-  }
-  pool_ready_ = (items[0].revents & ZMQ_POLLIN) != 0;
-}
-
-void IoLoop::Turn(Clock::time_point now) {
-  if (link_ && !failed_) {
-    HandleLinkEvents(now);
-    ReadMessages(now);
-  }
-  TakeCompletions();
-  Flush(now);
-  if (options_.inline_handlers && TakeCompletions()) {
-    // The handlers ran inside Flush, after the RECEIVED commit. Their
-    // answers leave in this turn. With kSync, when more requests are already
-    // waiting, the next turn (which starts at once) commits these EXECUTED
-    // records together with the new RECEIVED ones instead: one fdatasync
-    // instead of two. (Elsewhere a commit is one write(2), cheaper than the
-    // look at the socket.)
-    const bool merge = journal_->durability() == Durability::kSync && link_ &&
-                       link_->InputWaiting();
-    if (!merge) Flush(now);
-  }
-  Timers(now);
-}
-
-bool IoLoop::TakeCompletions() {
-  pool_.Take(completions_, pool_ready_);
-  pool_ready_ = false;
-  for (Completion& c : completions_) {
-    --outstanding_;
-    if (!failed_) OnCompletion(std::move(c));
-  }
-  return !completions_.empty();
-}
-
-void IoLoop::Leave(Clock::time_point now) {
-  Flush(now);
-  if (link_ && welcomed_ && !failed_) {
-    Send(Goodbye{"shutting down", {}}, nullptr, now);
-    // The loop is about to close the socket: give GOODBYE and the last
-    // responses a moment to leave.
-    link_->SetLinger(kGoodbyeLinger);
-  }
-  link_.reset();
-}
-
-void IoLoop::OnZmqError(const zmq::error_t& e) { OnLinkError(e.what()); }
-
-void IoLoop::OnLinkError(const std::string& what) {
-  if (LogOnce("zmq")) {
-    Log().warn("server {}: socket error: {}; reconnecting", options_.server_id,
-               what);
-  }
-  DropLink(Clock::now() + kRelinkDelay);
-}
-
-// ---------------------------------------------------------------------------
-// Connection.
-
-void IoLoop::HandleLinkEvents(Clock::time_point now) {
-  for (;;) {
-    switch (link_->ReadEvent()) {
-      case Link::Event::kNone:
-        return;
-      case Link::Event::kConnected:
-        Log().debug("server {}: connected{}", options_.server_id,
-                    link_->hello_sent() ? " (HELLO already sent)" : "");
-        // A new connection is a new peer for the broker: HELLO at once,
-        // unless the HELLO already went out on it (the connection can be
-        // usable before its event is read).
-        if (!link_->hello_sent()) next_hello_ = now;
-        break;
-      case Link::Event::kDisconnected:
-        Log().debug("server {}: disconnected", options_.server_id);
-        // Messages may have been lost with the connection: report on
-        // return (FLOWS §5).
-        if (welcomed_) need_state_exchange_ = true;
-        welcomed_ = false;
-        break;
-      case Link::Event::kClosed:
-        OnLinkError("connection monitor closed");
-        return;
-    }
-  }
-}
-
-void IoLoop::ReadMessages(Clock::time_point now) {
-  for (std::size_t i = 0; i < kMaxMessagesPerTurn && link_ && !failed_; ++i) {
-    transport::Frames frames;
-    switch (link_->Read(frames)) {
-      case transport::ReadResult::kNothing:
-        return;
-      case transport::ReadResult::kClosed:
-        DropLink(now + kRelinkDelay);
-        return;
-      case transport::ReadResult::kMessage:
-        break;
-    }
-    last_heard_ = now;
-    Result<Message> m = transport::Decode(frames);
-    if (!m.ok()) {
-      Bump(counters_.malformed);
-      if (LogOnce("decode:" + std::string(ErrorCodeName(m.status().code())))) {
-        Log().warn("server {}: dropped a message from the broker: {}",
-                   options_.server_id, m.status().ToString());
-      }
-      continue;
-    }
-    Dispatch(*m, frames.payload, now);
-  }
-}
-
-void IoLoop::Timers(Clock::time_point now) {
-  if (failed_) return;
-  // Draining keeps the link as it is: reconnecting only to say GOODBYE is
-  // pointless, but heartbeats go on below while handlers finish.
-  if (draining_ && (!link_ || !welcomed_)) return;
-  if (!link_) {
-    if (now >= next_link_) OpenLink(now);
-    return;
-  }
-  if (!welcomed_) {
-    if (now >= next_hello_) SendHello(now);
-    return;
-  }
-  if (now - last_heard_ >= kPeerTimeoutIntervals * heartbeat_) {
-    Log().warn("server {}: broker silent for {} ms; reconnecting",
-               options_.server_id,
-               (kPeerTimeoutIntervals * heartbeat_).count());
-    DropLink(now);
-    OpenLink(now);
-    return;
-  }
-  if (now - last_sent_ >= heartbeat_) Send(Heartbeat{epoch_}, nullptr, now);
-}
-
-void IoLoop::OpenLink(Clock::time_point now) {
-  Result<std::unique_ptr<Link>> link = Link::Open(context_, options_.endpoint);
-  if (!link.ok()) {
-    OnLinkError(link.status().message());
-    return;
-  }
-  link_ = std::move(*link);
-  welcomed_ = false;
-  next_hello_ = now;
-  last_heard_ = now;
-}
-
-void IoLoop::DropLink(Clock::time_point reopen_at) {
-  if (welcomed_) need_state_exchange_ = true;
-  link_.reset();
-  welcomed_ = false;
-  next_link_ = reopen_at;
-}
-
-void IoLoop::SendHello(Clock::time_point now) {
-  Hello h;
-  h.role = Role::kServer;
-  h.id = options_.server_id;
-  h.incarnation = incarnation_;
-  h.journal_id = journal_->journal_id();
-  h.last_epoch = epoch_;
-  h.services = specs_;
-  const transport::SendResult sent = link_->Send(h);
-  Log().debug("server {}: HELLO incarnation {} last epoch {:016x}: {}",
-              options_.server_id, incarnation_, epoch_,
-              sent == transport::SendResult::kOk ? "sent" : "not sent");
-  switch (sent) {
-    case transport::SendResult::kOk:
-      last_sent_ = now;
-      // No WELCOME within an interval: the HELLO or its answer was lost
-      // (a broker starting up, say); say it again.
-      next_hello_ = now + heartbeat_;
-      return;
-    case transport::SendResult::kWouldBlock:
-    case transport::SendResult::kUnreachable:
-      next_hello_ = now + (link_->connected() ? kHandshakeRetry : heartbeat_);
-      return;
-    case transport::SendResult::kClosed:
-      DropLink(now + kRelinkDelay);
-      return;
-  }
-}
-
-void IoLoop::Send(const Message& m, zmq::message_t* payload,
-                  Clock::time_point now) {
-  if (!link_) return;
-  // Until WELCOME the broker does not know this connection and would refuse
-  // the message; whatever is dropped here is in the journal and reaches the
-  // broker through the state exchange that follows WELCOME.
-  if (!welcomed_) return;
-  (void)Sent(link_->Send(m, payload), now);
-}
-
-bool IoLoop::Sent(transport::SendResult result, Clock::time_point now) {
-  switch (result) {
-    case transport::SendResult::kOk:
-      last_sent_ = now;
-      return true;
-    case transport::SendResult::kWouldBlock:
-    case transport::SendResult::kUnreachable:
-      // Not connected or over the high-water mark. The broker's probe or our
-      // next state exchange recovers what was dropped.
-      return true;
-    case transport::SendResult::kClosed:
-      DropLink(now + kRelinkDelay);
-      return false;
-  }
-  return false;
-}
-
-void IoLoop::SendOutbox(Clock::time_point now) {
-  // Until WELCOME the broker does not know this connection and would refuse
-  // the messages; whatever is dropped here is in the journal and reaches the
-  // broker through the state exchange that follows WELCOME.
-  if (!link_ || !welcomed_) {
-    outbox_.Clear();
-    return;
-  }
-  if (outbox_.empty()) return;
-  (void)Sent(link_->Send(outbox_), now);
-}
-
-void IoLoop::Flush(Clock::time_point now) {
-  if (failed_) {
-    outbox_.Clear();
-    jobs_.clear();
-    return;
-  }
-  // The one commit of the turn: the group commit that makes every record of
-  // the turn durable before any message or handler of the turn starts.
-  if (Status s = journal_->Commit(); !s.ok()) {
-    Fail(s);
-    return;
-  }
-  SendOutbox(now);
-  for (Job& job : jobs_) {
-    pool_.Submit(std::move(job));
-    ++outstanding_;
-  }
-  jobs_.clear();
-  if (journal_->NeedsCompaction()) {
-    if (Status s = journal_->Compact(); !s.ok()) Fail(s);
-  }
-}
-
-void IoLoop::Fail(const Status& status) {
-  if (failed_) return;
-  failed_ = true;
-  Log().error(
-      "server {}: journal failed ({}); no further answers will be sent, the "
-      "process should exit and be restarted",
-      options_.server_id, status.ToString());
-  counters_.health.Fail(
-      Status(status.code(), "journal failed: " + status.message()));
-  outbox_.Clear();
-  jobs_.clear();
-  // Tell the broker at once, so it stops dispatching here and its lease
-  // rules take over; nothing else may leave without its record.
-  if (link_ && welcomed_) {
-    (void)link_->Send(Goodbye{"journal failure", {}});
-  }
-  link_.reset();
-  welcomed_ = false;
-}
-
-// ---------------------------------------------------------------------------
-// Messages from the broker.
-
-void IoLoop::Dispatch(Message& m, std::string_view payload,
-                      Clock::time_point now) {
-  const MessageType type = TypeOf(m);
-  switch (type) {
-    case MessageType::kWelcome:
-      OnWelcome(std::get<Welcome>(m));
-      return;
-    case MessageType::kRequest:
-      OnRequest(std::get<Request>(m), payload);
-      return;
-    case MessageType::kAck:
-      OnAck(std::get<Ack>(m));
-      return;
-    case MessageType::kHeartbeat:
-      OnHeartbeat(std::get<Heartbeat>(m), now);
-      return;
-    case MessageType::kRecover:
-      OnRecover(std::get<Recover>(m));
-      return;
-    case MessageType::kProbe:
-      OnProbe(std::get<Probe>(m));
-      return;
-    case MessageType::kError:
-      OnError(std::get<Error>(m), now);
-      return;
-    case MessageType::kGoodbye:
-      OnGoodbye(now);
-      return;
-    case MessageType::kHello:
-    case MessageType::kResponse:
-    case MessageType::kStateExchange:
-    case MessageType::kProbeReply:
-      break;
-  }
-  // Well-formed, but never sent to a server.
-  Bump(counters_.malformed);
-  if (LogOnce("unexpected:" + std::string(MessageTypeName(type)))) {
-    Log().warn("server {}: dropped an unexpected {} from the broker",
-               options_.server_id, MessageTypeName(type));
-  }
-}
-
-void IoLoop::OnWelcome(const Welcome& w) {
-  if (epoch_ != 0 && w.epoch != epoch_) need_state_exchange_ = true;
-  epoch_ = w.epoch;
-  duplicate_refusals_ = 0;
-  heartbeat_ =
-      w.heartbeat_ms > 0 ? milliseconds(w.heartbeat_ms) : options_.heartbeat;
-  welcomed_ = true;
-  logged_.erase("error:duplicate_identity");
-  logged_.erase("error:fenced");
-  if (need_state_exchange_) {
-    need_state_exchange_ = false;
-    QueueStateExchange();
-  }
-}
 
 void IoLoop::OnRequest(const Request& r, std::string_view request) {
   ReleaseBelow(r.session, r.completed_watermark);
@@ -633,59 +222,6 @@ void IoLoop::ApplyDecision(const SessionId& session, const OpDecision& d) {
     Log().warn("server {}: ignored RECOVER action {} meant for a client",
                options_.server_id, ActionName(d.action));
   }
-}
-
-void IoLoop::OnHeartbeat(const Heartbeat& h, Clock::time_point now) {
-  if (welcomed_ && h.epoch != 0 && h.epoch != epoch_) {
-    // A different broker answers on this endpoint (FLOWS §2): register again
-    // and report.
-    welcomed_ = false;
-    need_state_exchange_ = true;
-    next_hello_ = now;
-  }
-}
-
-void IoLoop::OnError(const Error& e, Clock::time_point now) {
-  const std::string key = "error:" + std::string(ErrorCodeName(e.code));
-  switch (e.code) {
-    case ErrorCode::kUnknownSession:
-      // The broker does not know this connection: it restarted, or dropped
-      // us. One HELLO per loss, not one per refused message.
-      if (welcomed_) next_hello_ = now;
-      welcomed_ = false;
-      need_state_exchange_ = true;
-      return;
-    case ErrorCode::kDuplicateIdentity:
-    case ErrorCode::kFenced:
-      // Another process holds the id. Keep asking: the holder may be a
-      // previous incarnation whose death the broker has not noticed yet.
-      welcomed_ = false;
-      next_hello_ =
-          now + (e.code == ErrorCode::kFenced
-                     ? kFencedRetry
-                     : std::min(kFencedRetry,
-                                kFirstDuplicateRetry *
-                                    (1 << std::min(duplicate_refusals_++, 4))));
-      if (LogOnce(key)) {
-        Log().warn("server {}: broker refused HELLO: {} ({}); retrying",
-                   options_.server_id, ErrorCodeName(e.code), e.message);
-      }
-      return;
-    default:
-      break;
-  }
-  if (LogOnce(key)) {
-    Log().warn("server {}: broker reported {}: {}", options_.server_id,
-               ErrorCodeName(e.code), e.message);
-  }
-}
-
-void IoLoop::OnGoodbye(Clock::time_point now) {
-  // The broker is leaving; its successor on the same endpoint gets a HELLO
-  // as soon as libzmq reconnects, or at the next hello timer.
-  welcomed_ = false;
-  need_state_exchange_ = true;
-  next_hello_ = now + heartbeat_;
 }
 
 void IoLoop::OnCompletion(Completion c) {

@@ -19,6 +19,7 @@
 
 #include "counters.h"
 #include "rejoin/proto/breakpoint.h"
+#include "rejoin/proto/endpoint.h"
 #include "rejoin/proto/journal.h"
 #include "rejoin/proto/messages.h"
 #include "rejoin/server/server.h"
@@ -28,6 +29,10 @@
 namespace rejoin::server_internal {
 
 using transport::Link;
+
+// The connection's timers (FLOWS.md §1): the defaults, with the heartbeat
+// the options give until a WELCOME names one.
+EndpointTimers LinkTimers(std::chrono::milliseconds heartbeat);
 
 class IoLoop {
  public:
@@ -58,12 +63,16 @@ class IoLoop {
   // The link failed: drop it and reconnect after a pause.
   void OnLinkError(const std::string& what);
 
-  // Connection.
+  // Connection (connection.cpp): the life cycle is conn_'s; these feed it
+  // and carry out what it asks.
+  EndpointMachine::Input LinkInput(EndpointEvent event,
+                                   Clock::time_point now) const;
+  void Drive(EndpointEvent event, Clock::time_point now);
+  void Carry(const EndpointMachine::Output& out, Clock::time_point now);
   void HandleLinkEvents(Clock::time_point now);
   void ReadMessages(Clock::time_point now);
   void Timers(Clock::time_point now);
   void OpenLink(Clock::time_point now);
-  void DropLink(Clock::time_point reopen_at);
   void SendHello(Clock::time_point now);
   void Send(const Message& m, zmq::message_t* payload, Clock::time_point now);
   // Books a send's result; false when the link closed (it is dropped).
@@ -76,14 +85,13 @@ class IoLoop {
 
   // Messages from the broker.
   void Dispatch(Message& m, std::string_view payload, Clock::time_point now);
-  void OnWelcome(const Welcome& w);
+  void OnWelcome(const Welcome& w, Clock::time_point now);
   void OnRequest(const Request& r, std::string_view request);
   void OnAck(const Ack& a);
   void OnProbe(const Probe& p);
   void OnRecover(const Recover& r);
   void OnHeartbeat(const Heartbeat& h, Clock::time_point now);
   void OnError(const Error& e, Clock::time_point now);
-  void OnGoodbye(Clock::time_point now);
   void OnCompletion(Completion c);
   // Handles every completion waiting; true when there was any.
   bool TakeCompletions();
@@ -130,15 +138,9 @@ class IoLoop {
   Counters& counters_;
   const Incarnation incarnation_;
 
-  // Connection state.
-  bool welcomed_ = false;  // the broker answered HELLO on this connection
-  Epoch epoch_ = 0;        // of the last WELCOME
-  std::chrono::milliseconds heartbeat_;
-  bool need_state_exchange_ = false;
-  Clock::time_point next_hello_;
-  // HELLOs refused as duplicate identity since the last WELCOME.
-  int duplicate_refusals_ = 0;
-  Clock::time_point next_link_;
+  // The connection life cycle (FLOWS.md §1.1): welcomed, returning, the
+  // broker's epoch and heartbeat, HELLO and relink timers.
+  EndpointMachine conn_;
   Clock::time_point last_sent_;
   Clock::time_point last_heard_;
 

@@ -1,8 +1,4 @@
-// A 64-bit digest of a request (service and payload), kept with every
-// operation the server holds so that a REQUEST reusing a held seq for other
-// content is told apart from a true duplicate (PROTOCOL.md §4.3, `conflict`).
-// The value is journaled, so the function must never change: it is a plain
-// word-at-a-time multiply-rotate hash with a final mix, not std::hash.
+// How libserver journals a request's digest (rejoin/proto/request_digest.h).
 #pragma once
 
 #include <cstdint>
@@ -10,47 +6,11 @@
 #include <string>
 #include <string_view>
 
+#include "rejoin/proto/request_digest.h"
+
 namespace rejoin::server_internal {
 
-inline std::uint64_t RequestDigest(std::string_view service,
-                                   std::string_view payload) {
-  constexpr std::uint64_t kMul = 0x9E3779B97F4A7C15ULL;
-  std::uint64_t h = 0x7265'6A6F'696E'6431ULL;  // "rejoind1"
-  auto mix = [&h](std::uint64_t w) {
-    h ^= w;
-    h *= kMul;
-    h = (h << 31) | (h >> 33);
-  };
-  auto feed = [&mix](std::string_view bytes) {
-    // The length first, so that ("ab", "c") and ("a", "bc") differ.
-    mix(bytes.size());
-    std::size_t i = 0;
-    for (; i + 8 <= bytes.size(); i += 8) {
-      std::uint64_t w = 0;
-      for (std::size_t b = 0; b < 8; ++b) {
-        w |=
-            static_cast<std::uint64_t>(static_cast<unsigned char>(bytes[i + b]))
-            << (8 * b);
-      }
-      mix(w);
-    }
-    std::uint64_t tail = 0;
-    for (std::size_t b = 0; i < bytes.size(); ++i, ++b) {
-      tail |= static_cast<std::uint64_t>(static_cast<unsigned char>(bytes[i]))
-              << (8 * b);
-    }
-    mix(tail);
-  };
-  feed(service);
-  feed(payload);
-  // murmur3's finaliser: every input bit reaches every output bit.
-  h ^= h >> 33;
-  h *= 0xFF51AFD7ED558CCDULL;
-  h ^= h >> 33;
-  h *= 0xC4CEB9FE1A85EC53ULL;
-  h ^= h >> 33;
-  return h;
-}
+using proto::RequestDigest;
 
 // The digest rides in the `service` field of a server EXECUTED record (whose
 // service name nothing reads once the response is stored; JOURNAL.md §3,

@@ -26,3 +26,6 @@ rejoin_add_test(broker_core_test LABEL unit
   LIBS rejoin::broker rejoin::proto rejoin::transport)
 target_include_directories(broker_core_test PRIVATE
   ${PROJECT_SOURCE_DIR}/broker/src)
+rejoin_add_test(broker_forgotten_test LABEL unit
+  SOURCES broker/broker_forgotten_test.cpp
+  LIBS rejoin::broker rejoin::proto rejoin::transport rejoin_e2e_harness)

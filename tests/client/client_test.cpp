@@ -796,6 +796,26 @@ TEST(ClientBroker, DuplicateIdentityIsRetried) {
   EXPECT_GE(gaps[5], 100ms);
 }
 
+// A fenced session fails its waiters once and asks again after a second
+// (FLOWS.md §1), the same rule as a server's.
+TEST(ClientBroker, FencedFailsWaitersAndAsksAgainAfterASecond) {
+  Outcomes out;
+  FakeBroker broker;
+  auto client = OpenClient(MemoryOptions(broker));
+  ASSERT_TRUE(broker.Expect<Hello>());
+  ASSERT_TRUE(client->CallAsync("echo", "x", out.Callback()).ok());
+  Error e;
+  e.code = ErrorCode::kFenced;
+  e.message = "a newer incarnation holds it";
+  e.ref_type = static_cast<std::uint8_t>(MessageType::kHello);
+  broker.Send(e);
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(out.WaitForCount(1));
+  EXPECT_EQ(out.at(0).status().code(), ErrorCode::kFenced);
+  ASSERT_TRUE(broker.Expect<Hello>(3s));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 1000ms);
+}
+
 TEST(ClientBroker, RestartBringsHelloAndStateExchange) {
   Outcomes out;
   Events events;

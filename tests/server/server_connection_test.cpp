@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <optional>
 #include <string>
 #include <thread>
@@ -110,6 +111,39 @@ TEST(ServerConnection, HelloIsRepeatedUntilWelcomed) {
   auto second = broker.NextAs<Hello>();
   ASSERT_TRUE(second);
   EXPECT_EQ(*first, *second);
+}
+
+// One rule for both endpoint libraries (FLOWS.md §1): a fenced HELLO is
+// asked again after a second, not in a tight loop.
+TEST(ServerConnection, FencedHelloIsAskedAgainAfterASecond) {
+  FakeBroker broker;
+  std::atomic<int> runs{0};
+  auto server = MustOpen(TestOptions(broker), {CountingEcho(runs)});
+  ASSERT_TRUE(broker.NextAs<Hello>());
+  Error e;
+  e.code = ErrorCode::kFenced;
+  e.message = "a newer incarnation holds it";
+  e.ref_type = static_cast<std::uint8_t>(MessageType::kHello);
+  broker.Send(e);
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(broker.NextAs<Hello>());
+  EXPECT_GE(std::chrono::steady_clock::now() - start,
+            std::chrono::milliseconds(1000));
+}
+
+// A HELLO without WELCOME is said again after the peer timeout (3 heartbeat
+// intervals), on a new connection when nothing at all came back.
+TEST(ServerConnection, UnansweredHelloWaitsAPeerTimeoutThenUsesANewConnection) {
+  FakeBroker broker;
+  std::atomic<int> runs{0};
+  auto server = MustOpen(TestOptions(broker), {CountingEcho(runs)});
+  ASSERT_TRUE(broker.NextAs<Hello>());
+  const std::string first_route = broker.route();
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(broker.NextAs<Hello>());
+  EXPECT_GE(std::chrono::steady_clock::now() - start,
+            3 * TestOptions(broker).heartbeat);
+  EXPECT_NE(broker.route(), first_route);
 }
 
 TEST(ServerConnection, SendsHeartbeatsAndReconnectsWhenBrokerIsSilent) {

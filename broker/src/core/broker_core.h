@@ -47,6 +47,7 @@
 #include <zmq.hpp>
 
 #include "core/tables.h"
+#include "forgotten.h"
 #include "rejoin/broker/broker.h"
 #include "rejoin/proto/metrics.h"
 #include "roster.h"
@@ -196,6 +197,8 @@ class BrokerCore {
   Track& NewTrack(Session& s, Seq seq);
   void MarkAnswered(Session& s, Track& t);
   void Answer(const SessionId& sid, Session& s, Seq seq, ErrorCode status);
+  // RESPONSE `conflict` for a REQUEST reusing the seq of a kept answer.
+  void AnswerConflict(const std::string& route, const Request& req);
   void ReplayResponse(const SessionId& sid, Session& s, Track& t, Time now);
   void ReleaseBelow(Session& s, Seq below);
   void ReleaseOne(Session& s, std::map<Seq, Track>::iterator it);
@@ -221,6 +224,15 @@ class BrokerCore {
   void Reaccount(Session& s, std::size_t before, const Track& t);
   // A track's frames leave: the totals drop by its `bytes`.
   void Unaccount(Session& s, std::size_t bytes);
+  // Forgotten sessions (forgotten.h): the service's handler is idempotent;
+  // the one server that named a forgotten session can still be reached
+  // under the journal it named it from, for `service`; a session is
+  // forgotten while `server` may hold its operations up to `highest`.
+  bool Idempotent(const std::string& service) const;
+  bool HolderOfForgotten(const ForgottenSessions::Entry& e,
+                         const std::string& service) const;
+  void Forget(const SessionId& sid, const std::string& server,
+              JournalId journal, Seq highest);
   // A bound was exceeded: ERROR limit_exceeded to `route`, counted in `c`,
   // logged at most once a second per kind.
   void Refuse(const std::string& route, std::atomic<std::uint64_t>& c,
@@ -325,6 +337,7 @@ class BrokerCore {
   std::deque<ProbeEntry> probe_queue_;
   std::unordered_map<std::uint64_t, PendingProbe> probes_;
   std::uint64_t next_probe_id_ = 1;
+  ForgottenSessions forgotten_{options_.max_forgotten_sessions};
   Time next_peer_check_{};
 
   std::set<std::string> logged_;

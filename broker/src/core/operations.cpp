@@ -11,6 +11,7 @@
 
 #include "core/broker_core.h"
 #include "rejoin/proto/codec.h"
+#include "rejoin/proto/request_digest.h"
 #include "rejoin/transport/wire.h"
 
 namespace rejoin::broker_internal {
@@ -40,6 +41,11 @@ void BrokerCore::OnRequest(const std::string& route, const Request& req,
     Track& t = it->second;
     switch (t.phase) {
       case Phase::kAnswered:
+        if (t.has_digest &&
+            t.digest != proto::RequestDigest(req.service, frames.payload())) {
+          AnswerConflict(route, req);
+          return;
+        }
         ReplayResponse(req.session, s, t, now);
         return;
       case Phase::kDispatched: {
@@ -90,12 +96,41 @@ void BrokerCore::OnRequest(const std::string& route, const Request& req,
   }
   const std::size_t incoming = frames.payload().size() + frames.header().size();
   if (!WithinBounds(route, req, s, incoming, now)) return;
+  const ForgottenSessions::Entry* forgotten =
+      forgotten_.empty() ? nullptr : forgotten_.Find(req.session);
+  if (forgotten != nullptr && req.seq <= forgotten->highest &&
+      !Idempotent(req.service) && !HolderOfForgotten(*forgotten, req.service)) {
+    // A server may have run it and the broker no longer knows which one:
+    // any other server would run it again (FLOWS.md §10).
+    Bump(counters_.forgotten_in_doubt);
+    LogOnce("forgotten-in-doubt",
+            "untracked REQUEST of forgotten session " + Printable(req.session) +
+                " (seq " + std::to_string(req.seq) +
+                "): no single live server is known to hold it; answered "
+                "in_doubt");
+    Answer(req.session, s, req.seq, ErrorCode::kInDoubt);
+    return;
+  }
   Track& t = NewTrack(s, req.seq);
   t.service = req.service;
   t.request_header = frames.TakeHeader();
   t.request_payload = frames.TakePayload();
   t.has_request = true;
   Reaccount(s, 0, t);
+  if (forgotten != nullptr && req.seq <= forgotten->highest &&
+      !Idempotent(req.service)) {
+    // Back to the one server that named the session: it holds the
+    // operation (and answers from its journal) or never had it.
+    Bump(counters_.forgotten_routed);
+    t.phase = Phase::kDispatched;
+    t.dispatched = now;
+    t.server = forgotten->server;
+    t.server_journal = forgotten->journal;
+    at_server_[t.server].emplace(req.session, req.seq);
+    s.servers.insert(t.server);
+    SendRequestTo(req.session, req.seq, t, t.server, now);
+    return;
+  }
   if (InGrace(now) && (req.flags & kRequestResend) != 0) {
     // A resend this broker has no record of: no server has reported it,
     // and one that has not reported yet may hold it.
@@ -260,6 +295,55 @@ void BrokerCore::Answer(const SessionId& sid, Session& s, Seq seq,
   }
 }
 
+bool BrokerCore::Idempotent(const std::string& service) const {
+  auto it = services_.find(service);
+  return it != services_.end() && it->second.spec.idempotent;
+}
+
+// The one server that named a forgotten session, if the broker can still
+// reach it under the journal it named the session from, for `service`.
+bool BrokerCore::HolderOfForgotten(const ForgottenSessions::Entry& e,
+                                   const std::string& service) const {
+  if (e.ambiguous) return false;
+  auto it = servers_.find(e.server);
+  if (it == servers_.end()) return false;
+  const ServerPeer& srv = it->second;
+  if (!srv.holder.alive || srv.holder.journal_id != e.journal) return false;
+  return std::any_of(
+      srv.services.begin(), srv.services.end(),
+      [&service](const ServiceSpec& spec) { return spec.name == service; });
+}
+
+void BrokerCore::Forget(const SessionId& sid, const std::string& server,
+                        JournalId journal, Seq highest) {
+  const std::uint64_t dropped = forgotten_.dropped();
+  forgotten_.Remember(sid, server, journal, highest);
+  counters_.forgotten_sessions.store(forgotten_.size(),
+                                     std::memory_order_relaxed);
+  counters_.forgotten_dropped.store(forgotten_.dropped(),
+                                    std::memory_order_relaxed);
+  if (forgotten_.dropped() != dropped) {
+    LogOnce("forgotten-dropped",
+            "more than " + std::to_string(options_.max_forgotten_sessions) +
+                " forgotten sessions: the oldest is dropped, and a resend "
+                "of its client may run on another server "
+                "(--max-forgotten-sessions)");
+  }
+}
+
+void BrokerCore::AnswerConflict(const std::string& route, const Request& req) {
+  Bump(counters_.conflicts);
+  LogOnce("conflict:" + req.session,
+          "session " + Printable(req.session) + " sent seq " +
+              std::to_string(req.seq) +
+              " again with another request; answered conflict");
+  std::string bytes =
+      EncodeHeader(Response{req.session, req.seq, ErrorCode::kConflict});
+  zmq::message_t header(bytes.data(), bytes.size());
+  zmq::message_t payload;
+  SendEnvelope(route, header, payload);
+}
+
 Track& BrokerCore::NewTrack(Session& s, Seq seq) {
   Track& t = s.ops[seq];
   const std::size_t before = TrackBytes(t);
@@ -273,6 +357,11 @@ void BrokerCore::MarkAnswered(Session& s, Track& t) {
   if (t.phase != Phase::kAnswered && s.unanswered > 0) --s.unanswered;
   ReturnCredit(t);
   t.phase = Phase::kAnswered;
+  if (t.has_request) {
+    t.digest =
+        proto::RequestDigest(t.service, transport::View(t.request_payload));
+    t.has_digest = true;
+  }
   t.has_request = false;
   const std::size_t before = TrackBytes(t);
   t.request_header.rebuild(std::size_t{0});

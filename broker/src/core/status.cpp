@@ -122,6 +122,11 @@ BrokerStats BrokerCore::Snapshot() const {
   s.refused_queue_bytes = v(c.refused_queue_bytes);
   s.refused_memory = v(c.refused_memory);
   s.expired_reported_sessions = v(c.expired_reported_sessions);
+  s.forgotten_sessions = v(c.forgotten_sessions);
+  s.forgotten_dropped = v(c.forgotten_dropped);
+  s.forgotten_routed = v(c.forgotten_routed);
+  s.forgotten_in_doubt = v(c.forgotten_in_doubt);
+  s.conflicts = v(c.conflicts);
   s.retained_bytes = v(c.retained_bytes);
   s.accept_failures = v(c.accept_failures);
   return s;

@@ -42,7 +42,9 @@ struct Counters {
       refused_queue_bytes{0}, refused_memory{0}, expired_reported_sessions{0},
       retained_bytes{0}, accept_failures{0}, orphans{0}, sessions{0},
       connections{0}, servers{0}, grace_ms{0}, grace_ended_early{0},
-      roster_servers{0}, servers_silent{0};
+      roster_servers{0}, servers_silent{0}, forgotten_sessions{0},
+      forgotten_dropped{0}, forgotten_routed{0}, forgotten_in_doubt{0},
+      conflicts{0};
 };
 
 // Text a peer sent, made safe for one log line: every byte outside printable
@@ -81,6 +83,12 @@ struct Track {
   JournalId server_journal = 0;
   bool credit_taken = false;
   bool has_request = false;
+  // The request's digest (service and payload), kept from the request into
+  // the answer: a REQUEST reusing the seq for other content is answered
+  // `conflict`, not with this answer. Unknown for operations only a
+  // server's report told of.
+  bool has_digest = false;
+  std::uint64_t digest = 0;
   zmq::message_t request_header, request_payload;
   zmq::message_t response_header, response_payload;
   Time due{};         // next probe of a dispatched operation

@@ -70,6 +70,10 @@ void BrokerCore::CheckPeers(Time now) {
       // servers keep their records; the client, if it ever returns, finds
       // them through its own state exchange (FLOWS.md §10).
       Bump(counters_.expired_reported_sessions);
+      for (const auto& [seq, t] : s.ops) {
+        if (!t.server.empty())
+          Forget(it->first, t.server, t.server_journal, s.highest);
+      }
       while (!s.ops.empty()) ReleaseOne(s, s.ops.begin());
     }
     if (!s.holder.alive && s.ops.empty() &&

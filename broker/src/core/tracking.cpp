@@ -127,6 +127,11 @@ void BrokerCore::OnStateExchange(const std::string& route,
       if (sessions_.size() >= options_.max_sessions ||
           srv->reported_sessions >= options_.max_reported_sessions_per_server) {
         ++refused;
+        if (!sv.held.empty()) {
+          Seq top = 0;
+          for (const HeldOp& op : sv.held) top = std::max(top, op.seq);
+          Forget(sv.session, server_id, sv.journal_id, top);
+        }
         continue;
       }
       sit = sessions_.emplace(sv.session, Session{}).first;

@@ -64,6 +64,12 @@ struct BrokerOptions {
   // A session only servers reported, whose client never came, is forgotten
   // after this long without activity.
   std::chrono::milliseconds reported_session_expiry{std::chrono::minutes(10)};
+  // Sessions the broker forgot (expired, or reported beyond a quota) while
+  // a server may still hold their operations: which server named each and
+  // up to which seq, so that their client's resends go back to that server
+  // or are answered in_doubt, never run on another (FLOWS.md §10). The
+  // oldest are dropped beyond this many (~100 bytes each), and counted.
+  std::uint32_t max_forgotten_sessions = 100000;
   // Answers a session's client has not acknowledged, in number and in bytes
   // (requests kept for recovery count in the bytes): beyond either, its
   // new REQUESTs are refused until ACKs free room.
@@ -134,6 +140,16 @@ struct BrokerStats {
   std::uint64_t refused_queue_bytes = 0;        // per-service queued bytes
   std::uint64_t refused_memory = 0;             // max_memory_bytes
   std::uint64_t expired_reported_sessions = 0;
+  // Forgotten sessions (BrokerOptions::max_forgotten_sessions): remembered
+  // now, dropped beyond the bound, and untracked REQUESTs of theirs sent
+  // back to the one server that named them or answered in_doubt.
+  std::uint64_t forgotten_sessions = 0;
+  std::uint64_t forgotten_dropped = 0;
+  std::uint64_t forgotten_routed = 0;
+  std::uint64_t forgotten_in_doubt = 0;
+  // REQUESTs reusing the seq of an answer the broker keeps for another
+  // request (service or payload differ): answered `conflict`, unchanged.
+  std::uint64_t conflicts = 0;
   std::uint64_t retained_bytes = 0;  // request/response bytes kept now
   // Connections libzmq could not accept (descriptors exhausted).
   std::uint64_t accept_failures = 0;
