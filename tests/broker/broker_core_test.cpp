@@ -533,6 +533,40 @@ TEST_F(BrokerCoreTest, ShutdownSaysGoodbyeToEveryLiveConnection) {
   EXPECT_EQ(To<Goodbye>(sent, kServerRoute).size(), 1u);
 }
 
+TEST_F(BrokerCoreTest, ReusedSeqWithAnotherRequestIsAConflict) {
+  Start();
+  Connect();
+  Deliver(kClientRoute, Call("s1", 1), "a");
+  Deliver(kServerRoute, Response{"s1", 1, ErrorCode::kOk}, "A");
+  auto sent = Deliver(kClientRoute, Call("s1", 1, kRequestResend), "other");
+  auto answers = To<Response>(sent, kClientRoute);
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(answers[0].status, ErrorCode::kConflict);
+  EXPECT_EQ(core_->Snapshot().conflicts, 1u);
+  EXPECT_EQ(core_->Snapshot().responses_replayed, 0u);
+}
+
+TEST_F(BrokerCoreTest, ForgottenSessionsResendGoesBackToTheServerThatHeldIt) {
+  options_.max_reported_sessions_per_server = 1;
+  Start();
+  ASSERT_EQ(Deliver(kServerRoute, ServerHello("srv-a", Service(4))).size(), 1u);
+  Deliver("server-b", ServerHello("srv-b", Service(4), 1, 22));
+  // srv-a reports two sessions; its quota keeps only the first, and the
+  // broker remembers that srv-a held the other's seqs up to 5.
+  ServerVector kept{"srv-a", 1, 21,
+                    "s0",    1, {HeldOp{1, ServerOpState::kExecuted, 1}}};
+  ServerVector cut{"srv-a", 1, 21,
+                   "s1",    1, {HeldOp{5, ServerOpState::kExecuted, 1}}};
+  Deliver(kServerRoute, StateExchange{Role::kServer, {}, {kept, cut}, true});
+  EXPECT_EQ(core_->Snapshot().forgotten_sessions, 1u);
+  Deliver(kClientRoute, ClientHello("s1"));
+  // Its resend goes to srv-a, never to srv-b, which would run it again.
+  auto sent = Deliver(kClientRoute, Call("s1", 5, kRequestResend), "x");
+  EXPECT_EQ(To<Request>(sent, kServerRoute).size(), 1u);
+  EXPECT_TRUE(To<Request>(sent, "server-b").empty());
+  EXPECT_EQ(core_->Snapshot().forgotten_routed, 1u);
+}
+
 // ---- recovery decisions come from the table (breakpoint.h) ----------------
 
 // The count of decisions with `action` so far.
