@@ -10,7 +10,6 @@
 #include <vector>
 
 #include "rejoin/proto/codec.h"
-#include "rejoin/transport/wire.h"
 
 namespace rejoin::broker_internal {
 
