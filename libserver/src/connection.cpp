@@ -96,6 +96,7 @@ void IoLoop::Poll(Clock::time_point now) {
 }
 
 void IoLoop::Turn(Clock::time_point now) {
+  turn_now_ = now;
   if (link_ && !failed_) {
     HandleLinkEvents(now);
     ReadMessages(now);
@@ -114,6 +115,7 @@ void IoLoop::Turn(Clock::time_point now) {
     if (!merge) Flush(now);
   }
   Timers(now);
+  ExpireSessions(now);
 }
 
 bool IoLoop::TakeCompletions() {

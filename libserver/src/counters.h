@@ -56,6 +56,7 @@ struct Counters {
   std::atomic<std::uint64_t> state_exchanges{0};
   std::atomic<std::uint64_t> malformed{0};
   std::atomic<std::uint64_t> conflicts{0};
+  std::atomic<std::uint64_t> sessions_expired{0};
 
   ServerStats Snapshot() const {
     ServerStats s;
@@ -70,6 +71,7 @@ struct Counters {
     s.state_exchanges = state_exchanges.load(std::memory_order_relaxed);
     s.malformed = malformed.load(std::memory_order_relaxed);
     s.conflicts = conflicts.load(std::memory_order_relaxed);
+    s.sessions_expired = sessions_expired.load(std::memory_order_relaxed);
     return s;
   }
 };

@@ -22,6 +22,8 @@ constexpr std::size_t kMaxVectorsPerExchange = 256;
 constexpr std::size_t kMaxExchangeBytes = 48 * 1024;
 constexpr std::size_t kVectorOverheadBytes = 48;
 constexpr std::size_t kHeldOpBytes = 24;
+// How often idle sessions are looked for (ServerOptions::session_expiry).
+constexpr std::chrono::milliseconds kExpiryCheck{1000};
 // A payload the broker could not decode is not worth journaling.
 const std::size_t kMaxResponseBytes = CodecLimits().max_payload_bytes;
 
@@ -72,6 +74,7 @@ IoLoop::IoLoop(const ServerOptions& options,
 IoLoop::~IoLoop() = default;
 
 void IoLoop::OnRequest(const Request& r, std::string_view request) {
+  Touch(r.session);
   ReleaseBelow(r.session, r.completed_watermark);
   if (IsReleased(r.session, r.seq)) {
     // The client acknowledged an outcome for this seq, so a client with
@@ -143,10 +146,12 @@ void IoLoop::OnRequest(const Request& r, std::string_view request) {
 }
 
 void IoLoop::OnAck(const Ack& a) {
+  Touch(a.session);
   Release(a.session, a.completed_watermark, a.seqs);
 }
 
 void IoLoop::OnProbe(const Probe& p) {
+  Touch(p.session);
   ProbeReply reply;
   reply.probe_id = p.probe_id;
   reply.role = Role::kServer;
@@ -156,6 +161,7 @@ void IoLoop::OnProbe(const Probe& p) {
 
 void IoLoop::OnRecover(const Recover& r) {
   for (const RecoverSession& rs : r.sessions) {
+    Touch(rs.session);
     ReleaseBelow(rs.session, rs.release_below);
     for (const OpDecision& d : rs.ops) ApplyDecision(rs.session, d);
   }
@@ -173,6 +179,12 @@ void IoLoop::ApplyDecision(const SessionId& session, const OpDecision& d) {
     case Action::kResendResponse:
       if (state == ServerOpState::kExecuted) {
         ResendStored(session, d.seq, *op);
+      } else if (state == ServerOpState::kReceived &&
+                 op->incarnation != incarnation_) {
+        // A stale decision: the vector it read held a response that this
+        // journal no longer has (it lost unsynced records in a crash). The
+        // execution is in doubt, exactly as for a resent REQUEST.
+        SettleInDoubt(session, d.seq, InDoubtAction(op->service));
       } else if (released) {
         // Released since the vector the decision read: a client that still
         // waits (its journal was rolled back) gets the only answer left.
@@ -271,15 +283,28 @@ void IoLoop::QueueStateExchange() {
   for (const SessionId* id : ids) {
     ServerVector v = VectorOf(*id, FindSession(*id), nullptr);
     if (v.held.empty()) continue;
-    const std::size_t size = kVectorOverheadBytes + v.server.size() +
-                             v.session.size() + v.held.size() * kHeldOpBytes;
-    if (!batch.servers.empty() &&
-        (batch.servers.size() == kMaxVectorsPerExchange ||
-         bytes + size > kMaxExchangeBytes)) {
-      flush(false);
+    const std::size_t overhead =
+        kVectorOverheadBytes + v.server.size() + v.session.size();
+    // A session whose held list does not fit in one message is split into
+    // parts with the same watermark, each a consecutive slice; the broker
+    // adds each part to what it tracks (PROTOCOL.md §4.7).
+    std::size_t from = 0;
+    while (from < v.held.size()) {
+      if (!batch.servers.empty() &&
+          (batch.servers.size() == kMaxVectorsPerExchange ||
+           bytes + overhead + kHeldOpBytes > kMaxExchangeBytes)) {
+        flush(false);
+      }
+      const std::size_t room = std::max<std::size_t>(
+          1, (kMaxExchangeBytes - bytes - overhead) / kHeldOpBytes);
+      const std::size_t n = std::min(room, v.held.size() - from);
+      ServerVector part = v;
+      part.held.assign(v.held.begin() + static_cast<std::ptrdiff_t>(from),
+                       v.held.begin() + static_cast<std::ptrdiff_t>(from + n));
+      batch.servers.push_back(std::move(part));
+      bytes += overhead + n * kHeldOpBytes;
+      from += n;
     }
-    batch.servers.push_back(std::move(v));
-    bytes += size;
   }
   // Always ends with a `last` message, empty if need be: it is how the
   // broker learns this server has reported everything.
@@ -504,6 +529,52 @@ bool IoLoop::IsReleased(const SessionId& session, Seq seq) const {
 
 bool IoLoop::LogOnce(const std::string& key) {
   return logged_.insert(key).second;
+}
+
+void IoLoop::Touch(const SessionId& session) {
+  session_seen_[session] = turn_now_;
+}
+
+void IoLoop::ExpireSessions(Clock::time_point now) {
+  if (failed_ || now < next_expiry_check_) return;
+  next_expiry_check_ =
+      now + std::min<Clock::duration>(kExpiryCheck, options_.session_expiry);
+  std::vector<std::pair<SessionId, Seq>> expired;
+  for (const auto& [id, js] : journal_->state().sessions) {
+    if (js.ops.empty()) continue;  // only a watermark: nothing kept
+    auto seen = session_seen_.find(id);
+    const Clock::time_point last =
+        seen == session_seen_.end() ? started_ : seen->second;
+    if (now - last < options_.session_expiry) continue;
+    // A handler of the session still runs (or waits for a worker): its
+    // answer is still to come.
+    const bool running =
+        std::any_of(js.ops.begin(), js.ops.end(), [this](const auto& entry) {
+          return StateOf(entry.second) == ServerOpState::kReceived &&
+                 entry.second.incarnation == incarnation_;
+        });
+    if (running) continue;
+    expired.emplace_back(id, js.ops.rbegin()->first + 1);
+  }
+  for (const auto& [id, below] : expired) {
+    // Warned: results nobody collected are dropped (PROTOCOL.md §6.3).
+    Log().warn(
+        "server {}: session {} idle for {} ms; its records below seq {} "
+        "are released (session expiry)",
+        options_.server_id, id, options_.session_expiry.count(), below);
+    Bump(counters_.sessions_expired);
+    Release(id, below, {});
+  }
+  // Entries as old as the expiry say no more than a missing one (which
+  // counts from the start, longer ago): dropped, so the map stays as small
+  // as the set of recently active sessions.
+  for (auto it = session_seen_.begin(); it != session_seen_.end();) {
+    if (now - it->second >= options_.session_expiry) {
+      it = session_seen_.erase(it);
+    } else {
+      ++it;
+    }
+  }
 }
 
 }  // namespace rejoin::server_internal

@@ -125,6 +125,12 @@ class IoLoop {
   bool IsReleased(const SessionId& session, Seq seq) const;
   bool LogOnce(const std::string& key);
 
+  // Session expiry (PROTOCOL.md §6.3): a message about `session` arrived.
+  void Touch(const SessionId& session);
+  // Releases every session idle for ServerOptions::session_expiry with no
+  // handler running; looks at most once per kExpiryCheck.
+  void ExpireSessions(Clock::time_point now);
+
   const ServerOptions& options_;
   const std::vector<ServiceOptions>& services_;
   std::unordered_map<std::string, std::size_t> service_index_;
@@ -152,6 +158,13 @@ class IoLoop {
   bool draining_ = false;        // stopping: no new handler work
   bool failed_ = false;          // the journal failed: nothing may leave
   std::set<std::string> logged_;
+
+  // When a message about each session last arrived; sessions missing here
+  // count from started_.
+  std::unordered_map<SessionId, Clock::time_point> session_seen_;
+  Clock::time_point started_ = Clock::now();
+  Clock::time_point turn_now_ = started_;  // the current turn's time
+  Clock::time_point next_expiry_check_ = started_;
 };
 
 }  // namespace rejoin::server_internal

@@ -28,6 +28,9 @@ std::vector<MetricSample> ServerMetrics(const ServerStats& s,
             "returns to a broker with a state exchange", s.state_exchanges, l);
   m.Counter("malformed_total", "broker messages dropped as undecodable",
             s.malformed, l);
+  m.Counter("sessions_expired_total",
+            "sessions released after the session expiry without activity",
+            s.sessions_expired, l);
   return m.Take();
 }
 

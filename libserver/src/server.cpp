@@ -56,6 +56,9 @@ Status Validate(const ServerOptions& options,
   if (options.heartbeat.count() <= 0) {
     return InvalidArgument("heartbeat must be positive");
   }
+  if (options.session_expiry.count() <= 0) {
+    return InvalidArgument("session_expiry must be positive");
+  }
   if (services.empty()) return InvalidArgument("no services");
   std::set<std::string> names;
   for (const ServiceOptions& s : services) {

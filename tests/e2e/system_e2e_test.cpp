@@ -9,6 +9,8 @@
 #include <iterator>
 #include <map>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <thread>
 #include <zmq.hpp>
 
@@ -324,6 +326,140 @@ TEST_F(SystemEndToEnd, OlderIncarnationIsFencedAndSecondLiveProcessRefused) {
       kWait));
   EXPECT_GE(BrokerCounters().fenced, 1u);
   EXPECT_GE(BrokerCounters().duplicate_identity, 1u);
+}
+
+// The broker's heartbeat outlasts the hand-made client's use of it (it sends
+// none of its own).
+BrokerOptions SlowHeartbeatBroker() {
+  BrokerOptions o;
+  o.heartbeat = std::chrono::milliseconds(1000);
+  o.probe = std::chrono::milliseconds(20);
+  o.grace = std::chrono::milliseconds(200);
+  o.lease = std::chrono::milliseconds(600);
+  return o;
+}
+
+Request RequestFor(const SessionId& session, Seq seq, Seq watermark,
+                   std::uint8_t flags = 0) {
+  Request r;
+  r.session = session;
+  r.seq = seq;
+  r.service = "echo";
+  r.completed_watermark = watermark;
+  r.flags = flags;
+  return r;
+}
+
+// The next RESPONSE, skipping anything else the broker sends meanwhile.
+std::optional<Response> NextResponse(RawEndpoint& client) {
+  for (int i = 0; i < 16; ++i) {
+    Message m = client.Next(kWait);
+    if (auto* r = std::get_if<Response>(&m)) return *r;
+    if (auto* g = std::get_if<Goodbye>(&m); g && g->reason == "timeout") {
+      return std::nullopt;
+    }
+  }
+  return std::nullopt;
+}
+
+// PROTOCOL.md §5.2: a seq released above the watermark (a tombstone) reads
+// as "none" in a server's vector, so a client whose journal went back in
+// time is asked to resend it; the resend reaches the server, which answers
+// it in_doubt. The call never hangs, and nothing runs twice.
+TEST_F(SystemEndToEnd, TombstonedSeqAboveTheWatermarkIsAnsweredNotLeftHanging) {
+  StartBroker(SlowHeartbeatBroker());
+  StartServer("s1");
+  ASSERT_TRUE(WaitFor([&] { return BrokerCounters().servers == 1; }, kWait));
+  zmq::context_t ctx;
+  RawEndpoint client(ctx, endpoint_);
+  client.Send(Hello{Role::kClient, "rolled", 1, 42, 0, {}});
+  ASSERT_EQ(CodeOf(client.Next()), ErrorCode::kOk);
+
+  // Seq 100 stays pending; 101 completes and is acknowledged by name.
+  client.Send(RequestFor("rolled", 101, 100), "b");
+  auto first = NextResponse(client);
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->seq, 101u);
+  EXPECT_EQ(client.payload(), Expected("b", 101));
+  client.Send(Ack{"rolled", 100, {101}});
+
+  // The journal goes back to before 101 completed: both pending again.
+  StateExchange x;
+  x.role = Role::kClient;
+  ClientVector v;
+  v.session = "rolled";
+  v.incarnation = 1;
+  v.journal_id = 42;
+  v.next_seq = 102;
+  v.completed_watermark = 100;
+  v.pending = {100, 101};
+  x.clients = {v};
+  x.last = true;
+  client.Send(x);
+  std::set<Seq> asked;
+  for (int i = 0; i < 16 && asked.size() < 2; ++i) {
+    Message m = client.Next(kWait);
+    if (auto* r = std::get_if<Recover>(&m)) {
+      for (const RecoverSession& rs : r->sessions) {
+        for (const OpDecision& d : rs.ops) {
+          if (d.action == Action::kResendRequest) asked.insert(d.seq);
+        }
+      }
+    }
+  }
+  ASSERT_EQ(asked, (std::set<Seq>{100, 101}));
+
+  client.Send(RequestFor("rolled", 100, 100, kRequestResend), "a");
+  client.Send(RequestFor("rolled", 101, 100, kRequestResend), "b");
+  std::map<Seq, ErrorCode> answers;
+  for (int i = 0; i < 2; ++i) {
+    auto r = NextResponse(client);
+    ASSERT_TRUE(r) << "a resent call was left without an answer";
+    answers[r->seq] = r->status;
+  }
+  EXPECT_EQ(answers[100], ErrorCode::kOk);
+  EXPECT_EQ(answers[101], ErrorCode::kInDoubt);
+  EXPECT_EQ(Executions("rolled", 100), 1);
+  EXPECT_EQ(Executions("rolled", 101), 1);
+}
+
+// PROTOCOL.md §6.3: a session whose client never returns is released at
+// the server after its session expiry; a client that comes back after that
+// is answered in_doubt from the release, and nothing runs again.
+TEST_F(SystemEndToEnd, ServerReleasesASessionIdleForItsExpiry) {
+  StartBroker(SlowHeartbeatBroker());
+  StartServer("s1", {"--session-expiry-ms", "300"});
+  ASSERT_TRUE(WaitFor([&] { return BrokerCounters().servers == 1; }, kWait));
+  zmq::context_t ctx;
+  {
+    RawEndpoint client(ctx, endpoint_);
+    client.Send(Hello{Role::kClient, "gone", 1, 42, 0, {}});
+    ASSERT_EQ(CodeOf(client.Next()), ErrorCode::kOk);
+    client.Send(RequestFor("gone", 100, 100), "x");
+    auto r = NextResponse(client);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, ErrorCode::kOk);
+    // Never acknowledged: the server keeps the response for its client.
+  }
+  const std::string log = dir_.Sub("server-s1.log");
+  ASSERT_TRUE(WaitFor(
+      [&] { return ReadFile(log).find("session expiry") != std::string::npos; },
+      kWait))
+      << ReadFile(log);
+
+  // A broker with no memory of the session, so the resend reaches the
+  // server instead of the old broker's retained answer.
+  StopBroker();
+  StartBroker(SlowHeartbeatBroker());
+  ASSERT_TRUE(WaitFor([&] { return BrokerCounters().servers == 1; }, kWait));
+  RawEndpoint back(ctx, endpoint_);
+  back.Send(Hello{Role::kClient, "gone", 2, 42, 0, {}});
+  ASSERT_EQ(CodeOf(back.Next()), ErrorCode::kOk);
+  back.Send(RequestFor("gone", 100, 100, kRequestResend), "x");
+  auto late = NextResponse(back);
+  ASSERT_TRUE(late) << "the returning client was left without an answer";
+  EXPECT_EQ(late->status, ErrorCode::kInDoubt);
+  EXPECT_EQ(Executions("gone", 100), 1);
 }
 
 TEST_F(SystemEndToEnd, SecondClientOnALiveSessionWaitsForTheFirstToLeave) {

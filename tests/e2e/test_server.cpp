@@ -9,6 +9,7 @@
 
 #include <CLI/CLI.hpp>
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -56,10 +57,16 @@ int main(int argc, char** argv) {
   app.add_option("--concurrency", options.concurrency);
   app.add_flag("--inline", options.inline_handlers);
   app.add_option("--delay-ms", delay_ms, "time each handler takes");
+  long long session_expiry_ms = 0;
+  app.add_option("--session-expiry-ms", session_expiry_ms,
+                 "ServerOptions::session_expiry (0: the default)");
   app.add_option("--crash-in-handler", crash_after,
                  "kill -9 itself inside the Nth execution, after the ledger "
                  "write (execution in doubt)");
   CLI11_PARSE(app, argc, argv);
+  if (session_expiry_ms > 0) {
+    options.session_expiry = std::chrono::milliseconds(session_expiry_ms);
+  }
 
   options.durability = durability == "memory" ? rejoin::Durability::kMemory
                        : durability == "sync" ? rejoin::Durability::kSync

@@ -106,11 +106,14 @@ inline Message SampleOf(MessageType t) {
     case MessageType::kRecover: {
       Recover m;
       m.epoch = kEpoch;
-      m.sessions = {{std::string(kSession),
-                     4241,
-                     {{4240, Breakpoint::kAckLost, Action::kRelease},
-                      {4242, Breakpoint::kExecutionInDoubt, Action::kResolve},
-                      {4243, Breakpoint::kStillExecuting, Action::kWait}}}};
+      // A server's share (PROTOCOL.md §4.8): only actions whose actor is
+      // the server, every seq at or above release_below.
+      m.sessions = {
+          {std::string(kSession),
+           4240,
+           {{4240, Breakpoint::kAckLost, Action::kRelease},
+            {4242, Breakpoint::kExecutionInDoubt, Action::kResolve},
+            {4243, Breakpoint::kResponseLost, Action::kResendResponse}}}};
       return m;
     }
     case MessageType::kProbe:
@@ -123,9 +126,12 @@ inline Message SampleOf(MessageType t) {
       return m;
     }
     case MessageType::kError:
-      return Error{ErrorCode::kUnknownService,
-                   "no server has registered service \"bank.refund\"", 3,
-                   std::string(kSession), 4250};
+      // unknown_service completes an operation, so it travels as a
+      // RESPONSE (§7); this is a bound refused by ERROR (§8).
+      return Error{ErrorCode::kLimitExceeded,
+                   "session keeps 4096 answers its client has not "
+                   "acknowledged",
+                   3, std::string(kSession), 4250};
     case MessageType::kGoodbye:
       return Goodbye{"operator shutdown", std::string(kSession)};
   }

@@ -147,6 +147,137 @@ TEST(ServerRecovery, LargeStateExchangeIsSplitWithLastOnTheFinalMessage) {
   EXPECT_EQ(server->stats().state_exchanges, 1u);
 }
 
+TEST(ServerRecovery, SessionTooLargeForOneMessageIsSplitIntoParts) {
+  TempDir dir;
+  FakeBroker broker;
+  // Seqs start at the clock in microseconds (PROTOCOL.md §1.2), so each
+  // takes 9 bytes: 6,000 held operations of one session are more than one
+  // 64 KiB header holds.
+  constexpr Seq kFirst = 1'700'000'000'000'000;
+  constexpr std::size_t kOps = 6000;
+  {
+    CraftedJournal j(dir.path());
+    for (std::size_t i = 0; i < kOps; ++i)
+      j.Received("alice", kFirst + i, "pay", "r");
+  }
+  PolicyService svc;
+  auto server = MustOpen(TestOptions(broker, dir.path()),
+                         {svc.Make(InDoubtPolicy::kAnswerInDoubt)});
+  ASSERT_TRUE(broker.AcceptHello());
+  std::vector<HeldOp> held;
+  int messages = 0;
+  for (;;) {
+    // Every part decodes within the default limits of every v1 receiver.
+    auto exchange = broker.NextAs<StateExchange>();
+    ASSERT_TRUE(exchange);
+    ++messages;
+    for (const ServerVector& v : exchange->servers) {
+      EXPECT_EQ(v.session, "alice");
+      EXPECT_EQ(v.released_watermark, 1u);
+      EXPECT_EQ(v.incarnation, 2u);
+      held.insert(held.end(), v.held.begin(), v.held.end());
+    }
+    if (exchange->last) break;
+  }
+  EXPECT_GE(messages, 2);
+  // The parts are consecutive slices: together, the whole list in order.
+  ASSERT_EQ(held.size(), kOps);
+  for (std::size_t i = 0; i < kOps; ++i) {
+    EXPECT_EQ(held[i].seq, kFirst + i);
+  }
+}
+
+TEST_F(AfterCrash, StaleResendResponseForInDoubtOpSettlesByPolicy) {
+  // The decision read an EXECUTED record that this journal no longer has:
+  // only RECEIVED by the dead incarnation is left.
+  ReturnWith(InDoubtPolicy::kReexecute);
+
+  broker.Send(RecoverWith("alice", Action::kResendResponse));
+  std::string payload;
+  auto response = broker.NextAs<Response>(&payload);
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->status, ErrorCode::kOk);
+  EXPECT_EQ(payload, "ran:req");
+  EXPECT_EQ(svc.runs, 1);
+  EXPECT_EQ(server->stats().reexecuted, 1u);
+}
+
+TEST_F(AfterCrash, StaleResendResponseUnderAnswerInDoubtPolicyIsAnswered) {
+  ReturnWith(InDoubtPolicy::kAnswerInDoubt);
+
+  broker.Send(RecoverWith("alice", Action::kResendResponse));
+  auto response = broker.NextAs<Response>();
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->status, ErrorCode::kInDoubt);
+  EXPECT_EQ(svc.runs, 0);
+}
+
+TEST(ServerRecovery, ResendResponseForRunningOperationWaitsForTheHandler) {
+  FakeBroker broker;
+  Gate gate;
+  std::atomic<int> runs{0};
+  ServiceOptions slow;
+  slow.name = "echo";
+  slow.handler = [&](const RequestView&) {
+    ++runs;
+    gate.Wait();
+    return HandlerReply{ErrorCode::kOk, "done"};
+  };
+  auto server = MustOpen(TestOptions(broker), {slow});
+  ASSERT_TRUE(broker.AcceptHello());
+  broker.SendRequest("alice", 1, "x");
+  ASSERT_TRUE(gate.AwaitWaiting(1));
+  // A stale decision for the running operation: nothing is sent for it.
+  broker.Send(RecoverWith("alice", Action::kResendResponse));
+  auto vector = broker.ProbeBarrier("alice", {1});
+  ASSERT_TRUE(vector);
+  ASSERT_EQ(vector->held.size(), 1u);
+  EXPECT_EQ(vector->held[0].state, ServerOpState::kReceived);
+  gate.Open();
+  std::string payload;
+  auto response = broker.NextAs<Response>(&payload);
+  ASSERT_TRUE(response);
+  EXPECT_EQ(payload, "done");
+  EXPECT_EQ(runs, 1);
+  EXPECT_EQ(server->stats().responses_resent, 0u);
+}
+
+TEST_F(AfterCrash, RequestResentWhileResolveHookRunsDoesNotStartItTwice) {
+  // resolve journals RECEIVED in this incarnation before the hook runs
+  // (PROTOCOL.md §4.8), so a resend meanwhile finds the operation running.
+  Gate gate;
+  std::atomic<int> hook_calls{0};
+  ServiceOptions s = svc.Make(InDoubtPolicy::kResolveHook);
+  s.resolve = [&](const RequestView&) -> std::optional<HandlerReply> {
+    ++hook_calls;
+    gate.Wait();
+    return std::nullopt;  // not done: the handler runs
+  };
+  server = Return(broker, dir.path(), std::move(s));
+
+  broker.Send(RecoverWith("alice", Action::kResolve));
+  ASSERT_TRUE(gate.AwaitWaiting(1));
+  Resend();
+  Resend();
+  auto vector = broker.ProbeBarrier("alice", {1});
+  ASSERT_TRUE(vector);
+  ASSERT_EQ(vector->held.size(), 1u);
+  EXPECT_EQ(vector->held[0].state, ServerOpState::kReceived);
+  EXPECT_EQ(vector->held[0].received_incarnation, 2u);
+  gate.Open();
+  std::string payload;
+  ASSERT_TRUE(broker.NextAs<Response>(&payload));
+  EXPECT_EQ(payload, "ran:req");
+  // Nothing else: a barrier after the answer finds it EXECUTED, and no
+  // second response was queued before it.
+  vector = broker.ProbeBarrier("alice", {1});
+  ASSERT_TRUE(vector);
+  ASSERT_EQ(vector->held.size(), 1u);
+  EXPECT_EQ(vector->held[0].state, ServerOpState::kExecuted);
+  EXPECT_EQ(hook_calls, 1);
+  EXPECT_EQ(svc.runs, 1);
+}
+
 TEST(ServerRecovery, RestartKeepsExecutedResponses) {
   TempDir dir;
   FakeBroker broker;

@@ -239,6 +239,65 @@ TEST(ServerRequest, AckReleasesAndDuplicateIsAnsweredInDoubt) {
   EXPECT_EQ(stats.responses_resent, 0u);
 }
 
+TEST(ServerRequest, IdleSessionIsReleasedAfterTheSessionExpiry) {
+  FakeBroker broker;
+  Gate gate;
+  std::atomic<int> runs{0};
+  ServiceOptions svc;
+  svc.name = "echo";
+  svc.handler = [&](const RequestView& r) {
+    ++runs;
+    if (r.session == "bob") gate.Wait();
+    return HandlerReply{ErrorCode::kOk, "done"};
+  };
+  ServerOptions options = TestOptions(broker);
+  // No heartbeats to a broker that does not answer them while the test
+  // waits for the expiry.
+  options.heartbeat = std::chrono::seconds(30);
+  options.session_expiry = std::chrono::milliseconds(300);
+  auto server = MustOpen(options, {svc});
+  ASSERT_TRUE(broker.AcceptHello());
+
+  broker.SendRequest("alice", 1, "x");
+  ASSERT_TRUE(broker.NextAs<Response>());
+  broker.Send(Ack{"alice", 1, {}});  // changes nothing: seq 1 stays held
+  broker.SendRequest("bob", 1, "y");
+  ASSERT_TRUE(gate.AwaitWaiting(1));
+
+  // alice's client never comes back; bob's handler still runs.
+  ASSERT_TRUE(Eventually([&] { return server->stats().sessions_expired == 1; },
+                         std::chrono::seconds(5)));
+  auto alice = broker.ProbeBarrier("alice", {1});
+  ASSERT_TRUE(alice);
+  EXPECT_TRUE(alice->held.empty());
+  EXPECT_EQ(alice->released_watermark, 2u);
+  // A client that returns after the expiry is answered, not run again.
+  broker.SendRequest("alice", 1, "x");
+  auto late = broker.NextAs<Response>();
+  ASSERT_TRUE(late);
+  EXPECT_EQ(late->status, ErrorCode::kInDoubt);
+
+  auto bob = broker.ProbeBarrier("bob", {1});
+  ASSERT_TRUE(bob);
+  ASSERT_EQ(bob->held.size(), 1u);
+  EXPECT_EQ(bob->held[0].state, ServerOpState::kReceived);
+  gate.Open();
+  std::string payload;
+  ASSERT_TRUE(broker.NextAs<Response>(&payload));
+  EXPECT_EQ(payload, "done");
+  EXPECT_EQ(runs, 2);
+}
+
+TEST(ServerRequest, SessionExpiryMustBePositive) {
+  FakeBroker broker;
+  std::atomic<int> runs{0};
+  ServerOptions options = TestOptions(broker);
+  options.session_expiry = std::chrono::milliseconds(0);
+  auto s = Server::Open(options, {CountingEcho(runs)});
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), ErrorCode::kInvalidArgument);
+}
+
 TEST(ServerRequest, ProbeReportsOnlyProbedSeqs) {
   FakeBroker broker;
   Gate gate;

@@ -77,6 +77,13 @@ struct ServerOptions {
   // `concurrency`, which then bounds the batch.
   bool inline_handlers = false;
   std::chrono::milliseconds heartbeat{200};
+  // No message tells a server that a client session has ended. A session
+  // with nothing about it (REQUEST, ACK, PROBE, RECOVER) for this long, and
+  // no handler of it running, is released: its stored responses, orphans
+  // and tombstones are dropped, and a client that returns later is answered
+  // in_doubt for what it still waits for (PROTOCOL.md §6.3). Idle time of
+  // sessions found in the journal counts from the server's start.
+  std::chrono::milliseconds session_expiry{std::chrono::hours(24 * 7)};
 };
 
 struct ServerStats {
@@ -94,6 +101,8 @@ struct ServerStats {
   // REQUESTs for a held seq with another service or payload than the one
   // held, answered `conflict` (the client reused a seq).
   std::uint64_t conflicts = 0;
+  // Sessions released after ServerOptions::session_expiry without activity.
+  std::uint64_t sessions_expired = 0;
 };
 
 class Server {
