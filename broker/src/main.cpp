@@ -13,6 +13,7 @@
 #include "event_log.h"
 #include "rejoin/broker/admin.h"
 #include "rejoin/broker/broker.h"
+#include "rejoin/broker/fault_injection.h"
 #include "rejoin/broker/metrics.h"
 #include "rejoin/proto/prometheus.h"
 
@@ -46,6 +47,8 @@ void RaiseDescriptorLimit() {
 
 int main(int argc, char** argv) {
   rejoin::BrokerOptions options;
+  // Loss injection for tests and benchmarks (--inject-loss, --seed).
+  rejoin::FaultInjection faults;
   int heartbeat_ms = static_cast<int>(options.heartbeat.count());
   int grace_ms = static_cast<int>(options.grace.count());
   int probe_ms = static_cast<int>(options.probe.count());
@@ -148,12 +151,12 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.option_defaults()->group("Testing");
-  app.add_option("--inject-loss", options.inject_loss,
+  app.add_option("--inject-loss", faults.loss,
                  "drop each REQUEST/RESPONSE the broker sends with this "
                  "probability (testing)")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 0.99));
-  app.add_option("--seed", options.seed, "seed for --inject-loss")
+  app.add_option("--seed", faults.seed, "seed for --inject-loss")
       ->capture_default_str();
   app.add_option("--metrics", metrics_address,
                  "serve Prometheus metrics over HTTP at this address, e.g. "
@@ -190,7 +193,7 @@ int main(int argc, char** argv) {
   sigset_t stop_signals;
   BlockStopSignals(stop_signals);  // before any thread starts
 
-  auto broker = rejoin::Broker::Bind(options);
+  auto broker = rejoin::Broker::Bind(options, faults);
   if (!broker.ok()) {
     std::fprintf(stderr, "rejoin-broker: %s\n",
                  broker.status().ToString().c_str());

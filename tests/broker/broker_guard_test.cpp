@@ -17,6 +17,7 @@
 
 #include "e2e/harness.h"
 #include "rejoin/broker/broker.h"
+#include "rejoin/broker/fault_injection.h"
 #include "rejoin/client/client.h"
 #include "rejoin/proto/breakpoint.h"
 #include "rejoin/server/server.h"
@@ -272,6 +273,44 @@ TEST_F(BrokerGuard, EndpointWithPortOutOfRangeIsRefusedEverywhere) {
   auto server = Server::Open(so, {svc});
   ASSERT_FALSE(server.ok());
   EXPECT_EQ(server.status().code(), ErrorCode::kInvalidArgument);
+}
+
+// Losses are injected by the broker's shell (Broker::Bind with a
+// FaultInjection), never through BrokerOptions: a REQUEST dropped on its way
+// out reaches no server and is counted.
+TEST_F(BrokerGuard, InjectedFaultDropsAnEnvelopeAndCountsIt) {
+  FaultInjection certain_loss;
+  certain_loss.loss = 1.0;
+  auto refused = Broker::Bind(Options(), certain_loss);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), ErrorCode::kInvalidArgument);
+
+  FaultInjection faults;
+  faults.fault = [](const FaultPoint& p) {
+    return p.where == FaultPoint::Where::kLeaving &&
+           p.type == MessageType::kRequest && p.seq == 1;
+  };
+  auto b = Broker::Bind(Options(), std::move(faults));
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  broker_ = std::move(*b);
+  broker_->Start();
+  auto server = Connect();
+  Hi(*server, ServerHello("srv"));
+  auto client = Connect();
+  Hi(*client, ClientHello("c1"));
+  client->Send(Request{"c1", 1, "echo", 1, 0, 0}, "lost");
+  client->Send(Request{"c1", 2, "echo", 1, 0, 0}, "kept");
+  // The first REQUEST the server gets is seq 2 (probes of seq 1 may come
+  // before it).
+  const Request* got = nullptr;
+  Message m;
+  for (int i = 0; i < 100 && got == nullptr; ++i) {
+    m = server->Next();
+    got = std::get_if<Request>(&m);
+  }
+  ASSERT_NE(got, nullptr);
+  EXPECT_EQ(got->seq, 2u);
+  EXPECT_EQ(broker_->stats().injected_drops, 1u);
 }
 
 }  // namespace

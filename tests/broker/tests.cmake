@@ -19,6 +19,13 @@ rejoin_add_test(broker_bounds_test LABEL unit
   SOURCES broker/broker_bounds_test.cpp
   LIBS rejoin::broker rejoin::client rejoin::server rejoin::proto
     rejoin::transport rejoin_e2e_harness)
+# The broker's core driven with decoded messages and a fake clock: no
+# sockets, no sleeps.
+rejoin_add_test(broker_core_test LABEL unit
+  SOURCES broker/broker_core_test.cpp
+  LIBS rejoin::broker rejoin::proto rejoin::transport)
+target_include_directories(broker_core_test PRIVATE
+  ${PROJECT_SOURCE_DIR}/broker/src)
 rejoin_add_test(broker_forgotten_test LABEL unit
   SOURCES broker/broker_forgotten_test.cpp
   LIBS rejoin::broker rejoin::proto rejoin::transport rejoin_e2e_harness)

@@ -11,10 +11,12 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "e2e/harness.h"
 #include "rejoin/broker/broker.h"
+#include "rejoin/broker/fault_injection.h"
 #include "rejoin/client/client.h"
 
 namespace rejoin::testing {
@@ -39,8 +41,9 @@ class EndToEnd : public ::testing::Test {
 
   void StartBroker(BrokerOptions o = TestBrokerOptions()) {
     o.endpoint = endpoint_;
-    o.fault = [this](const FaultPoint& p) { return ShouldDrop(p); };
-    auto b = Broker::Bind(o);
+    FaultInjection faults;
+    faults.fault = [this](const FaultPoint& p) { return ShouldDrop(p); };
+    auto b = Broker::Bind(o, std::move(faults));
     ASSERT_TRUE(b.ok()) << b.status().ToString();
     broker_ = std::move(*b);
     broker_->Start();

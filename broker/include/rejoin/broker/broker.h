@@ -12,7 +12,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -24,17 +23,7 @@
 
 namespace rejoin {
 
-// One REQUEST or RESPONSE at the broker, offered to BrokerOptions::fault.
-struct FaultPoint {
-  enum class Where : std::uint8_t {
-    kArrived,  // just read from a peer, before any bookkeeping
-    kLeaving,  // about to be sent, after all bookkeeping
-  };
-  Where where;
-  MessageType type;  // kRequest, kResponse or kAck
-  SessionId session;
-  Seq seq;
-};
+struct FaultInjection;  // rejoin/broker/fault_injection.h
 
 // Replays are held back (BrokerOptions::replay_hold) only for a session with
 // at least this many operations out at servers: the pipelined clients whose
@@ -99,14 +88,7 @@ struct BrokerOptions {
   // it would start a batch of one that keeps circling (the client's callback
   // answers it with one new call, which travels alone). 0: replay at once.
   std::chrono::milliseconds replay_hold{2};
-  // Probability of dropping each REQUEST/RESPONSE the broker sends, after its
-  // own bookkeeping, as if lost on the wire. For tests and benchmarks.
-  double inject_loss = 0.0;
-  std::uint64_t seed = 1;
   Epoch epoch = 0;  // 0: drawn at random
-  // Deterministic fault injection for tests: return true to drop the
-  // envelope as if the network lost it. Called on the broker's thread.
-  std::function<bool(const FaultPoint&)> fault;
 };
 
 // Cumulative counters. Read with stats() from any thread.
@@ -127,8 +109,8 @@ struct BrokerStats {
   std::uint64_t moved = 0;  // re-dispatched after a server's lease
   std::uint64_t answered_in_doubt = 0;
   std::uint64_t answered_errors = 0;  // too_large, unknown_service, ...
-  std::uint64_t injected_drops = 0;
-  std::uint64_t malformed = 0;  // undecodable frames of any kind
+  std::uint64_t injected_drops = 0;   // by a FaultInjection
+  std::uint64_t malformed = 0;        // undecodable frames of any kind
   std::uint64_t bad_version = 0;
   std::uint64_t unknown_type = 0;
   std::uint64_t too_large = 0;
@@ -233,6 +215,11 @@ class Broker {
  public:
   // Binds the endpoint. Errors: kInvalidArgument (options), kIoError (bind).
   static Result<std::unique_ptr<Broker>> Bind(BrokerOptions options);
+  // Bind with losses injected where the broker meets the network
+  // (fault_injection.h), for tests and benchmarks. Errors as Bind, and
+  // kInvalidArgument for a loss outside [0, 1).
+  static Result<std::unique_ptr<Broker>> Bind(BrokerOptions options,
+                                              FaultInjection faults);
   ~Broker();
   Broker(const Broker&) = delete;
   Broker& operator=(const Broker&) = delete;

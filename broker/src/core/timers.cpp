@@ -1,0 +1,226 @@
+// Time-driven work: liveness of peers, the grace period after start, and
+// the leases of dead servers (PROTOCOL.md §6.3, §6.7).
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/broker_core.h"
+
+namespace rejoin::broker_internal {
+
+void BrokerCore::Tick(Time now) {
+  if (now >= next_peer_check_) {
+    CheckPeers(now);
+    next_peer_check_ = now + options_.heartbeat / 2;
+  }
+  SendProbes(now);
+  if (!grace_over_handled_ && !InGrace(now)) EndGrace(now);
+  ExpireLeases(now);
+  CheckRoster(now);
+  // Probes whose replies never came are forgotten; the operations they were
+  // about get probed again from the queue.
+  for (auto it = probes_.begin(); it != probes_.end();) {
+    if (now - it->second.sent > options_.probe * 4) {
+      it = probes_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void BrokerCore::CheckPeers(Time now) {
+  const auto timeout = options_.heartbeat * 3;
+  std::vector<std::string> dead;
+  for (auto& [id, srv] : servers_) {
+    if (srv.holder.alive && now - srv.holder.last_heard > timeout) {
+      dead.push_back(id);
+    }
+  }
+  for (const std::string& id : dead) {
+    Bump(counters_.servers_silent);
+    spdlog::info("rejoin-broker: server {} silent for {} ms", Printable(id),
+                 timeout.count());
+    MarkServerDead(id, now);
+  }
+  // A client connection's silence is the death of every session on it; each
+  // is told when the connection next speaks (Heard).
+  for (auto& [route, c] : routes_) {
+    if (c.role != Role::kClient || c.silent || now - c.last_heard <= timeout) {
+      continue;
+    }
+    c.silent = true;
+    for (const SessionId& sid : c.sessions) {
+      auto s = sessions_.find(sid);
+      if (s == sessions_.end() || !s->second.holder.alive) continue;
+      s->second.holder.alive = false;
+      s->second.holder.dead_since = now;
+      c.untold.push_back(sid);
+    }
+  }
+  for (auto it = sessions_.begin(); it != sessions_.end();) {
+    Session& s = it->second;
+    if (!s.client_seen && !s.ops.empty() &&
+        now - s.last_activity > options_.reported_session_expiry) {
+      // Only servers ever reported it, and its client has not come for
+      // reported_session_expiry: the broker forgets its tracking. The
+      // servers keep their records; the client, if it ever returns, finds
+      // them through its own state exchange (FLOWS.md §10).
+      Bump(counters_.expired_reported_sessions);
+      for (const auto& [seq, t] : s.ops) {
+        if (!t.server.empty())
+          Forget(it->first, t.server, t.server_journal, s.highest);
+      }
+      while (!s.ops.empty()) ReleaseOne(s, s.ops.begin());
+    }
+    if (!s.holder.alive && s.ops.empty() &&
+        now - std::max(s.last_activity, s.holder.dead_since) >
+            kIdleSessionExpiry) {
+      Detach(it->first, s);
+      it = sessions_.erase(it);
+      counters_.sessions.fetch_sub(1, std::memory_order_relaxed);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void BrokerCore::EndGrace(Time now) {
+  grace_over_handled_ = true;
+  const bool early = now < grace_end_;
+  grace_end_ = std::min(grace_end_, now);
+  const auto lasted =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now - start_)
+          .count();
+  counters_.grace_ms.store(
+      static_cast<std::uint64_t>(std::max<std::int64_t>(lasted, 0)),
+      std::memory_order_relaxed);
+  if (early) {
+    Bump(counters_.grace_ended_early);
+    spdlog::info(
+        "rejoin-broker: grace ended after {} ms: all {} listed servers "
+        "returned",
+        lasted, roster_listed_);
+  } else if (roster_on_) {
+    if (roster_trusted_ && !roster_awaiting_.empty()) {
+      std::string ids;
+      for (const std::string& id : roster_awaiting_) {
+        ids += " " + Printable(id);
+      }
+      spdlog::info(
+          "rejoin-broker: grace ran its full {} ms: {} of {} listed servers "
+          "did not report:{}",
+          lasted, roster_awaiting_.size(), roster_listed_, ids);
+    }
+    if (!roster_.complete) {
+      // The full grace period has run: from now on this broker treats a
+      // server that has not reported as gone, as it would without a roster,
+      // and every server it welcomed is listed. The next broker may trust
+      // the list as far as the time-based grace period could be trusted.
+      roster_.complete = true;
+      SaveRoster();
+    }
+  }
+  for (auto& [sid, s] : sessions_) {
+    for (auto& [seq, t] : s.ops) {
+      if (t.phase != Phase::kHeldForGrace) continue;
+      Dispatch(sid, seq, t, now);
+    }
+    if (s.deferred.empty()) continue;
+    RecoverSession to_client{sid, 1, {}};
+    for (Seq seq : s.deferred) {
+      if (s.ops.count(seq) != 0) continue;  // a server reported it meanwhile
+      // Every server that could still report has: nobody holds it.
+      const OpDecision d = DecideOp(seq, ClientOpState::kSent, ServerOpView{},
+                                    DecisionContext{});
+      NoteDecision(sid, d, "grace");
+      if (ActorOf(d.action) == Actor::kClient) to_client.ops.push_back(d);
+    }
+    s.deferred.clear();
+    if (!to_client.ops.empty() && s.holder.alive) {
+      SendRecover(s.holder.route, std::move(to_client));
+    }
+  }
+}
+
+void BrokerCore::ExpireLeases(Time now) {
+  for (auto& [id, srv] : servers_) {
+    if (srv.holder.alive || srv.lease_expired ||
+        now - srv.holder.dead_since < options_.lease) {
+      continue;
+    }
+    srv.lease_expired = true;
+    srv.in_flight = 0;
+    spdlog::info("rejoin-broker: lease of server {} expired", Printable(id));
+    for (const auto& [sid, seq] : DispatchedAt(id)) {
+      Session& s = sessions_.find(sid)->second;
+      Track& t = s.ops.find(seq)->second;
+      t.credit_taken = false;
+      // The server's memory of the operation is out of reach for good, as
+      // if its journal were lost: its side reads "no record", which proves
+      // nothing (PROTOCOL.md §6.3).
+      const OpDecision d =
+          DecideOp(seq, ClientOpState::kSent, ServerOpView{},
+                   ContextFor(&t, &srv, /*server_journal_lost=*/true));
+      NoteDecision(sid, d, "lease");
+      switch (d.action) {
+        case Action::kResendRequest:
+          // Idempotent: it runs again, on another server.
+          Bump(counters_.moved);
+          if (t.has_request) {
+            t.phase = Phase::kQueued;
+            if (t.service.empty()) t.service = srv.services[0].name;
+            Dispatch(sid, seq, t, now);
+          } else if (s.holder.alive) {
+            // The client holds the request; have it sent again.
+            t.phase = Phase::kHeldForGrace;
+            SendRecover(s.holder.route, RecoverSession{sid, 1, {d}});
+          }
+          break;
+        case Action::kAnswerInDoubt:
+          // The broker answers in the server's place.
+          Answer(sid, s, seq, ErrorCode::kInDoubt);
+          break;
+        case Action::kNone:
+        case Action::kWait:
+        case Action::kResendResponse:
+        case Action::kRelease:
+        case Action::kReexecute:
+        case Action::kResolve:
+        case Action::kKeepOrphan:
+          // The table decides a pending operation against a lost server
+          // memory with one of the two actions above only.
+          std::abort();
+      }
+    }
+    // Drops the index entries of the operations just moved elsewhere.
+    (void)DispatchedAt(id);
+  }
+  // Queued work of a service that has had no server for a whole lease.
+  for (auto& [name, svc] : services_) {
+    if (!svc.servers.empty() || svc.queue.empty() ||
+        now - svc.empty_since < options_.lease) {
+      continue;
+    }
+    while (!svc.queue.empty()) {
+      const SessionId sid = svc.queue.front().session;
+      const Seq seq = svc.queue.front().seq;
+      svc.queued_bytes -= svc.queue.front().bytes;
+      svc.queue.pop_front();
+      auto s = sessions_.find(sid);
+      if (s == sessions_.end()) continue;
+      auto t = s->second.ops.find(seq);
+      if (t == s->second.ops.end() || t->second.phase != Phase::kQueued) {
+        continue;
+      }
+      Answer(sid, s->second, seq,
+             svc.registered ? ErrorCode::kUnavailable
+                            : ErrorCode::kUnknownService);
+    }
+  }
+}
+
+}  // namespace rejoin::broker_internal

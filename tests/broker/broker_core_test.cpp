@@ -1,0 +1,669 @@
+// The broker's core without sockets or sleeps: decoded messages go in with
+// the connection they came from and a fake clock, and what the core puts in
+// its outbox comes out as decoded messages per connection. Each test walks
+// one transition of FLOWS.md and checks what leaves the broker.
+#include "core/broker_core.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <map>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "rejoin/proto/codec.h"
+
+namespace rejoin::broker_internal {
+namespace {
+
+using std::chrono::milliseconds;
+
+// One message the core sent, decoded.
+struct Sent {
+  std::string route;
+  Message message;
+  std::string payload;
+};
+
+// Records what the core sends; SendNow reports the routes marked gone.
+class RecordingOutbox final : public Outbox {
+ public:
+  void Send(const std::string& route, const Message& m) override {
+    sent_.push_back({route, m, {}});
+  }
+  void Envelope(const std::string& route, zmq::message_t& header,
+                zmq::message_t& payload) override {
+    auto m =
+        DecodeHeader(std::string_view(static_cast<const char*>(header.data()),
+                                      header.size()),
+                     2, payload.size());
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    sent_.push_back({route, *m, payload.to_string()});
+  }
+  void Forward(const std::string& route, std::string_view header) override {
+    auto m = DecodeHeader(header, 1);
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    sent_.push_back({route, *m, {}});
+  }
+  bool Waiting(const std::string& route) const override {
+    for (const Sent& s : sent_) {
+      if (s.route == route) return true;
+    }
+    return false;
+  }
+  bool SendNow(const std::string& route, const Message&) override {
+    return gone_.count(route) == 0;
+  }
+
+  std::vector<Sent> Take() { return std::exchange(sent_, {}); }
+  void MarkGone(const std::string& route) { gone_.insert(route); }
+
+ private:
+  std::vector<Sent> sent_;
+  std::set<std::string> gone_;
+};
+
+// The frames of one message handed to the core.
+class TestFrames final : public InFrames {
+ public:
+  TestFrames(std::string header, std::string payload)
+      : header_(std::move(header)), payload_(std::move(payload)) {}
+  std::string_view header() const override { return header_; }
+  std::string_view payload() const override { return payload_; }
+  zmq::message_t TakeHeader() override {
+    return zmq::message_t(header_.data(), header_.size());
+  }
+  zmq::message_t TakePayload() override {
+    return zmq::message_t(payload_.data(), payload_.size());
+  }
+
+ private:
+  std::string header_, payload_;
+};
+
+// The roster file in memory.
+class MemoryRoster final : public RosterStore {
+ public:
+  Status Write(const RosterContents& contents) override {
+    contents_ = contents;
+    ++writes_;
+    return Status::Ok();
+  }
+  bool Remove() override { return true; }
+  const std::string& name() const override { return name_; }
+  RosterContents contents_;
+  int writes_ = 0;
+
+ private:
+  std::string name_ = "memory";
+};
+
+constexpr Epoch kEpoch = 0xE90C;
+const std::string kClientRoute = "client-conn";
+const std::string kServerRoute = "server-conn";
+
+class BrokerCoreTest : public ::testing::Test {
+ protected:
+  BrokerCoreTest() {
+    options_.grace = milliseconds(0);
+    // Peers count as silent after three heartbeats: long enough that tests
+    // not about silence need not keep their peers talking.
+    options_.heartbeat = milliseconds(1000);
+    options_.probe = milliseconds(50);
+    options_.lease = milliseconds(1000);
+    options_.replay_hold = milliseconds(0);
+  }
+
+  // Builds the core (after the test set its options) and starts it.
+  BrokerCore& Start(RosterStore* roster = nullptr,
+                    Result<RosterContents> read =
+                        Result<RosterContents>(ErrorCode::kNotFound, "none")) {
+    core_ = std::make_unique<BrokerCore>(options_, kEpoch, out_);
+    if (roster != nullptr) {
+      EXPECT_TRUE(core_->KeepRoster(*roster, std::move(read)).ok());
+    }
+    core_->Start(now_);
+    return *core_;
+  }
+
+  // One message from `route`, handled in a turn of its own; returns what
+  // the core sent in that turn.
+  std::vector<Sent> Deliver(const std::string& route, Message m,
+                            std::string payload = {}) {
+    TestFrames frames(EncodeHeader(m), std::move(payload));
+    core_->OnMessage(route, m, frames, now_);
+    core_->EndTurn(now_);
+    return out_.Take();
+  }
+
+  // Time passes; the core's timers run every few milliseconds on the way,
+  // as the shell's loop runs them.
+  std::vector<Sent> Advance(milliseconds by) {
+    const Time end = now_ + by;
+    while (now_ < end) {
+      now_ = std::min(end, now_ + milliseconds(5));
+      core_->Tick(now_);
+      core_->EndTurn(now_);
+    }
+    return out_.Take();
+  }
+
+  Hello ClientHello(const std::string& sid, Incarnation inc = 1,
+                    JournalId journal = 11) {
+    return Hello{Role::kClient, sid, inc, journal, 0, {}};
+  }
+  Hello ServerHello(const std::string& id, ServiceSpec spec,
+                    Incarnation inc = 1, JournalId journal = 21,
+                    Epoch last_epoch = 0) {
+    return Hello{Role::kServer, id, inc, journal, last_epoch, {spec}};
+  }
+  static ServiceSpec Service(std::uint32_t credit, bool idempotent = false) {
+    return ServiceSpec{"echo", credit, idempotent,
+                       InDoubtPolicy::kAnswerInDoubt};
+  }
+  Request Call(const std::string& sid, Seq seq, std::uint8_t flags = 0) {
+    Request r;
+    r.session = sid;
+    r.seq = seq;
+    r.service = "echo";
+    r.completed_watermark = 1;
+    r.flags = flags;
+    return r;
+  }
+
+  // Both peers welcomed: a client session "s1" and a server "srv-a".
+  void Connect(ServiceSpec spec = Service(4)) {
+    ASSERT_EQ(Deliver(kServerRoute, ServerHello("srv-a", spec)).size(), 1u);
+    ASSERT_EQ(Deliver(kClientRoute, ClientHello("s1")).size(), 1u);
+  }
+
+  // The messages of type T among `sent` that went to `route`.
+  template <typename T>
+  static std::vector<T> To(const std::vector<Sent>& sent,
+                           const std::string& route) {
+    std::vector<T> out;
+    for (const Sent& s : sent) {
+      if (s.route != route) continue;
+      if (const T* m = std::get_if<T>(&s.message)) out.push_back(*m);
+    }
+    return out;
+  }
+
+  BrokerOptions options_;
+  RecordingOutbox out_;
+  Time now_ = Time{} + std::chrono::hours(1);
+  std::unique_ptr<BrokerCore> core_;
+};
+
+// ---- HELLO / WELCOME -------------------------------------------------------
+
+TEST_F(BrokerCoreTest, HelloIsWelcomedWithTheBrokersTerms) {
+  options_.grace = milliseconds(300);
+  Start();
+  auto sent = Deliver(kClientRoute, ClientHello("s1"));
+  auto welcome = To<Welcome>(sent, kClientRoute);
+  ASSERT_EQ(welcome.size(), 1u);
+  EXPECT_EQ(welcome[0].id, "s1");
+  EXPECT_EQ(welcome[0].epoch, kEpoch);
+  EXPECT_EQ(welcome[0].heartbeat_ms, 1000u);
+  EXPECT_EQ(welcome[0].grace_ms, 300u);
+  EXPECT_EQ(core_->Snapshot().sessions, 1u);
+  EXPECT_EQ(core_->Snapshot().connections, 1u);
+}
+
+TEST_F(BrokerCoreTest, OlderIncarnationIsFenced) {
+  Start();
+  Deliver(kServerRoute, ServerHello("srv-a", Service(1), /*inc=*/3));
+  auto sent = Deliver("other-conn", ServerHello("srv-a", Service(1), 2));
+  auto errors = To<Error>(sent, "other-conn");
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].code, ErrorCode::kFenced);
+  EXPECT_TRUE(To<Welcome>(sent, "other-conn").empty());
+  EXPECT_EQ(core_->Snapshot().fenced, 1u);
+}
+
+TEST_F(BrokerCoreTest, LiveHolderKeepsItsIdAgainstAnotherProcess) {
+  Start();
+  Deliver(kClientRoute, ClientHello("s1", 1, 11));
+  auto sent = Deliver("other-conn", ClientHello("s1", 1, 99));
+  auto errors = To<Error>(sent, "other-conn");
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].code, ErrorCode::kDuplicateIdentity);
+}
+
+TEST_F(BrokerCoreTest, MessageFromUnknownConnectionAsksForHello) {
+  Start();
+  auto sent = Deliver(kClientRoute, Call("s1", 1), "x");
+  auto errors = To<Error>(sent, kClientRoute);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].code, ErrorCode::kUnknownSession);
+}
+
+// ---- dispatch, credit, response routing -----------------------------------
+
+TEST_F(BrokerCoreTest, DispatchRespectsCreditAndQueuesTheRest) {
+  Start();
+  Connect(Service(/*credit=*/1));
+  auto first = Deliver(kClientRoute, Call("s1", 1), "one");
+  auto at_server = To<Request>(first, kServerRoute);
+  ASSERT_EQ(at_server.size(), 1u);
+  EXPECT_EQ(at_server[0].seq, 1u);
+  EXPECT_EQ(first[0].payload, "one");
+  // No credit left: the second waits in the service's queue.
+  EXPECT_TRUE(Deliver(kClientRoute, Call("s1", 2), "two").empty());
+
+  // The answer goes to the client's connection and frees the credit.
+  auto sent = Deliver(kServerRoute, Response{"s1", 1, ErrorCode::kOk}, "ONE");
+  auto to_client = To<Response>(sent, kClientRoute);
+  ASSERT_EQ(to_client.size(), 1u);
+  EXPECT_EQ(to_client[0].seq, 1u);
+  auto next = To<Request>(sent, kServerRoute);
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(next[0].seq, 2u);
+  EXPECT_EQ(core_->Snapshot().requests, 2u);
+}
+
+TEST_F(BrokerCoreTest, ResponsesGoToTheConnectionHoldingTheSession) {
+  Start();
+  Connect();
+  Deliver("client-2", ClientHello("s2", 1, 12));
+  Deliver(kClientRoute, Call("s1", 1), "a");
+  Deliver("client-2", Call("s2", 1), "b");
+  auto sent = Deliver(kServerRoute, Response{"s2", 1, ErrorCode::kOk}, "B");
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].route, "client-2");
+  EXPECT_EQ(sent[0].payload, "B");
+}
+
+TEST_F(BrokerCoreTest, AckIsPassedToTheServersAndReleasesTheAnswer) {
+  Start();
+  Connect();
+  Deliver(kClientRoute, Call("s1", 1), "a");
+  Deliver(kServerRoute, Response{"s1", 1, ErrorCode::kOk}, "A");
+  EXPECT_GT(core_->Snapshot().retained_bytes, 0u);
+  auto sent = Deliver(kClientRoute, Ack{"s1", 2, {}});
+  ASSERT_EQ(To<Ack>(sent, kServerRoute).size(), 1u);
+  EXPECT_EQ(core_->Snapshot().retained_bytes, 0u);
+}
+
+TEST_F(BrokerCoreTest, AckAboveTheHighestSeqIsRefused) {
+  Start();
+  Connect();
+  auto sent = Deliver(kClientRoute, Ack{"s1", 5, {}});
+  auto errors = To<Error>(sent, kClientRoute);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].code, ErrorCode::kProtocolViolation);
+  EXPECT_TRUE(To<Ack>(sent, kServerRoute).empty());
+}
+
+// ---- resends ---------------------------------------------------------------
+
+TEST_F(BrokerCoreTest, ResendIsAnsweredFromTheRetainedResponse) {
+  Start();
+  Connect();
+  Deliver(kClientRoute, Call("s1", 1), "a");
+  Deliver(kServerRoute, Response{"s1", 1, ErrorCode::kOk}, "A");
+  auto sent = Deliver(kClientRoute, Call("s1", 1, kRequestResend), "a");
+  // Never dispatched again: the broker's copy answers it.
+  EXPECT_TRUE(To<Request>(sent, kServerRoute).empty());
+  auto replay = To<Response>(sent, kClientRoute);
+  ASSERT_EQ(replay.size(), 1u);
+  EXPECT_EQ(replay[0].seq, 1u);
+  EXPECT_EQ(sent[0].payload, "A");
+  EXPECT_EQ(core_->Snapshot().responses_replayed, 1u);
+}
+
+TEST_F(BrokerCoreTest, HeldReplayWaitsForCompanyOrItsDeadline) {
+  options_.replay_hold = milliseconds(2);
+  Start();
+  Connect(Service(64));
+  for (Seq seq = 1; seq <= kReplayHoldInFlight + 1; ++seq) {
+    Deliver(kClientRoute, Call("s1", seq), "x");
+  }
+  Deliver(kServerRoute, Response{"s1", 1, ErrorCode::kOk}, "A");
+  // Sixteen more are out at the server: the replay waits for a batch.
+  auto sent = Deliver(kClientRoute, Call("s1", 1, kRequestResend), "x");
+  EXPECT_TRUE(To<Response>(sent, kClientRoute).empty());
+  EXPECT_EQ(core_->held_due(), now_ + milliseconds(2));
+  // The next answer for the connection carries it.
+  sent = Deliver(kServerRoute, Response{"s1", 2, ErrorCode::kOk}, "B");
+  auto to_client = To<Response>(sent, kClientRoute);
+  ASSERT_EQ(to_client.size(), 2u);
+  EXPECT_EQ(to_client[0].seq, 2u);
+  EXPECT_EQ(to_client[1].seq, 1u);
+  EXPECT_EQ(core_->held_due(), Time::max());
+  EXPECT_EQ(core_->Snapshot().replays_held, 1u);
+}
+
+TEST_F(BrokerCoreTest, ResendOfDispatchedRequestGoesToItsHolder) {
+  Start();
+  Connect();
+  Deliver(kClientRoute, Call("s1", 1), "a");
+  auto sent = Deliver(kClientRoute, Call("s1", 1, kRequestResend), "a");
+  ASSERT_EQ(To<Request>(sent, kServerRoute).size(), 1u);
+  EXPECT_EQ(core_->Snapshot().forwarded_resends, 1u);
+}
+
+// ---- probes ----------------------------------------------------------------
+
+TEST_F(BrokerCoreTest, UnansweredOperationIsProbedAndDecided) {
+  Start();
+  Connect();
+  Deliver(kClientRoute, Call("s1", 1), "a");
+  // Before the probe interval nothing is asked.
+  EXPECT_TRUE(To<Probe>(Advance(milliseconds(40)), kServerRoute).empty());
+  auto probes = To<Probe>(Advance(milliseconds(20)), kServerRoute);
+  ASSERT_EQ(probes.size(), 1u);
+  EXPECT_EQ(probes[0].session, "s1");
+  EXPECT_EQ(probes[0].seqs, std::vector<Seq>{1});
+
+  // The server executed it: its response was lost on the way, so it sends
+  // it again.
+  ServerVector sv;
+  sv.server = "srv-a";
+  sv.incarnation = 1;
+  sv.journal_id = 21;
+  sv.session = "s1";
+  sv.held = {HeldOp{1, ServerOpState::kExecuted, 1}};
+  auto sent = Deliver(kServerRoute,
+                      ProbeReply{probes[0].probe_id, Role::kServer, {}, {sv}});
+  auto recover = To<Recover>(sent, kServerRoute);
+  ASSERT_EQ(recover.size(), 1u);
+  ASSERT_EQ(recover[0].sessions.size(), 1u);
+  ASSERT_EQ(recover[0].sessions[0].ops.size(), 1u);
+  EXPECT_EQ(
+      recover[0].sessions[0].ops[0],
+      (OpDecision{1, Breakpoint::kResponseLost, Action::kResendResponse}));
+  BrokerStatus st;
+  core_->FillStatus(st, now_);
+  EXPECT_EQ(st.decisions[static_cast<std::size_t>(Action::kResendResponse)],
+            1u);
+}
+
+TEST_F(BrokerCoreTest, ProbeThatFindsNothingHasTheClientResend) {
+  Start();
+  Connect();
+  Deliver(kClientRoute, Call("s1", 1), "a");
+  auto probes = To<Probe>(Advance(milliseconds(60)), kServerRoute);
+  ASSERT_EQ(probes.size(), 1u);
+  ServerVector sv{"srv-a", 1, 21, "s1", 1, {}};
+  auto sent = Deliver(kServerRoute,
+                      ProbeReply{probes[0].probe_id, Role::kServer, {}, {sv}});
+  // The request never reached the server: the broker's copy goes again.
+  auto requests = To<Request>(sent, kServerRoute);
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_EQ(requests[0].seq, 1u);
+}
+
+// ---- server death, leases, grace ------------------------------------------
+
+TEST_F(BrokerCoreTest, DeadServersOperationIsAnsweredInDoubtAfterItsLease) {
+  Start();
+  Connect(Service(4, /*idempotent=*/false));
+  Deliver(kClientRoute, Call("s1", 1), "a");
+  Deliver(kServerRoute, Goodbye{"leaving", {}});
+  EXPECT_EQ(core_->Snapshot().servers, 0u);
+  // Within the lease the operation waits for the server's return.
+  EXPECT_TRUE(To<Response>(Advance(milliseconds(900)), kClientRoute).empty());
+  auto answers = To<Response>(Advance(milliseconds(200)), kClientRoute);
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(answers[0].seq, 1u);
+  EXPECT_EQ(answers[0].status, ErrorCode::kInDoubt);
+  EXPECT_EQ(core_->Snapshot().answered_in_doubt, 1u);
+}
+
+TEST_F(BrokerCoreTest, IdempotentOperationMovesToAnotherServerAfterTheLease) {
+  options_.heartbeat = milliseconds(100);
+  Start();
+  Connect(Service(4, /*idempotent=*/true));
+  Deliver(kClientRoute, Call("s1", 1), "a");
+  Deliver("server-b", ServerHello("srv-b", Service(4, true), 1, 22));
+  // srv-a falls silent: declared dead after three heartbeats, and its
+  // operation moves to srv-b once its lease ends.
+  std::vector<Request> at_b;
+  for (int i = 0; i < 40 && at_b.empty(); ++i) {
+    Deliver("server-b", Heartbeat{kEpoch});
+    Deliver(kClientRoute, Heartbeat{kEpoch});
+    at_b = To<Request>(Advance(milliseconds(50)), "server-b");
+  }
+  ASSERT_EQ(at_b.size(), 1u);
+  EXPECT_EQ(at_b[0].seq, 1u);
+  EXPECT_EQ(core_->Snapshot().servers_silent, 1u);
+  EXPECT_EQ(core_->Snapshot().moved, 1u);
+  // Its answer reaches the client.
+  auto sent = Deliver("server-b", Response{"s1", 1, ErrorCode::kOk}, "A");
+  EXPECT_EQ(To<Response>(sent, kClientRoute).size(), 1u);
+}
+
+TEST_F(BrokerCoreTest, ServerReturnWithinItsLeaseGetsItsOperationsAgain) {
+  Start();
+  Connect();
+  Deliver(kClientRoute, Call("s1", 1), "a");
+  Deliver(kServerRoute, Goodbye{"restarting", {}});
+  Advance(milliseconds(300));
+  auto sent =
+      Deliver("server-new", ServerHello("srv-a", Service(4), 1, 21, kEpoch));
+  ASSERT_EQ(To<Welcome>(sent, "server-new").size(), 1u);
+  auto requests = To<Request>(sent, "server-new");
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_EQ(requests[0].seq, 1u);
+}
+
+TEST_F(BrokerCoreTest, ResendDuringGraceWaitsForTheGracePeriod) {
+  options_.grace = milliseconds(200);
+  Start();
+  Connect();
+  // A resend of an operation this broker never saw: a server that has not
+  // reported yet may hold it.
+  auto sent = Deliver(kClientRoute, Call("s1", 7, kRequestResend), "a");
+  EXPECT_TRUE(To<Request>(sent, kServerRoute).empty());
+  EXPECT_TRUE(To<Request>(Advance(milliseconds(150)), kServerRoute).empty());
+  auto later = To<Request>(Advance(milliseconds(100)), kServerRoute);
+  ASSERT_EQ(later.size(), 1u);
+  EXPECT_EQ(later[0].seq, 7u);
+  EXPECT_GE(core_->Snapshot().grace_ms, 200u);
+}
+
+TEST_F(BrokerCoreTest, PendingSeqNobodyReportedIsResentAfterGrace) {
+  options_.grace = milliseconds(200);
+  Start();
+  Connect();
+  ClientVector cv;
+  cv.session = "s1";
+  cv.incarnation = 1;
+  cv.journal_id = 11;
+  cv.next_seq = 4;
+  cv.completed_watermark = 1;
+  cv.pending = {3};
+  auto sent = Deliver(kClientRoute, StateExchange{Role::kClient, {cv}, {}});
+  EXPECT_TRUE(To<Recover>(sent, kClientRoute).empty());
+  auto recover = To<Recover>(Advance(milliseconds(250)), kClientRoute);
+  ASSERT_EQ(recover.size(), 1u);
+  ASSERT_EQ(recover[0].sessions[0].ops.size(), 1u);
+  EXPECT_EQ(recover[0].sessions[0].ops[0].seq, 3u);
+  EXPECT_EQ(recover[0].sessions[0].ops[0].action, Action::kResendRequest);
+}
+
+TEST_F(BrokerCoreTest, RosterListingEveryServerEndsGraceEarly) {
+  options_.grace = milliseconds(5000);
+  MemoryRoster roster;
+  RosterContents listed;
+  listed.complete = true;
+  listed.servers = {"srv-a"};
+  Start(&roster, listed);
+  EXPECT_EQ(roster.writes_, 1);  // this broker's epoch, before any WELCOME
+  // A restarted server that held nothing reports at once.
+  Deliver(kServerRoute, ServerHello("srv-a", Service(1), 2, 21, 0));
+  EXPECT_EQ(core_->Snapshot().grace_ended_early, 0u);
+  Deliver(kServerRoute, StateExchange{Role::kServer, {}, {}, true});
+  EXPECT_EQ(core_->Snapshot().grace_ended_early, 1u);
+}
+
+TEST_F(BrokerCoreTest, SilentClientConnectionIsToldToHelloAgain) {
+  options_.heartbeat = milliseconds(100);
+  Start();
+  Connect();
+  Advance(milliseconds(400));  // past 3 heartbeats without a word
+  auto sent = Deliver(kClientRoute, Heartbeat{kEpoch});
+  auto errors = To<Error>(sent, kClientRoute);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].code, ErrorCode::kUnknownSession);
+  EXPECT_EQ(errors[0].session, "s1");
+}
+
+TEST_F(BrokerCoreTest, GoneConnectionLosesItsSessions) {
+  Start();
+  Connect();
+  EXPECT_EQ(core_->Snapshot().connections, 2u);
+  core_->OnGone(kClientRoute, now_);
+  EXPECT_EQ(core_->Snapshot().connections, 1u);
+  // Another process may take the session over at once.
+  auto sent = Deliver("client-new", ClientHello("s1", 2, 11));
+  EXPECT_EQ(To<Welcome>(sent, "client-new").size(), 1u);
+}
+
+TEST_F(BrokerCoreTest, ShutdownSaysGoodbyeToEveryLiveConnection) {
+  Start();
+  Connect();
+  core_->Shutdown();
+  auto sent = out_.Take();
+  EXPECT_EQ(To<Goodbye>(sent, kClientRoute).size(), 1u);
+  EXPECT_EQ(To<Goodbye>(sent, kServerRoute).size(), 1u);
+}
+
+TEST_F(BrokerCoreTest, ReusedSeqWithAnotherRequestIsAConflict) {
+  Start();
+  Connect();
+  Deliver(kClientRoute, Call("s1", 1), "a");
+  Deliver(kServerRoute, Response{"s1", 1, ErrorCode::kOk}, "A");
+  auto sent = Deliver(kClientRoute, Call("s1", 1, kRequestResend), "other");
+  auto answers = To<Response>(sent, kClientRoute);
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(answers[0].status, ErrorCode::kConflict);
+  EXPECT_EQ(core_->Snapshot().conflicts, 1u);
+  EXPECT_EQ(core_->Snapshot().responses_replayed, 0u);
+}
+
+TEST_F(BrokerCoreTest, ForgottenSessionsResendGoesBackToTheServerThatHeldIt) {
+  options_.max_reported_sessions_per_server = 1;
+  Start();
+  ASSERT_EQ(Deliver(kServerRoute, ServerHello("srv-a", Service(4))).size(), 1u);
+  Deliver("server-b", ServerHello("srv-b", Service(4), 1, 22));
+  // srv-a reports two sessions; its quota keeps only the first, and the
+  // broker remembers that srv-a held the other's seqs up to 5.
+  ServerVector kept{"srv-a", 1, 21,
+                    "s0",    1, {HeldOp{1, ServerOpState::kExecuted, 1}}};
+  ServerVector cut{"srv-a", 1, 21,
+                   "s1",    1, {HeldOp{5, ServerOpState::kExecuted, 1}}};
+  Deliver(kServerRoute, StateExchange{Role::kServer, {}, {kept, cut}, true});
+  EXPECT_EQ(core_->Snapshot().forgotten_sessions, 1u);
+  Deliver(kClientRoute, ClientHello("s1"));
+  // Its resend goes to srv-a, never to srv-b, which would run it again.
+  auto sent = Deliver(kClientRoute, Call("s1", 5, kRequestResend), "x");
+  EXPECT_EQ(To<Request>(sent, kServerRoute).size(), 1u);
+  EXPECT_TRUE(To<Request>(sent, "server-b").empty());
+  EXPECT_EQ(core_->Snapshot().forgotten_routed, 1u);
+}
+
+// ---- recovery decisions come from the table (breakpoint.h) ----------------
+
+// The count of decisions with `action` so far.
+std::uint64_t Decisions(const BrokerCore& core, Action action, Time now) {
+  BrokerStatus st;
+  core.FillStatus(st, now);
+  return st.decisions[static_cast<std::size_t>(action)];
+}
+
+TEST_F(BrokerCoreTest, LeaseExpiryIsDecidedByTheTable) {
+  Start();
+  Connect(Service(4, /*idempotent=*/false));
+  Deliver(kClientRoute, Call("s1", 1), "a");
+  Deliver(kServerRoute, Goodbye{"leaving", {}});
+  Advance(milliseconds(1100));
+  // unknown / answer_in_doubt: the server's memory is out of reach.
+  EXPECT_EQ(Decisions(*core_, Action::kAnswerInDoubt, now_), 1u);
+  EXPECT_EQ(Decisions(*core_, Action::kResendRequest, now_), 0u);
+}
+
+TEST_F(BrokerCoreTest, LeaseExpiryOfIdempotentWorkWithoutRequestAsksTheClient) {
+  Start();
+  Connect(Service(4, /*idempotent=*/true));
+  // The broker learns of the operation from the server's report only, so
+  // it has no copy of the request.
+  ServerVector sv{"srv-a", 1, 21,
+                  "s1",    1, {HeldOp{3, ServerOpState::kReceived, 1}}};
+  Deliver(kServerRoute, StateExchange{Role::kServer, {}, {sv}, true});
+  Deliver(kServerRoute, Goodbye{"leaving", {}});
+  auto sent = Advance(milliseconds(1100));
+  auto recover = To<Recover>(sent, kClientRoute);
+  ASSERT_EQ(recover.size(), 1u);
+  ASSERT_EQ(recover[0].sessions[0].ops.size(), 1u);
+  EXPECT_EQ(recover[0].sessions[0].ops[0],
+            (OpDecision{3, Breakpoint::kUnknown, Action::kResendRequest}));
+  EXPECT_EQ(Decisions(*core_, Action::kResendRequest, now_), 1u);
+}
+
+TEST_F(BrokerCoreTest, GracePeriodDecisionsAreCounted) {
+  options_.grace = milliseconds(200);
+  Start();
+  Connect();
+  ClientVector cv{"s1", 1, 11, 4, 1, {3}, {}};
+  Deliver(kClientRoute, StateExchange{Role::kClient, {cv}, {}});
+  // awaiting_grace / wait while servers may still report...
+  EXPECT_EQ(Decisions(*core_, Action::kWait, now_), 1u);
+  Advance(milliseconds(250));
+  // ...then request_lost / resend_request.
+  EXPECT_EQ(Decisions(*core_, Action::kResendRequest, now_), 1u);
+}
+
+TEST_F(BrokerCoreTest, LostClientJournalOrphansWhatServersHold) {
+  Start();
+  Connect();
+  Deliver(kClientRoute, Call("s1", 1), "a");
+  Deliver(kClientRoute, Call("s1", 2), "b");
+  Deliver(kServerRoute, Response{"s1", 1, ErrorCode::kOk}, "A");
+  // The same session returns with a new journal.
+  auto sent = Deliver(kClientRoute, ClientHello("s1", 2, /*journal=*/12));
+  ASSERT_EQ(To<Welcome>(sent, kClientRoute).size(), 1u);
+  EXPECT_EQ(Decisions(*core_, Action::kKeepOrphan, now_), 2u);
+  EXPECT_EQ(core_->Snapshot().orphans, 2u);
+  EXPECT_EQ(core_->Snapshot().retained_bytes, 0u);
+}
+
+TEST_F(BrokerCoreTest, ServerReportAfterClientJournalLossKeepsTheOrphan) {
+  Start();
+  Connect();
+  Deliver(kClientRoute, Call("s1", 1), "a");
+  Deliver(kClientRoute, ClientHello("s1", 2, /*journal=*/12));
+  // The server restarts and reports seq 1, which the client's new journal
+  // knows nothing of: its watermark (above every old seq) says nothing.
+  out_.MarkGone(kServerRoute);
+  Deliver("server-new", ServerHello("srv-a", Service(4), 2, 21, kEpoch));
+  ServerVector sv{"srv-a", 2, 21,
+                  "s1",    1, {HeldOp{1, ServerOpState::kExecuted, 1}}};
+  auto sent =
+      Deliver("server-new", StateExchange{Role::kServer, {}, {sv}, true});
+  auto probes = To<Probe>(sent, kClientRoute);
+  ASSERT_EQ(probes.size(), 1u);
+  ClientVector cv{"s1", 2, 12, 5, 5, {}, {}};
+  sent = Deliver(kClientRoute,
+                 ProbeReply{probes[0].probe_id, Role::kClient, {cv}, {}});
+  auto recover = To<Recover>(sent, "server-new");
+  ASSERT_EQ(recover.size(), 1u);
+  ASSERT_EQ(recover[0].sessions[0].ops.size(), 1u);
+  EXPECT_EQ(recover[0].sessions[0].ops[0],
+            (OpDecision{1, Breakpoint::kOrphanResponse, Action::kKeepOrphan}));
+}
+
+TEST_F(BrokerCoreTest, ResendDuringGraceIsDecidedAwaitingGrace) {
+  options_.grace = milliseconds(200);
+  Start();
+  Connect();
+  Deliver(kClientRoute, Call("s1", 7, kRequestResend), "a");
+  EXPECT_EQ(Decisions(*core_, Action::kWait, now_), 1u);
+}
+
+}  // namespace
+}  // namespace rejoin::broker_internal
