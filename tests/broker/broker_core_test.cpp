@@ -567,6 +567,48 @@ TEST_F(BrokerCoreTest, ForgottenSessionsResendGoesBackToTheServerThatHeldIt) {
   EXPECT_EQ(core_->Snapshot().forgotten_routed, 1u);
 }
 
+// A client whose journal went back in time resends seqs it had completed:
+// below the watermark it sent, or confirmed one by one above it. The broker
+// released them; it answers in_doubt and never dispatches them again, even
+// with another server registered that never held them.
+TEST_F(BrokerCoreTest, CompletedSeqSentAgainIsAnsweredInDoubtNotDispatched) {
+  Start();
+  Connect();
+  Deliver("server-b", ServerHello("srv-b", Service(4), 1, 22));
+  for (Seq seq = 1; seq <= 4; ++seq) {
+    Deliver(kClientRoute, Call("s1", seq), "p");
+  }
+  auto answer = [&](const std::string& route, Seq seq) {
+    Deliver(route, Response{"s1", seq, ErrorCode::kOk}, "done");
+  };
+  // Round robin: 1 and 3 at srv-a, 2 and 4 at srv-b.
+  answer(kServerRoute, 1);
+  answer("server-b", 2);
+  answer(kServerRoute, 3);
+  answer("server-b", 4);
+  // Everything below 3 completed, and 4 confirmed on its own.
+  Deliver(kClientRoute, Ack{"s1", 3, {4}});
+
+  for (Seq seq : {Seq{1}, Seq{2}, Seq{4}}) {
+    auto sent = Deliver(kClientRoute, Call("s1", seq, kRequestResend), "p");
+    EXPECT_TRUE(To<Request>(sent, kServerRoute).empty()) << seq;
+    EXPECT_TRUE(To<Request>(sent, "server-b").empty()) << seq;
+    auto answers = To<Response>(sent, kClientRoute);
+    ASSERT_EQ(answers.size(), 1u) << seq;
+    EXPECT_EQ(answers[0].status, ErrorCode::kInDoubt) << seq;
+  }
+  // 3 is kept until the client confirms it: its answer is replayed.
+  auto sent = Deliver(kClientRoute, Call("s1", 3, kRequestResend), "p");
+  auto answers = To<Response>(sent, kClientRoute);
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(answers[0].status, ErrorCode::kOk);
+  // A new seq is dispatched as usual.
+  sent = Deliver(kClientRoute, Call("s1", 5), "p");
+  EXPECT_EQ(To<Request>(sent, kServerRoute).size() +
+                To<Request>(sent, "server-b").size(),
+            1u);
+}
+
 // ---- recovery decisions come from the table (breakpoint.h) ----------------
 
 // The count of decisions with `action` so far.

@@ -75,6 +75,17 @@ void BrokerCore::OnRequest(const std::string& route, const Request& req,
         return;
     }
   }
+  if (req.seq < s.completed_below || s.completed_above.count(req.seq) != 0) {
+    // The client completed it and the broker released it; this client's
+    // journal went back in time. Another server would run it again.
+    LogOnce("completed-resent:" + req.session,
+            "session " + Printable(req.session) + " sent seq " +
+                std::to_string(req.seq) +
+                " again after completing it (a journal restored from an "
+                "older copy?): answered in_doubt");
+    Answer(req.session, s, req.seq, ErrorCode::kInDoubt);
+    return;
+  }
 
   if (frames.payload().size() > options_.max_message_bytes) {
     Bump(counters_.too_large);
@@ -412,9 +423,25 @@ void BrokerCore::ReleaseOne(Session& s, std::map<Seq, Track>::iterator it) {
 }
 
 void BrokerCore::ReleaseBelow(Session& s, Seq below) {
+  if (below > s.completed_below) {
+    s.completed_below = below;
+    s.completed_above.erase(s.completed_above.begin(),
+                            s.completed_above.lower_bound(below));
+  }
   while (!s.ops.empty() && s.ops.begin()->first < below) {
     ReleaseOne(s, s.ops.begin());
   }
+}
+
+void BrokerCore::ReleaseCompleted(Session& s,
+                                  std::map<Seq, Track>::iterator it) {
+  if (it->first >= s.completed_below) {
+    s.completed_above.insert(it->first);
+    if (s.completed_above.size() > kMaxCompletedAbove) {
+      s.completed_above.erase(s.completed_above.begin());
+    }
+  }
+  ReleaseOne(s, it);
 }
 
 // ---- RESPONSE -------------------------------------------------------------
@@ -516,7 +543,7 @@ void BrokerCore::OnAck(const std::string& route, const Ack& ack,
   for (Seq seq : ack.seqs) {
     auto it = s.ops.find(seq);
     if (it != s.ops.end() && it->second.phase == Phase::kAnswered) {
-      ReleaseOne(s, it);
+      ReleaseCompleted(s, it);
     }
   }
   for (const std::string& id : s.servers) {

@@ -99,6 +99,10 @@ struct Track {
   std::uint32_t same_answers = 0;
 };
 
+// Seqs a session's client confirmed above its watermark that the broker
+// keeps (Session::completed_above).
+inline constexpr std::size_t kMaxCompletedAbove = 4096;
+
 struct Session {
   SessionId id;
   Holder holder;
@@ -115,6 +119,14 @@ struct Session {
   // a client's STATE_EXCHANGE (next_seq - 1), a server's report or RESPONSE.
   // An ACK above it is refused (PROTOCOL.md §4.5).
   Seq highest = 0;
+  // What the client has said it completed: every seq below its completed
+  // watermark, and the seqs above it it confirmed one by one (at most
+  // kMaxCompletedAbove, the lowest dropped first). The broker released
+  // them; a REQUEST for one it no longer tracks comes from a client whose
+  // journal went back in time and is answered in_doubt, as a server answers
+  // a released seq (PROTOCOL.md §4.3): never dispatched again.
+  Seq completed_below = 1;
+  std::set<Seq> completed_above;
   // Bytes of the request and response frames its tracks keep.
   std::size_t bytes = 0;
   // A client has held it in this broker's life; a session only servers

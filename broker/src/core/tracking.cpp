@@ -55,7 +55,7 @@ void BrokerCore::OnStateExchange(const std::string& route,
     for (Seq seq : cv.completed) {
       auto it = s.ops.find(seq);
       if (it != s.ops.end() && it->second.phase == Phase::kAnswered) {
-        ReleaseOne(s, it);
+        ReleaseCompleted(s, it);
       }
     }
     RecoverSession to_client{sid, cv.completed_watermark, {}};
