@@ -90,28 +90,16 @@ void Client::Impl::HandleWelcome(const Welcome& w) {
 }
 
 void Client::Impl::HandleError(const Error& e) {
-  const TimePoint now = Clock::now();
-  switch (e.code) {
-    case ErrorCode::kUnknownSession:
-      // The broker does not know this connection (it restarted), or it
-      // declared the session dead.
-      Drive(EndpointEvent::kUnknownSession, now);
-      return;
-    case ErrorCode::kLimitExceeded:
-      // For a HELLO: the broker holds its maximum of sessions. Otherwise
-      // a bound on something else, only worth a line in the log.
-      if (e.ref_type != static_cast<std::uint8_t>(MessageType::kHello)) break;
-      [[fallthrough]];
-    case ErrorCode::kDuplicateIdentity:
+  if (const auto event = EndpointEventOf(e)) {
+    // unknown_session: the broker does not know this connection (it
+    // restarted), or it declared the session dead. The others refuse a
+    // HELLO, which the machine retries.
+    if (*event != EndpointEvent::kUnknownSession) {
       Log().debug("session {}: HELLO refused: {}", options_.session_id,
                   ErrorCodeName(e.code));
-      Drive(EndpointEvent::kRefused, now);
-      return;
-    case ErrorCode::kFenced:
-      Drive(EndpointEvent::kFenced, now);
-      return;
-    default:
-      break;
+    }
+    Drive(*event, Clock::now());
+    return;
   }
   Log().warn("session {}: broker error {} (seq {}): {}", options_.session_id,
              ErrorCodeName(e.code), e.seq, e.message);

@@ -48,6 +48,28 @@ std::chrono::milliseconds EndpointMachine::Jitter(std::chrono::milliseconds d) {
   return d + std::chrono::milliseconds(extra);
 }
 
+// The broker behind a live socket went away: a welcomed endpoint has lost
+// it; every state with a socket waits for the reconnect, with the HELLO
+// timer as the fallback.
+void EndpointMachine::AwaitReconnect(Output& out, TimePoint now,
+                                     const char* why) {
+  switch (state_) {
+    case State::kWelcomed:
+      Lose(out, why);
+      [[fallthrough]];
+    case State::kConnecting:
+    case State::kHelloSent:
+    case State::kRefused:
+      state_ = State::kConnecting;
+      Arm(EndpointTimer::kHello, now + heartbeat_);
+      break;
+    case State::kNoLink:
+    case State::kFenced:
+    case State::kClosed:
+      break;
+  }
+}
+
 void EndpointMachine::Lose(Output& out, const char* why) {
   if (state_ != State::kWelcomed) return;
   // Messages may have been lost with the broker, or the broker may have
@@ -122,23 +144,8 @@ EndpointMachine::Output EndpointMachine::Step(const Input& in) {
       }
       break;
     case EndpointEvent::kLinkDown:
-      switch (state_) {
-        case State::kWelcomed:
-          Lose(out, "disconnected");
-          [[fallthrough]];
-        case State::kConnecting:
-        case State::kHelloSent:
-        case State::kRefused:
-          // The socket reconnects by itself and reports it (kLinkUp); the
-          // timer is the fallback.
-          state_ = State::kConnecting;
-          Arm(EndpointTimer::kHello, now + heartbeat_);
-          break;
-        case State::kNoLink:
-        case State::kFenced:
-        case State::kClosed:
-          break;
-      }
+      // The socket reconnects by itself and reports it (kLinkUp).
+      AwaitReconnect(out, now, "disconnected");
       break;
     case EndpointEvent::kLinkClosed:
       if (!live) break;
@@ -253,23 +260,9 @@ EndpointMachine::Output EndpointMachine::Step(const Input& in) {
       Arm(EndpointTimer::kRetry, now + Jitter(timers_.fenced_retry));
       break;
     case EndpointEvent::kGoodbye:
-      switch (state_) {
-        case State::kWelcomed:
-          Lose(out, "broker said goodbye");
-          [[fallthrough]];
-        case State::kConnecting:
-        case State::kHelloSent:
-        case State::kRefused:
-          // Its successor on the endpoint gets a HELLO once the socket
-          // reconnects (kLinkUp), or when the timer fires.
-          state_ = State::kConnecting;
-          Arm(EndpointTimer::kHello, now + heartbeat_);
-          break;
-        case State::kNoLink:
-        case State::kFenced:
-        case State::kClosed:
-          break;
-      }
+      // Its successor on the endpoint gets a HELLO once the socket
+      // reconnects (kLinkUp).
+      AwaitReconnect(out, now, "broker said goodbye");
       break;
     case EndpointEvent::kTimer:
       out = OnTimer(in);

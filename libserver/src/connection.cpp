@@ -456,30 +456,17 @@ void IoLoop::OnHeartbeat(const Heartbeat& h, Clock::time_point now) {
 
 void IoLoop::OnError(const Error& e, Clock::time_point now) {
   const std::string key = "error:" + std::string(ErrorCodeName(e.code));
-  switch (e.code) {
-    case ErrorCode::kUnknownSession:
-      // The broker does not know this connection: it restarted, or dropped
-      // us.
-      Drive(EndpointEvent::kUnknownSession, now);
-      return;
-    case ErrorCode::kLimitExceeded:
-      if (e.ref_type != static_cast<std::uint8_t>(MessageType::kHello)) break;
-      [[fallthrough]];
-    case ErrorCode::kDuplicateIdentity:
-    case ErrorCode::kFenced:
-      // Another process holds the id, or the broker is full. Keep asking:
-      // the holder may be a previous incarnation whose death the broker has
-      // not noticed yet.
-      if (LogOnce(key)) {
-        Log().warn("server {}: broker refused HELLO: {} ({}); retrying",
-                   options_.server_id, ErrorCodeName(e.code), e.message);
-      }
-      Drive(e.code == ErrorCode::kFenced ? EndpointEvent::kFenced
-                                         : EndpointEvent::kRefused,
-            now);
-      return;
-    default:
-      break;
+  if (const auto event = EndpointEventOf(e)) {
+    // unknown_session: the broker does not know this connection (it
+    // restarted, or dropped us). The others: another process holds the id,
+    // or the broker is full. Keep asking: the holder may be a previous
+    // incarnation whose death the broker has not noticed yet.
+    if (*event != EndpointEvent::kUnknownSession && LogOnce(key)) {
+      Log().warn("server {}: broker refused HELLO: {} ({}); retrying",
+                 options_.server_id, ErrorCodeName(e.code), e.message);
+    }
+    Drive(*event, now);
+    return;
   }
   if (LogOnce(key)) {
     Log().warn("server {}: broker reported {}: {}", options_.server_id,

@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "rejoin/proto/messages.h"
+
 namespace rejoin {
 namespace {
 
@@ -504,6 +506,28 @@ TEST(EndpointDrain, NoHelloWhileDraining) {
   (void)m.Step(At(E::kDrain, kStart));
   EXPECT_TRUE(m.Step(At(E::kLinkUp, kStart)).empty());
   EXPECT_TRUE(m.Step(At(E::kTimer, kLater)).empty());
+}
+
+// Which broker ERRORs drive the life cycle, for both libraries.
+TEST(EndpointErrors, OnlyAdmissionErrorsAreLifeCycleEvents) {
+  auto of = [](ErrorCode code, MessageType ref) {
+    Error e;
+    e.code = code;
+    e.ref_type = static_cast<std::uint8_t>(ref);
+    return EndpointEventOf(e);
+  };
+  EXPECT_EQ(of(ErrorCode::kUnknownSession, MessageType::kRequest),
+            EndpointEvent::kUnknownSession);
+  EXPECT_EQ(of(ErrorCode::kDuplicateIdentity, MessageType::kHello),
+            EndpointEvent::kRefused);
+  EXPECT_EQ(of(ErrorCode::kLimitExceeded, MessageType::kHello),
+            EndpointEvent::kRefused);
+  EXPECT_EQ(of(ErrorCode::kFenced, MessageType::kHello),
+            EndpointEvent::kFenced);
+  // A bound on a REQUEST is not about the connection.
+  EXPECT_EQ(of(ErrorCode::kLimitExceeded, MessageType::kRequest), std::nullopt);
+  EXPECT_EQ(of(ErrorCode::kProtocolViolation, MessageType::kAck), std::nullopt);
+  EXPECT_EQ(of(ErrorCode::kNotAuthorized, MessageType::kRequest), std::nullopt);
 }
 
 }  // namespace

@@ -12,11 +12,14 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string_view>
 
 #include "rejoin/proto/types.h"
 
 namespace rejoin {
+
+struct Error;
 
 enum class EndpointState : std::uint8_t {
   kNoLink,      // no socket; one is opened when the relink timer fires
@@ -49,6 +52,12 @@ enum class EndpointEvent : std::uint8_t {
   kStop,            // the endpoint leaves now
 };
 inline constexpr int kEndpointEvents = 17;
+
+// The life-cycle event an ERROR from the broker is: unknown_session,
+// duplicate_identity, fenced, and limit_exceeded in answer to a HELLO (the
+// broker holds its maximum of sessions). Any other ERROR is about something
+// else and only worth a log line: nullopt.
+std::optional<EndpointEvent> EndpointEventOf(const Error& e);
 
 // What the I/O loop is asked to do, in this order when several are set.
 enum class EndpointAction : std::uint16_t {
@@ -147,6 +156,7 @@ class EndpointMachine {
   Output OnTimer(const Input& in);
   // Leaves kWelcomed (if there) for `next`: the next WELCOME is a return.
   void Lose(Output& out, const char* why);
+  void AwaitReconnect(Output& out, TimePoint now, const char* why);
   void Arm(EndpointTimer timer, TimePoint due);
   std::chrono::milliseconds Jitter(std::chrono::milliseconds d);
 
