@@ -342,20 +342,22 @@ ServerVector IoLoop::VectorOf(const SessionId& session,
   return v;
 }
 
+// The decision table's answer (PROTOCOL.md §6.1) for an operation this
+// server journaled RECEIVED in an older incarnation, under this server's own
+// spec of the service; a service it no longer serves cannot be told or
+// redone here.
 Action IoLoop::InDoubtAction(const std::string& service) const {
   auto it = service_index_.find(service);
   if (it == service_index_.end()) return Action::kAnswerInDoubt;
   const ServiceOptions& s = services_[it->second];
-  if (s.idempotent) return Action::kReexecute;
-  switch (s.policy) {
-    case InDoubtPolicy::kReexecute:
-      return Action::kReexecute;
-    case InDoubtPolicy::kResolveHook:
-      return Action::kResolve;
-    case InDoubtPolicy::kAnswerInDoubt:
-      return Action::kAnswerInDoubt;
-  }
-  return Action::kAnswerInDoubt;
+  DecisionContext ctx;
+  ctx.idempotent = s.idempotent;
+  ctx.policy = s.policy;
+  return DecideOp(/*seq=*/1, ClientOpState::kSent,
+                  ServerOpView{ServerOpState::kReceived,
+                               /*restarted_since_received=*/true},
+                  ctx)
+      .action;
 }
 
 void IoLoop::SettleInDoubt(const SessionId& session, Seq seq, Action action) {
@@ -367,8 +369,10 @@ void IoLoop::SettleInDoubt(const SessionId& session, Seq seq, Action action) {
     // This process no longer serves it: nobody here can tell or redo it.
     action = Action::kAnswerInDoubt;
   } else if (action == Action::kResolve && !services_[it->second].resolve) {
-    action = services_[it->second].idempotent ? Action::kReexecute
-                                              : Action::kAnswerInDoubt;
+    // The broker decided with another server's spec of the service (the
+    // first registered); this one has no hook: its own spec decides
+    // (PROTOCOL.md §6.1, in-doubt policy).
+    action = InDoubtAction(service);
   }
   if (action == Action::kAnswerInDoubt) {
     Bump(counters_.answered_in_doubt);

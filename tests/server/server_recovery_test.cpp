@@ -399,6 +399,23 @@ TEST_F(AfterCrash, RecoverReexecuteRunsStoredRequestOnce) {
   EXPECT_EQ(server->stats().responses_resent, 1u);
 }
 
+// Servers of one service may register different in-doubt policies; the
+// broker decides with the first one's. A server asked to resolve without a
+// hook of its own settles by its own policy, through the decision table.
+TEST_F(AfterCrash, RecoverResolveWithoutAHookSettlesByTheServersOwnPolicy) {
+  ServiceOptions spec = svc.Make(InDoubtPolicy::kReexecute);
+  spec.resolve = nullptr;
+  server = Return(broker, dir.path(), std::move(spec));
+
+  broker.Send(RecoverWith("alice", Action::kResolve));
+  std::string payload;
+  ASSERT_TRUE(broker.NextAs<Response>(&payload));
+  EXPECT_EQ(payload, "ran:req");
+  EXPECT_EQ(svc.runs, 1);
+  EXPECT_EQ(svc.hook_calls, 0);
+  EXPECT_EQ(server->stats().reexecuted, 1u);
+}
+
 TEST_F(AfterCrash, RecoverResolveAsksTheHook) {
   svc.hook_reply = HandlerReply{ErrorCode::kOk, "done before"};
   ReturnWith(InDoubtPolicy::kResolveHook);
