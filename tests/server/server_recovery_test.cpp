@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -212,21 +213,32 @@ TEST_F(AfterCrash, StaleResendResponseUnderAnswerInDoubtPolicyIsAnswered) {
   EXPECT_EQ(svc.runs, 0);
 }
 
-TEST(ServerRecovery, ResendResponseForRunningOperationWaitsForTheHandler) {
+// Seq 1 of "alice" is running in this incarnation: its handler waits at
+// `gate` and then answers `kAnswer`.
+class RunningOperation : public ::testing::Test {
+ protected:
+  static constexpr const char* kAnswer = "done";
+  void SetUp() override {
+    ServiceOptions slow;
+    slow.name = "echo";
+    slow.handler = [this](const RequestView&) {
+      ++runs;
+      gate.Wait();
+      return HandlerReply{ErrorCode::kOk, kAnswer};
+    };
+    server = MustOpen(TestOptions(broker), {slow});
+    ASSERT_TRUE(broker.AcceptHello());
+    broker.SendRequest("alice", 1, "x");
+    ASSERT_TRUE(gate.AwaitWaiting(1));
+  }
+
   FakeBroker broker;
   Gate gate;
   std::atomic<int> runs{0};
-  ServiceOptions slow;
-  slow.name = "echo";
-  slow.handler = [&](const RequestView&) {
-    ++runs;
-    gate.Wait();
-    return HandlerReply{ErrorCode::kOk, "done"};
-  };
-  auto server = MustOpen(TestOptions(broker), {slow});
-  ASSERT_TRUE(broker.AcceptHello());
-  broker.SendRequest("alice", 1, "x");
-  ASSERT_TRUE(gate.AwaitWaiting(1));
+  std::unique_ptr<Server> server;
+};
+
+TEST_F(RunningOperation, ResendResponseWaitsForTheHandler) {
   // A stale decision for the running operation: nothing is sent for it.
   broker.Send(RecoverWith("alice", Action::kResendResponse));
   auto vector = broker.ProbeBarrier("alice", {1});
@@ -502,22 +514,7 @@ TEST(ServerRecovery, RecoverKeepOrphanKeepsAndCounts) {
   EXPECT_EQ(server->stats().orphans, 1u);
 }
 
-TEST(ServerRecovery, RecoverForRunningOperationDoesNotStartItTwice) {
-  FakeBroker broker;
-  Gate gate;
-  std::atomic<int> runs{0};
-  ServiceOptions slow;
-  slow.name = "echo";
-  slow.handler = [&](const RequestView&) {
-    ++runs;
-    gate.Wait();
-    return HandlerReply{ErrorCode::kOk, "once"};
-  };
-  auto server = MustOpen(TestOptions(broker), {slow});
-  ASSERT_TRUE(broker.AcceptHello());
-  broker.SendRequest("alice", 1, "x");
-  ASSERT_TRUE(gate.AwaitWaiting(1));
-
+TEST_F(RunningOperation, RecoverDoesNotStartItTwice) {
   broker.Send(RecoverWith("alice", Action::kReexecute));
   broker.Send(RecoverWith("alice", Action::kAnswerInDoubt));
   broker.Send(RecoverWith("alice", Action::kResendResponse));
@@ -527,7 +524,7 @@ TEST(ServerRecovery, RecoverForRunningOperationDoesNotStartItTwice) {
   auto response = broker.NextAs<Response>(&payload);
   ASSERT_TRUE(response);
   EXPECT_EQ(response->status, ErrorCode::kOk);
-  EXPECT_EQ(payload, "once");
+  EXPECT_EQ(payload, kAnswer);
   ASSERT_TRUE(broker.ProbeBarrier("alice", {1}));
   EXPECT_EQ(runs, 1);
 }
