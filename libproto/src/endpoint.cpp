@@ -70,6 +70,15 @@ void EndpointMachine::AwaitReconnect(Output& out, TimePoint now,
   }
 }
 
+// A welcomed endpoint learns the broker no longer knows it: it has lost the
+// broker and says HELLO again at once, on the same socket.
+void EndpointMachine::HelloAgain(Output& out, TimePoint now, const char* why) {
+  Lose(out, why);
+  state_ = State::kConnecting;
+  Add(out, Action::kSendHello);
+  Arm(EndpointTimer::kHello, now + heartbeat_);
+}
+
 void EndpointMachine::Lose(Output& out, const char* why) {
   if (state_ != State::kWelcomed) return;
   // Messages may have been lost with the broker, or the broker may have
@@ -215,19 +224,13 @@ EndpointMachine::Output EndpointMachine::Step(const Input& in) {
       if (state_ != State::kWelcomed || in.epoch == 0 || in.epoch == epoch_) {
         break;
       }
-      Lose(out, "new broker epoch in heartbeat");
-      state_ = State::kConnecting;
-      Add(out, Action::kSendHello);
-      Arm(EndpointTimer::kHello, now + heartbeat_);
+      HelloAgain(out, now, "new broker epoch in heartbeat");
       break;
     case EndpointEvent::kUnknownSession:
       // One HELLO per loss: every message in flight may be refused, and
       // the HELLO timer covers a HELLO that is lost.
       if (state_ != State::kWelcomed) break;
-      Lose(out, "broker does not know the session");
-      state_ = State::kConnecting;
-      Add(out, Action::kSendHello);
-      Arm(EndpointTimer::kHello, now + heartbeat_);
+      HelloAgain(out, now, "broker does not know the session");
       break;
     case EndpointEvent::kRefused:
       switch (state_) {

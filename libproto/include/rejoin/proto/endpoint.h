@@ -157,6 +157,7 @@ class EndpointMachine {
   // Leaves kWelcomed (if there) for `next`: the next WELCOME is a return.
   void Lose(Output& out, const char* why);
   void AwaitReconnect(Output& out, TimePoint now, const char* why);
+  void HelloAgain(Output& out, TimePoint now, const char* why);
   void Arm(EndpointTimer timer, TimePoint due);
   std::chrono::milliseconds Jitter(std::chrono::milliseconds d);
 
