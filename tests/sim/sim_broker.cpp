@@ -1,0 +1,126 @@
+// The broker host: decode, hand in, encode, send (see sim_broker.h).
+#include "sim_broker.h"
+
+#include <cstdlib>
+#include <set>
+
+#include "rejoin/proto/codec.h"
+
+namespace rejoin::sim {
+namespace {
+
+// The frames of one delivered message; the core may take them (copies: the
+// simulated wire owns its bytes).
+class Frames final : public broker_internal::InFrames {
+ public:
+  Frames(const std::string& header, const std::string& payload)
+      : header_(header), payload_(payload) {}
+  std::string_view header() const override { return header_; }
+  std::string_view payload() const override { return payload_; }
+  zmq::message_t TakeHeader() override {
+    return zmq::message_t(header_.data(), header_.size());
+  }
+  zmq::message_t TakePayload() override {
+    return zmq::message_t(payload_.data(), payload_.size());
+  }
+
+ private:
+  const std::string& header_;
+  const std::string& payload_;
+};
+
+std::string Bytes(const zmq::message_t& m) {
+  return std::string(static_cast<const char*>(m.data()), m.size());
+}
+
+}  // namespace
+
+SimBroker::SimBroker(World& world, const BrokerOptions& options, Epoch epoch)
+    : world_(world), core_(options, epoch, *this) {
+  core_.Start(world_.now());
+}
+
+std::uint64_t SimBroker::ConnOf(const std::string& route) const {
+  // Routes are "c<id>" (World::RouteOf).
+  return std::strtoull(route.c_str() + 1, nullptr, 10);
+}
+
+void SimBroker::OnPacket(std::uint64_t conn, const std::string& header,
+                         const std::string& payload) {
+  const std::string route = world_.RouteOf(conn);
+  // REQUEST and RESPONSE travel as two frames, everything else as one.
+  Result<MessageType> type = PeekType(std::span<const std::byte>(
+      reinterpret_cast<const std::byte*>(header.data()), header.size()));
+  const std::size_t count = type.ok() && HasPayloadFrame(*type) ? 2 : 1;
+  Result<Message> m = DecodeHeader(header, count, payload.size());
+  if (!m.ok()) {
+    core_.OnUndecodable(route, m.status(), header);
+  } else {
+    Frames frames(header, payload);
+    core_.OnMessage(route, *m, frames, world_.now());
+  }
+  core_.EndTurn(world_.now());
+  Flush();
+}
+
+void SimBroker::Tick() {
+  core_.Tick(world_.now());
+  core_.EndTurn(world_.now());
+  Flush();
+}
+
+BrokerStatus SimBroker::Status() const {
+  BrokerStatus st;
+  core_.FillStatus(st, world_.now());
+  return st;
+}
+
+void SimBroker::Send(const std::string& route, const Message& m) {
+  if (const auto* w = std::get_if<Welcome>(&m)) {
+    world_.checker().WelcomeSent(route, w->id);
+  }
+  batch_.push_back({route, EncodeHeader(m), {}});
+}
+
+void SimBroker::Envelope(const std::string& route, zmq::message_t& header,
+                         zmq::message_t& payload) {
+  batch_.push_back({route, Bytes(header), Bytes(payload)});
+}
+
+void SimBroker::Forward(const std::string& route, std::string_view header) {
+  batch_.push_back({route, std::string(header), {}});
+}
+
+bool SimBroker::Waiting(const std::string& route) const {
+  for (const Out& o : batch_) {
+    if (o.route == route) return true;
+  }
+  return false;
+}
+
+bool SimBroker::SendNow(const std::string& route, const Message& m) {
+  const std::uint64_t conn = ConnOf(route);
+  if (!world_.ConnOpen(conn)) return false;
+  world_.SendToEndpoint(conn, EncodeHeader(m), {});
+  return true;
+}
+
+void SimBroker::Flush() {
+  while (!batch_.empty()) {
+    std::vector<Out> batch = std::move(batch_);
+    batch_.clear();
+    std::set<std::string> gone;
+    for (Out& o : batch) {
+      const std::uint64_t conn = ConnOf(o.route);
+      if (!world_.ConnOpen(conn)) {
+        gone.insert(o.route);
+        continue;
+      }
+      world_.SendToEndpoint(conn, std::move(o.header), std::move(o.payload));
+    }
+    for (const std::string& route : gone) core_.OnGone(route, world_.now());
+    if (!gone.empty()) core_.EndTurn(world_.now());
+  }
+}
+
+}  // namespace rejoin::sim

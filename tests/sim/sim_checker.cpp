@@ -1,0 +1,232 @@
+// The checker's invariants (docs/SIMULATION.md, "Invariants").
+#include "sim_checker.h"
+
+#include <algorithm>
+#include <utility>
+
+namespace rejoin::sim {
+
+Checker::Checker(int clients, int servers)
+    : calls_(static_cast<std::size_t>(clients)),
+      gone_(static_cast<std::size_t>(clients), false),
+      reported_at_(static_cast<std::size_t>(servers), -1) {}
+
+void Checker::BrokerStarted(std::int64_t now_us, std::int64_t grace_us) {
+  welcomed_.clear();
+  broker_start_us_ = now_us;
+  grace_us_ = grace_us;
+  std::fill(reported_at_.begin(), reported_at_.end(), -1);
+}
+
+void Checker::ServerReported(int server, std::int64_t now_us) {
+  std::int64_t& at = reported_at_[static_cast<std::size_t>(server)];
+  if (at < 0) at = now_us;
+}
+
+Checker::Call* Checker::Find(int client, Seq seq) {
+  auto& calls = calls_[static_cast<std::size_t>(client)];
+  auto it = calls.find(seq);
+  return it == calls.end() ? nullptr : &it->second;
+}
+
+void Checker::Fail(const std::string& invariant, int client, Seq seq,
+                   std::string detail) {
+  // One report per invariant and operation is enough to read.
+  for (const Violation& v : violations_) {
+    if (v.invariant == invariant &&
+        v.client == static_cast<std::uint32_t>(client + 1) && v.seq == seq) {
+      return;
+    }
+  }
+  violations_.push_back({invariant, static_cast<std::uint32_t>(client + 1), seq,
+                         std::move(detail)});
+}
+
+void Checker::Attempted(int client, Seq seq, const std::string& service,
+                        const std::string& payload) {
+  auto& calls = calls_[static_cast<std::size_t>(client)];
+  if (auto it = calls.find(seq); it != calls.end()) {
+    // A call lost with its process before it was recorded leaves its seq
+    // free; one recorded or run must never be issued again.
+    if (it->second.accepted || !it->second.execs.empty()) {
+      Fail("seq_reused", client, seq, "the client issued one seq twice");
+      return;
+    }
+    calls.erase(it);
+  }
+  Call& c = calls[seq];
+  c.service = service;
+  c.payload = payload;
+}
+
+void Checker::Accepted(int client, Seq seq) {
+  Call* c = Find(client, seq);
+  if (c == nullptr || c->accepted) return;
+  c->accepted = true;
+  if (!c->answered) ++outstanding_;
+}
+
+void Checker::Executed(int server, int client, Seq seq, bool idempotent,
+                       ErrorCode status, const std::string& result,
+                       std::int64_t now_us) {
+  ++executions_;
+  Call* c = Find(client, seq);
+  if (c == nullptr) {
+    Fail("execution_of_unknown_call", client, seq,
+         "server " + std::to_string(server) + " ran a call never made");
+    return;
+  }
+  if (!idempotent) {
+    for (const Exec& e : c->execs) {
+      if (e.forgotten) continue;
+      // The broker restarted after the first execution, and its server
+      // had not reported within the grace period (down, cut off, or its
+      // HELLO lost): the protocol assumes servers return within it.
+      const std::int64_t reported =
+          reported_at_[static_cast<std::size_t>(e.server)];
+      auto took = c->received_at.find(e.server);
+      const std::int64_t since =
+          took == c->received_at.end() ? e.at_us : took->second;
+      if (since < broker_start_us_ &&
+          (reported < 0 || reported > broker_start_us_ + grace_us_)) {
+        ++grace_misses_;
+        continue;
+      }
+      Fail("non_idempotent_executed_twice", client, seq,
+           "service " + c->service + " ran at server " +
+               std::to_string(e.server) + " and again at server " +
+               std::to_string(server));
+      break;
+    }
+  }
+  c->execs.push_back({server, now_us, status, result, false});
+}
+
+void Checker::Received(int server, int client, Seq seq, std::int64_t now_us) {
+  if (Call* c = Find(client, seq)) c->received_at.emplace(server, now_us);
+}
+
+void Checker::Delivered(int client, Seq seq, ErrorCode status,
+                        const std::string& payload) {
+  Call* c = Find(client, seq);
+  if (c == nullptr) {
+    Fail("answer_to_unknown_call", client, seq,
+         "the application got an answer for a seq it never used");
+    return;
+  }
+  if (c->answered) {
+    Fail("answered_twice", client, seq,
+         "second answer with status " + std::string(ErrorCodeName(status)));
+    return;
+  }
+  c->answered = true;
+  ++answered_;
+  if (c->accepted && !c->exempt) --outstanding_;
+  switch (status) {
+    case ErrorCode::kOk:
+    case ErrorCode::kHandlerFailed: {
+      bool found = false;
+      for (const Exec& e : c->execs) {
+        if (e.status == status && e.result == payload) found = true;
+      }
+      if (!found) {
+        Fail("answer_not_from_handler", client, seq,
+             "status " + std::string(ErrorCodeName(status)) + " payload '" +
+                 payload + "' matches no execution of '" + c->payload + "' (" +
+                 std::to_string(c->execs.size()) + " executions)");
+      }
+      return;
+    }
+    case ErrorCode::kInDoubt:
+    case ErrorCode::kUnavailable:
+      ++in_doubt_;
+      return;
+    default:
+      Fail("answer_status_not_allowed", client, seq,
+           "status " + std::string(ErrorCodeName(status)));
+      return;
+  }
+}
+
+void Checker::ClientJournalLost(int client) {
+  for (auto& [seq, c] : calls_[static_cast<std::size_t>(client)]) {
+    if (c.exempt || c.answered) continue;
+    c.exempt = true;
+    if (c.accepted) --outstanding_;
+  }
+}
+
+void Checker::ServerJournalLost(int server) {
+  for (auto& calls : calls_) {
+    for (auto& [seq, c] : calls) {
+      for (Exec& e : c.execs) {
+        if (e.server == server) e.forgotten = true;
+      }
+    }
+  }
+}
+
+void Checker::ClientGone(int client) {
+  gone_[static_cast<std::size_t>(client)] = true;
+  ClientJournalLost(client);
+}
+
+void Checker::HelloSent(const std::string& route, const std::string& id,
+                        Incarnation incarnation, JournalId journal) {
+  auto& v = hellos_[route];
+  for (HelloSeen& h : v) {
+    if (h.id == id) {
+      h.incarnation = incarnation;
+      h.journal = journal;
+      return;
+    }
+  }
+  v.push_back({id, incarnation, journal});
+}
+
+void Checker::WelcomeSent(const std::string& route, const std::string& id) {
+  auto it = hellos_.find(route);
+  if (it == hellos_.end()) return;
+  for (const HelloSeen& h : it->second) {
+    if (h.id != id) continue;
+    Incarnation& top = welcomed_[id][h.journal];
+    if (h.incarnation < top) {
+      Fail("old_incarnation_welcomed", 0, 0,
+           id + " incarnation " + std::to_string(h.incarnation) +
+               " welcomed after incarnation " + std::to_string(top));
+    }
+    if (h.incarnation > top) top = h.incarnation;
+    return;
+  }
+}
+
+void Checker::CheckAllAnswered() {
+  for (std::size_t i = 0; i < calls_.size(); ++i) {
+    if (gone_[i]) continue;
+    for (const auto& [seq, c] : calls_[i]) {
+      if (!c.accepted && !c.exempt && !c.execs.empty() && c.service != "idem") {
+        bool remembered = false;
+        for (const Exec& e : c.execs) remembered |= !e.forgotten;
+        if (remembered) {
+          Fail("side_effect_of_unrecorded_call", static_cast<int>(i), seq,
+               "service " + c.service +
+                   " ran a call its client never recorded (the client "
+                   "believes it never happened)");
+        }
+      }
+      if (!c.accepted || c.answered || c.exempt) continue;
+      Fail("accepted_call_not_answered", static_cast<int>(i), seq,
+           "service " + c.service + ", " + std::to_string(c.execs.size()) +
+               " executions, faults over and the settle time passed");
+    }
+  }
+}
+
+void Checker::MemoryOver(const std::string& what, std::uint64_t value,
+                         std::uint64_t bound) {
+  Fail("memory_not_idle", -1, 0,
+       what + " = " + std::to_string(value) + ", idle bound " +
+           std::to_string(bound));
+}
+
+}  // namespace rejoin::sim

@@ -1,0 +1,124 @@
+// The independent checker: a history of what the application saw and what
+// handlers did, recorded by the simulator outside the parties' code (calls
+// accepted, handler executions with their side effects, answers delivered,
+// hellos and welcomes seen on the wire), and the invariants checked against
+// it during and after a run. It knows nothing of journals or of the broker's
+// tables beyond what the run hands it at the end.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "rejoin/proto/status.h"
+#include "rejoin/proto/types.h"
+
+namespace rejoin::sim {
+
+struct Violation {
+  std::string invariant;
+  std::uint32_t client = 0;  // the session's client + 1; 0: none
+  Seq seq = 0;
+  std::string detail;
+};
+
+class Checker {
+ public:
+  Checker(int clients, int servers);
+
+  // ---- history -------------------------------------------------------
+  void Attempted(int client, Seq seq, const std::string& service,
+                 const std::string& payload);
+  void Accepted(int client, Seq seq);
+  // A handler ran with its side effect; `idempotent` as the service says.
+  void Executed(int server, int client, Seq seq, bool idempotent,
+                ErrorCode status, const std::string& result,
+                std::int64_t now_us);
+  // A server took the call on (journaled RECEIVED, its handler started).
+  void Received(int server, int client, Seq seq, std::int64_t now_us);
+  void Delivered(int client, Seq seq, ErrorCode status,
+                 const std::string& payload);
+  // The party's journal directory was wiped: what it remembered is gone.
+  void ClientJournalLost(int client);
+  void ServerJournalLost(int server);
+  // The client's process will never come back.
+  void ClientGone(int client);
+  // HELLO and WELCOME as they cross the wire (fencing: an older incarnation
+  // of a journal must never be welcomed once a newer one was).
+  void HelloSent(const std::string& route, const std::string& id,
+                 Incarnation incarnation, JournalId journal);
+  void WelcomeSent(const std::string& route, const std::string& id);
+  // A new broker knows no incarnation yet, and waits `grace_us` for the
+  // servers to report (PROTOCOL.md §6.5).
+  void BrokerStarted(std::int64_t now_us, std::int64_t grace_us);
+  // A server's report (STATE_EXCHANGE with `last`) reached the broker.
+  void ServerReported(int server, std::int64_t now_us);
+  // A violation found by the run itself (write-ahead, journal open).
+  void Fail(const std::string& invariant, int client, Seq seq,
+            std::string detail);
+
+  // ---- end of run ----------------------------------------------------
+  // Every accepted call of a client that is still there and kept its
+  // journal was answered.
+  void CheckAllAnswered();
+  // `what` is over its idle bound.
+  void MemoryOver(const std::string& what, std::uint64_t value,
+                  std::uint64_t bound);
+
+  const std::vector<Violation>& violations() const { return violations_; }
+  bool ok() const { return violations_.empty(); }
+  // Calls accepted whose answer has not come yet (for the run's end test).
+  std::uint64_t outstanding() const { return outstanding_; }
+  std::uint64_t answered() const { return answered_; }
+  std::uint64_t executions() const { return executions_; }
+  std::uint64_t in_doubt() const { return in_doubt_; }
+  // Second executions of a non-idempotent call that the protocol's timing
+  // assumption allows: the server that ran it first had not reported to a
+  // restarted broker within the grace period.
+  std::uint64_t grace_misses() const { return grace_misses_; }
+
+ private:
+  struct Exec {
+    int server;
+    std::int64_t at_us;
+    ErrorCode status;
+    std::string result;
+    bool forgotten;  // its server's journal was lost since
+  };
+  struct Call {
+    std::string service;
+    std::string payload;
+    bool accepted = false;
+    bool answered = false;
+    bool exempt = false;  // the client's journal was lost before an answer
+    std::vector<Exec> execs;
+    std::map<int, std::int64_t> received_at;  // server -> first time
+  };
+  Call* Find(int client, Seq seq);
+
+  std::vector<std::map<Seq, Call>> calls_;  // by client
+  std::vector<bool> gone_;
+  // id -> journal id -> highest incarnation welcomed.
+  std::unordered_map<std::string, std::map<JournalId, Incarnation>> welcomed_;
+  // route -> the HELLO last sent on it (id, incarnation, journal).
+  struct HelloSeen {
+    std::string id;
+    Incarnation incarnation;
+    JournalId journal;
+  };
+  std::unordered_map<std::string, std::vector<HelloSeen>> hellos_;
+  std::vector<Violation> violations_;
+  std::uint64_t outstanding_ = 0;
+  std::uint64_t answered_ = 0;
+  std::uint64_t executions_ = 0;
+  std::uint64_t in_doubt_ = 0;
+  std::uint64_t grace_misses_ = 0;
+  std::int64_t broker_start_us_ = -1;
+  std::int64_t grace_us_ = 0;
+  std::vector<std::int64_t> reported_at_;  // by server, this broker; -1
+};
+
+}  // namespace rejoin::sim
