@@ -707,5 +707,57 @@ TEST_F(BrokerCoreTest, ResendDuringGraceIsDecidedAwaitingGrace) {
   EXPECT_EQ(Decisions(*core_, Action::kWait, now_), 1u);
 }
 
+// ---- found by rejoin-sim -----------------------------------------------
+
+// A client that returned twice during the grace period (its connection was
+// replaced) named its pending seqs in both exchanges; the RECOVER at the
+// grace period's end lists each once, in order, or the client's decoder
+// refuses the whole message (rejoin-sim seed 4 of the regression set).
+TEST_F(BrokerCoreTest, ClientReturningTwiceDuringGraceGetsEachSeqOnce) {
+  options_.grace = milliseconds(200);
+  Start();
+  Connect();
+  ClientVector cv;
+  cv.session = "s1";
+  cv.incarnation = 1;
+  cv.journal_id = 11;
+  cv.next_seq = 5;
+  cv.completed_watermark = 1;
+  cv.pending = {3, 4};
+  Deliver(kClientRoute, StateExchange{Role::kClient, {cv}, {}});
+  cv.next_seq = 6;
+  cv.pending = {3, 4, 5};
+  Deliver(kClientRoute, StateExchange{Role::kClient, {cv}, {}});
+  auto recover = To<Recover>(Advance(milliseconds(250)), kClientRoute);
+  ASSERT_EQ(recover.size(), 1u);
+  EXPECT_TRUE(ValidateMessage(recover[0]).ok());
+  std::vector<Seq> seqs;
+  for (const OpDecision& d : recover[0].sessions[0].ops) seqs.push_back(d.seq);
+  EXPECT_EQ(seqs, (std::vector<Seq>{3, 4, 5}));
+}
+
+// An operation a server reported (so the broker knows no service for it)
+// whose client's resend brought the request: once answered, a further
+// resend of the same request is answered from the kept response, not
+// `conflict` (rejoin-sim seed 12 of the regression set).
+TEST_F(BrokerCoreTest, ResendOfAReportedOperationIsNoConflict) {
+  Start();
+  Connect();
+  ServerVector sv{"srv-a", 1, 21,
+                  "s1",    1, {HeldOp{3, ServerOpState::kReceived, 1}}};
+  Deliver(kServerRoute, StateExchange{Role::kServer, {}, {sv}, true});
+  auto forwarded = To<Request>(
+      Deliver(kClientRoute, Call("s1", 3, kRequestResend), "a"), kServerRoute);
+  ASSERT_EQ(forwarded.size(), 1u);
+  auto answer = To<Response>(
+      Deliver(kServerRoute, Response{"s1", 3, ErrorCode::kOk}, "done"),
+      kClientRoute);
+  ASSERT_EQ(answer.size(), 1u);
+  auto again = To<Response>(
+      Deliver(kClientRoute, Call("s1", 3, kRequestResend), "a"), kClientRoute);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].status, ErrorCode::kOk);
+}
+
 }  // namespace
 }  // namespace rejoin::broker_internal

@@ -54,6 +54,10 @@ void BrokerCore::OnRequest(const std::string& route, const Request& req,
           t.request_header = frames.TakeHeader();
           t.request_payload = frames.TakePayload();
           t.has_request = true;
+          // A track a server reported names no service: the answer's
+          // digest needs the request's, or this client's next resend of
+          // the same request would be answered conflict.
+          if (t.service.empty()) t.service = req.service;
           Reaccount(s, before, t);
         }
         auto srv = servers_.find(t.server);

@@ -130,6 +130,12 @@ void BrokerCore::EndGrace(Time now) {
       Dispatch(sid, seq, t, now);
     }
     if (s.deferred.empty()) continue;
+    // Each state exchange of the grace period added its pending seqs: a
+    // client that returned twice named some twice. RECOVER lists each seq
+    // once, in increasing order (PROTOCOL.md §4.8).
+    std::sort(s.deferred.begin(), s.deferred.end());
+    s.deferred.erase(std::unique(s.deferred.begin(), s.deferred.end()),
+                     s.deferred.end());
     RecoverSession to_client{sid, 1, {}};
     for (Seq seq : s.deferred) {
       if (s.ops.count(seq) != 0) continue;  // a server reported it meanwhile
