@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cstdlib>
 
+#include "sim_defects.h"
+
 namespace rejoin {
 namespace {
 
@@ -37,6 +39,11 @@ OpDecision DecideInDoubt(Seq seq, const DecisionContext& ctx) {
     case InDoubtPolicy::kResolveHook:
       return Make(seq, Breakpoint::kExecutionInDoubt, Action::kResolve);
     case InDoubtPolicy::kAnswerInDoubt:
+#ifdef REJOIN_SIM_DEFECTS
+      if (sim_defects::Active() == sim_defects::kDecisionCellChanged) {
+        return Make(seq, Breakpoint::kExecutionInDoubt, Action::kReexecute);
+      }
+#endif
       return Make(seq, Breakpoint::kExecutionInDoubt, Action::kAnswerInDoubt);
   }
   std::abort();  // policy outside the enum: the codec never lets one through

@@ -8,6 +8,9 @@
 #include <iostream>
 
 #include "sim_world.h"
+#ifdef REJOIN_SIM_DEFECTS
+#include "sim_defects.h"
+#endif
 
 using rejoin::sim::Defect;
 using rejoin::sim::RunResult;
@@ -47,7 +50,9 @@ int main(int argc, char** argv) {
     std::cerr << "unknown defect " << defect << "\n";
     return 2;
   }
-#ifndef REJOIN_SIM_DEFECTS
+#ifdef REJOIN_SIM_DEFECTS
+  rejoin::sim_defects::SetActive(static_cast<int>(d));
+#else
   if (d != Defect::kNone) {
     std::cerr << "defects exist only in rejoin-sim-defects\n";
     return 2;

@@ -87,8 +87,9 @@ void Checker::Executed(int server, int client, Seq seq, bool idempotent,
       auto took = c->received_at.find(e.server);
       const std::int64_t since =
           took == c->received_at.end() ? e.at_us : took->second;
-      if (since < broker_start_us_ &&
-          (reported < 0 || reported > broker_start_us_ + grace_us_)) {
+      const std::int64_t grace_end = broker_start_us_ + grace_us_;
+      if (since < broker_start_us_ && now_us >= grace_end &&
+          (reported < 0 || reported > grace_end)) {
         ++grace_misses_;
         continue;
       }
@@ -191,7 +192,7 @@ void Checker::WelcomeSent(const std::string& route, const std::string& id) {
     if (h.id != id) continue;
     Incarnation& top = welcomed_[id][h.journal];
     if (h.incarnation < top) {
-      Fail("old_incarnation_welcomed", 0, 0,
+      Fail("old_incarnation_welcomed", -1, 0,
            id + " incarnation " + std::to_string(h.incarnation) +
                " welcomed after incarnation " + std::to_string(top));
     }

@@ -26,3 +26,42 @@ rejoin_target_warnings(rejoin-sim)
 
 rejoin_add_test(sim_test LABEL unit
   SOURCES sim/sim_test.cpp LIBS rejoin_sim)
+
+# The test-only build with seeded defects: the broker core and the decision
+# table compiled again with REJOIN_SIM_DEFECTS (libproto/src/sim_defects.h).
+# Its objects come first on the link line, so they take the place of the
+# product's copies in librejoin_broker.a and librejoin_proto.a.
+set(rejoin_defect_core_sources
+  ${PROJECT_SOURCE_DIR}/broker/src/core/admission.cpp
+  ${PROJECT_SOURCE_DIR}/broker/src/core/bounds.cpp
+  ${PROJECT_SOURCE_DIR}/broker/src/core/broker_core.cpp
+  ${PROJECT_SOURCE_DIR}/broker/src/core/operations.cpp
+  ${PROJECT_SOURCE_DIR}/broker/src/core/roster_keeper.cpp
+  ${PROJECT_SOURCE_DIR}/broker/src/core/status.cpp
+  ${PROJECT_SOURCE_DIR}/broker/src/core/timers.cpp
+  ${PROJECT_SOURCE_DIR}/broker/src/core/tracking.cpp
+  ${PROJECT_SOURCE_DIR}/libproto/src/breakpoint.cpp
+  sim/sim_defects.cpp)
+add_library(rejoin_sim_defect_cores OBJECT ${rejoin_defect_core_sources})
+target_compile_definitions(rejoin_sim_defect_cores PRIVATE REJOIN_SIM_DEFECTS)
+target_include_directories(rejoin_sim_defect_cores PRIVATE
+  ${PROJECT_SOURCE_DIR}/broker/src ${PROJECT_SOURCE_DIR}/libproto/src)
+target_link_libraries(rejoin_sim_defect_cores PRIVATE rejoin::broker
+  rejoin::transport spdlog::spdlog)
+rejoin_target_warnings(rejoin_sim_defect_cores)
+
+add_executable(rejoin-sim-defects sim/main.cpp
+  $<TARGET_OBJECTS:rejoin_sim_defect_cores>)
+target_compile_definitions(rejoin-sim-defects PRIVATE REJOIN_SIM_DEFECTS)
+target_include_directories(rejoin-sim-defects PRIVATE
+  ${PROJECT_SOURCE_DIR}/libproto/src)
+target_link_libraries(rejoin-sim-defects PRIVATE rejoin_sim CLI11::CLI11)
+rejoin_target_warnings(rejoin-sim-defects)
+
+# Each seeded defect must be found within the default budget.
+rejoin_add_test(sim_defects_test LABEL unit
+  SOURCES sim/sim_defects_test.cpp $<TARGET_OBJECTS:rejoin_sim_defect_cores>
+  LIBS rejoin_sim)
+target_compile_definitions(sim_defects_test PRIVATE REJOIN_SIM_DEFECTS)
+target_include_directories(sim_defects_test PRIVATE
+  ${PROJECT_SOURCE_DIR}/libproto/src)

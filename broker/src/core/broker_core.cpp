@@ -10,6 +10,9 @@
 #include <vector>
 
 #include "rejoin/proto/codec.h"
+#ifdef REJOIN_SIM_DEFECTS
+#include "sim_defects.h"  // the test-only build of tests/sim
+#endif
 
 namespace rejoin::broker_internal {
 
@@ -38,6 +41,9 @@ BrokerCore::BrokerCore(const BrokerOptions& options, Epoch epoch, Outbox& out)
 void BrokerCore::Start(Time now) {
   start_ = now;
   grace_end_ = now + options_.grace;
+#ifdef REJOIN_SIM_DEFECTS
+  if (sim_defects::Active() == sim_defects::kGraceEndedEarly) grace_end_ = now;
+#endif
   roster_sweep_at_ = grace_end_ + options_.lease;
   // A complete roster that lists nobody: no server can hold anything.
   if (roster_trusted_ && roster_awaiting_.empty() && InGrace(now)) {
