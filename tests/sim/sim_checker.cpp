@@ -9,17 +9,18 @@ namespace rejoin::sim {
 Checker::Checker(int clients, int servers)
     : calls_(static_cast<std::size_t>(clients)),
       gone_(static_cast<std::size_t>(clients), false),
-      reported_at_(static_cast<std::size_t>(servers), -1) {}
+      servers_(servers) {}
 
 void Checker::BrokerStarted(std::int64_t now_us, std::int64_t grace_us) {
   welcomed_.clear();
-  broker_start_us_ = now_us;
   grace_us_ = grace_us;
-  std::fill(reported_at_.begin(), reported_at_.end(), -1);
+  brokers_.push_back({now_us, std::vector<std::int64_t>(
+                                  static_cast<std::size_t>(servers_), -1)});
 }
 
 void Checker::ServerReported(int server, std::int64_t now_us) {
-  std::int64_t& at = reported_at_[static_cast<std::size_t>(server)];
+  std::int64_t& at =
+      brokers_.back().reported_at[static_cast<std::size_t>(server)];
   if (at < 0) at = now_us;
 }
 
@@ -77,18 +78,27 @@ void Checker::Executed(int server, int client, Seq seq, bool idempotent,
     return;
   }
   if (!idempotent) {
+    // When this server took the call on, and which broker was serving then.
+    auto mine = c->received_at.find(server);
+    const std::int64_t taken =
+        mine == c->received_at.end() ? now_us : mine->second;
+    const BrokerLife* broker = nullptr;
+    for (const BrokerLife& b : brokers_) {
+      if (b.start_us <= taken) broker = &b;
+    }
     for (const Exec& e : c->execs) {
       if (e.forgotten) continue;
       // The broker restarted after the first execution, and its server
       // had not reported within the grace period (down, cut off, or its
       // HELLO lost): the protocol assumes servers return within it.
-      const std::int64_t reported =
-          reported_at_[static_cast<std::size_t>(e.server)];
       auto took = c->received_at.find(e.server);
       const std::int64_t since =
           took == c->received_at.end() ? e.at_us : took->second;
-      const std::int64_t grace_end = broker_start_us_ + grace_us_;
-      if (since < broker_start_us_ && now_us >= grace_end &&
+      const std::int64_t start = broker ? broker->start_us : -1;
+      const std::int64_t grace_end = start + grace_us_;
+      const std::int64_t reported =
+          broker ? broker->reported_at[static_cast<std::size_t>(e.server)] : -1;
+      if (broker != nullptr && since < start && taken >= grace_end &&
           (reported < 0 || reported > grace_end)) {
         ++grace_misses_;
         continue;

@@ -116,9 +116,15 @@ class Checker {
   std::uint64_t executions_ = 0;
   std::uint64_t in_doubt_ = 0;
   std::uint64_t grace_misses_ = 0;
-  std::int64_t broker_start_us_ = -1;
+  // Each broker's life: when it started, and when each server's report
+  // reached it (-1: never).
+  struct BrokerLife {
+    std::int64_t start_us;
+    std::vector<std::int64_t> reported_at;
+  };
+  std::vector<BrokerLife> brokers_;
   std::int64_t grace_us_ = 0;
-  std::vector<std::int64_t> reported_at_;  // by server, this broker; -1
+  int servers_ = 0;
 };
 
 }  // namespace rejoin::sim

@@ -55,6 +55,7 @@ void SimEndpoint::Boot() {
     // The directory is wiped: a new disk, a new journal id.
     env_ = std::make_unique<testing::FaultEnv>(world_.rng().Next());
     left_.clear();
+    world_.DropGhosts(party_);
     ++world_.stats().journals_lost;
     world_.Note(TraceKind::kJournalLost, party_, -1, 0);
     if (role_ == Role::kClient) {
@@ -320,10 +321,11 @@ void SimEndpoint::FlushSends() {
   for (Outgoing& o : outbox_) {
     if (conn_ == 0) break;
     if (o.tracked) {
-      left_.push_back({o.session, o.seq, o.status, o.payload});
+      left_.push_back({std::move(o.session), o.seq, o.status, o.payload});
     }
     last_sent_ = world_.now();
-    world_.SendToBroker(party_, conn_, o.header, o.payload);
+    world_.SendToBroker(party_, conn_, std::move(o.header),
+                        std::move(o.payload));
   }
   outbox_.clear();
 }

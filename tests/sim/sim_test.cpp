@@ -53,5 +53,10 @@ TEST(Sim, RegressionSeedReportedOperationIsNoConflict) {
   EXPECT_TRUE(r.ok) << r.report;
 }
 
+TEST(Sim, RegressionSeedQueueMovesOnSharedCredit) {
+  const RunResult r = RunSeed(RegressionConfig(532));
+  EXPECT_TRUE(r.ok) << r.report;
+}
+
 }  // namespace
 }  // namespace rejoin::sim

@@ -98,9 +98,9 @@ std::vector<std::string> Trace::Last(
     std::uint32_t client, std::uint64_t seq, std::size_t k,
     const std::vector<std::string>& names) const {
   std::vector<std::string> out;
-  const std::uint64_t kept = count_ < ring_.size() ? count_ : ring_.size();
+  const std::uint64_t kept = count_ < size_ ? count_ : size_;
   for (std::uint64_t i = 0; i < kept && out.size() < k; ++i) {
-    const TraceEvent& e = ring_[(count_ - 1 - i) % ring_.size()];
+    const TraceEvent& e = ring_[(count_ - 1 - i) % size_];
     // The operation's own events, and the crashes and restarts around them.
     const bool mine =
         client == 0 || (e.client == client && e.seq == seq) ||

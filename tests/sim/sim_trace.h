@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -40,7 +41,10 @@ struct TraceEvent {
 
 class Trace {
  public:
-  explicit Trace(std::size_t keep) : ring_(keep == 0 ? 1 : keep) {}
+  // The ring is not zeroed: only the events added are ever read.
+  explicit Trace(std::size_t keep)
+      : size_(keep == 0 ? 1 : keep),
+        ring_(std::make_unique_for_overwrite<TraceEvent[]>(size_)) {}
 
   void Add(const TraceEvent& e) {
     hash_ = (hash_ ^ static_cast<std::uint64_t>(e.at_us)) * kPrime;
@@ -51,7 +55,7 @@ class Trace {
                       static_cast<std::uint64_t>(e.client) << 40)) *
             kPrime;
     hash_ = (hash_ ^ e.seq) * kPrime;
-    ring_[count_ % ring_.size()] = e;
+    ring_[count_ % size_] = e;
     ++count_;
   }
   std::uint64_t hash() const { return hash_; }
@@ -64,7 +68,8 @@ class Trace {
 
  private:
   static constexpr std::uint64_t kPrime = 0x100000001b3ull;
-  std::vector<TraceEvent> ring_;
+  std::size_t size_;
+  std::unique_ptr<TraceEvent[]> ring_;
   std::uint64_t count_ = 0;
   std::uint64_t hash_ = 0xcbf29ce484222325ull;
 };

@@ -218,7 +218,15 @@ void World::AddGhost(int party, const Hello& hello) {
   }
 }
 
+void World::DropGhosts(int party) {
+  const std::string id = endpoint(party).id();
+  for (Hello& h : ghosts_) {
+    if (h.id == id) h.id.clear();
+  }
+}
+
 void World::Ghost(int party, std::uint64_t slot) {
+  if (ghosts_[slot].id.empty()) return;
   const std::uint64_t conn = Connect(party);
   if (conn == 0) return;
   Note(TraceKind::kNote, party, -1, 0, 3);
@@ -429,6 +437,20 @@ std::string World::Report() const {
     o << "  last events of all parties:\n";
     for (const std::string& line : trace_.Last(0, 0, config_.dump_all, names)) {
       o << "    " << line << "\n";
+    }
+  }
+  if (broker_up_) {
+    const BrokerStatus st = broker_->Status();
+    o << "  broker: tracked=" << st.tracked_operations
+      << (st.in_grace ? " in grace" : "") << "\n";
+    for (const ServerStatus& sv : st.servers) {
+      o << "    server " << sv.id << (sv.alive ? " alive" : " dead")
+        << (sv.reported ? " reported" : "") << " credit=" << sv.credit
+        << " in_flight=" << sv.in_flight << "\n";
+    }
+    for (const ServiceStatus& sv : st.services) {
+      o << "    service " << sv.name << " servers=" << sv.servers
+        << " credit=" << sv.credit << " queued=" << sv.queued << "\n";
     }
   }
   o << "  parties at the end:";

@@ -160,6 +160,10 @@ class World {
   void EndpointCrashed(int party, int how);
   // A crashed client's old process may talk on with its old HELLO.
   void AddGhost(int party, const Hello& hello);
+  // The party's journal was wiped: its old processes belong to a journal
+  // nobody has any more, outside what fencing can tell (two journals for
+  // one id); they fall silent.
+  void DropGhosts(int party);
   void BrokerCrash();
 
  private:

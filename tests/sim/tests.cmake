@@ -27,6 +27,18 @@ rejoin_target_warnings(rejoin-sim)
 rejoin_add_test(sim_test LABEL unit
   SOURCES sim/sim_test.cpp LIBS rejoin_sim)
 
+# Many seeds of a short storm, in the default run (label sim; scripts/test.sh
+# runs every label but soak): at least 1,000 crash-restarts and 100,000
+# lost, duplicated or reordered messages, or the test fails.
+add_test(NAME sim_storm_seeds
+  COMMAND rejoin-sim --seed 1 --seeds 1600 --fault-seconds 2 --calls 50
+          --quiet --expect-crashes 1000 --expect-net-faults 100000)
+set_tests_properties(sim_storm_seeds PROPERTIES LABELS sim TIMEOUT 120)
+# The long run (label soak): fresh seeds, the default storm.
+add_test(NAME sim_soak
+  COMMAND rejoin-sim --seed 1000000 --seeds 20000 --quiet)
+set_tests_properties(sim_soak PROPERTIES LABELS soak TIMEOUT 7200)
+
 # The test-only build with seeded defects: the broker core and the decision
 # table compiled again with REJOIN_SIM_DEFECTS (libproto/src/sim_defects.h).
 # Its objects come first on the link line, so they take the place of the

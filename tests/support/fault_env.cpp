@@ -144,6 +144,7 @@ void FaultEnv::PowerLoss(PowerLossMode mode, std::size_t torn_bytes,
       }
       // What survived a restart is on the disk.
       inode->durable = data;
+      inode->diverged = false;
     }
     last_written_ = nullptr;
   }
@@ -200,7 +201,12 @@ int FaultEnv::Sync(const std::shared_ptr<Inode>& inode) {
   std::lock_guard<std::mutex> lock(mu_);
   if (int err = Mutate(); err != 0) return err;
   if (sync_err_ != 0) return sync_err_;
-  inode->durable = inode->data;
+  if (inode->diverged || inode->durable.size() > inode->data.size()) {
+    inode->durable = inode->data;
+  } else {
+    inode->durable.append(inode->data, inode->durable.size());
+  }
+  inode->diverged = false;
   return 0;
 }
 
@@ -209,6 +215,7 @@ int FaultEnv::Truncate(const std::shared_ptr<Inode>& inode,
   std::lock_guard<std::mutex> lock(mu_);
   if (int err = Mutate(); err != 0) return err;
   if (size < inode->data.size()) inode->data.resize(size);
+  if (size < inode->durable.size()) inode->diverged = true;
   return 0;
 }
 

@@ -96,6 +96,9 @@ class FaultEnv final : public JournalEnv {
   struct Inode {
     std::string data;
     std::string durable;
+    // A truncation cut into `durable`, which is then no prefix of `data`;
+    // otherwise a sync only appends what was written since the last one.
+    bool diverged = false;
   };
 
  private:
