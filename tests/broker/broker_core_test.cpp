@@ -759,5 +759,32 @@ TEST_F(BrokerCoreTest, ResendOfAReportedOperationIsNoConflict) {
   EXPECT_EQ(again[0].status, ErrorCode::kOk);
 }
 
+// A server's credit is shared by its services: the answer to a request
+// for one service lets a request queued for another go, or it waits until
+// that other service happens to get an answer, maybe never (rejoin-sim seed
+// 532 of the regression set).
+TEST_F(BrokerCoreTest, CreditFreedByOneServiceServesAnothersQueue) {
+  Start();
+  ServiceSpec other{"other", 1, false, InDoubtPolicy::kAnswerInDoubt};
+  ASSERT_EQ(
+      Deliver(kServerRoute,
+              Hello{Role::kServer, "srv-a", 1, 21, 0, {Service(1), other}})
+          .size(),
+      1u);
+  ASSERT_EQ(Deliver(kClientRoute, ClientHello("s1")).size(), 1u);
+  ASSERT_EQ(To<Request>(Deliver(kClientRoute, Call("s1", 1), "a"), kServerRoute)
+                .size(),
+            1u);
+  Request queued = Call("s1", 2);
+  queued.service = "other";
+  EXPECT_TRUE(
+      To<Request>(Deliver(kClientRoute, queued, "b"), kServerRoute).empty());
+  auto sent = Deliver(kServerRoute, Response{"s1", 1, ErrorCode::kOk}, "done");
+  auto requests = To<Request>(sent, kServerRoute);
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_EQ(requests[0].seq, 2u);
+  EXPECT_EQ(requests[0].service, "other");
+}
+
 }  // namespace
 }  // namespace rejoin::broker_internal

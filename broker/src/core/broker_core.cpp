@@ -146,6 +146,20 @@ bool BrokerCore::AnswersComing(const std::vector<HeldReplay>& held) const {
 
 void BrokerCore::EndTurn(Time now) {
   counters_.connections.store(routes_.size(), std::memory_order_relaxed);
+  // The credit is the server's, not one service's: a response for one
+  // service lets a request queued for another go (FLOWS.md §3).
+  while (!credit_returned_.empty()) {
+    std::vector<std::string> ids = std::move(credit_returned_);
+    credit_returned_.clear();
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    for (const std::string& id : ids) {
+      auto srv = servers_.find(id);
+      if (srv == servers_.end() || !srv->second.holder.alive) continue;
+      const std::vector<ServiceSpec> services = srv->second.services;
+      for (const ServiceSpec& spec : services) DrainQueue(spec.name, now);
+    }
+  }
   if (held_.empty()) return;
   const bool due = now >= held_due_;
   for (auto it = held_.begin(); it != held_.end();) {

@@ -304,6 +304,9 @@ class BrokerCore {
   const Epoch epoch_;
   Outbox& out_;
   std::unordered_map<std::string, std::vector<HeldReplay>> held_;
+  // Servers whose credit came back in this turn: a server's credit is
+  // shared by its services, so every one of their queues may move on.
+  std::vector<std::string> credit_returned_;
   Time held_due_ = Time::max();
   Time start_{};
   Time grace_end_{};

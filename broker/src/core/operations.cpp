@@ -407,6 +407,7 @@ void BrokerCore::ReturnCredit(Track& t) {
   auto it = servers_.find(t.server);
   if (it != servers_.end() && it->second.in_flight > 0) {
     --it->second.in_flight;
+    credit_returned_.push_back(t.server);
   }
 }
 
