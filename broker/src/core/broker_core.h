@@ -224,8 +224,16 @@ class BrokerCore {
   // the broker's totals follow (BrokerOptions::max_session_bytes,
   // max_memory_bytes).
   void Reaccount(Session& s, std::size_t before, const Track& t);
-  // A track's frames leave: the totals drop by its `bytes`.
-  void Unaccount(Session& s, std::size_t bytes);
+  // The session's, its connection's and the broker's byte totals gain `add`
+  // and lose `remove`.
+  void AddBytes(Session& s, std::size_t add, std::size_t remove);
+  // One more / one fewer unanswered operation of `s` (and its connection).
+  void CountUnanswered(Session& s);
+  void UncountUnanswered(Session& s);
+  // `s` is now held by the client connection `c` / by none: the
+  // connection's totals take in / give back the session's.
+  void Attach(Session& s, Connection& c);
+  void Unattach(Session& s);
   // Forgotten sessions (forgotten.h): the service's handler is idempotent;
   // the one server that named a forgotten session can still be reached
   // under the journal it named it from, for `service`; a session is

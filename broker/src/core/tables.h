@@ -44,7 +44,7 @@ struct Counters {
       connections{0}, servers{0}, grace_ms{0}, grace_ended_early{0},
       roster_servers{0}, servers_silent{0}, forgotten_sessions{0},
       forgotten_dropped{0}, forgotten_routed{0}, forgotten_in_doubt{0},
-      conflicts{0};
+      conflicts{0}, refused_connection{0};
 };
 
 // Text a peer sent, made safe for one log line: every byte outside printable
@@ -103,9 +103,14 @@ struct Track {
 // keeps (Session::completed_above).
 inline constexpr std::size_t kMaxCompletedAbove = 4096;
 
+struct Connection;
+
 struct Session {
   SessionId id;
   Holder holder;
+  // The client connection that holds it now (holder.route's), whose totals
+  // include this session's; null while it is on none.
+  Connection* connection = nullptr;
   JournalId previous_journal = 0;
   // Seqs up to this one were issued under a journal the client has since
   // lost (0: none): its vector's word on them means nothing
@@ -127,7 +132,8 @@ struct Session {
   // a released seq (PROTOCOL.md §4.3): never dispatched again.
   Seq completed_below = 1;
   std::set<Seq> completed_above;
-  // Bytes of the request and response frames its tracks keep.
+  // Bytes its tracks keep: their request and response frames, and
+  // kTrackOverhead for each track's own table entry.
   std::size_t bytes = 0;
   // A client has held it in this broker's life; a session only servers
   // reported expires after BrokerOptions::reported_session_expiry.
@@ -187,6 +193,13 @@ struct PendingProbe {
   Time sent;
 };
 
+// What one tracked operation costs beyond its frames: the track itself, its
+// node in the session's map and its entry in the per-server index. Counted
+// in the session's bytes and the memory budget, so that operations with
+// empty payloads are bounded by max_memory_bytes too.
+inline constexpr std::size_t kTrackOverhead =
+    sizeof(std::pair<const Seq, Track>) + 96;
+
 inline std::size_t TrackBytes(const Track& t) {
   return t.request_header.size() + t.request_payload.size() +
          t.response_header.size() + t.response_payload.size();
@@ -216,6 +229,11 @@ struct Connection {
   // Sessions declared dead whose process has not been told yet: each gets
   // ERROR unknown_session on the connection's next message.
   std::vector<SessionId> untold;
+  // kClient: the sums over its sessions of Session::unanswered and
+  // Session::bytes (BrokerOptions::max_connection_outstanding,
+  // max_connection_bytes).
+  std::uint64_t unanswered = 0;
+  std::size_t bytes = 0;
 };
 
 }  // namespace rejoin::broker_internal

@@ -186,7 +186,9 @@ void BrokerCore::OnStateExchange(const std::string& route,
     }
     // Held resends for these seqs can go to their holder now.
     for (Seq seq : to_ask) {
-      Track& t = s.ops[seq];
+      auto it = s.ops.find(seq);
+      if (it == s.ops.end()) continue;
+      Track& t = it->second;
       if (t.phase == Phase::kDispatched && t.has_request) {
         SendRequestTo(sv.session, seq, t, server_id, now);
       }
