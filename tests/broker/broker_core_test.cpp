@@ -396,6 +396,38 @@ TEST_F(BrokerCoreTest, OperationsWithEmptyPayloadsAreBoundedByTheMemoryBudget) {
   EXPECT_LE(core_->Snapshot().retained_bytes, 8 * kTrackOverhead);
 }
 
+TEST_F(BrokerCoreTest, ProbesOfAnOperationThatStaysOutComeEverLessOften) {
+  // Each probe waits twice as long as the one before, up to 32 probe
+  // delays (at most a lease): operations that stay out cost the broker a
+  // bounded number of probes per second, however many they are.
+  options_.lease = milliseconds(60000);
+  Start();
+  Connect();
+  Deliver(kClientRoute, Call("s1", 1), "a");
+  std::vector<Time> probed;
+  for (int step = 0; step < 200; ++step) {  // 20 s, both peers alive
+    Deliver(kServerRoute, Heartbeat{0});
+    Deliver(kClientRoute, Heartbeat{0});
+    for (std::size_t i = 0;
+         i < To<Probe>(Advance(milliseconds(100)), kServerRoute).size(); ++i) {
+      probed.push_back(now_);
+    }
+  }
+  // 50 ms, then gaps of 200, 400, 800, 1600, 3200 ms, then 3.2 s each.
+  ASSERT_GE(probed.size(), 6u);
+  EXPECT_LE(probed.size(), 12u);
+  for (std::size_t i = 2; i < probed.size(); ++i) {
+    EXPECT_GE(probed[i] - probed[i - 1],
+              probed[i - 1] - probed[i - 2] - milliseconds(100));
+  }
+  // The server returns: its operation goes to it again, and the first
+  // probe comes one probe delay after that.
+  Deliver(kServerRoute, Goodbye{"restarting", {}});
+  Deliver(kServerRoute, ServerHello("srv-a", Service(4), 2));
+  auto sent = Advance(milliseconds(200));
+  EXPECT_FALSE(To<Probe>(sent, kServerRoute).empty());
+}
+
 // ---- resends ---------------------------------------------------------------
 
 TEST_F(BrokerCoreTest, ResendIsAnsweredFromTheRetainedResponse) {

@@ -35,8 +35,10 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
+#include <queue>
 #include <random>
 #include <set>
 #include <string>
@@ -251,6 +253,9 @@ class BrokerCore {
 
   // ---- tracking and probes (tracking.cpp) ----------------------------------
   void ScheduleProbe(const SessionId& sid, Seq seq, Track& t, Time due);
+  // How long after a probe of `t` the next one comes (tracking.cpp).
+  std::chrono::milliseconds ProbeBackoff(const Track& t) const;
+  static constexpr int kMaxProbeBackoff = 32;  // probe delays
   void SendProbes(Time now);
   DecisionContext ContextFor(const Track* t, const ServerPeer* server,
                              bool server_journal_lost) const;
@@ -344,7 +349,11 @@ class BrokerCore {
   std::unordered_map<std::string, Service> services_;
   std::size_t unregistered_services_ = 0;
   std::unordered_map<std::string, Connection> routes_;
-  std::deque<ProbeEntry> probe_queue_;
+  // Probes due, earliest first; an entry whose track was rescheduled since
+  // is skipped when it comes up (Track::due).
+  std::priority_queue<ProbeEntry, std::vector<ProbeEntry>,
+                      std::greater<ProbeEntry>>
+      probe_queue_;
   std::unordered_map<std::uint64_t, PendingProbe> probes_;
   std::uint64_t next_probe_id_ = 1;
   ForgottenSessions forgotten_{options_.max_forgotten_sessions};

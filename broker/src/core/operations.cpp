@@ -213,6 +213,7 @@ void BrokerCore::SendRequestTo(const SessionId& sid, Seq seq, Track& t,
   if (t.has_request) {
     SendEnvelope(srv.holder.route, t.request_header, t.request_payload);
   }
+  t.probe_round = 0;
   ScheduleProbe(sid, seq, t, now + options_.probe);
 }
 

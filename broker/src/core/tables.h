@@ -91,7 +91,10 @@ struct Track {
   std::uint64_t digest = 0;
   zmq::message_t request_header, request_payload;
   zmq::message_t response_header, response_payload;
-  Time due{};         // next probe of a dispatched operation
+  Time due{};  // next probe of a dispatched operation
+  // Probes sent since the request last went to its server: each waits
+  // twice as long as the one before (BrokerCore::ProbeBackoff).
+  std::uint8_t probe_round = 0;
   Time dispatched{};  // the latest dispatch, for the latency histogram
   // The server's answer to the last probe of this operation, and how many
   // probes in a row gave it (DecisionContext::same_answers).
@@ -180,6 +183,8 @@ struct ProbeEntry {
   Time due;
   SessionId session;
   Seq seq;
+  // Orders a std::priority_queue earliest first.
+  bool operator>(const ProbeEntry& o) const { return due > o.due; }
 };
 
 enum class ProbeKind : std::uint8_t { kServer, kClient };
