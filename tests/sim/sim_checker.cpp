@@ -114,7 +114,8 @@ void Checker::Executed(int server, int client, Seq seq, bool idempotent,
 }
 
 void Checker::Received(int server, int client, Seq seq, std::int64_t now_us) {
-  if (Call* c = Find(client, seq)) c->received_at.emplace(server, now_us);
+  // The latest: the one that led to the execution that follows.
+  if (Call* c = Find(client, seq)) c->received_at[server] = now_us;
 }
 
 void Checker::Delivered(int client, Seq seq, ErrorCode status,

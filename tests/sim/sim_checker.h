@@ -95,7 +95,7 @@ class Checker {
     bool answered = false;
     bool exempt = false;  // the client's journal was lost before an answer
     std::vector<Exec> execs;
-    std::map<int, std::int64_t> received_at;  // server -> first time
+    std::map<int, std::int64_t> received_at;  // server -> latest time
   };
   Call* Find(int client, Seq seq);
 

@@ -272,10 +272,12 @@ void World::FaultTick() {
     const int party = e->party();
     if (rng_.Chance(f.partition) && !Partitioned(party)) {
       ++stats_.partitions;
-      partitioned_until_[static_cast<std::size_t>(party)] =
+      const std::int64_t until =
           now_us_ +
           rng_.Between(f.partition_min.count(), f.partition_max.count());
+      partitioned_until_[static_cast<std::size_t>(party)] = until;
       Note(TraceKind::kPartition, party, -1, 0, 1);
+      Schedule(until, EventKind::kPartitionEnd, party, 0, 0);
     }
     if (rng_.Chance(f.reset)) {
       // Both ends see the connection go: the broker at its next send to
@@ -345,6 +347,7 @@ RunResult World::Run() {
         }
         break;
       case EventKind::kPartitionEnd:
+        Note(TraceKind::kPartition, e.party, -1, 0, 0);
         break;
       case EventKind::kWake:
       case EventKind::kConnect:
