@@ -114,8 +114,9 @@ void Checker::Executed(int server, int client, Seq seq, bool idempotent,
 }
 
 void Checker::Received(int server, int client, Seq seq, std::int64_t now_us) {
-  // The latest: the one that led to the execution that follows.
-  if (Call* c = Find(client, seq)) c->received_at[server] = now_us;
+  // The first durable one: a receipt lost in a crash before its commit
+  // never reaches the checker.
+  if (Call* c = Find(client, seq)) c->received_at.emplace(server, now_us);
 }
 
 void Checker::Delivered(int client, Seq seq, ErrorCode status,
@@ -174,6 +175,7 @@ void Checker::ServerJournalLost(int server) {
       for (Exec& e : c.execs) {
         if (e.server == server) e.forgotten = true;
       }
+      c.received_at.erase(server);
     }
   }
 }

@@ -37,7 +37,7 @@ class Checker {
   void Executed(int server, int client, Seq seq, bool idempotent,
                 ErrorCode status, const std::string& result,
                 std::int64_t now_us);
-  // A server took the call on (journaled RECEIVED, its handler started).
+  // A server took the call on: its RECEIVED record was committed.
   void Received(int server, int client, Seq seq, std::int64_t now_us);
   void Delivered(int client, Seq seq, ErrorCode status,
                  const std::string& payload);
@@ -95,7 +95,7 @@ class Checker {
     bool answered = false;
     bool exempt = false;  // the client's journal was lost before an answer
     std::vector<Exec> execs;
-    std::map<int, std::int64_t> received_at;  // server -> latest time
+    std::map<int, std::int64_t> received_at;  // server -> first time
   };
   Call* Find(int client, Seq seq);
 

@@ -302,7 +302,9 @@ void SimEndpoint::DropSocket() {
 void SimEndpoint::Send(const Message& m, std::string payload) {
   if (!welcomed() && TypeOf(m) != MessageType::kStateExchange) return;
   Outgoing o{EncodeHeader(m), std::move(payload), 0, {}, ErrorCode::kOk, false};
+  int flags = 0;
   if (const auto* r = std::get_if<Request>(&m)) {
+    flags = r->flags;
     o.session = r->session;
     o.seq = r->seq;
     o.tracked = true;
@@ -313,7 +315,7 @@ void SimEndpoint::Send(const Message& m, std::string payload) {
     o.tracked = true;
   }
   world_.Note(TraceKind::kSend, party_, world_.ClientOf(o.session), o.seq,
-              static_cast<int>(TypeOf(m)));
+              static_cast<int>(TypeOf(m)), flags << 1);
   outbox_.push_back(std::move(o));
 }
 

@@ -45,12 +45,22 @@ std::size_t SimServer::held_ops() const {
   return n;
 }
 
+void SimServer::AfterCommit() {
+  for (const auto& [s, seq] : received_now_) {
+    world_.checker().Received(server_, world_.ClientOf(s), seq,
+                              world_.now_us());
+  }
+  received_now_.clear();
+}
+
 void SimServer::Booted() {
+  received_now_.clear();
   jobs_.clear();
   send_early_ = false;
 }
 
 void SimServer::Halted() {
+  received_now_.clear();
   jobs_.clear();
   send_early_ = false;
 }
@@ -285,7 +295,7 @@ void SimServer::SettleInDoubt(const SessionId& s, Seq seq, Action action) {
 void SimServer::StartJob(const SessionId& s, Seq seq,
                          const std::string& service, const std::string& request,
                          bool resolve) {
-  world_.checker().Received(server_, world_.ClientOf(s), seq, world_.now_us());
+  received_now_.emplace_back(s, seq);
   const std::uint64_t id = next_job_++;
   jobs_[id] = Job{s, seq, service, request, resolve};
   Rng& rng = world_.rng();

@@ -38,6 +38,7 @@ class SimServer final : public SimEndpoint {
   std::int64_t NextTimerUs() const override { return INT64_MAX; }
   void OnHandlerDone(std::uint64_t job) override;
   bool SendBeforeCommit() const override { return send_early_; }
+  void AfterCommit() override;
 
  private:
   struct Job {
@@ -69,6 +70,7 @@ class SimServer final : public SimEndpoint {
   std::map<std::uint64_t, Job> jobs_;
   std::uint64_t next_job_ = 1;
   bool send_early_ = false;
+  std::vector<std::pair<SessionId, Seq>> received_now_;  // this turn
   // The application's own records (a database beside the journal): what
   // each handler did. The resolve hook reads them; they survive crashes.
   std::map<std::pair<SessionId, Seq>, std::pair<ErrorCode, std::string>> db_;

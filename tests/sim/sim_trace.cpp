@@ -70,6 +70,7 @@ std::string Describe(const TraceEvent& e) {
     case TraceKind::kDeliver:
       s = std::string(MessageTypeName(static_cast<MessageType>(e.a)));
       if (e.kind == TraceKind::kSend && e.b == 1) s += " LOST";
+      if (e.kind == TraceKind::kSend && (e.b & 2) != 0) s += " (resend)";
       if (e.kind == TraceKind::kDeliver &&
           e.a == static_cast<int>(MessageType::kResponse)) {
         s += " status=" +
