@@ -290,7 +290,7 @@ int main(int argc, char** argv) {
   app.add_option("--seed", base.seed, "seed of loss injection")
       ->capture_default_str();
   app.add_flag("--quick", quick,
-               "preset covering every target in under 3 minutes");
+               "preset covering every target in about 3 minutes");
   app.add_option("--idle-sessions", idle_sessions,
                  "also measure the broker's RSS with this many idle sessions");
   app.add_option("--soak-minutes", soak_minutes,
