@@ -130,7 +130,7 @@ std::string StatusJson(const BrokerStatus& st) {
 }
 
 Result<std::unique_ptr<AdminServer>> AdminServer::Start(
-    const std::string& endpoint, const Broker* broker) {
+    const std::string& endpoint, Broker* broker) {
   if (Status s = transport::CheckEndpoint(endpoint, /*bind=*/true); !s.ok()) {
     return s;
   }
@@ -177,9 +177,15 @@ void AdminServer::Serve() {
         reply = st.ok()
                     ? StatusJson(*st)
                     : nlohmann::json{{"error", st.status().ToString()}}.dump();
+      } else if (request.to_string_view() == "reload-keys") {
+        const Status s = broker_->ReloadKeys();
+        reply = s.ok() ? nlohmann::json{{"reloaded", true}}.dump()
+                       : nlohmann::json{{"error", s.ToString()}}.dump();
       } else {
         reply =
-            nlohmann::json{{"error", "unknown request; ask \"status\""}}.dump();
+            nlohmann::json{
+                {"error", "unknown request; ask \"status\" or \"reload-keys\""}}
+                .dump();
       }
       sock.send(zmq::buffer(reply), zmq::send_flags::none);
     } catch (const zmq::error_t&) {
