@@ -54,6 +54,8 @@ std::string StatusJson(const BrokerStatus& st) {
       {"forgotten_in_doubt", s.forgotten_in_doubt},
       {"conflicts", s.conflicts},
       {"accept_failures", s.accept_failures},
+      {"not_authorized", s.not_authorized},
+      {"revoked_messages", s.revoked_messages},
   };
   json decisions = json::object();
   for (std::size_t a = 0; a < kActionCount; ++a) {

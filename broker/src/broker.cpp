@@ -7,7 +7,6 @@
 #include "rejoin/broker/broker.h"
 
 #include <spdlog/spdlog.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -22,8 +21,8 @@
 #include <vector>
 #include <zmq.hpp>
 
-#include "access.h"
 #include "core/broker_core.h"
+#include "curve_gate.h"
 #include "rejoin/broker/fault_injection.h"
 #include "rejoin/proto/codec.h"
 #include "rejoin/transport/curve.h"
@@ -51,10 +50,6 @@ constexpr std::int64_t kHardFrameSlack = 64 * 1024;
 constexpr int kBatch = 32;
 // A TCP peer that has not completed the ZeroMQ handshake by then is closed.
 constexpr int kHandshakeIvlMs = 5000;
-
-// libzmq sends each CURVE handshake of the context to the ZAP handler bound
-// here (RFC 27).
-constexpr const char* kZapEndpoint = "inproc://zeromq.zap.01";
 
 // Whether a tcp endpoint's host is a loopback address: binding anything else
 // without CURVE needs BrokerOptions::insecure. Other transports stay on the
@@ -115,8 +110,6 @@ class Broker::Impl final : public broker_internal::Outbox {
         monitor_(context_, zmq::socket_type::pair),
         reader_(/*routed=*/true,
                 /*authenticated=*/!options_.keys_file.empty()),
-        curve_(!options_.keys_file.empty()),
-        zap_(context_, zmq::socket_type::rep),
         rng_(faults_.seed),
         loss_(faults_.loss),
         core_(options_, DrawEpoch(options_.epoch), *this) {}
@@ -156,14 +149,8 @@ class Broker::Impl final : public broker_internal::Outbox {
   // Reads the ROUTER's monitor events: counts and logs failed accepts,
   // forgets the descriptors of closed connections.
   void ReadMonitor();
-  // CURVE: answers the ZAP requests waiting (RFC 27): a key the keys file
-  // lists is let in, with the key as its User-Id.
-  void AnswerZap();
-  // CURVE: the principal of a message's sender, nullptr when its key is no
-  // longer listed (then its connection is closed).
-  const std::string* PrincipalOf(const Frames& frames, Time now);
-  // A reloaded keys file waiting (ReloadKeys) goes into force.
-  void TakeNewPolicy(Time now);
+  // A reloaded keys file waiting goes into force.
+  void TakeReload(Time now);
   // Closes a connection whose key was revoked and drops what it held.
   void CloseRevoked(const std::string& route, int fd, Time now);
   // status(): another thread asks (status_wanted_) and waits; the broker's
@@ -178,21 +165,8 @@ class Broker::Impl final : public broker_internal::Outbox {
   // The ROUTER's monitor: failed accepts (descriptors exhausted), FLOWS §10.
   zmq::socket_t monitor_;
   transport::Reader reader_;
-  // CURVE (BrokerOptions::keys_file): the ZAP handler's socket, the keys
-  // file in force, one parsed by ReloadKeys waiting for the next turn, and
-  // what each authenticated connection is: its key and descriptor.
-  bool curve_ = false;
-  zmq::socket_t zap_;
-  std::shared_ptr<const broker_internal::AccessPolicy> policy_;
-  std::mutex policy_mutex_;
-  std::shared_ptr<const broker_internal::AccessPolicy> new_policy_;
-  std::atomic<bool> policy_waiting_{false};
-  struct PeerKey {
-    std::string key;
-    int fd = -1;
-  };
-  std::unordered_map<std::string, PeerKey> peer_keys_;  // by route
-  std::atomic<std::uint64_t> revoked_messages_{0};
+  // CURVE (BrokerOptions::keys_file); nullptr without.
+  std::unique_ptr<broker_internal::CurveGate> gate_;
   std::unordered_map<std::string, transport::Batch> out_;  // FlushOut
   std::string bound_;
   CodecLimits limits_;
@@ -224,7 +198,7 @@ Status Broker::Impl::Bind() {
                   "CURVE needs both the broker's key pair file and the keys "
                   "file");
   }
-  if (curve_) {
+  if (!options_.keys_file.empty()) {
     if (!transport::CurveAvailable()) {
       return Status(ErrorCode::kUnavailable,
                     "libzmq was built without CURVE (libsodium)");
@@ -233,13 +207,14 @@ Status Broker::Impl::Bind() {
         transport::ReadKeyFile(options_.curve_key_file, /*need_secret=*/true);
     if (!keys.ok()) return keys.status();
     curve_keys = std::move(*keys);
-    auto policy = broker_internal::AccessPolicy::Load(options_.keys_file);
-    if (!policy.ok()) return policy.status();
-    policy_ = std::make_shared<const broker_internal::AccessPolicy>(
-        std::move(*policy));
-    core_.SetAccessPolicy(policy_.get());
+    // The ZAP handler is bound before the ROUTER (CurveGate::Open).
+    auto gate = broker_internal::CurveGate::Open(context_, options_.keys_file);
+    if (!gate.ok()) return gate.status();
+    gate_ = std::move(*gate);
+    core_.SetAccessPolicy(&gate_->policy());
     spdlog::info("rejoin-broker: CURVE on, public key {}, {} keys in {}",
-                 curve_keys->public_key, policy_->keys(), options_.keys_file);
+                 curve_keys->public_key, gate_->policy().keys(),
+                 options_.keys_file);
   } else if (!LoopbackOnly(options_.endpoint)) {
     if (!options_.insecure) {
       return Status(ErrorCode::kInvalidArgument,
@@ -269,16 +244,12 @@ Status Broker::Impl::Bind() {
         std::to_string(reinterpret_cast<std::uintptr_t>(this));
     if (zmq_socket_monitor(socket_.handle(), monitor.c_str(),
                            ZMQ_EVENT_ACCEPT_FAILED |
-                               (curve_ ? ZMQ_EVENT_DISCONNECTED : 0)) != 0) {
+                               (gate_ ? ZMQ_EVENT_DISCONNECTED : 0)) != 0) {
       throw zmq::error_t();
     }
     monitor_.set(zmq::sockopt::linger, 0);
     monitor_.connect(monitor);
-    if (curve_) {
-      // The handler is bound before the ROUTER: libzmq 4.3 lets a CURVE
-      // peer in unchecked when no handler is there.
-      zap_.set(zmq::sockopt::linger, 0);
-      zap_.bind(kZapEndpoint);
+    if (gate_) {
       if (Status s = transport::SetCurveServer(socket_, *curve_keys); !s.ok()) {
         return s;
       }
@@ -332,20 +303,23 @@ Status Broker::Impl::Run() {
                                   std::chrono::ceil<std::chrono::milliseconds>(
                                       held_due - now)));
     }
-    zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0},
-                               {monitor_.handle(), 0, ZMQ_POLLIN, 0},
-                               {zap_.handle(), 0, ZMQ_POLLIN, 0}};
+    zmq::pollitem_t items[] = {
+        {socket_.handle(), 0, ZMQ_POLLIN, 0},
+        {monitor_.handle(), 0, ZMQ_POLLIN, 0},
+        {gate_ ? gate_->zap_handle() : nullptr, 0, ZMQ_POLLIN, 0}};
     try {
-      zmq::poll(items, curve_ ? 3 : 2, wait);
+      zmq::poll(items, gate_ ? 3 : 2, wait);
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;
       return Status(ErrorCode::kIoError, std::string("poll: ") + e.what());
     }
     if ((items[1].revents & ZMQ_POLLIN) != 0) ReadMonitor();
     now = Clock::now();
-    if (curve_) {
-      if ((items[2].revents & ZMQ_POLLIN) != 0) AnswerZap();
-      if (policy_waiting_.load(std::memory_order_relaxed)) TakeNewPolicy(now);
+    if (gate_) {
+      // A reload first: a handshake that began after ReloadKeys returned
+      // is judged by the new file.
+      if (gate_->reload_waiting()) TakeReload(now);
+      if ((items[2].revents & ZMQ_POLLIN) != 0) gate_->AnswerZap();
     }
     for (int i = 0; i < kBatch; ++i) {
       auto r = reader_.Next(socket_, frames);
@@ -364,9 +338,12 @@ Status Broker::Impl::Run() {
         continue;
       }
       std::string_view principal;
-      if (curve_) {
-        const std::string* p = PrincipalOf(frames, now);
-        if (p == nullptr) continue;
+      if (gate_) {
+        const std::string* p = gate_->PrincipalOf(frames);
+        if (p == nullptr) {  // its key was revoked
+          CloseRevoked(frames.route, frames.source_fd, now);
+          continue;
+        }
         principal = *p;
       }
       ReaderFrames in(frames, reader_);
@@ -420,126 +397,29 @@ void Broker::Impl::PublishStatus(Time now) {
   status_cv_.notify_all();
 }
 
-void Broker::Impl::AnswerZap() {
-  try {
-    for (;;) {
-      // version, request id, domain, address, identity, mechanism, then
-      // the mechanism's credentials (CURVE: the client's 32-byte key).
-      std::vector<zmq::message_t> request;
-      zmq::message_t frame;
-      if (!zap_.recv(frame, zmq::recv_flags::dontwait)) return;
-      request.push_back(std::move(frame));
-      while (request.back().more()) {
-        request.emplace_back();
-        (void)zap_.recv(request.back(), zmq::recv_flags::none);
-      }
-      std::string status = "400";
-      std::string text = "key not in the keys file";
-      std::string user;
-      if (request.size() >= 7 && transport::View(request[0]) == "1.0" &&
-          transport::View(request[5]) == "CURVE" && request[6].size() == 32) {
-        char z85[transport::kZ85KeyChars + 1] = {};
-        zmq_z85_encode(z85, static_cast<const std::uint8_t*>(request[6].data()),
-                       32);
-        if (policy_->PrincipalOf(z85) != nullptr) {
-          status = "200";
-          text = "OK";
-          user = z85;
-        } else {
-          spdlog::warn("rejoin-broker: refused a CURVE key not in {}: {} ({})",
-                       options_.keys_file, z85,
-                       broker_internal::Printable(transport::View(request[3])));
-        }
-      } else {
-        text = "CURVE required";
-      }
-      const std::string id =
-          request.size() > 1 ? std::string(transport::View(request[1])) : "";
-      zap_.send(zmq::buffer(std::string_view("1.0")), zmq::send_flags::sndmore);
-      zap_.send(zmq::buffer(id), zmq::send_flags::sndmore);
-      zap_.send(zmq::buffer(status), zmq::send_flags::sndmore);
-      zap_.send(zmq::buffer(text), zmq::send_flags::sndmore);
-      zap_.send(zmq::buffer(user), zmq::send_flags::sndmore);
-      zap_.send(zmq::buffer(std::string_view()), zmq::send_flags::none);
-    }
-  } catch (const zmq::error_t& e) {
-    spdlog::error("rejoin-broker: ZAP handler: {}", e.what());
+Status Broker::Impl::ReloadKeys() {
+  if (!gate_) {
+    return Status(ErrorCode::kUnavailable,
+                  "the broker runs without CURVE: no keys file to reload");
   }
+  return gate_->Reload();
 }
 
-const std::string* Broker::Impl::PrincipalOf(const Frames& frames, Time now) {
-  const std::string* principal = policy_->PrincipalOf(frames.user_id);
-  if (principal == nullptr) {
-    // Admitted under a keys file that listed the key, revoked since.
-    revoked_messages_.fetch_add(1, std::memory_order_relaxed);
-    CloseRevoked(frames.route, frames.source_fd, now);
-    return nullptr;
-  }
-  auto [it, added] = peer_keys_.try_emplace(frames.route);
-  if (added || it->second.fd != frames.source_fd) {
-    it->second.key.assign(frames.user_id);
-    it->second.fd = frames.source_fd;
-  }
-  return principal;
+void Broker::Impl::TakeReload(Time now) {
+  const auto revoked = gate_->TakeReload();
+  core_.SetAccessPolicy(&gate_->policy());
+  for (const auto& [route, fd] : revoked) CloseRevoked(route, fd, now);
 }
 
 void Broker::Impl::CloseRevoked(const std::string& route, int fd, Time now) {
-  // libzmq cannot close one peer of a ROUTER; shutting the descriptor down
-  // makes libzmq see the connection end and close it on its own thread, and
-  // the ZAP handler refuses the key when the peer reconnects.
-  if (fd >= 0) ::shutdown(fd, SHUT_RDWR);
-  peer_keys_.erase(route);
+  gate_->Close(route, fd);
   out_.erase(route);
   core_.OnGone(route, now);
 }
 
-Status Broker::Impl::ReloadKeys() {
-  if (!curve_) {
-    return Status(ErrorCode::kUnavailable,
-                  "the broker runs without CURVE: no keys file to reload");
-  }
-  auto policy = broker_internal::AccessPolicy::Load(options_.keys_file);
-  if (!policy.ok()) {
-    spdlog::error(
-        "rejoin-broker: keys file not reloaded, the old one stays: {}",
-        policy.status().ToString());
-    return policy.status();
-  }
-  {
-    std::lock_guard lock(policy_mutex_);
-    new_policy_ = std::make_shared<const broker_internal::AccessPolicy>(
-        std::move(*policy));
-  }
-  policy_waiting_.store(true, std::memory_order_relaxed);
-  return Status::Ok();
-}
-
-void Broker::Impl::TakeNewPolicy(Time now) {
-  std::shared_ptr<const broker_internal::AccessPolicy> fresh;
-  {
-    std::lock_guard lock(policy_mutex_);
-    fresh = std::move(new_policy_);
-    policy_waiting_.store(false, std::memory_order_relaxed);
-  }
-  if (!fresh) return;
-  policy_ = std::move(fresh);
-  core_.SetAccessPolicy(policy_.get());
-  std::vector<std::pair<std::string, int>> revoked;
-  for (const auto& [route, peer] : peer_keys_) {
-    if (policy_->PrincipalOf(peer.key) == nullptr) {
-      revoked.emplace_back(route, peer.fd);
-    }
-  }
-  for (const auto& [route, fd] : revoked) CloseRevoked(route, fd, now);
-  spdlog::info(
-      "rejoin-broker: keys file {} reloaded: {} keys, {} "
-      "connections closed",
-      options_.keys_file, policy_->keys(), revoked.size());
-}
-
 BrokerStats Broker::Impl::Snapshot() const {
   BrokerStats s = core_.Snapshot();
-  s.revoked_messages = revoked_messages_.load(std::memory_order_relaxed);
+  s.revoked_messages = gate_ ? gate_->revoked_messages() : 0;
   s.injected_drops = injected_drops_.load(std::memory_order_relaxed);
   s.accept_failures = accept_failures_.load(std::memory_order_relaxed);
   return s;
@@ -629,12 +509,7 @@ void Broker::Impl::ReadMonitor() {
       std::memcpy(&value, static_cast<const char*>(event.data()) + sizeof(id),
                   sizeof(value));
       if (id == ZMQ_EVENT_DISCONNECTED) {
-        // The descriptor may be reused by the next connection: a revoked
-        // key must never shut down someone else's.
-        for (auto it = peer_keys_.begin(); it != peer_keys_.end();) {
-          it = it->second.fd == static_cast<int>(value) ? peer_keys_.erase(it)
-                                                        : std::next(it);
-        }
+        if (gate_) gate_->Disconnected(static_cast<int>(value));
         continue;
       }
       if (id != ZMQ_EVENT_ACCEPT_FAILED) continue;

@@ -131,6 +131,7 @@ TEST_F(CurveBroker, RevokedKeyIsClosedAndRefused) {
   auto server = EchoServer();
   auto alice = Alice();
   ASSERT_TRUE(server && alice);
+  VictimCallsWork(*alice, 1);  // alice and the server are welcomed
   auto mallory = Raw("mallory");
   Hi(*mallory, ClientHello("mallory/m1"));
   // alice's connection, the server's and mallory's.

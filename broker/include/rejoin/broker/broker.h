@@ -255,11 +255,13 @@ class Broker {
                                   std::chrono::milliseconds(1000)) const;
   Epoch epoch() const;
   // Reads the keys file again (BrokerOptions::keys_file) and, when it
-  // parses, puts it in force at the broker's next turn: connections whose
-  // key it no longer lists are closed and their sessions and server ids
-  // dropped. A file that does not parse changes nothing and is reported
-  // (kInvalidArgument with the line, kNotFound, kIoError); kUnavailable
-  // when the broker runs without CURVE. Any thread (a SIGHUP handler's).
+  // parses, puts it in force at the broker's next turn, before any handshake
+  // that turn judges (so every handshake that begins after the call is
+  // judged by the new file): connections whose key it no longer lists are
+  // closed and their sessions and server ids dropped. A file that does not
+  // parse changes nothing and is reported (kInvalidArgument with the line,
+  // kNotFound, kIoError); kUnavailable when the broker runs without CURVE. Any
+  // thread (a SIGHUP handler's).
   Status ReloadKeys();
   // The endpoint actually bound (resolves "tcp://127.0.0.1:*").
   std::string bound_endpoint() const;
