@@ -93,6 +93,7 @@ ReadResult Reader::Next(zmq::socket_t& socket, Frames& out) {
         // The rest of a multipart message is already here: zmq delivers
         // whole messages, so blocking reads below cannot wait.
         bool more = first.more();
+        source_fd_ = zmq_msg_get(first.handle(), ZMQ_SRCFD);
         if (routed_) {
           route_.assign(static_cast<const char*>(first.data()), first.size());
         } else {
@@ -105,11 +106,11 @@ ReadResult Reader::Next(zmq::socket_t& socket, Frames& out) {
         }
         if (authenticated_) {
           // Every frame of a connection carries its metadata; the first
-          // data frame is read (a routing id frame is made by the ROUTER).
+          // data frame is read (the routing id frame is made by the
+          // ROUTER).
           zmq::message_t& data = batch_.empty() ? first : batch_.front();
           const char* uid = zmq_msg_gets(data.handle(), "User-Id");
           user_id_.assign(uid != nullptr ? uid : "");
-          source_fd_ = zmq_msg_get(data.handle(), ZMQ_SRCFD);
         }
         if (batch_.empty()) {  // a routing id alone: count 0, malformed
           out.route = route_;

@@ -77,6 +77,9 @@ class Reader {
   zmq::message_t TakeHeader();
   zmq::message_t TakePayload();
   std::uint64_t dropped_frames() const { return dropped_frames_; }
+  // The descriptor of the connection the message Next() handed out last
+  // came from (ZMQ_SRCFD), or -1.
+  int source_fd() const { return source_fd_; }
   // Messages of the last batch not yet handed out.
   bool buffered() const {
     return next_ < batch_.size() || pack_pos_ < pack_.size();
