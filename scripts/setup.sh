@@ -2,7 +2,20 @@
 # Installs the Debian packages rejoin's build, tests and tools need, and
 # nothing else. Idempotent: packages already present are left alone, and apt
 # is not touched at all when nothing is missing.
+# Usage: scripts/setup.sh [--bench]
+#   --bench  also the systems rejoin-bench compares rejoin with: nats-server
+#            and libnats-dev (NATS), mosquitto and libmosquitto-dev (MQTT).
+#            The benchmark starts its own servers on free loopback ports; a
+#            mosquitto service the package may have started is not used.
 set -euo pipefail
+
+bench=0
+for arg in "$@"; do
+  case "$arg" in
+    --bench) bench=1 ;;
+    *) echo "setup: unknown argument $arg (usage: setup.sh [--bench])" >&2; exit 2 ;;
+  esac
+done
 
 packages=(
   cmake make g++ pkg-config
@@ -15,6 +28,9 @@ packages=(
   clang-format
   dpkg-dev file systemd
 )
+if [ "$bench" = 1 ]; then
+  packages+=(nats-server libnats-dev mosquitto libmosquitto-dev)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
