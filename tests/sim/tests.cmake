@@ -44,6 +44,7 @@ set_tests_properties(sim_soak PROPERTIES LABELS soak TIMEOUT 7200)
 # Its objects come first on the link line, so they take the place of the
 # product's copies in librejoin_broker.a and librejoin_proto.a.
 set(rejoin_defect_core_sources
+  ${PROJECT_SOURCE_DIR}/broker/src/core/access_checks.cpp
   ${PROJECT_SOURCE_DIR}/broker/src/core/admission.cpp
   ${PROJECT_SOURCE_DIR}/broker/src/core/bounds.cpp
   ${PROJECT_SOURCE_DIR}/broker/src/core/broker_core.cpp
