@@ -351,11 +351,6 @@ Status Journal::Files::OpenAndReplay(Journal& j) {
   }
   for (std::size_t i = 0; i < start; ++i) {
     seen_.superseded.push_back(segments[i]);
-    if (read_only_) continue;
-    std::string path = Path(SegmentName(segments[i]));
-    if (int err = env_->RemoveFile(path); err != 0 && err != ENOENT) {
-      return IoError("cannot remove superseded segment", path, err);
-    }
   }
   segments.erase(segments.begin(),
                  segments.begin() + static_cast<std::ptrdiff_t>(start));
@@ -391,6 +386,16 @@ Status Journal::Files::OpenAndReplay(Journal& j) {
     j.report_.created = true;
     j.incarnation_ = 1;
     j.journal_id_ = *id;
+  }
+
+  // The segments before the snapshot go only now that it replayed whole: a
+  // damaged snapshot fails the open, and then nothing is changed, and the
+  // older segments stay for salvage.
+  for (std::uint64_t number : seen_.superseded) {
+    std::string path = Path(SegmentName(number));
+    if (int err = env_->RemoveFile(path); err != 0 && err != ENOENT) {
+      return IoError("cannot remove superseded segment", path, err);
+    }
   }
 
   if (segment_file_ == nullptr) {
