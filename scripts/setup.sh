@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages rejoin's build, tests and tools need, and
 # nothing else. Idempotent: packages already present are left alone, and apt
-# is not touched at all when nothing is missing.
+# is not touched at all when nothing is missing. With arguments it installs
+# those packages instead (scripts/fuzz.sh: clang and its runtimes).
 set -euo pipefail
 
 packages=(
@@ -15,6 +16,7 @@ packages=(
   clang-format
   dpkg-dev file systemd
 )
+[ $# -gt 0 ] && packages=("$@")
 
 missing=()
 for p in "${packages[@]}"; do
