@@ -5,7 +5,9 @@
 // the first one are a file of their own); files are named seg-000000000001.rjl
 // upwards in input order. Flags: bit 0: the opener is a server (used when no
 // open record names the role), bit 1: compact after opening, bit 2: salvage a
-// corrupt journal.
+// corrupt journal, bit 3: write every record's checksum afresh before the
+// files are read (so that mutated bodies reach the record decoder instead of
+// failing their checksum).
 #pragma once
 
 #include <cstddef>
@@ -23,6 +25,7 @@ inline constexpr std::size_t kMaxFuzzSegments = 8;
 inline constexpr std::uint8_t kFlagServer = 1;
 inline constexpr std::uint8_t kFlagCompact = 2;
 inline constexpr std::uint8_t kFlagSalvage = 4;
+inline constexpr std::uint8_t kFlagFixChecksums = 8;
 
 struct JournalInput {
   std::uint8_t flags = 0;

@@ -127,7 +127,8 @@ bool JournalSeeds(const std::filesystem::path& dir) {
         JournalInput input;
         input.flags = static_cast<std::uint8_t>(
             (role == JournalRole::kServer ? kFlagServer : 0) |
-            (compact_every != 0 ? kFlagCompact : kFlagSalvage));
+            (compact_every != 0 ? kFlagCompact : kFlagSalvage) |
+            (seed == 2 ? kFlagFixChecksums : 0));
         for (const std::string& name : env.FileNames("/j")) {
           if (name.rfind("seg-", 0) == 0) {
             input.segments.push_back(env.Contents("/j/" + name));

@@ -63,6 +63,24 @@ void VerifiedBodies(const std::string& segment,
   }
 }
 
+// Rewrites the checksum of every record at the start of `segment` whose
+// length fits, as a writer would have written it.
+void FixChecksums(std::string& segment) {
+  std::size_t at = kSegmentHeader;
+  while (at + kRecordHeader <= segment.size()) {
+    const std::uint64_t length = Fixed32(segment, at + 4);
+    if (length > kMaxBody || at + kRecordHeader + length > segment.size()) {
+      return;
+    }
+    const std::uint32_t crc = crc32c::Mask(crc32c::Value(
+        segment.data() + at + 4, static_cast<std::size_t>(length) + 5));
+    for (std::size_t i = 0; i < 4; ++i) {
+      segment[at + i] = static_cast<char>((crc >> (8 * i)) & 0xffu);
+    }
+    at += kRecordHeader + static_cast<std::size_t>(length);
+  }
+}
+
 bool InSomeBody(std::string_view bytes,
                 const std::vector<std::string_view>& bodies) {
   if (bytes.empty()) return true;
@@ -132,7 +150,10 @@ extern "C" int LLVMFuzzerTestOneInput(const unsigned char* data,
                                       std::size_t size) {
   using namespace rejoin;
   using namespace rejoin::fuzz;
-  const JournalInput input = ParseJournalInput(AsText(data, size));
+  JournalInput input = ParseJournalInput(AsText(data, size));
+  if ((input.flags & kFlagFixChecksums) != 0) {
+    for (std::string& segment : input.segments) FixChecksums(segment);
+  }
   testing::FaultEnv env;
   bool created = false;
   FUZZ_CHECK(env.CreateDirs(kDir, &created) == 0);
@@ -150,7 +171,10 @@ extern "C" int LLVMFuzzerTestOneInput(const unsigned char* data,
   JournalRole role = (input.flags & kFlagServer) != 0 ? JournalRole::kServer
                                                       : JournalRole::kClient;
   std::string owner = "fuzz-owner";
-  const bool named = inspection.ok() && inspection->has_open_record;
+  // The journal's own role and owner, when it names ones an opener can have
+  // (an owner that is not a valid id only ever mismatches).
+  const bool named = inspection.ok() && inspection->has_open_record &&
+                     IsValidId(inspection->owner);
   if (named) {
     role = inspection->role;
     owner = inspection->owner;
