@@ -47,6 +47,7 @@ std::string StatusJson(const BrokerStatus& st) {
       {"refused_unacked", s.refused_unacked},
       {"refused_queue_bytes", s.refused_queue_bytes},
       {"refused_memory", s.refused_memory},
+      {"refused_connection", s.refused_connection},
       {"expired_reported_sessions", s.expired_reported_sessions},
       {"forgotten_sessions", s.forgotten_sessions},
       {"forgotten_dropped", s.forgotten_dropped},
@@ -54,6 +55,7 @@ std::string StatusJson(const BrokerStatus& st) {
       {"forgotten_in_doubt", s.forgotten_in_doubt},
       {"conflicts", s.conflicts},
       {"accept_failures", s.accept_failures},
+      {"connections_shed", s.connections_shed},
   };
   json decisions = json::object();
   for (std::size_t a = 0; a < kActionCount; ++a) {

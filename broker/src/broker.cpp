@@ -7,6 +7,7 @@
 #include "rejoin/broker/broker.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -21,6 +22,7 @@
 #include <zmq.hpp>
 
 #include "core/broker_core.h"
+#include "idle_shedder.h"
 #include "rejoin/broker/fault_injection.h"
 #include "rejoin/proto/codec.h"
 #include "rejoin/transport/link.h"
@@ -130,8 +132,11 @@ class Broker::Impl final : public broker_internal::Outbox {
   void FlushOut(Time now);
   // Asks the test hook whether to lose this REQUEST/RESPONSE/ACK.
   bool Faulted(FaultPoint::Where where, const Message& m);
-  // Reads the ROUTER's monitor events: counts and logs failed accepts.
+  // Reads the ROUTER's monitor events: counts and logs failed accepts, and
+  // tells the shedder which connections come and go.
   void ReadMonitor();
+  // Shuts down the connections the shedder found idle, if any are due.
+  void ShedIdle(Time now);
   // status(): another thread asks (status_wanted_) and waits; the broker's
   // thread answers between two turns.
   void PublishStatus(Time now);
@@ -151,7 +156,11 @@ class Broker::Impl final : public broker_internal::Outbox {
   std::bernoulli_distribution loss_;
   std::atomic<std::uint64_t> injected_drops_{0};
   std::atomic<std::uint64_t> accept_failures_{0};
+  std::atomic<std::uint64_t> connections_shed_{0};
   Time accept_failure_logged_{};
+  // Idle connections shut down when descriptors run out (FLOWS.md §10):
+  // live peers speak at least once per heartbeat interval.
+  broker_internal::IdleShedder shedder_{3 * options_.heartbeat};
   std::unique_ptr<RosterFile> roster_file_;
   broker_internal::RosterLock roster_lock_;
   std::atomic<bool> stop_{false};
@@ -184,7 +193,9 @@ Status Broker::Impl::Bind() {
         "inproc://rejoin-broker-monitor-" +
         std::to_string(reinterpret_cast<std::uintptr_t>(this));
     if (zmq_socket_monitor(socket_.handle(), monitor.c_str(),
-                           ZMQ_EVENT_ACCEPT_FAILED) != 0) {
+                           ZMQ_EVENT_ACCEPT_FAILED | ZMQ_EVENT_ACCEPTED |
+                               ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CLOSED) !=
+        0) {
       throw zmq::error_t();
     }
     monitor_.set(zmq::sockopt::linger, 0);
@@ -254,6 +265,7 @@ Status Broker::Impl::Run() {
       if (r == transport::ReadResult::kClosed) {
         return Status(ErrorCode::kClosed, "socket closed");
       }
+      if (shedder_.listening()) shedder_.Heard(reader_.source_fd());
       Result<Message> decoded = transport::Decode(frames, limits_);
       if (!decoded.ok()) {
         core_.OnUndecodable(
@@ -270,6 +282,7 @@ Status Broker::Impl::Run() {
     if (now >= next_tick) {
       core_.Tick(now);
       next_tick = now + tick_every;
+      ShedIdle(now);
     }
     FlushOut(now);
     if (status_wanted_.load(std::memory_order_relaxed)) PublishStatus(now);
@@ -319,6 +332,7 @@ BrokerStats Broker::Impl::Snapshot() const {
   BrokerStats s = core_.Snapshot();
   s.injected_drops = injected_drops_.load(std::memory_order_relaxed);
   s.accept_failures = accept_failures_.load(std::memory_order_relaxed);
+  s.connections_shed = connections_shed_.load(std::memory_order_relaxed);
   return s;
 }
 
@@ -405,9 +419,18 @@ void Broker::Impl::ReadMonitor() {
       std::memcpy(&id, event.data(), sizeof(id));
       std::memcpy(&value, static_cast<const char*>(event.data()) + sizeof(id),
                   sizeof(value));
+      const Time now = Clock::now();
+      if (id == ZMQ_EVENT_ACCEPTED) {
+        shedder_.Accepted(static_cast<int>(value), now);
+        continue;
+      }
+      if (id == ZMQ_EVENT_DISCONNECTED || id == ZMQ_EVENT_CLOSED) {
+        shedder_.Closed(static_cast<int>(value));
+        continue;
+      }
       if (id != ZMQ_EVENT_ACCEPT_FAILED) continue;
       accept_failures_.fetch_add(1, std::memory_order_relaxed);
-      const Time now = Clock::now();
+      shedder_.AcceptFailed(now);
       if (now - accept_failure_logged_ >= std::chrono::seconds(1)) {
         accept_failure_logged_ = now;
         spdlog::error(
@@ -419,6 +442,20 @@ void Broker::Impl::ReadMonitor() {
     }
   } catch (const zmq::error_t&) {
   }
+}
+
+void Broker::Impl::ShedIdle(Time now) {
+  const std::vector<int> idle = shedder_.Due(now);
+  if (idle.empty()) return;
+  // libzmq owns these descriptors: shutting them down (not closing them)
+  // makes it see the connection end and clean up, as if the peer had left.
+  for (int fd : idle) (void)::shutdown(fd, SHUT_RDWR);
+  connections_shed_.fetch_add(idle.size(), std::memory_order_relaxed);
+  spdlog::error(
+      "rejoin-broker: descriptors exhausted: shut down {} connections silent "
+      "for {} ms ({} shed so far, {} open); raise the descriptor limit",
+      idle.size(), 3 * options_.heartbeat.count(),
+      connections_shed_.load(std::memory_order_relaxed), shedder_.open());
 }
 
 // ===========================================================================

@@ -142,6 +142,15 @@ int main(int argc, char** argv) {
                  "request/response bytes kept for one session")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  app.add_option("--max-connection-outstanding",
+                 options.max_connection_outstanding,
+                 "unanswered operations of all sessions on one connection")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--max-connection-bytes", options.max_connection_bytes,
+                 "request/response bytes kept for one connection's sessions")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_option("--max-queue-bytes", options.max_queue_bytes,
                  "request bytes queued per service")
       ->capture_default_str()

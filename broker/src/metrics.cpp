@@ -74,6 +74,8 @@ std::vector<MetricSample> BrokerMetrics(const BrokerStats& s) {
             {{"reason", "queue_bytes"}});
   m.Counter("refused_total", kRefusedHelp, s.refused_memory,
             {{"reason", "memory_budget"}});
+  m.Counter("refused_total", kRefusedHelp, s.refused_connection,
+            {{"reason", "connection_bounds"}});
   m.Counter("servers_silent_total",
             "servers declared dead after 3 silent heartbeat intervals",
             s.servers_silent);
@@ -102,6 +104,9 @@ std::vector<MetricSample> BrokerMetrics(const BrokerStats& s) {
   m.Counter("accept_failures_total",
             "connections that could not be accepted (descriptors exhausted)",
             s.accept_failures);
+  m.Counter("connections_shed_total",
+            "idle connections shut down because descriptors ran out",
+            s.connections_shed);
   m.Gauge("retained_bytes",
           "request and response bytes the broker keeps for operations now",
           static_cast<double>(s.retained_bytes));

@@ -298,6 +298,136 @@ TEST_F(BrokerCoreTest, AckAboveTheHighestSeqIsRefused) {
   EXPECT_TRUE(To<Ack>(sent, kServerRoute).empty());
 }
 
+// ---- bounds
+// ------------------------------------------------------------------
+
+// The ERRORs limit_exceeded among `sent` that went to `route`.
+std::size_t LimitErrors(const std::vector<Sent>& sent,
+                        const std::string& route) {
+  std::size_t n = 0;
+  for (const Sent& s : sent) {
+    const Error* e = std::get_if<Error>(&s.message);
+    if (s.route == route && e != nullptr &&
+        e->code == ErrorCode::kLimitExceeded) {
+      ++n;
+    }
+  }
+  return n;
+}
+
+TEST_F(BrokerCoreTest, ConnectionOutstandingBoundRefusesOnlyThatConnection) {
+  options_.max_connection_outstanding = 3;
+  Start();
+  Connect(Service(100));
+  Deliver(kClientRoute, ClientHello("s2", 1, 12));
+  Deliver(kClientRoute, Call("s1", 1), "a");
+  Deliver(kClientRoute, Call("s1", 2), "a");
+  Deliver(kClientRoute, Call("s2", 1), "b");
+  // A fourth unanswered operation on the connection, in another session
+  // whose own bound is far away: refused, and nothing is dispatched.
+  auto sent = Deliver(kClientRoute, Call("s2", 2), "b");
+  EXPECT_EQ(LimitErrors(sent, kClientRoute), 1u);
+  EXPECT_TRUE(To<Request>(sent, kServerRoute).empty());
+  EXPECT_EQ(core_->Snapshot().refused_connection, 1u);
+  // Another connection is not refused.
+  Deliver("client-2", ClientHello("s3", 1, 13));
+  sent = Deliver("client-2", Call("s3", 1), "c");
+  EXPECT_EQ(To<Request>(sent, kServerRoute).size(), 1u);
+  // An answer frees room: the refused operation's resend gets through.
+  Deliver(kServerRoute, Response{"s1", 1, ErrorCode::kOk}, "A");
+  sent = Deliver(kClientRoute, Call("s2", 2), "b");
+  EXPECT_EQ(LimitErrors(sent, kClientRoute), 0u);
+  EXPECT_EQ(To<Request>(sent, kServerRoute).size(), 1u);
+}
+
+TEST_F(BrokerCoreTest, ConnectionTotalsFollowASessionThatMoves) {
+  options_.max_connection_outstanding = 2;
+  Start();
+  Connect(Service(100));
+  Deliver(kClientRoute, ClientHello("s2", 1, 12));
+  Deliver(kClientRoute, Call("s1", 1), "a");
+  Deliver(kClientRoute, Call("s2", 1), "b");
+  EXPECT_EQ(
+      LimitErrors(Deliver(kClientRoute, Call("s1", 2), "a"), kClientRoute), 1u);
+  // s2 leaves the connection and takes its unanswered operation along.
+  Deliver(kClientRoute, Goodbye{"moving", "s2"});
+  auto sent = Deliver(kClientRoute, Call("s1", 2), "a");
+  EXPECT_EQ(LimitErrors(sent, kClientRoute), 0u);
+  EXPECT_EQ(To<Request>(sent, kServerRoute).size(), 1u);
+  // On its new connection it counts again: one more fits, not two.
+  Deliver("client-2", ClientHello("s2", 2, 12));
+  EXPECT_EQ(LimitErrors(Deliver("client-2", Call("s2", 2), "b"), "client-2"),
+            0u);
+  EXPECT_EQ(LimitErrors(Deliver("client-2", Call("s2", 3), "b"), "client-2"),
+            1u);
+}
+
+TEST_F(BrokerCoreTest, ConnectionBytesBoundCountsEverySessionOnIt) {
+  const std::string payload(1000, 'x');
+  options_.max_connection_bytes = 2 * (kTrackOverhead + 1100);
+  Start();
+  Connect(Service(100));
+  Deliver(kClientRoute, ClientHello("s2", 1, 12));
+  EXPECT_EQ(
+      LimitErrors(Deliver(kClientRoute, Call("s1", 1), payload), kClientRoute),
+      0u);
+  EXPECT_EQ(
+      LimitErrors(Deliver(kClientRoute, Call("s2", 1), payload), kClientRoute),
+      0u);
+  EXPECT_EQ(
+      LimitErrors(Deliver(kClientRoute, Call("s2", 2), payload), kClientRoute),
+      1u);
+  EXPECT_EQ(core_->Snapshot().refused_connection, 1u);
+}
+
+TEST_F(BrokerCoreTest, OperationsWithEmptyPayloadsAreBoundedByTheMemoryBudget) {
+  // The tables count, not only the frames: a flood of empty requests over
+  // many sessions meets the budget.
+  options_.max_memory_bytes = 8 * kTrackOverhead;
+  Start();
+  Connect(Service(100));
+  std::size_t refused = 0;
+  for (int i = 0; i < 20; ++i) {
+    const std::string sid = "m" + std::to_string(i);
+    Deliver("flood", ClientHello(sid, 1, 100 + static_cast<JournalId>(i)));
+    refused += LimitErrors(Deliver("flood", Call(sid, 1)), "flood");
+  }
+  EXPECT_GE(refused, 12u);
+  EXPECT_LE(core_->Snapshot().retained_bytes, 8 * kTrackOverhead);
+}
+
+TEST_F(BrokerCoreTest, ProbesOfAnOperationThatStaysOutComeEverLessOften) {
+  // Each probe waits twice as long as the one before, up to 32 probe
+  // delays (at most a lease): operations that stay out cost the broker a
+  // bounded number of probes per second, however many they are.
+  options_.lease = milliseconds(60000);
+  Start();
+  Connect();
+  Deliver(kClientRoute, Call("s1", 1), "a");
+  std::vector<Time> probed;
+  for (int step = 0; step < 200; ++step) {  // 20 s, both peers alive
+    Deliver(kServerRoute, Heartbeat{0});
+    Deliver(kClientRoute, Heartbeat{0});
+    for (std::size_t i = 0;
+         i < To<Probe>(Advance(milliseconds(100)), kServerRoute).size(); ++i) {
+      probed.push_back(now_);
+    }
+  }
+  // 50 ms, then gaps of 200, 400, 800, 1600, 3200 ms, then 3.2 s each.
+  ASSERT_GE(probed.size(), 6u);
+  EXPECT_LE(probed.size(), 12u);
+  for (std::size_t i = 2; i < probed.size(); ++i) {
+    EXPECT_GE(probed[i] - probed[i - 1],
+              probed[i - 1] - probed[i - 2] - milliseconds(100));
+  }
+  // The server returns: its operation goes to it again, and the first
+  // probe comes one probe delay after that.
+  Deliver(kServerRoute, Goodbye{"restarting", {}});
+  Deliver(kServerRoute, ServerHello("srv-a", Service(4), 2));
+  auto sent = Advance(milliseconds(200));
+  EXPECT_FALSE(To<Probe>(sent, kServerRoute).empty());
+}
+
 // ---- resends ---------------------------------------------------------------
 
 TEST_F(BrokerCoreTest, ResendIsAnsweredFromTheRetainedResponse) {

@@ -237,7 +237,7 @@ void BrokerCore::AdmitSession(const std::string& route, const Hello& hello,
   s.last_activity = now;
   auto [cit, new_connection] = routes_.try_emplace(route);
   if (new_connection) cit->second.last_heard = now;
-  cit->second.sessions.insert(hello.id);
+  if (cit->second.sessions.insert(hello.id).second) Attach(s, cit->second);
   SendTo(route, WelcomeFor(hello, now));
 }
 
@@ -395,6 +395,7 @@ void BrokerCore::OnGoodbye(const std::string& route, const Goodbye& goodbye,
 
 void BrokerCore::Detach(const SessionId& sid, Session& s) {
   if (s.holder.route.empty()) return;
+  Unattach(s);
   auto it = routes_.find(s.holder.route);
   if (it != routes_.end() && it->second.role == Role::kClient) {
     it->second.sessions.erase(sid);
@@ -409,6 +410,7 @@ void BrokerCore::DropClientConnection(std::string route, Time now) {
   for (const SessionId& sid : it->second.sessions) {
     auto s = sessions_.find(sid);
     if (s == sessions_.end()) continue;
+    Unattach(s->second);
     Holder& h = s->second.holder;
     if (h.alive) {
       h.alive = false;

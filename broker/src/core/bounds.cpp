@@ -28,6 +28,20 @@ bool BrokerCore::WithinBounds(const std::string& route, const Request& req,
            MessageType::kRequest, now, req.session, req.seq);
     return false;
   }
+  if (const Connection* c = s.connection;
+      c != nullptr && (c->unanswered >= options_.max_connection_outstanding ||
+                       c->bytes + incoming > options_.max_connection_bytes)) {
+    // One connection's sessions together: however many sessions a peer
+    // opens, it cannot take the broker's budget from the others.
+    Refuse(route, counters_.refused_connection, "connection bounds",
+           "connection of session " + req.session + " has " +
+               std::to_string(c->unanswered) + " unanswered operations and " +
+               std::to_string(c->bytes) + " bytes kept; limits " +
+               std::to_string(options_.max_connection_outstanding) + " and " +
+               std::to_string(options_.max_connection_bytes) + " bytes",
+           MessageType::kRequest, now, req.session, req.seq);
+    return false;
+  }
   if (retained_bytes_ + incoming > options_.max_memory_bytes) {
     Refuse(route, counters_.refused_memory, "memory budget",
            "broker keeps " + std::to_string(retained_bytes_) +
@@ -50,18 +64,45 @@ bool BrokerCore::WithinBounds(const std::string& route, const Request& req,
   return true;
 }
 
-void BrokerCore::Unaccount(Session& s, std::size_t bytes) {
-  s.bytes -= bytes;
-  retained_bytes_ -= bytes;
+void BrokerCore::Reaccount(Session& s, std::size_t before, const Track& t) {
+  AddBytes(s, TrackBytes(t), before);
+}
+
+void BrokerCore::AddBytes(Session& s, std::size_t add, std::size_t remove) {
+  // Unsigned arithmetic: the totals are right whichever way they move.
+  s.bytes = s.bytes + add - remove;
+  if (s.connection != nullptr) {
+    s.connection->bytes = s.connection->bytes + add - remove;
+  }
+  retained_bytes_ = retained_bytes_ + add - remove;
   counters_.retained_bytes.store(retained_bytes_, std::memory_order_relaxed);
 }
 
-void BrokerCore::Reaccount(Session& s, std::size_t before, const Track& t) {
-  const std::size_t after = TrackBytes(t);
-  // Unsigned arithmetic: the totals are right whichever way it moved.
-  s.bytes = s.bytes - before + after;
-  retained_bytes_ = retained_bytes_ - before + after;
-  counters_.retained_bytes.store(retained_bytes_, std::memory_order_relaxed);
+void BrokerCore::CountUnanswered(Session& s) {
+  ++s.unanswered;
+  if (s.connection != nullptr) ++s.connection->unanswered;
+}
+
+void BrokerCore::UncountUnanswered(Session& s) {
+  if (s.unanswered == 0) return;
+  --s.unanswered;
+  if (s.connection != nullptr && s.connection->unanswered > 0) {
+    --s.connection->unanswered;
+  }
+}
+
+void BrokerCore::Attach(Session& s, Connection& c) {
+  s.connection = &c;
+  c.unanswered += s.unanswered;
+  c.bytes += s.bytes;
+}
+
+void BrokerCore::Unattach(Session& s) {
+  if (s.connection == nullptr) return;
+  Connection& c = *s.connection;
+  c.unanswered -= std::min<std::uint64_t>(c.unanswered, s.unanswered);
+  c.bytes -= std::min(c.bytes, s.bytes);
+  s.connection = nullptr;
 }
 
 void BrokerCore::Refuse(const std::string& route, std::atomic<std::uint64_t>& c,

@@ -105,7 +105,9 @@ void BrokerCore::OnRequest(const std::string& route, const Request& req,
     Answer(req.session, s, req.seq, ErrorCode::kLimitExceeded);
     return;
   }
-  const std::size_t incoming = frames.payload().size() + frames.header().size();
+  // What taking it costs: its frames and its track.
+  const std::size_t incoming =
+      frames.payload().size() + frames.header().size() + kTrackOverhead;
   if (!WithinBounds(route, req, s, incoming, now)) return;
   const ForgottenSessions::Entry* forgotten =
       forgotten_.empty() ? nullptr : forgotten_.Find(req.session);
@@ -211,6 +213,7 @@ void BrokerCore::SendRequestTo(const SessionId& sid, Seq seq, Track& t,
   if (t.has_request) {
     SendEnvelope(srv.holder.route, t.request_header, t.request_payload);
   }
+  t.probe_round = 0;
   ScheduleProbe(sid, seq, t, now + options_.probe);
 }
 
@@ -294,7 +297,10 @@ void BrokerCore::Answer(const SessionId& sid, Session& s, Seq seq,
   CountCode(answered_by_code_, status);
   auto [it, created] = s.ops.try_emplace(seq);
   Track& t = it->second;
-  if (created) t.phase = Phase::kAnswered;  // never counted as unanswered
+  if (created) {
+    t.phase = Phase::kAnswered;  // never counted as unanswered
+    AddBytes(s, kTrackOverhead, 0);
+  }
   MarkAnswered(s, t);
   const std::size_t before = TrackBytes(t);
   std::string bytes = EncodeHeader(Response{sid, seq, status});
@@ -356,16 +362,23 @@ void BrokerCore::AnswerConflict(const std::string& route, const Request& req) {
 }
 
 Track& BrokerCore::NewTrack(Session& s, Seq seq) {
-  Track& t = s.ops[seq];
-  const std::size_t before = TrackBytes(t);
-  t = Track{};
-  Reaccount(s, before, t);
-  ++s.unanswered;
+  auto [it, created] = s.ops.try_emplace(seq);
+  Track& t = it->second;
+  if (created) {
+    AddBytes(s, kTrackOverhead, 0);
+  } else {
+    if (t.phase != Phase::kAnswered) UncountUnanswered(s);
+    ReturnCredit(t);
+    const std::size_t before = TrackBytes(t);
+    t = Track{};
+    Reaccount(s, before, t);
+  }
+  CountUnanswered(s);
   return t;
 }
 
 void BrokerCore::MarkAnswered(Session& s, Track& t) {
-  if (t.phase != Phase::kAnswered && s.unanswered > 0) --s.unanswered;
+  if (t.phase != Phase::kAnswered) UncountUnanswered(s);
   ReturnCredit(t);
   t.phase = Phase::kAnswered;
   if (t.has_request) {
@@ -408,7 +421,7 @@ void BrokerCore::ReturnCredit(Track& t) {
 
 void BrokerCore::ReleaseOne(Session& s, std::map<Seq, Track>::iterator it) {
   Track& t = it->second;
-  if (t.phase != Phase::kAnswered && s.unanswered > 0) --s.unanswered;
+  if (t.phase != Phase::kAnswered) UncountUnanswered(s);
   ReturnCredit(t);
   if (!t.server.empty()) {
     if (auto idx = at_server_.find(t.server); idx != at_server_.end()) {
@@ -417,9 +430,7 @@ void BrokerCore::ReleaseOne(Session& s, std::map<Seq, Track>::iterator it) {
   }
   const std::size_t before = TrackBytes(t);
   s.ops.erase(it);
-  s.bytes -= before;
-  retained_bytes_ -= before;
-  counters_.retained_bytes.store(retained_bytes_, std::memory_order_relaxed);
+  AddBytes(s, 0, before + kTrackOverhead);
 }
 
 void BrokerCore::ReleaseBelow(Session& s, Seq below) {

@@ -121,6 +121,7 @@ BrokerStats BrokerCore::Snapshot() const {
   s.refused_unacked = v(c.refused_unacked);
   s.refused_queue_bytes = v(c.refused_queue_bytes);
   s.refused_memory = v(c.refused_memory);
+  s.refused_connection = v(c.refused_connection);
   s.expired_reported_sessions = v(c.expired_reported_sessions);
   s.forgotten_sessions = v(c.forgotten_sessions);
   s.forgotten_dropped = v(c.forgotten_dropped);

@@ -44,7 +44,7 @@ struct Counters {
       connections{0}, servers{0}, grace_ms{0}, grace_ended_early{0},
       roster_servers{0}, servers_silent{0}, forgotten_sessions{0},
       forgotten_dropped{0}, forgotten_routed{0}, forgotten_in_doubt{0},
-      conflicts{0};
+      conflicts{0}, refused_connection{0};
 };
 
 // Text a peer sent, made safe for one log line: every byte outside printable
@@ -91,7 +91,10 @@ struct Track {
   std::uint64_t digest = 0;
   zmq::message_t request_header, request_payload;
   zmq::message_t response_header, response_payload;
-  Time due{};         // next probe of a dispatched operation
+  Time due{};  // next probe of a dispatched operation
+  // Probes sent since the request last went to its server: each waits
+  // twice as long as the one before (BrokerCore::ProbeBackoff).
+  std::uint8_t probe_round = 0;
   Time dispatched{};  // the latest dispatch, for the latency histogram
   // The server's answer to the last probe of this operation, and how many
   // probes in a row gave it (DecisionContext::same_answers).
@@ -103,9 +106,14 @@ struct Track {
 // keeps (Session::completed_above).
 inline constexpr std::size_t kMaxCompletedAbove = 4096;
 
+struct Connection;
+
 struct Session {
   SessionId id;
   Holder holder;
+  // The client connection that holds it now (holder.route's), whose totals
+  // include this session's; null while it is on none.
+  Connection* connection = nullptr;
   JournalId previous_journal = 0;
   // Seqs up to this one were issued under a journal the client has since
   // lost (0: none): its vector's word on them means nothing
@@ -127,7 +135,8 @@ struct Session {
   // a released seq (PROTOCOL.md §4.3): never dispatched again.
   Seq completed_below = 1;
   std::set<Seq> completed_above;
-  // Bytes of the request and response frames its tracks keep.
+  // Bytes its tracks keep: their request and response frames, and
+  // kTrackOverhead for each track's own table entry.
   std::size_t bytes = 0;
   // A client has held it in this broker's life; a session only servers
   // reported expires after BrokerOptions::reported_session_expiry.
@@ -174,6 +183,8 @@ struct ProbeEntry {
   Time due;
   SessionId session;
   Seq seq;
+  // Orders a std::priority_queue earliest first.
+  bool operator>(const ProbeEntry& o) const { return due > o.due; }
 };
 
 enum class ProbeKind : std::uint8_t { kServer, kClient };
@@ -186,6 +197,13 @@ struct PendingProbe {
   ServerVector server_vector;  // kClient: what the server reported
   Time sent;
 };
+
+// What one tracked operation costs beyond its frames: the track itself, its
+// node in the session's map and its entry in the per-server index. Counted
+// in the session's bytes and the memory budget, so that operations with
+// empty payloads are bounded by max_memory_bytes too.
+inline constexpr std::size_t kTrackOverhead =
+    sizeof(std::pair<const Seq, Track>) + 96;
 
 inline std::size_t TrackBytes(const Track& t) {
   return t.request_header.size() + t.request_payload.size() +
@@ -216,6 +234,11 @@ struct Connection {
   // Sessions declared dead whose process has not been told yet: each gets
   // ERROR unknown_session on the connection's next message.
   std::vector<SessionId> untold;
+  // kClient: the sums over its sessions of Session::unanswered and
+  // Session::bytes (BrokerOptions::max_connection_outstanding,
+  // max_connection_bytes).
+  std::uint64_t unanswered = 0;
+  std::size_t bytes = 0;
 };
 
 }  // namespace rejoin::broker_internal

@@ -17,7 +17,18 @@ namespace rejoin::broker_internal {
 void BrokerCore::ScheduleProbe(const SessionId& sid, Seq seq, Track& t,
                                Time due) {
   t.due = due;
-  probe_queue_.push_back(ProbeEntry{due, sid, seq});
+  probe_queue_.push(ProbeEntry{due, sid, seq});
+}
+
+std::chrono::milliseconds BrokerCore::ProbeBackoff(const Track& t) const {
+  // The first probe of a dispatch comes one probe delay after it; an
+  // operation still running, or at a server that does not answer, is asked
+  // again ever less often, up to 32 probe delays (at most a lease): the
+  // cost of operations that stay out is bounded per second, however many.
+  const auto cap = std::min(options_.probe * kMaxProbeBackoff,
+                            std::max(options_.probe, options_.lease));
+  const unsigned shift = std::min<unsigned>(t.probe_round, 5);
+  return std::min(options_.probe * (1u << shift), cap);
 }
 
 // ---- STATE_EXCHANGE -------------------------------------------------------
@@ -186,7 +197,9 @@ void BrokerCore::OnStateExchange(const std::string& route,
     }
     // Held resends for these seqs can go to their holder now.
     for (Seq seq : to_ask) {
-      Track& t = s.ops[seq];
+      auto it = s.ops.find(seq);
+      if (it == s.ops.end()) continue;
+      Track& t = it->second;
       if (t.phase == Phase::kDispatched && t.has_request) {
         SendRequestTo(sv.session, seq, t, server_id, now);
       }
@@ -246,7 +259,7 @@ void BrokerCore::ApplyServerDecision(const SessionId& sid, Session& s,
       return;
     case Action::kWait:
       if (it != s.ops.end()) {
-        ScheduleProbe(sid, d.seq, it->second, now + options_.probe);
+        ScheduleProbe(sid, d.seq, it->second, now + ProbeBackoff(it->second));
       }
       return;
     case Action::kResendRequest:
@@ -384,9 +397,9 @@ void BrokerCore::OnProbeReply(const std::string& route, const ProbeReply& reply,
 void BrokerCore::SendProbes(Time now) {
   // (server, session) -> seqs due for a probe.
   std::map<std::pair<std::string, SessionId>, std::vector<Seq>> due;
-  while (!probe_queue_.empty() && probe_queue_.front().due <= now) {
-    ProbeEntry e = std::move(probe_queue_.front());
-    probe_queue_.pop_front();
+  while (!probe_queue_.empty() && probe_queue_.top().due <= now) {
+    ProbeEntry e = probe_queue_.top();
+    probe_queue_.pop();
     auto s = sessions_.find(e.session);
     if (s == sessions_.end()) continue;
     auto t = s->second.ops.find(e.seq);
@@ -396,12 +409,13 @@ void BrokerCore::SendProbes(Time now) {
     auto srv = servers_.find(track.server);
     if (srv == servers_.end() || !srv->second.holder.alive) {
       // Waits for the server's return or its lease; look again later.
-      ScheduleProbe(e.session, e.seq, track, now + options_.probe);
+      ScheduleProbe(e.session, e.seq, track, now + ProbeBackoff(track));
       continue;
     }
     due[{track.server, e.session}].push_back(e.seq);
     // If this probe or its reply is lost, probe again.
-    ScheduleProbe(e.session, e.seq, track, now + options_.probe * 2);
+    if (track.probe_round < 255) ++track.probe_round;
+    ScheduleProbe(e.session, e.seq, track, now + 2 * ProbeBackoff(track));
   }
   for (auto& [key, seqs] : due) {
     std::sort(seqs.begin(), seqs.end());

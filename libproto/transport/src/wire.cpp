@@ -93,6 +93,7 @@ ReadResult Reader::Next(zmq::socket_t& socket, Frames& out) {
         // The rest of a multipart message is already here: zmq delivers
         // whole messages, so blocking reads below cannot wait.
         bool more = first.more();
+        source_fd_ = zmq_msg_get(first.handle(), ZMQ_SRCFD);
         if (routed_) {
           route_.assign(static_cast<const char*>(first.data()), first.size());
         } else {

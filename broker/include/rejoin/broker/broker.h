@@ -75,6 +75,12 @@ struct BrokerOptions {
   // new REQUESTs are refused until ACKs free room.
   std::uint32_t max_session_unacked = 4096;
   std::uint64_t max_session_bytes = 64ull << 20;
+  // Unanswered operations and kept bytes of all the sessions one client
+  // connection carries together: however many sessions a peer opens on one
+  // connection, its new REQUESTs are refused beyond these, and the broker's
+  // budget stays with the others.
+  std::uint32_t max_connection_outstanding = 16384;
+  std::uint64_t max_connection_bytes = 256ull << 20;
   // Request bytes queued per service (beside max_queue, a count).
   std::uint64_t max_queue_bytes = 256ull << 20;
   // Request and response bytes the broker keeps overall: new REQUESTs are
@@ -139,6 +145,7 @@ struct BrokerStats {
   std::uint64_t refused_unacked = 0;            // per-session unacknowledged
   std::uint64_t refused_queue_bytes = 0;        // per-service queued bytes
   std::uint64_t refused_memory = 0;             // max_memory_bytes
+  std::uint64_t refused_connection = 0;  // max_connection_outstanding/bytes
   std::uint64_t expired_reported_sessions = 0;
   // Forgotten sessions (BrokerOptions::max_forgotten_sessions): remembered
   // now, dropped beyond the bound, and untracked REQUESTs of theirs sent
@@ -153,6 +160,9 @@ struct BrokerStats {
   std::uint64_t retained_bytes = 0;  // request/response bytes kept now
   // Connections libzmq could not accept (descriptors exhausted).
   std::uint64_t accept_failures = 0;
+  // Connections shut down after a window of silence because descriptors
+  // ran out (FLOWS.md §10).
+  std::uint64_t connections_shed = 0;
 };
 
 // What the broker holds now, for operators (rejoin-ctl broker status, the

@@ -69,6 +69,9 @@ class Reader {
   zmq::message_t TakeHeader();
   zmq::message_t TakePayload();
   std::uint64_t dropped_frames() const { return dropped_frames_; }
+  // The descriptor of the connection the message Next() handed out last
+  // came from (ZMQ_SRCFD), or -1.
+  int source_fd() const { return source_fd_; }
   // Messages of the last batch not yet handed out.
   bool buffered() const {
     return next_ < batch_.size() || pack_pos_ < pack_.size();
@@ -82,6 +85,7 @@ class Reader {
   static constexpr std::size_t kNone = static_cast<std::size_t>(-1);
   bool routed_;
   std::string route_;
+  int source_fd_ = -1;
   std::vector<zmq::message_t> batch_;
   std::size_t next_ = 0;
   // The pack frame being read (a view of one of batch_'s frames) and the
