@@ -1,7 +1,9 @@
 // Tests of rejoin-bench itself: the shared counters, the percentile math, and
 // the baselines, which must complete every request exactly once without loss
 // and must not be slow by accident, since every ratio in the report divides by
-// them. A tiny rejoin case checks the harness end to end.
+// them. A tiny rejoin case checks the harness end to end. The NATS and MQTT
+// baselines are tested whenever rejoin-bench was built with them; a missing
+// nats-server or mosquitto then fails their tests.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -11,10 +13,12 @@
 #include <vector>
 
 #include "harness/case.h"
+#include "harness/external.h"
 #include "harness/report.h"
 #include "harness/roles.h"
 #include "harness/shm.h"
 #include "harness/stats.h"
+#include "harness/targets.h"
 
 namespace rejoin::bench {
 namespace {
@@ -42,6 +46,8 @@ Environment TestEnvironment(const TempDir& dir) {
   env.self = REJOIN_BENCH_PATH;
   env.broker_bin = REJOIN_BENCH_BROKER_PATH;
   env.workdir = dir.path();
+  env.nats_server_bin = FindExecutable("nats-server");
+  env.mosquitto_bin = FindExecutable("mosquitto");
   return env;
 }
 
@@ -262,6 +268,70 @@ TEST(LazyPirate, WithoutLossNeverResends) {
   EXPECT_GT(r.throughput_rps, 0);
 }
 
+// A third-party baseline (NATS, MQTT QoS 1 / 2): two sessions keep 16
+// requests in flight each; every request is answered, and ran once.
+void ExpectEveryRequestAnsweredOnce(const std::string& system) {
+  TempDir dir;
+  CaseSpec spec = Requests(system, 16, 3000, 0);
+  spec.sessions = 2;
+  CaseResult r = RunCase(spec, TestEnvironment(dir), nullptr);
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_EQ(r.issued, 6000u);
+  EXPECT_EQ(r.completed, 6000u);
+  EXPECT_EQ(r.lost, 0u);
+  EXPECT_EQ(r.errors, 0u);
+  EXPECT_EQ(r.executions, 6000u);
+  EXPECT_EQ(r.duplicate_executions, 0u);
+  EXPECT_EQ(r.unexecuted_completions, 0u);
+  // Its own broker process was started, and reaped with the others.
+  EXPECT_EQ(r.roles.count("broker"), 1u);
+  EXPECT_GT(r.throughput_rps, 0);
+}
+
+// One synchronous session: every call answered, consistent percentiles.
+void ExpectSaneSynchronousLatency(const std::string& system) {
+  TempDir dir;
+  CaseResult r =
+      RunCase(Requests(system, 1, 500, 0), TestEnvironment(dir), nullptr);
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_EQ(r.completed, 500u);
+  EXPECT_EQ(r.executions, 500u);
+  EXPECT_GT(r.p50_us, 0);
+  EXPECT_LE(r.p50_us, r.p99_us);
+  EXPECT_LE(r.p99_us, r.max_us);
+}
+
+#ifdef REJOIN_BENCH_NATS
+TEST(Nats, WindowedRequestsAreEachAnsweredOnce) {
+  ExpectEveryRequestAnsweredOnce("nats");
+}
+
+TEST(Nats, SynchronousLatencyIsSane) { ExpectSaneSynchronousLatency("nats"); }
+#endif
+
+#ifdef REJOIN_BENCH_MQTT
+TEST(MqttQos1, WindowedRequestsAreEachAnsweredOnce) {
+  ExpectEveryRequestAnsweredOnce("mqtt-qos1");
+}
+
+TEST(MqttQos2, WindowedRequestsAreEachAnsweredOnce) {
+  ExpectEveryRequestAnsweredOnce("mqtt-qos2");
+}
+
+TEST(MqttQos2, SynchronousLatencyIsSane) {
+  ExpectSaneSynchronousLatency("mqtt-qos2");
+}
+#endif
+
+TEST(External, MissingServerIsAFailureWithTheReason) {
+  TempDir dir;
+  Environment env = TestEnvironment(dir);
+  env.nats_server_bin.clear();
+  CaseResult r = RunCase(Requests("nats", 1, 10, 0), env, nullptr);
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.error.find("nats skipped: "), std::string::npos) << r.error;
+}
+
 // Runs a rejoin case of `seconds` at `window` and `loss`, with `kills`;
 // `sessions` client sessions, `per_process` of them in each client process.
 CaseResult RunRejoin(std::uint64_t window, double seconds, double loss,
@@ -309,6 +379,19 @@ TEST(Rejoin, SessionsSharingAJournalSurviveAKillOfTheirProcess) {
 
 TEST(Rejoin, TinyLossyCaseLosesNothingAndRunsNothingTwice) {
   CaseResult r = RunRejoin(8, 0.5, 0.05);
+  ExpectExactlyOnce(r);
+  EXPECT_EQ(r.errors, 0u);
+}
+
+TEST(RejoinOracle, RedeliveredLossLosesNothingAndRunsNothingTwice) {
+  // Every envelope the 10 % loss draws arrives one broker turn late instead.
+  TempDir dir;
+  CaseSpec spec;
+  spec.system = "rejoin-oracle";
+  spec.window = 16;
+  spec.seconds = 0.5;
+  spec.loss = 0.1;
+  CaseResult r = RunCase(spec, TestEnvironment(dir), nullptr);
   ExpectExactlyOnce(r);
   EXPECT_EQ(r.errors, 0u);
 }
@@ -376,6 +459,44 @@ TEST(Report, TenMinuteSoakWithAFlatCurveMeetsTheMemoryTarget) {
   }
   md = TargetsMarkdown({soak});
   EXPECT_NE(md.find("over 10.0 min | **not met** |"), std::string::npos) << md;
+}
+
+TEST(Targets, RatiosToEveryBaselineAndTheOracleArePrinted) {
+  std::vector<CaseResult> cases = {Reported("rejoin", 64, 0, 100000),
+                                   Reported("zmq-raw", 64, 0, 110000),
+                                   Reported("nats", 64, 0, 20000),
+                                   Reported("mqtt-qos2", 64, 0, 8000),
+                                   Reported("rejoin", 64, 0.05, 90000),
+                                   Reported("rejoin-oracle", 64, 0.05, 92000)};
+  for (CaseResult& c : cases) c.spec.durability = "process";
+  const std::string md = TargetsMarkdown(cases, {{"mqtt-qos1", "not here"}});
+  EXPECT_NE(md.find("| window 64 throughput >= 0.85 x zmq-raw | 100000 vs "
+                    "110000 ops/s = 0.91 x | met |"),
+            std::string::npos)
+      << md;
+  EXPECT_NE(md.find("| window 64 throughput >= 4 x nats | 100000 vs 20000 "
+                    "ops/s = 5.00 x | met |"),
+            std::string::npos)
+      << md;
+  EXPECT_NE(md.find("| window 64 throughput >= 20 x mqtt-qos2 | 100000 vs "
+                    "8000 ops/s = 12.50 x | **not met** |"),
+            std::string::npos)
+      << md;
+  EXPECT_NE(md.find("skipped: mqtt-qos1: not here | skipped |"),
+            std::string::npos)
+      << md;
+  EXPECT_NE(md.find("| window 64 goodput at 5 % loss >= 0.95 x oracle | "
+                    "90000 / 92000 = 0.98"),
+            std::string::npos)
+      << md;
+  EXPECT_NE(md.find("| window 64 goodput at 1 % loss >= 0.95 x oracle | "
+                    "not run | - |"),
+            std::string::npos)
+      << md;
+  const std::string json = TargetsJson(cases, {{"mqtt-qos1", "not here"}});
+  EXPECT_NE(json.find("\"skipped\": {\"mqtt-qos1\": \"not here\"}"),
+            std::string::npos)
+      << json;
 }
 
 }  // namespace

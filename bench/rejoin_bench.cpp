@@ -1,6 +1,8 @@
 // rejoin-bench: throughput, latency and recovery of rejoin under injected loss
-// and kill -9, beside plain-ZeroMQ baselines (zmq-raw, lazy pirate) measured
-// in the same run on the same machine. See docs/BENCHMARKS.md.
+// and kill -9, beside plain-ZeroMQ baselines (zmq-raw, lazy pirate), the
+// systems a user might pick instead (NATS, MQTT, when installed) and the
+// zero-detection oracle of loss recovery, measured in the same run on the
+// same machine. See docs/BENCHMARKS.md.
 //
 // Every process of a case is a separate process on 127.0.0.1: the real
 // rejoin-broker, and this executable re-run with a hidden --role flag for the
@@ -15,14 +17,17 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "harness/case.h"
+#include "harness/external.h"
 #include "harness/report.h"
 #include "harness/roles.h"
 #include "harness/spawn.h"
+#include "harness/targets.h"
 
 namespace {
 
@@ -31,7 +36,8 @@ using rejoin::bench::CaseResult;
 using rejoin::bench::CaseSpec;
 
 const std::vector<std::string> kAllSystems = {
-    "rejoin", "zmq-raw", "lazy-pirate-2500", "lazy-pirate-100"};
+    "rejoin", "zmq-raw",   "lazy-pirate-2500", "lazy-pirate-100",
+    "nats",   "mqtt-qos1", "mqtt-qos2"};
 
 std::string SelfPath() {
   char buf[4096];
@@ -58,11 +64,12 @@ std::string Describe(const CaseSpec& s) {
                     static_cast<unsigned long long>(s.sessions_per_process));
     }
   } else {
-    std::snprintf(buf, sizeof buf, "%s w=%llu loss=%.2f %s s=%llu%s",
-                  s.system.c_str(), static_cast<unsigned long long>(s.window),
-                  s.loss, s.system == "rejoin" ? s.durability.c_str() : "",
-                  static_cast<unsigned long long>(s.sessions),
-                  s.kills.empty() ? "" : " kills");
+    std::snprintf(
+        buf, sizeof buf, "%s w=%llu loss=%.2f %s s=%llu%s", s.system.c_str(),
+        static_cast<unsigned long long>(s.window), s.loss,
+        rejoin::bench::IsRejoinSystem(s.system) ? s.durability.c_str() : "",
+        static_cast<unsigned long long>(s.sessions),
+        s.kills.empty() ? "" : " kills");
     if (s.system == "rejoin" && s.sessions_per_process > 1) {
       std::snprintf(buf + std::strlen(buf), sizeof buf - std::strlen(buf),
                     " shared x%llu",
@@ -101,7 +108,7 @@ std::vector<CaseSpec> IdlePlan(const CaseSpec& base,
   return plan;
 }
 
-// The preset behind --quick: every issue-4 target, with short cases.
+// The preset behind --quick: every target, with short cases.
 std::vector<CaseSpec> QuickPlan(const CaseSpec& base,
                                 const std::vector<std::string>& systems) {
   std::vector<CaseSpec> plan;
@@ -111,6 +118,8 @@ std::vector<CaseSpec> QuickPlan(const CaseSpec& base,
   for (std::uint64_t window : {std::uint64_t{64}, std::uint64_t{1}}) {
     for (double loss : {0.0, 0.01, 0.05, 0.10}) {
       for (const std::string& sys : systems) {
+        // The third-party brokers have no loss injection.
+        if (rejoin::bench::IsExternalSystem(sys) && loss > 0) continue;
         CaseSpec c = base;
         c.system = sys;
         c.window = window;
@@ -118,11 +127,28 @@ std::vector<CaseSpec> QuickPlan(const CaseSpec& base,
         c.seconds = 1.0;
         c.sessions = 1;
         c.durability = "process";
-        // Ratios against zmq-raw and rejoin's own loss ratios: medians of
-        // three runs (single one-second cases vary by 10 %).
-        if (sys == "rejoin" || (loss == 0 && sys == "zmq-raw")) c.repeat = 3;
+        // Every case a target divides: medians of three runs (single
+        // one-second cases vary by 10 %). MQTT's window-1 rows are only
+        // for reading.
+        if (sys == "rejoin" || (loss == 0 && sys == "zmq-raw") ||
+            sys == "nats" ||
+            (rejoin::bench::IsExternalSystem(sys) && window == 64)) {
+          c.repeat = 3;
+        }
         c.target =
             loss == 0 ? (window == 64 ? "throughput" : "latency") : "loss";
+        plan.push_back(c);
+      }
+      if (has("rejoin") && window == 64 && loss > 0) {
+        CaseSpec c = base;
+        c.system = "rejoin-oracle";
+        c.window = window;
+        c.loss = loss;
+        c.seconds = 1.0;
+        c.sessions = 1;
+        c.durability = "process";
+        c.repeat = 3;
+        c.target = "oracle";
         plan.push_back(c);
       }
     }
@@ -190,6 +216,8 @@ int main(int argc, char** argv) {
   std::string kills_text;
   std::string json_path, csv_path, plot_path, workdir;
   std::string broker_bin = REJOIN_BENCH_BROKER_PATH;
+  std::string nats_server_bin = rejoin::bench::FindExecutable("nats-server");
+  std::string mosquitto_bin = rejoin::bench::FindExecutable("mosquitto");
   std::string endpoint;
   std::vector<std::string> broker_args;
   bool broker_roster = true;
@@ -202,9 +230,11 @@ int main(int argc, char** argv) {
 
   CLI::App app{
       "rejoin-bench: throughput, latency and recovery of rejoin under loss "
-      "and kill -9, beside zmq-raw and lazy-pirate baselines"};
+      "and kill -9, beside zmq-raw, lazy-pirate, NATS and MQTT baselines"};
   app.add_option("--systems", systems,
-                 "rejoin, zmq-raw, lazy-pirate-<timer ms> (comma list)")
+                 "rejoin, rejoin-oracle, zmq-raw, lazy-pirate-<timer ms>, "
+                 "nats, mqtt-qos1, mqtt-qos2 (comma list; nats and mqtt run "
+                 "at loss 0 only, and only when installed)")
       ->delimiter(',')
       ->capture_default_str();
   app.add_option("--window", windows,
@@ -260,7 +290,7 @@ int main(int argc, char** argv) {
   app.add_option("--seed", base.seed, "seed of loss injection")
       ->capture_default_str();
   app.add_flag("--quick", quick,
-               "preset covering every target in under 3 minutes");
+               "preset covering every target in about 3 minutes");
   app.add_option("--idle-sessions", idle_sessions,
                  "also measure the broker's RSS with this many idle sessions");
   app.add_option("--soak-minutes", soak_minutes,
@@ -273,6 +303,14 @@ int main(int argc, char** argv) {
                  "drive an existing rejoin broker (its own loss setting "
                  "applies; broker kills are skipped)");
   app.add_option("--broker", broker_bin, "rejoin-broker executable")
+      ->capture_default_str();
+  app.add_option("--nats-server", nats_server_bin,
+                 "nats-server executable (default: found on PATH or in "
+                 "/usr/sbin)")
+      ->capture_default_str();
+  app.add_option("--mosquitto", mosquitto_bin,
+                 "mosquitto executable (default: found on PATH or in "
+                 "/usr/sbin)")
       ->capture_default_str();
   app.add_option("--broker-arg", broker_args,
                  "extra rejoin-broker flag (repeatable)")
@@ -310,6 +348,8 @@ int main(int argc, char** argv) {
   env.broker_bin = broker_bin;
   env.endpoint = endpoint;
   env.broker_args = broker_args;
+  env.nats_server_bin = nats_server_bin;
+  env.mosquitto_bin = mosquitto_bin;
   env.broker_roster = broker_roster;
   env.keep_files = keep;
   bool own_workdir = false;
@@ -334,6 +374,7 @@ int main(int argc, char** argv) {
     for (std::uint64_t w : windows) {
       for (double loss : losses) {
         for (const std::string& sys : systems) {
+          if (rejoin::bench::IsExternalSystem(sys) && loss > 0) continue;
           CaseSpec c = base;
           c.system = sys;
           c.window = w;
@@ -368,6 +409,32 @@ int main(int argc, char** argv) {
         std::fprintf(stderr,
                      "rejoin-bench: with --endpoint the broker's own loss "
                      "setting applies, not --loss\n");
+        break;
+      }
+    }
+  }
+
+  // The third-party systems this build or machine lacks are skipped, with
+  // the reason in the report and the JSON.
+  std::map<std::string, std::string> skipped;
+  for (const std::string& sys : systems) {
+    if (!rejoin::bench::IsExternalSystem(sys)) continue;
+    const std::string why = rejoin::bench::ExternalUnavailable(
+        sys, sys == "nats" ? nats_server_bin : mosquitto_bin);
+    if (!why.empty()) skipped[sys] = why;
+  }
+  std::erase_if(plan,
+                [&](const CaseSpec& c) { return skipped.count(c.system) > 0; });
+  for (const auto& [sys, why] : skipped) {
+    std::fprintf(stderr, "rejoin-bench: %s skipped: %s\n", sys.c_str(),
+                 why.c_str());
+  }
+  if (!kills.empty()) {
+    for (const CaseSpec& c : plan) {
+      if (rejoin::bench::IsExternalSystem(c.system)) {
+        std::fprintf(stderr,
+                     "rejoin-bench: nats and mqtt are measured without "
+                     "recovery: their clients do not survive a kill\n");
         break;
       }
     }
@@ -431,9 +498,12 @@ int main(int argc, char** argv) {
   if (tty) std::fprintf(stderr, "\r%*s\r", 100, "");
 
   std::printf("%s", rejoin::bench::FormatTable(results).c_str());
+  for (const auto& [sys, why] : skipped) {
+    std::printf("%-17s skipped: %s\n", sys.c_str(), why.c_str());
+  }
   if (quick) {
-    std::printf("\nTargets (issue 4):\n%s",
-                rejoin::bench::TargetsMarkdown(results).c_str());
+    std::printf("\nTargets:\n%s",
+                rejoin::bench::TargetsMarkdown(results, skipped).c_str());
   }
   for (const CaseResult& r : results) {
     for (const std::string& n : r.notes) {
@@ -442,7 +512,9 @@ int main(int argc, char** argv) {
   }
   int rc = 0;
   if (!json_path.empty() &&
-      !WriteFile(json_path, rejoin::bench::ToJson(machine, results))) {
+      !WriteFile(json_path, rejoin::bench::ToJson(machine, results,
+                                                  rejoin::bench::TargetsJson(
+                                                      results, skipped)))) {
     std::fprintf(stderr, "rejoin-bench: cannot write %s\n", json_path.c_str());
     rc = 1;
   }

@@ -18,10 +18,9 @@ jobs=${FUZZ_JOBS:-2}
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=(codec batch journal roster)
 
-# clang and its runtimes (libFuzzer, the sanitizers), the same way
-# scripts/setup.sh installs what the main build needs.
-scripts/setup.sh
-scripts/setup.sh clang-14 libclang-rt-14-dev
+# What the build needs, and clang with its runtimes (libFuzzer, the
+# sanitizers).
+scripts/setup.sh --fuzz
 
 # Warnings stay warnings here: the gcc builds hold them as errors, and
 # clang-14 reports a few of its own on code gcc accepts.

@@ -16,6 +16,7 @@
 #include <sstream>
 #include <thread>
 
+#include "external.h"
 #include "report.h"
 #include "roles.h"
 #include "shm.h"
@@ -36,7 +37,12 @@ std::int64_t LazyTimerMs(const std::string& system) {
   }
 }
 
-bool IsRejoin(const CaseSpec& s) { return s.system == "rejoin"; }
+bool IsRejoin(const CaseSpec& s) { return IsRejoinSystem(s.system); }
+
+const std::string& ExternalServerBin(const CaseSpec& s,
+                                     const Environment& env) {
+  return s.system == "nats" ? env.nats_server_bin : env.mosquitto_bin;
+}
 
 std::uint64_t ClientSessionsPerProcess(const CaseSpec& s) {
   return IsRejoin(s) ? std::max<std::uint64_t>(s.sessions_per_process, 1) : 1;
@@ -44,6 +50,7 @@ std::uint64_t ClientSessionsPerProcess(const CaseSpec& s) {
 
 std::int64_t DrainMs(const CaseSpec& s) {
   if (IsRejoin(s)) return s.kills.empty() ? 5000 : 10000;
+  if (IsExternalSystem(s.system)) return 2000;
   const std::int64_t timer = LazyTimerMs(s.system);
   if (timer > 0) return 3 * timer + 500;
   return s.abandon_ms + 200;
@@ -141,6 +148,18 @@ bool CaseRun::Prepare() {
     Fail("cannot map the control file");
     return false;
   }
+  if (IsExternalSystem(spec_.system)) {
+    const std::string why =
+        ExternalUnavailable(spec_.system, ExternalServerBin(spec_, env_));
+    if (!why.empty()) {
+      Fail(spec_.system + " skipped: " + why);
+      return false;
+    }
+    if (spec_.kind != "load") {
+      Fail(spec_.system + ": load cases only");
+      return false;
+    }
+  }
   if (spec_.kind == "load") {
     // Kills need the time each operation first ran (Compute).
     ExecCounters exec(ExecPath(dir_), spec_.sessions, capacity_, true,
@@ -181,6 +200,8 @@ std::vector<std::string> CaseRun::BrokerArgv(int restarts) const {
       loss,
       "--seed",
       std::to_string(spec_.seed * 1000 + static_cast<std::uint64_t>(restarts))};
+  if (spec_.system == "rejoin-oracle")
+    argv.push_back("--inject-loss-redeliver");
   auto names = [](const std::string& arg, const std::string& flag) {
     return arg == flag || arg.rfind(flag + "=", 0) == 0;
   };
@@ -228,6 +249,7 @@ RoleArgs CaseRun::ArgsFor(const std::string& role, std::uint64_t index) const {
   a.abandon_ms = spec_.abandon_ms;
   a.loss = spec_.loss;
   a.seed = spec_.seed;
+  a.qos = static_cast<std::uint64_t>(MqttQos(spec_.system));
   return a;
 }
 
@@ -236,20 +258,34 @@ pid_t CaseRun::StartBroker(int restarts) {
     if (!env_.endpoint.empty()) return -1;
     return Spawn(BrokerArgv(restarts), dir_ + "/broker.out");
   }
+  if (IsExternalSystem(spec_.system)) {
+    const int port = std::stoi(endpoint_.substr(endpoint_.rfind(':') + 1));
+    return Spawn(ExternalServerArgv(spec_.system,
+                                    ExternalServerBin(spec_, env_), dir_, port),
+                 dir_ + "/broker.out");
+  }
   RoleArgs a = ArgsFor("raw-broker", 0);
   a.seed = spec_.seed * 1000 + static_cast<std::uint64_t>(restarts);
   return Spawn(a.ToArgv(env_.self), dir_ + "/broker.out");
 }
 
 pid_t CaseRun::StartServer(std::uint64_t index, bool restart) {
-  RoleArgs a = ArgsFor(IsRejoin(spec_) ? "rejoin-server" : "raw-worker", index);
+  RoleArgs a = ArgsFor(IsRejoin(spec_) ? "rejoin-server"
+                       : IsExternalSystem(spec_.system)
+                           ? ExternalRole(spec_.system, false)
+                           : "raw-worker",
+                       index);
   a.restart = restart;
   return Spawn(a.ToArgv(env_.self),
                dir_ + "/server-" + std::to_string(index) + ".out");
 }
 
 pid_t CaseRun::StartClient(std::uint64_t index, bool restart) {
-  RoleArgs a = ArgsFor(IsRejoin(spec_) ? "rejoin-client" : "raw-client", index);
+  RoleArgs a = ArgsFor(IsRejoin(spec_) ? "rejoin-client"
+                       : IsExternalSystem(spec_.system)
+                           ? ExternalRole(spec_.system, true)
+                           : "raw-client",
+                       index);
   a.restart = restart;
   return Spawn(a.ToArgv(env_.self),
                dir_ + "/client-" + std::to_string(index) + ".out");
@@ -710,7 +746,12 @@ CaseResult Aggregate(std::vector<CaseResult> runs) {
 }
 
 bool IsKnownSystem(const std::string& system) {
-  return system == "rejoin" || system == "zmq-raw" || LazyTimerMs(system) > 0;
+  return IsRejoinSystem(system) || system == "zmq-raw" ||
+         LazyTimerMs(system) > 0 || IsExternalSystem(system);
+}
+
+bool IsRejoinSystem(const std::string& system) {
+  return system == "rejoin" || system == "rejoin-oracle";
 }
 
 std::optional<std::vector<KillEvent>> ParseKills(const std::string& text) {

@@ -19,8 +19,14 @@
 
 namespace rejoin::bench {
 
-// Systems: "rejoin", "zmq-raw", "lazy-pirate-<timer ms>".
+// Systems: "rejoin"; "rejoin-oracle" (rejoin with every envelope the
+// injected loss draws delivered one broker turn later instead of lost: the
+// bound of any loss recovery); the plain-ZeroMQ baselines "zmq-raw" and
+// "lazy-pirate-<timer ms>"; the third-party "nats", "mqtt-qos1" and
+// "mqtt-qos2" (external.h).
 bool IsKnownSystem(const std::string& system);
+// rejoin's own processes: "rejoin" and "rejoin-oracle".
+bool IsRejoinSystem(const std::string& system);
 
 struct KillEvent {
   std::string role;  // "server", "broker" or "client" (index 0 of the role)
@@ -99,6 +105,8 @@ struct Environment {
   std::string workdir;     // case directories go below it
   std::string endpoint;    // existing rejoin broker; empty: start one
   std::vector<std::string> broker_args;  // extra rejoin-broker flags
+  std::string nats_server_bin;           // nats-server; empty: not found
+  std::string mosquitto_bin;             // mosquitto; empty: not found
   // rejoin-broker keeps a roster in the case's directory (--roster), so a
   // restarted broker ends its grace period once the servers have reported.
   // Off here, or with a --roster of one's own in broker_args.

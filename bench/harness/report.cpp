@@ -27,24 +27,6 @@ std::string Fmt(const char* format, double v) {
   return buf;
 }
 
-namespace {
-
-// How an idle case's sessions reach the broker.
-std::string IdleLayout(const CaseSpec& s) {
-  if (s.system == "rejoin" && s.sessions_per_process > 1) {
-    return std::to_string(s.sessions_per_process) +
-           " sessions per process on one ClientConnection";
-  }
-  return "one connection per session";
-}
-
-std::string ReadFirstLine(const std::string& path) {
-  std::ifstream in(path);
-  std::string line;
-  std::getline(in, line);
-  return line;
-}
-
 std::string JsonString(const std::string& s) {
   std::string out = "\"";
   for (char c : s) {
@@ -71,13 +53,30 @@ std::string JsonString(const std::string& s) {
   return out + "\"";
 }
 
+std::string IdleLayout(const CaseSpec& s) {
+  if (s.system == "rejoin" && s.sessions_per_process > 1) {
+    return std::to_string(s.sessions_per_process) +
+           " sessions per process on one ClientConnection";
+  }
+  return "one connection per session";
+}
+
+namespace {
+
+std::string ReadFirstLine(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  return line;
+}
+
 std::string JsonNumber(double v) {
   if (!std::isfinite(v)) return "null";
   return Fmt("%.6g", v);
 }
 
 std::string Durability(const CaseResult& r) {
-  return r.spec.system == "rejoin" ? r.spec.durability : "none";
+  return IsRejoinSystem(r.spec.system) ? r.spec.durability : "none";
 }
 
 std::string RecoveryText(const CaseResult& r) {
@@ -225,7 +224,8 @@ std::string FormatTable(const std::vector<CaseResult>& cases) {
   return out.str();
 }
 
-std::string ToJson(const MachineInfo& m, const std::vector<CaseResult>& cases) {
+std::string ToJson(const MachineInfo& m, const std::vector<CaseResult>& cases,
+                   const std::string& extra) {
   std::ostringstream o;
   o << "{\n  \"machine\": {\"cores\": " << m.cores
     << ", \"cpu_model\": " << JsonString(m.cpu_model)
@@ -244,7 +244,7 @@ std::string ToJson(const MachineInfo& m, const std::vector<CaseResult>& cases) {
       << ", \"loss\": " << JsonNumber(s.loss)
       << ", \"durability\": " << JsonString(Durability(r))
       << ", \"sessions\": " << s.sessions << ", \"sessions_per_process\": "
-      << (s.system == "rejoin" ? s.sessions_per_process : 1)
+      << (IsRejoinSystem(s.system) ? s.sessions_per_process : 1)
       << ", \"servers\": " << s.servers
       << ", \"requests_per_session\": " << s.requests
       << ", \"runs\": " << r.runs << ", \"ok\": " << (r.ok ? "true" : "false")
@@ -308,7 +308,9 @@ std::string ToJson(const MachineInfo& m, const std::vector<CaseResult>& cases) {
     }
     o << "]}";
   }
-  o << "\n  ]\n}\n";
+  o << "\n  ]";
+  if (!extra.empty()) o << ",\n  " << extra;
+  o << "\n}\n";
   return o.str();
 }
 
@@ -336,9 +338,9 @@ std::string ToCsv(const std::vector<CaseResult>& cases) {
     }
     o << s.system << "," << s.kind << "," << s.window << "," << s.size << ","
       << s.loss << "," << Durability(r) << "," << s.sessions << ","
-      << (s.system == "rejoin" ? s.sessions_per_process : 1) << "," << s.servers
-      << "," << r.runs << "," << (r.ok ? 1 : 0) << "," << Fmt("%.3f", r.seconds)
-      << "," << Fmt("%.1f", r.throughput_rps) << ","
+      << (IsRejoinSystem(s.system) ? s.sessions_per_process : 1) << ","
+      << s.servers << "," << r.runs << "," << (r.ok ? 1 : 0) << ","
+      << Fmt("%.3f", r.seconds) << "," << Fmt("%.1f", r.throughput_rps) << ","
       << Fmt("%.1f", r.goodput_rps) << "," << Fmt("%.1f", r.p50_us) << ","
       << Fmt("%.1f", r.p90_us) << "," << Fmt("%.1f", r.p99_us) << ","
       << Fmt("%.1f", r.p999_us) << "," << r.issued << "," << r.completed << ","
@@ -417,7 +419,7 @@ std::string ToSvg(const std::vector<CaseResult>& cases) {
   for (const CaseResult& r : cases) {
     const CaseSpec& s = r.spec;
     if (s.kind != "load" || !s.kills.empty() || s.sessions != 1 ||
-        (s.system == "rejoin" && s.durability != "process")) {
+        (IsRejoinSystem(s.system) && s.durability != "process")) {
       continue;
     }
     good[s.window][s.system][s.loss] = r.goodput_rps;
@@ -482,7 +484,7 @@ std::string ToSvg(const std::vector<CaseResult>& cases) {
     const CaseSpec& s = r.spec;
     if (s.kind != "load" || s.loss != 0 || !s.kills.empty() ||
         s.sessions != 1 || r.cdf.empty() ||
-        (s.system == "rejoin" && s.durability != "process")) {
+        (IsRejoinSystem(s.system) && s.durability != "process")) {
       continue;
     }
     cdfs.push_back(&r);
@@ -538,215 +540,6 @@ std::string ToSvg(const std::vector<CaseResult>& cases) {
     << "'>CDF: solid = window 1, dashed = larger windows. Goodput: unique "
        "operations answered per second.</text>\n";
   o << "</svg>\n";
-  return o.str();
-}
-
-namespace {
-
-const CaseResult* Find(const std::vector<CaseResult>& cases,
-                       const std::string& system, std::uint64_t window,
-                       double loss, const std::string& durability,
-                       std::uint64_t sessions) {
-  for (const CaseResult& r : cases) {
-    const CaseSpec& s = r.spec;
-    if (s.kind == "load" && s.kills.empty() && s.system == system &&
-        s.window == window && std::fabs(s.loss - loss) < 1e-9 &&
-        s.sessions == sessions &&
-        (system != "rejoin" || s.durability == durability)) {
-      return &r;
-    }
-  }
-  return nullptr;
-}
-
-void Row(std::ostringstream& o, const std::string& target,
-         const std::string& measured, const std::string& met) {
-  o << "| " << target << " | " << measured << " | " << met << " |\n";
-}
-
-std::string Met(bool ok) { return ok ? "met" : "**not met**"; }
-
-}  // namespace
-
-std::string TargetsMarkdown(const std::vector<CaseResult>& cases) {
-  std::ostringstream o;
-  o << "| target | measured | status |\n|---|---|---|\n";
-  const CaseResult* r64 = Find(cases, "rejoin", 64, 0, "process", 1);
-  const CaseResult* z64 = Find(cases, "zmq-raw", 64, 0, "process", 1);
-  if (r64 != nullptr && z64 != nullptr && z64->throughput_rps > 0) {
-    const double ratio = r64->throughput_rps / z64->throughput_rps;
-    Row(o, "window 64 throughput >= 0.8 x zmq-raw",
-        Fmt("%.0f", r64->throughput_rps) + " vs " +
-            Fmt("%.0f", z64->throughput_rps) +
-            " ops/s = " + Fmt("%.2f", ratio) + " x",
-        Met(ratio >= 0.8));
-  } else {
-    Row(o, "window 64 throughput >= 0.8 x zmq-raw", "not run", "-");
-  }
-  const CaseResult* r1 = Find(cases, "rejoin", 1, 0, "process", 1);
-  const CaseResult* z1 = Find(cases, "zmq-raw", 1, 0, "process", 1);
-  if (r1 != nullptr && z1 != nullptr && z1->p50_us > 0) {
-    const double ratio = r1->p50_us / z1->p50_us;
-    Row(o, "window 1 p50 latency <= 1.2 x zmq-raw",
-        Fmt("%.0f", r1->p50_us) + " vs " + Fmt("%.0f", z1->p50_us) +
-            " us = " + Fmt("%.2f", ratio) + " x",
-        Met(ratio <= 1.2));
-  } else {
-    Row(o, "window 1 p50 latency <= 1.2 x zmq-raw", "not run", "-");
-  }
-  const double losses[] = {0.01, 0.05, 0.10};
-  const double need64[] = {0.97, 0.88, 0.78};
-  const double need1[] = {0.9, 0.7, 0.5};
-  for (int w = 0; w < 2; ++w) {
-    const std::uint64_t window = w == 0 ? 64 : 1;
-    const CaseResult* base = w == 0 ? r64 : r1;
-    for (int i = 0; i < 3; ++i) {
-      const std::string name =
-          "window " + std::to_string(window) + " goodput at " +
-          Fmt("%.0f", losses[i] * 100) +
-          " % loss >= " + Fmt("%.2f", w == 0 ? need64[i] : need1[i]) +
-          " x lossless";
-      const CaseResult* c =
-          Find(cases, "rejoin", window, losses[i], "process", 1);
-      if (base == nullptr || c == nullptr || base->goodput_rps <= 0) {
-        Row(o, name, "not run", "-");
-        continue;
-      }
-      const double ratio = c->goodput_rps / base->goodput_rps;
-      Row(o, name,
-          Fmt("%.0f", c->goodput_rps) + " / " + Fmt("%.0f", base->goodput_rps) +
-              " = " + Fmt("%.2f", ratio),
-          Met(ratio >= (w == 0 ? need64[i] : need1[i])));
-    }
-  }
-  std::uint64_t lost = 0, dup = 0, n = 0;
-  for (const CaseResult& r : cases) {
-    if (r.spec.system != "rejoin" || r.spec.kind != "load") continue;
-    lost += r.lost;
-    dup += r.duplicate_executions;
-    ++n;
-  }
-  Row(o, "rejoin: zero lost, zero duplicate executions, every case",
-      std::to_string(n) + " cases: lost " + std::to_string(lost) +
-          ", duplicate executions " + std::to_string(dup),
-      n == 0 ? "-" : Met(lost == 0 && dup == 0));
-  for (const char* role : {"server", "broker"}) {
-    std::vector<double> values;
-    bool missing = false;     // an in-flight operation never completed
-    bool unmeasured = false;  // none was waiting for the killed process
-    for (const CaseResult& r : cases) {
-      if (r.spec.system != "rejoin") continue;
-      for (std::size_t k = 0;
-           k < r.spec.kills.size() && k < r.recovery_ms.size(); ++k) {
-        if (r.spec.kills[k].role != role) continue;
-        if (r.recovery_ms[k]) {
-          values.push_back(*r.recovery_ms[k]);
-        } else if (r.lost == 0) {
-          // Everything completed, yet no operation sent before the kill
-          // ran after it: the killed process had nothing in hand.
-          unmeasured = true;
-        } else {
-          missing = true;
-        }
-      }
-    }
-    const std::string name = std::string("kill -9 ") + role +
-                             ": in-flight op completes <= 200 ms after restart";
-    if (values.empty() && !missing) {
-      Row(o, name,
-          unmeasured ? "not measured: no in-flight operation ran after the "
-                       "kill (run again)"
-                     : "not run",
-          "-");
-      continue;
-    }
-    std::string text;
-    double worst = 0;
-    for (double v : values) {
-      text += Fmt("%.0f ms ", v);
-      worst = std::max(worst, v);
-    }
-    if (missing) text += "(one never completed)";
-    if (unmeasured) text += "(one kill caught nothing in flight)";
-    Row(o, name, text, Met(!missing && worst <= 200));
-  }
-  // Group commit: 16 or more sessions against one, each case on its own row
-  // (sessions on one shared journal, or in separate processes with a
-  // journal each); the target is met when any of them reaches 10 x.
-  const CaseResult* s1 = nullptr;
-  std::vector<const CaseResult*> many;
-  for (const CaseResult& r : cases) {
-    const CaseSpec& s = r.spec;
-    if (s.system != "rejoin" || s.durability != "sync" || s.kind != "load" ||
-        !s.kills.empty() || s.loss != 0) {
-      continue;
-    }
-    if (s.sessions == 1 && s1 == nullptr) s1 = &r;
-    if (s.sessions >= 16) many.push_back(&r);
-  }
-  if (s1 != nullptr && s1->goodput_rps > 0 && !many.empty()) {
-    for (const CaseResult* r : many) {
-      const double ratio = r->goodput_rps / s1->goodput_rps;
-      const std::string how = r->spec.sessions_per_process > 1
-                                  ? "on one shared journal"
-                                  : "in separate processes";
-      Row(o,
-          "sync durability, " + std::to_string(r->spec.sessions) +
-              " sessions " + how + " >= 10 x one session",
-          Fmt("%.0f", r->goodput_rps) + " / " + Fmt("%.0f", s1->goodput_rps) +
-              " ops/s = " + Fmt("%.1f", ratio) + " x",
-          Met(ratio >= 10));
-    }
-  } else {
-    Row(o, "sync durability, 16 sessions >= 10 x one session", "not run", "-");
-  }
-  // The layout an application would use: the most sessions per connection.
-  const CaseResult* idle = nullptr;
-  for (const CaseResult& r : cases) {
-    if (r.spec.kind == "idle" && r.spec.system == "rejoin" &&
-        (idle == nullptr ||
-         r.spec.sessions_per_process > idle->spec.sessions_per_process)) {
-      idle = &r;
-    }
-  }
-  if (idle != nullptr && idle->ok) {
-    const double mib = static_cast<double>(idle->idle_broker_rss_kib) / 1024;
-    Row(o,
-        "broker RSS <= 64 MiB with " +
-            std::to_string(idle->spec.idle_sessions) + " idle sessions (" +
-            IdleLayout(idle->spec) + ")",
-        Fmt("%.1f MiB", mib),
-        Met(mib <= 64 && idle->spec.idle_sessions >= 10000));
-  } else {
-    Row(o, "broker RSS <= 64 MiB with 10,000 idle sessions",
-        idle == nullptr ? "not run" : "failed: " + idle->error, "-");
-  }
-  const CaseResult* curve = nullptr;
-  for (const CaseResult& r : cases) {
-    if (r.spec.kind == "load" && r.broker_rss.size() >= 8) curve = &r;
-  }
-  if (curve != nullptr) {
-    const auto& c = curve->broker_rss;
-    const std::size_t q = c.size() / 4;
-    std::vector<double> first, last;
-    for (std::size_t i = 0; i < q; ++i) {
-      first.push_back(static_cast<double>(c[q + i].second));  // after warm-up
-      last.push_back(static_cast<double>(c[c.size() - q + i].second));
-    }
-    const double a = Median(first), b = Median(last);
-    const double minutes = c.back().first / 60;
-    // The last sample lands a moment before the case's end.
-    const bool long_enough = curve->spec.seconds >= 600;
-    Row(o, "broker RSS does not grow at full load (10 min)",
-        Fmt("%.1f", a / 1024) + " -> " + Fmt("%.1f", b / 1024) + " MiB over " +
-            Fmt("%.1f", minutes) + " min",
-        long_enough ? Met(b <= a * 1.1 + 1024)
-                    : std::string(b <= a * 1.1 + 1024 ? "no growth seen; "
-                                                      : "**growth**; ") +
-                          "run shorter than 10 min");
-  } else {
-    Row(o, "broker RSS does not grow at full load (10 min)", "not run", "-");
-  }
   return o.str();
 }
 

@@ -10,6 +10,12 @@
 
 #include "raw_roles.h"
 #include "rejoin_roles.h"
+#ifdef REJOIN_BENCH_NATS
+#include "nats_roles.h"
+#endif
+#ifdef REJOIN_BENCH_MQTT
+#include "mqtt_roles.h"
+#endif
 
 namespace rejoin::bench {
 
@@ -66,7 +72,9 @@ std::vector<std::string> RoleArgs::ToArgv(const std::string& self) const {
           "--idle-sessions",
           std::to_string(idle_sessions),
           "--deadline-ms",
-          std::to_string(deadline_ms)};
+          std::to_string(deadline_ms),
+          "--qos",
+          std::to_string(qos)};
 }
 
 int RunRole(int argc, char** argv) {
@@ -97,6 +105,7 @@ int RunRole(int argc, char** argv) {
   app.add_option("--restart", restart);
   app.add_option("--idle-sessions", a.idle_sessions);
   app.add_option("--deadline-ms", a.deadline_ms);
+  app.add_option("--qos", a.qos);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -111,6 +120,14 @@ int RunRole(int argc, char** argv) {
     if (a.role == "rejoin-client") return RunRejoinClient(a);
     if (a.role == "idle") return RunIdleSessions(a);
     if (a.role == "raw-idle") return RunRawIdle(a);
+#ifdef REJOIN_BENCH_NATS
+    if (a.role == "nats-worker") return RunNatsWorker(a);
+    if (a.role == "nats-client") return RunNatsClient(a);
+#endif
+#ifdef REJOIN_BENCH_MQTT
+    if (a.role == "mqtt-worker") return RunMqttWorker(a);
+    if (a.role == "mqtt-client") return RunMqttClient(a);
+#endif
   } catch (const std::exception& e) {
     std::fprintf(stderr, "rejoin-bench %s: %s\n", a.role.c_str(), e.what());
     return 4;

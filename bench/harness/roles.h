@@ -13,6 +13,10 @@
 //   rejoin-client  rejoin::Client issuing a window of CallAsync
 //   idle         many rejoin sessions that say HELLO and then only heartbeat
 //   raw-idle     many DEALERs on the raw broker, one echo each, then silent
+//   nats-worker  NATS replier in a queue group (nats_roles.cpp)
+//   nats-client  NATS requester keeping a window in flight
+//   mqtt-worker  MQTT replier at QoS --qos (mqtt_roles.cpp)
+//   mqtt-client  MQTT requester keeping a window in flight at QoS --qos
 #pragma once
 
 #include <cstdint>
@@ -46,6 +50,7 @@ struct RoleArgs {
   bool restart = false;  // a restart after kill -9
   std::uint64_t idle_sessions = 0;
   std::int64_t deadline_ms = 60000;  // rejoin call deadline
+  std::uint64_t qos = 1;             // MQTT
 
   std::vector<std::string> ToArgv(const std::string& self) const;
 };

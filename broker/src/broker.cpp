@@ -129,6 +129,12 @@ class Broker::Impl final : public broker_internal::Outbox {
   bool SendNow(const std::string& route, const Message& m) override;
 
  private:
+  // An envelope the injected loss drew under FaultInjection::redeliver.
+  struct Redelivery {
+    std::string route;
+    zmq::message_t header;
+    zmq::message_t payload;
+  };
   void FlushOut(Time now);
   // Asks the test hook whether to lose this REQUEST/RESPONSE/ACK.
   bool Faulted(FaultPoint::Where where, const Message& m);
@@ -155,6 +161,7 @@ class Broker::Impl final : public broker_internal::Outbox {
   std::mt19937_64 rng_;
   std::bernoulli_distribution loss_;
   std::atomic<std::uint64_t> injected_drops_{0};
+  std::vector<Redelivery> redeliver_;  // sent with the next turn
   std::atomic<std::uint64_t> accept_failures_{0};
   std::atomic<std::uint64_t> connections_shed_{0};
   Time accept_failure_logged_{};
@@ -243,6 +250,8 @@ Status Broker::Impl::Run() {
     // The rest of a batch the last turn did not finish is already here: the
     // socket will not announce it again.
     if (reader_.buffered()) wait = std::chrono::milliseconds(0);
+    // The oracle's held envelopes go with the next turn, which comes now.
+    if (!redeliver_.empty()) wait = std::chrono::milliseconds(0);
     if (const Time held_due = core_.held_due(); held_due != Time::max()) {
       wait =
           std::min(wait, std::max(std::chrono::milliseconds(0),
@@ -259,6 +268,10 @@ Status Broker::Impl::Run() {
     }
     if ((items[1].revents & ZMQ_POLLIN) != 0) ReadMonitor();
     now = Clock::now();
+    for (Redelivery& r : redeliver_) {
+      out_[r.route].AddFrames(r.header, r.payload, true);
+    }
+    redeliver_.clear();
     for (int i = 0; i < kBatch; ++i) {
       auto r = reader_.Next(socket_, frames);
       if (r == transport::ReadResult::kNothing) break;
@@ -373,6 +386,10 @@ void Broker::Impl::Envelope(const std::string& route, zmq::message_t& header,
                             zmq::message_t& payload) {
   if (faults_.loss > 0.0 && loss_(rng_)) {
     injected_drops_.fetch_add(1, std::memory_order_relaxed);
+    if (faults_.redeliver) {
+      redeliver_.push_back(
+          {route, transport::Share(header), transport::Share(payload)});
+    }
     return;
   }
   if (faults_.fault) {

@@ -167,6 +167,10 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.0, 0.99));
   app.add_option("--seed", faults.seed, "seed for --inject-loss")
       ->capture_default_str();
+  app.add_flag("--inject-loss-redeliver", faults.redeliver,
+               "send each envelope --inject-loss draws again at the next "
+               "turn instead of losing it: the zero-detection bound of loss "
+               "recovery (benchmarks)");
   app.add_option("--metrics", metrics_address,
                  "serve Prometheus metrics over HTTP at this address, e.g. "
                  "127.0.0.1:9464 (path /metrics); off by default")

@@ -154,12 +154,12 @@ void EncodeOp(std::string* out, std::string_view session, Seq seq,
   PutBytes(out, op.service);
   PutVarint(out, static_cast<std::uint16_t>(op.status));
   PutVarint(out, op.incarnation);
-  if (op.payload.empty()) {
-    out->push_back(0);
-  } else {
-    out->push_back(static_cast<char>(kOpFlagPayload));
-    PutBytes(out, op.payload);
-  }
+  std::uint8_t flags = 0;
+  if (!op.payload.empty()) flags |= kOpFlagPayload;
+  if (op.digest) flags |= kOpFlagDigest;
+  out->push_back(static_cast<char>(flags));
+  if (op.digest) PutFixed64(out, *op.digest);
+  if (!op.payload.empty()) PutBytes(out, op.payload);
   FinishRecord(out, start);
 }
 
@@ -218,9 +218,13 @@ bool DecodeOp(std::string_view body, std::string* session, Seq* seq,
     return false;
   }
   if (status > std::numeric_limits<std::uint16_t>::max()) return false;
-  if ((flags & ~kOpFlagPayload) != 0) return false;
+  if ((flags & ~(kOpFlagPayload | kOpFlagDigest)) != 0) return false;
+  std::uint64_t digest = 0;
+  if ((flags & kOpFlagDigest) != 0 && !in.Fixed64(&digest)) return false;
   if ((flags & kOpFlagPayload) != 0 && !in.Bytes(&payload)) return false;
   if (!in.AtEnd()) return false;
+  op->digest.reset();
+  if ((flags & kOpFlagDigest) != 0) op->digest = digest;
   session->assign(session_bytes);
   op->service.assign(service);
   op->payload.assign(payload);

@@ -19,7 +19,9 @@ namespace rejoin::journal_internal {
 // Format constants (JOURNAL.md "Segment files" and "Records").
 
 constexpr char kMagic[8] = {'R', 'J', 'J', 'O', 'U', 'R', 'N', 'L'};
-constexpr std::uint32_t kFormatVersion = 1;
+// 2: op records may carry a digest (flags bit 1). Version 1 segments are
+// read as before.
+constexpr std::uint32_t kFormatVersion = 2;
 constexpr std::size_t kSegmentHeaderBytes = 16;
 // masked crc32c (4) | body length (4) | type (1)
 constexpr std::size_t kRecordHeaderBytes = 9;
@@ -65,6 +67,7 @@ enum class RecordType : std::uint8_t {
 };
 
 constexpr std::uint8_t kOpFlagPayload = 0x01;
+constexpr std::uint8_t kOpFlagDigest = 0x02;
 
 // The type byte of a framed record; it may hold any value, known or not.
 inline RecordType TypeOf(const char* record) {

@@ -67,7 +67,8 @@ Status Journal::Files::StartsWithSnapshot(std::uint64_t number, bool* yes) {
   // A snapshot marker has an empty body, so its header is the whole record
   // and its checksum can be verified from these bytes alone.
   *yes = std::memcmp(buf, kMagic, sizeof(kMagic)) == 0 &&
-         DecodeFixed32(buf + 8) == kFormatVersion &&
+         DecodeFixed32(buf + 8) >= 1 &&
+         DecodeFixed32(buf + 8) <= kFormatVersion &&
          DecodeFixed32(rec + 4) == 0 &&
          TypeOf(rec) == RecordType::kSnapshotBegin &&
          crc32c::Unmask(DecodeFixed32(rec)) == crc32c::Value(rec + 4, 5);

@@ -78,6 +78,7 @@ class StateApplier {
     stored.service = std::move(op.service);
     stored.status = op.status;
     stored.incarnation = op.incarnation;
+    stored.digest = op.digest;
     // An empty payload means "no new payload": a state change such as
     // PREPARED -> SENT must not cost a copy of the request. A record that
     // carries the response (COMPLETED, EXECUTED) always replaces it, so an

@@ -401,9 +401,6 @@ void IoLoop::SettleInDoubt(const SessionId& session, Seq seq, Action action) {
 
 void IoLoop::Execute(const SessionId& session, Seq seq,
                      std::optional<std::uint64_t> digest, HandlerReply reply) {
-  // Once the response is stored the service name is read no more: the
-  // record's service field keeps the request's digest instead.
-  const std::string service = digest ? DigestField(*digest) : std::string();
   // The wire carries a payload only with kOk and kHandlerFailed.
   if (reply.status != ErrorCode::kOk &&
       reply.status != ErrorCode::kHandlerFailed) {
@@ -414,7 +411,7 @@ void IoLoop::Execute(const SessionId& session, Seq seq,
   }
   JournalOp executed;
   executed.state = static_cast<std::uint8_t>(ServerOpState::kExecuted);
-  executed.service = service;
+  executed.digest = digest;
   executed.status = reply.status;
   executed.payload = reply.payload;
   Status s = journal_->AppendOp(session, seq, std::move(executed));
@@ -424,7 +421,7 @@ void IoLoop::Execute(const SessionId& session, Seq seq,
     reply = HandlerReply{ErrorCode::kTooLarge, ""};
     JournalOp too_large;
     too_large.state = static_cast<std::uint8_t>(ServerOpState::kExecuted);
-    too_large.service = service;
+    too_large.digest = digest;
     too_large.status = reply.status;
     s = journal_->AppendOp(session, seq, std::move(too_large));
   }
@@ -447,7 +444,9 @@ std::optional<std::uint64_t> IoLoop::DigestOf(const JournalOp& op) const {
     case ServerOpState::kReceived:
       return RequestDigest(op.service, op.payload);
     case ServerOpState::kExecuted:
-      return ParseDigestField(op.service);
+      // Journals written before the digest had a field of its own kept it
+      // in the service field (request_digest.h).
+      return op.digest ? op.digest : ParseDigestField(op.service);
     case ServerOpState::kNone:
     case ServerOpState::kReleased:
       return std::nullopt;

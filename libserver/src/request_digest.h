@@ -12,21 +12,12 @@ namespace rejoin::server_internal {
 
 using proto::RequestDigest;
 
-// The digest rides in the `service` field of a server EXECUTED record (whose
-// service name nothing reads once the response is stored; JOURNAL.md §3,
-// record type 2): "rejoin.digest:" and 16 lowercase hex digits. A record
-// written before digests existed carries the service name there instead and
-// yields nullopt: its duplicates are answered from the record, unchecked.
+// Server EXECUTED records keep the digest in their own field
+// (JournalOp::digest). Journals written before that field existed kept it in
+// the record's `service` field as "rejoin.digest:" and 16 lowercase hex
+// digits; ParseDigestField reads that form, nullopt for anything else (a
+// record from before digests, whose duplicates are answered unchecked).
 inline constexpr std::string_view kDigestPrefix = "rejoin.digest:";
-
-inline std::string DigestField(std::uint64_t digest) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out(kDigestPrefix);
-  for (int shift = 60; shift >= 0; shift -= 4) {
-    out.push_back(kHex[(digest >> shift) & 0xF]);
-  }
-  return out;
-}
 
 inline std::optional<std::uint64_t> ParseDigestField(std::string_view field) {
   if (field.size() != kDigestPrefix.size() + 16 ||

@@ -109,7 +109,7 @@ std::string Varint(std::uint64_t v) {
 
 std::string Bytes(const std::string& b) { return Varint(b.size()) + b; }
 
-std::string SegmentHeader(std::uint32_t version = 1) {
+std::string SegmentHeader(std::uint32_t version = 2) {
   return std::string("RJJOURNL") + Fixed32(version) + Fixed32(0);
 }
 
@@ -407,7 +407,7 @@ TEST(JournalCorruption, ChecksummedButMalformedTailRecordIsCorrupt) {
              OpBody("session-1", 3, 1, "billing", 0, 1, &payload) + "x"),
       // Unknown flag bits.
       Record(kTypeOp, Bytes("session-1") + Varint(3) + '\x01' +
-                          Bytes("billing") + Varint(0) + Varint(1) + '\x02'),
+                          Bytes("billing") + Varint(0) + Varint(1) + '\x04'),
       // Well formed, but seq 0 is not a valid op.
       Record(kTypeOp, OpBody("session-1", 0, 1, "billing", 0, 1, &payload)),
       // Well formed, but state 9 does not exist.
@@ -518,6 +518,31 @@ TEST(JournalCorruption, HandBuiltSegmentsReplayAsDocumented) {
   EXPECT_FALSE(fs::exists(tmp.Sub(kSegment1)));  // superseded, removed
 }
 
+TEST(JournalCorruption, DigestFollowsTheFlagsAsDocumented) {
+  TempDir tmp;
+  JournalOptions o = Options(tmp.path());
+  o.role = JournalRole::kServer;
+  o.owner_id = "server-1";
+  {
+    auto j = OpenJournal(o);
+    ASSERT_NE(j, nullptr);
+    JournalOp executed;
+    executed.state = 2;
+    executed.payload = "out";
+    executed.digest = 0x1122334455667788ULL;
+    ASSERT_TRUE(j->AppendOp("s", 1, executed).ok());
+    ASSERT_TRUE(j->Commit().ok());
+  }
+  auto records = ParseSegment(ReadFile(tmp.Sub(kSegment1)));
+  ASSERT_EQ(records.size(), 2u);
+  // flags 0x03: the digest (fixed64) and then the payload follow.
+  EXPECT_EQ(records[1],
+            std::make_pair(kTypeOp,
+                           Bytes("s") + Varint(1) + '\x02' + Bytes("") +
+                               Varint(0) + Varint(1) + '\x03' +
+                               Fixed64(0x1122334455667788ULL) + Bytes("out")));
+}
+
 TEST(JournalCorruption, WrittenSegmentsFollowTheDocumentedFraming) {
   TempDir tmp;
   {
@@ -533,6 +558,7 @@ TEST(JournalCorruption, WrittenSegmentsFollowTheDocumentedFraming) {
   const std::string abc = "abc";
   auto records = ParseSegment(ReadFile(tmp.Sub(kSegment1)));
   ASSERT_EQ(records.size(), 4u);
+  // (The digest of server op records, flags bit 1, is checked below.)
   EXPECT_EQ(records[0], std::make_pair(kTypeOpen, OpenBody(1, "client-1", 1,
                                                            kTestJournalId)));
   EXPECT_EQ(records[1],

@@ -412,6 +412,39 @@ TEST(Journal, SegmentsRollAndReplayInOrder) {
   EXPECT_EQ(j->disk_bytes(), total);
 }
 
+TEST(Journal, DigestSurvivesReplayCompactionAndRelease) {
+  TempDir dir;
+  JournalOptions o = ServerOptions(dir.path());
+  {
+    auto j = OpenJournal(o);
+    ASSERT_NE(j, nullptr);
+    MustAppend(*j, "alice", 1, Op(kReceived, "request"));
+    JournalOp executed = Op(kExecuted, "response", "");
+    executed.digest = 0x0123456789abcdefULL;
+    MustAppend(*j, "alice", 1, std::move(executed));
+    JournalOp without = Op(kExecuted, "", "");  // an empty response, no digest
+    MustAppend(*j, "alice", 2, std::move(without));
+    MustCommit(*j);
+  }
+  auto j = OpenJournal(o);
+  ASSERT_NE(j, nullptr);
+  const JournalSession& s = j->state().sessions.at("alice");
+  EXPECT_EQ(s.ops.at(1).digest, 0x0123456789abcdefULL);
+  EXPECT_EQ(s.ops.at(1).payload, "response");
+  EXPECT_FALSE(s.ops.at(2).digest.has_value());
+  // Compaction rewrites the live records with their digests.
+  const JournalState before = j->state();
+  ASSERT_TRUE(j->Compact().ok());
+  ASSERT_TRUE(j->AppendRelease("alice", 1, {1}).ok());
+  MustCommit(*j);
+  j.reset();
+  j = OpenJournal(o);
+  ASSERT_NE(j, nullptr);
+  const JournalOp& tombstone = j->state().sessions.at("alice").ops.at(1);
+  EXPECT_EQ(tombstone.state, kReleased);
+  EXPECT_EQ(tombstone.digest, before.sessions.at("alice").ops.at(1).digest);
+}
+
 TEST(Journal, CompactionKeepsExactlyTheLiveState) {
   TempDir dir;
   JournalOptions o = ServerOptions(dir.path());
@@ -646,19 +679,37 @@ TEST(Journal, WrongMagicIsCorrupt) {
   EXPECT_EQ(OpenError(Options(dir.path())), ErrorCode::kCorrupt);
 }
 
+TEST(Journal, FormatVersionOneSegmentsAreStillRead) {
+  TempDir dir;
+  {
+    auto j = OpenJournal(Options(dir.path()));
+    ASSERT_NE(j, nullptr);
+    MustAppend(*j, "alice", 1, Op(kPrepared, "request"));
+    MustCommit(*j);
+  }
+  std::string path = dir.Sub("seg-000000000001.rjl");
+  std::string bytes = ReadFile(path);
+  ASSERT_EQ(bytes[8], 2);
+  bytes[8] = 1;  // as written before op records could carry a digest
+  WriteFile(path, bytes);
+  auto j = OpenJournal(Options(dir.path()));
+  ASSERT_NE(j, nullptr);
+  EXPECT_EQ(j->state().sessions.at("alice").ops.at(1).payload, "request");
+}
+
 TEST(Journal, NewerFormatVersionIsRefused) {
   TempDir dir;
   { ASSERT_NE(OpenJournal(Options(dir.path())), nullptr); }
   std::string path = dir.Sub("seg-000000000001.rjl");
   std::string bytes = ReadFile(path);
-  bytes[8] = 2;  // u32 little-endian format version follows the magic
+  bytes[8] = 3;  // u32 little-endian format version follows the magic
   WriteFile(path, bytes);
   Result<std::unique_ptr<Journal>> r = Journal::Open(Options(dir.path()));
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), ErrorCode::kJournalVersion);
-  EXPECT_NE(r.status().message().find("version 2"), std::string::npos);
+  EXPECT_NE(r.status().message().find("version 3"), std::string::npos);
   // Refusing must not have touched the file.
-  bytes[8] = 2;
+  bytes[8] = 3;
   EXPECT_EQ(ReadFile(path), bytes);
 }
 

@@ -4,11 +4,13 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstdio>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "rejoin/proto/request_digest.h"
 #include "server/server_fixture.h"
 #include "support/fake_broker.h"
 
@@ -601,6 +603,46 @@ TEST(ServerRecovery, ConflictingDuplicateIsRecognisedAfterRestart) {
   EXPECT_EQ(payload, "echo:a");
   EXPECT_EQ(runs, 1);
   EXPECT_EQ(second->stats().conflicts, 1u);
+}
+
+// Journals written before the digest had a field of its own kept it in the
+// service field of the EXECUTED record, as "rejoin.digest:" and 16 hex
+// digits: still read, so a reused seq is still refused after an upgrade.
+TEST(ServerRecovery, DigestInTheServiceFieldOfAnOlderJournalIsStillRead) {
+  TempDir dir;
+  {
+    CraftedJournal j(dir.path());
+    JournalOp received;
+    received.state = static_cast<std::uint8_t>(ServerOpState::kReceived);
+    received.service = "echo";
+    received.payload = "a";
+    ASSERT_TRUE(j.journal().AppendOp("alice", 1, std::move(received)).ok());
+    char hex[17];
+    std::snprintf(
+        hex, sizeof hex, "%016llx",
+        static_cast<unsigned long long>(proto::RequestDigest("echo", "a")));
+    JournalOp executed;
+    executed.state = static_cast<std::uint8_t>(ServerOpState::kExecuted);
+    executed.service = std::string("rejoin.digest:") + hex;
+    executed.payload = "echo:a";
+    ASSERT_TRUE(j.journal().AppendOp("alice", 1, std::move(executed)).ok());
+  }
+  FakeBroker broker;
+  std::atomic<int> runs{0};
+  auto server = MustOpen(TestOptions(broker, dir.path()), {CountingEcho(runs)});
+  ASSERT_TRUE(broker.AcceptHello());
+  ASSERT_TRUE(broker.NextAs<StateExchange>());
+  std::string payload;
+  broker.SendRequest("alice", 1, "b");
+  auto conflict = broker.NextAs<Response>(&payload);
+  ASSERT_TRUE(conflict);
+  EXPECT_EQ(conflict->status, ErrorCode::kConflict);
+  broker.SendRequest("alice", 1, "a");
+  auto same = broker.NextAs<Response>(&payload);
+  ASSERT_TRUE(same);
+  EXPECT_EQ(same->status, ErrorCode::kOk);
+  EXPECT_EQ(payload, "echo:a");
+  EXPECT_EQ(runs, 0);
 }
 
 // A response journaled before digests were kept names the service instead:

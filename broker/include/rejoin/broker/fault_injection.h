@@ -34,6 +34,12 @@ struct FaultInjection {
   // [0, 1), drawn from a generator seeded with `seed`.
   double loss = 0.0;
   std::uint64_t seed = 1;
+  // The zero-detection oracle of loss recovery (benchmarks): every envelope
+  // `loss` draws is sent again at the start of the broker's next turn
+  // instead of being lost, as if its receiver had seen the gap at once and
+  // the broker had answered the retransmission request in no time. Loss then
+  // costs one turn of delay; no endpoint ever notices it.
+  bool redeliver = false;
   // Deterministic faults: return true to drop the message as if the network
   // lost it.
   std::function<bool(const FaultPoint&)> fault;

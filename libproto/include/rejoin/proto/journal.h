@@ -15,6 +15,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -39,6 +40,10 @@ struct JournalOp {
   ErrorCode status = ErrorCode::kOk;  // of the response, once there is one
   // The incarnation that wrote the latest state of this operation.
   Incarnation incarnation = 0;
+  // The digest of the request (rejoin/proto/request_digest.h), kept with a
+  // server's response so that a later REQUEST reusing the seq with other
+  // content is told apart (PROTOCOL.md §4.3, `conflict`).
+  std::optional<std::uint64_t> digest = std::nullopt;
   bool operator==(const JournalOp&) const = default;
 };
 
