@@ -77,7 +77,7 @@ endforeach()
 install(FILES ${PROJECT_BINARY_DIR}/libproto/include/rejoin/proto/version.h
   DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/rejoin/proto COMPONENT dev)
 
-install(TARGETS rejoin-broker rejoin-call rejoin-ctl
+install(TARGETS rejoin-broker rejoin-call rejoin-ctl rejoin-keygen
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT runtime)
 
 install(EXPORT rejoinTargets NAMESPACE rejoin:: DESTINATION ${REJOIN_CMAKE_DIR}

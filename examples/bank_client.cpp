@@ -14,6 +14,7 @@
 #include <random>
 #include <string>
 
+#include "curve_flags.h"
 #include "rejoin/client/client.h"
 #include "rejoin/proto/version.h"
 
@@ -78,6 +79,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", rejoin::VersionLine("bank_client"));
   app.add_option("--endpoint", options.endpoint, "broker endpoint")
       ->capture_default_str();
+  rejoin::examples::AddCurveFlags(app, options.curve);
   app.add_option("--session", options.session_id, "durable session id")
       ->capture_default_str();
   app.add_option("--journal", options.journal_dir, "journal directory")

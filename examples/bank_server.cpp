@@ -13,6 +13,7 @@
 #include <string>
 
 #include "bank_ledger.h"
+#include "curve_flags.h"
 #include "example_util.h"
 #include "rejoin/proto/version.h"
 #include "rejoin/server/server.h"
@@ -66,6 +67,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", rejoin::VersionLine("bank_server"));
   app.add_option("--endpoint", options.endpoint, "broker endpoint")
       ->capture_default_str();
+  rejoin::examples::AddCurveFlags(app, options.curve);
   app.add_option("--server-id", options.server_id, "durable server id")
       ->capture_default_str();
   app.add_option("--journal", options.journal_dir,

@@ -11,6 +11,7 @@
 #include <random>
 #include <string>
 
+#include "curve_flags.h"
 #include "rejoin/client/client.h"
 #include "rejoin/proto/version.h"
 
@@ -46,6 +47,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", rejoin::VersionLine("echo_client"));
   app.add_option("--endpoint", options.endpoint, "broker endpoint")
       ->capture_default_str();
+  rejoin::examples::AddCurveFlags(app, options.curve);
   app.add_option("--session", options.session_id,
                  "session id (default: random)");
   app.add_option("--service", service, "service name")->capture_default_str();

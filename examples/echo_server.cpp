@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <string>
 
+#include "curve_flags.h"
 #include "example_util.h"
 #include "rejoin/proto/version.h"
 #include "rejoin/server/server.h"
@@ -19,6 +20,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", rejoin::VersionLine("echo_server"));
   app.add_option("--endpoint", options.endpoint, "broker endpoint")
       ->capture_default_str();
+  rejoin::examples::AddCurveFlags(app, options.curve);
   app.add_option("--server-id", options.server_id, "durable server id")
       ->capture_default_str();
   app.add_option("--journal", options.journal_dir,

@@ -4,6 +4,9 @@
 # Mid-run the bank server is killed with kill -9 and restarted, then the
 # broker is. At the end the bank's books must balance, no transfer may have
 # been applied twice, and every transfer must have an answer.
+# Every link runs CurveZMQ: the demo makes a key pair for the broker, the
+# bank server and the tellers, and a keys file that lets the tellers call
+# bank.* and the bank serve it (docs/SECURITY.md).
 #
 # Usage: scripts/demo.sh   (env: DEMO_PORT, DEMO_CLIENTS, DEMO_COUNT,
 #                           DEMO_LOSS, BUILD_DIR)
@@ -14,7 +17,7 @@ scripts/setup.sh >/dev/null
 build_dir=${BUILD_DIR:-build}
 cmake -S . -B "$build_dir" >/dev/null
 cmake --build "$build_dir" -j"$(nproc 2>/dev/null || echo 2)" \
-  --target rejoin-broker bank_server bank_client >/dev/null
+  --target rejoin-broker rejoin-keygen bank_server bank_client >/dev/null
 
 port=${DEMO_PORT:-5555}
 clients=${DEMO_CLIENTS:-3}
@@ -33,6 +36,21 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Keys: one pair per party, the public halves in the broker's keys file.
+keygen="$build_dir/broker/rejoin-keygen"
+for who in broker bank teller; do
+  "$keygen" "$work/$who.key" >/dev/null
+done
+pub() { sed -nE 's/^public-key (.*)$/\1/p' "$work/$1.key.pub"; }
+cat >"$work/keys" <<EOF
+principal bank key $(pub bank)
+principal teller key $(pub teller)
+allow teller call bank.*
+allow bank serve bank.*
+EOF
+curve_broker=(--curve-key "$work/broker.key" --keys "$work/keys")
+curve_as() { echo --curve-key "$work/$1.key" --broker-key "$work/broker.key.pub"; }
+
 start_ns=$(date +%s%N)
 log() {
   local ms=$((($(date +%s%N) - start_ns) / 1000000))
@@ -40,28 +58,31 @@ log() {
 }
 
 start_broker() {
-  "$broker_bin" --endpoint "$endpoint" --inject-loss "$loss" --seed "$1" \
+  "$broker_bin" --endpoint "$endpoint" "${curve_broker[@]}" \
+    --inject-loss "$loss" --seed "$1" \
     --heartbeat-ms 100 --probe-ms 30 --grace-ms 300 --log-level warn \
     >>"$work/broker.log" 2>&1 &
   broker_pid=$!
   pids+=("$broker_pid")
 }
 start_server() {
-  "$server_bin" --endpoint "$endpoint" --server-id bank-1 \
+  # shellcheck disable=SC2046
+  "$server_bin" --endpoint "$endpoint" $(curve_as bank) --server-id bank/bank-1 \
     --journal "$work/server-journal" --ledger "$work/bank.ledger" \
     --concurrency 4 >>"$work/server.log" 2>&1 &
   server_pid=$!
   pids+=("$server_pid")
 }
 
-echo "rejoin demo: broker on $endpoint dropping ${loss} of forwarded envelopes"
+echo "rejoin demo: broker on $endpoint (CurveZMQ) dropping ${loss} of forwarded envelopes"
 echo "             bank.transfer (not idempotent, resolve hook), $clients clients x $count transfers"
 start_broker 1
 start_server
 sleep 0.3
 client_pids=()
 for i in $(seq 1 "$clients"); do
-  "$client_bin" --endpoint "$endpoint" --session "teller-$i" \
+  # shellcheck disable=SC2046
+  "$client_bin" --endpoint "$endpoint" $(curve_as teller) --session "teller/$i" \
     --journal "$work/client-$i" --count "$count" --window 8 --seed "$i" \
     >"$work/client-$i.out" 2>&1 &
   client_pids+=($!)

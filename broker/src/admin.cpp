@@ -56,6 +56,8 @@ std::string StatusJson(const BrokerStatus& st) {
       {"conflicts", s.conflicts},
       {"accept_failures", s.accept_failures},
       {"connections_shed", s.connections_shed},
+      {"not_authorized", s.not_authorized},
+      {"revoked_messages", s.revoked_messages},
   };
   json decisions = json::object();
   for (std::size_t a = 0; a < kActionCount; ++a) {
@@ -132,7 +134,7 @@ std::string StatusJson(const BrokerStatus& st) {
 }
 
 Result<std::unique_ptr<AdminServer>> AdminServer::Start(
-    const std::string& endpoint, const Broker* broker) {
+    const std::string& endpoint, Broker* broker) {
   if (Status s = transport::CheckEndpoint(endpoint, /*bind=*/true); !s.ok()) {
     return s;
   }
@@ -179,9 +181,15 @@ void AdminServer::Serve() {
         reply = st.ok()
                     ? StatusJson(*st)
                     : nlohmann::json{{"error", st.status().ToString()}}.dump();
+      } else if (request.to_string_view() == "reload-keys") {
+        const Status s = broker_->ReloadKeys();
+        reply = s.ok() ? nlohmann::json{{"reloaded", true}}.dump()
+                       : nlohmann::json{{"error", s.ToString()}}.dump();
       } else {
         reply =
-            nlohmann::json{{"error", "unknown request; ask \"status\""}}.dump();
+            nlohmann::json{
+                {"error", "unknown request; ask \"status\" or \"reload-keys\""}}
+                .dump();
       }
       sock.send(zmq::buffer(reply), zmq::send_flags::none);
     } catch (const zmq::error_t&) {

@@ -15,6 +15,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <unordered_map>
 #include <utility>
@@ -22,9 +23,11 @@
 #include <zmq.hpp>
 
 #include "core/broker_core.h"
+#include "curve_gate.h"
 #include "idle_shedder.h"
 #include "rejoin/broker/fault_injection.h"
 #include "rejoin/proto/codec.h"
+#include "rejoin/transport/curve.h"
 #include "rejoin/transport/link.h"
 #include "rejoin/transport/wire.h"
 #include "roster.h"
@@ -49,6 +52,16 @@ constexpr std::int64_t kHardFrameSlack = 64 * 1024;
 constexpr int kBatch = 32;
 // A TCP peer that has not completed the ZeroMQ handshake by then is closed.
 constexpr int kHandshakeIvlMs = 5000;
+
+// Whether a tcp endpoint's host is a loopback address: binding anything else
+// without CURVE needs BrokerOptions::insecure. Other transports stay on the
+// machine (ipc files have their own permissions).
+bool LoopbackOnly(const std::string& endpoint) {
+  if (endpoint.rfind("tcp://", 0) != 0) return true;
+  const std::string address = endpoint.substr(6);
+  const std::string host = address.substr(0, address.rfind(':'));
+  return host == "localhost" || host == "[::1]" || host.rfind("127.", 0) == 0;
+}
 
 Epoch DrawEpoch(Epoch wanted) {
   if (wanted != 0) return wanted;
@@ -97,12 +110,15 @@ class Broker::Impl final : public broker_internal::Outbox {
         faults_(std::move(faults)),
         socket_(context_, zmq::socket_type::router),
         monitor_(context_, zmq::socket_type::pair),
+        reader_(/*routed=*/true,
+                /*authenticated=*/!options_.keys_file.empty()),
         rng_(faults_.seed),
         loss_(faults_.loss),
         core_(options_, DrawEpoch(options_.epoch), *this) {}
 
   Status Bind();
   Status Run();
+  Status ReloadKeys();
   void Stop() { stop_.store(true); }
   BrokerStats Snapshot() const;
   Result<BrokerStatus> TakeStatus(std::chrono::milliseconds timeout) const;
@@ -139,10 +155,14 @@ class Broker::Impl final : public broker_internal::Outbox {
   // Asks the test hook whether to lose this REQUEST/RESPONSE/ACK.
   bool Faulted(FaultPoint::Where where, const Message& m);
   // Reads the ROUTER's monitor events: counts and logs failed accepts, and
-  // tells the shedder which connections come and go.
+  // tells the shedder (and the CURVE gate) which connections come and go.
   void ReadMonitor();
   // Shuts down the connections the shedder found idle, if any are due.
   void ShedIdle(Time now);
+  // A reloaded keys file waiting goes into force.
+  void TakeReload(Time now);
+  // Closes a connection whose key was revoked and drops what it held.
+  void CloseRevoked(const std::string& route, int fd, Time now);
   // status(): another thread asks (status_wanted_) and waits; the broker's
   // thread answers between two turns.
   void PublishStatus(Time now);
@@ -154,7 +174,9 @@ class Broker::Impl final : public broker_internal::Outbox {
   zmq::socket_t socket_;
   // The ROUTER's monitor: failed accepts (descriptors exhausted), FLOWS §10.
   zmq::socket_t monitor_;
-  transport::Reader reader_{/*routed=*/true};
+  transport::Reader reader_;
+  // CURVE (BrokerOptions::keys_file); nullptr without.
+  std::unique_ptr<broker_internal::CurveGate> gate_;
   std::unordered_map<std::string, transport::Batch> out_;  // FlushOut
   std::string bound_;
   CodecLimits limits_;
@@ -185,6 +207,42 @@ Status Broker::Impl::Bind() {
       !s.ok()) {
     return s;
   }
+  std::optional<transport::KeyPair> curve_keys;
+  if (options_.keys_file.empty() != options_.curve_key_file.empty()) {
+    return Status(ErrorCode::kInvalidArgument,
+                  "CURVE needs both the broker's key pair file and the keys "
+                  "file");
+  }
+  if (!options_.keys_file.empty()) {
+    if (!transport::CurveAvailable()) {
+      return Status(ErrorCode::kUnavailable,
+                    "libzmq was built without CURVE (libsodium)");
+    }
+    Result<transport::KeyPair> keys =
+        transport::ReadKeyFile(options_.curve_key_file, /*need_secret=*/true);
+    if (!keys.ok()) return keys.status();
+    curve_keys = std::move(*keys);
+    // The ZAP handler is bound before the ROUTER (CurveGate::Open).
+    auto gate = broker_internal::CurveGate::Open(context_, options_.keys_file);
+    if (!gate.ok()) return gate.status();
+    gate_ = std::move(*gate);
+    core_.SetAccessPolicy(&gate_->policy());
+    spdlog::info("rejoin-broker: CURVE on, public key {}, {} keys in {}",
+                 curve_keys->public_key, gate_->policy().keys(),
+                 options_.keys_file);
+  } else if (!LoopbackOnly(options_.endpoint)) {
+    if (!options_.insecure) {
+      return Status(ErrorCode::kInvalidArgument,
+                    options_.endpoint +
+                        " is not a loopback address: without CURVE anyone "
+                        "who reaches it can act as any client or server "
+                        "(give a key pair and keys file, or say insecure)");
+    }
+    spdlog::warn(
+        "rejoin-broker: INSECURE: {} is reachable beyond this machine with "
+        "no encryption and no authentication",
+        options_.endpoint);
+  }
   try {
     socket_.set(zmq::sockopt::router_mandatory, 1);
     socket_.set(zmq::sockopt::linger, 0);
@@ -207,6 +265,11 @@ Status Broker::Impl::Bind() {
     }
     monitor_.set(zmq::sockopt::linger, 0);
     monitor_.connect(monitor);
+    if (gate_) {
+      if (Status s = transport::SetCurveServer(socket_, *curve_keys); !s.ok()) {
+        return s;
+      }
+    }
     socket_.bind(options_.endpoint);
     bound_ = socket_.get(zmq::sockopt::last_endpoint);
   } catch (const zmq::error_t& e) {
@@ -258,10 +321,12 @@ Status Broker::Impl::Run() {
                                   std::chrono::ceil<std::chrono::milliseconds>(
                                       held_due - now)));
     }
-    zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0},
-                               {monitor_.handle(), 0, ZMQ_POLLIN, 0}};
+    zmq::pollitem_t items[] = {
+        {socket_.handle(), 0, ZMQ_POLLIN, 0},
+        {monitor_.handle(), 0, ZMQ_POLLIN, 0},
+        {gate_ ? gate_->zap_handle() : nullptr, 0, ZMQ_POLLIN, 0}};
     try {
-      zmq::poll(items, 2, wait);
+      zmq::poll(items, gate_ ? 3 : 2, wait);
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;
       return Status(ErrorCode::kIoError, std::string("poll: ") + e.what());
@@ -272,13 +337,19 @@ Status Broker::Impl::Run() {
       out_[r.route].AddFrames(r.header, r.payload, true);
     }
     redeliver_.clear();
+    if (gate_) {
+      // A reload first: a handshake that began after ReloadKeys returned
+      // is judged by the new file.
+      if (gate_->reload_waiting()) TakeReload(now);
+      if ((items[2].revents & ZMQ_POLLIN) != 0) gate_->AnswerZap();
+    }
     for (int i = 0; i < kBatch; ++i) {
       auto r = reader_.Next(socket_, frames);
       if (r == transport::ReadResult::kNothing) break;
       if (r == transport::ReadResult::kClosed) {
         return Status(ErrorCode::kClosed, "socket closed");
       }
-      if (shedder_.listening()) shedder_.Heard(reader_.source_fd());
+      if (shedder_.listening()) shedder_.Heard(frames.source_fd);
       Result<Message> decoded = transport::Decode(frames, limits_);
       if (!decoded.ok()) {
         core_.OnUndecodable(
@@ -289,8 +360,17 @@ Status Broker::Impl::Run() {
       if (faults_.fault && Faulted(FaultPoint::Where::kArrived, *decoded)) {
         continue;
       }
+      std::string_view principal;
+      if (gate_) {
+        const std::string* p = gate_->PrincipalOf(frames);
+        if (p == nullptr) {  // its key was revoked
+          CloseRevoked(frames.route, frames.source_fd, now);
+          continue;
+        }
+        principal = *p;
+      }
       ReaderFrames in(frames, reader_);
-      core_.OnMessage(frames.route, *decoded, in, now);
+      core_.OnMessage(frames.route, *decoded, in, now, principal);
     }
     if (now >= next_tick) {
       core_.Tick(now);
@@ -341,8 +421,29 @@ void Broker::Impl::PublishStatus(Time now) {
   status_cv_.notify_all();
 }
 
+Status Broker::Impl::ReloadKeys() {
+  if (!gate_) {
+    return Status(ErrorCode::kUnavailable,
+                  "the broker runs without CURVE: no keys file to reload");
+  }
+  return gate_->Reload();
+}
+
+void Broker::Impl::TakeReload(Time now) {
+  const auto revoked = gate_->TakeReload();
+  core_.SetAccessPolicy(&gate_->policy());
+  for (const auto& [route, fd] : revoked) CloseRevoked(route, fd, now);
+}
+
+void Broker::Impl::CloseRevoked(const std::string& route, int fd, Time now) {
+  gate_->Close(route, fd);
+  out_.erase(route);
+  core_.OnGone(route, now);
+}
+
 BrokerStats Broker::Impl::Snapshot() const {
   BrokerStats s = core_.Snapshot();
+  s.revoked_messages = gate_ ? gate_->revoked_messages() : 0;
   s.injected_drops = injected_drops_.load(std::memory_order_relaxed);
   s.accept_failures = accept_failures_.load(std::memory_order_relaxed);
   s.connections_shed = connections_shed_.load(std::memory_order_relaxed);
@@ -443,6 +544,7 @@ void Broker::Impl::ReadMonitor() {
       }
       if (id == ZMQ_EVENT_DISCONNECTED || id == ZMQ_EVENT_CLOSED) {
         shedder_.Closed(static_cast<int>(value));
+        if (gate_) gate_->Disconnected(static_cast<int>(value));
         continue;
       }
       if (id != ZMQ_EVENT_ACCEPT_FAILED) continue;
@@ -538,5 +640,7 @@ Result<BrokerStatus> Broker::status(std::chrono::milliseconds timeout) const {
 Epoch Broker::epoch() const { return impl_->epoch(); }
 
 std::string Broker::bound_endpoint() const { return impl_->bound(); }
+
+Status Broker::ReloadKeys() { return impl_->ReloadKeys(); }
 
 }  // namespace rejoin

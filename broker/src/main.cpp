@@ -25,6 +25,7 @@ void BlockStopSignals(sigset_t& set) {
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);  // reloads the keys file
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
@@ -71,6 +72,18 @@ int main(int argc, char** argv) {
   app.option_defaults()->group("Service");
   app.add_option("--endpoint", options.endpoint, "ZeroMQ endpoint to bind")
       ->capture_default_str();
+  app.option_defaults()->group("Security (docs/SECURITY.md)");
+  app.add_option("--curve-key", options.curve_key_file,
+                 "the broker's CURVE key pair file (rejoin-keygen); with "
+                 "--keys, every connection is encrypted and authenticated");
+  app.add_option("--keys", options.keys_file,
+                 "the keys file: which public keys may connect, as which "
+                 "principal, to call or serve which services; re-read on "
+                 "SIGHUP");
+  app.add_flag("--insecure", options.insecure,
+               "allow binding a non-loopback address without CURVE (anyone "
+               "who reaches it can act as any client or server)");
+  app.option_defaults()->group("Service");
   app.option_defaults()->group("Timing and recovery");
   app.add_option("--heartbeat-ms", heartbeat_ms, "heartbeat interval")
       ->capture_default_str()
@@ -246,8 +259,16 @@ int main(int argc, char** argv) {
     spdlog::info("rejoin-broker: admin endpoint {}", admin->bound_endpoint());
   }
   std::thread waiter([&] {
-    int sig = 0;
-    sigwait(&stop_signals, &sig);
+    for (;;) {
+      int sig = 0;
+      sigwait(&stop_signals, &sig);
+      if (sig != SIGHUP) break;
+      if (options.keys_file.empty()) {
+        spdlog::info("rejoin-broker: SIGHUP: no keys file to reload");
+        continue;
+      }
+      (void)(*broker)->ReloadKeys();  // logs what it did
+    }
     (*broker)->Stop();
   });
   rejoin::Status status = (*broker)->Run();

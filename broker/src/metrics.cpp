@@ -107,6 +107,13 @@ std::vector<MetricSample> BrokerMetrics(const BrokerStats& s) {
   m.Counter("connections_shed_total",
             "idle connections shut down because descriptors ran out",
             s.connections_shed);
+  m.Counter("not_authorized_total",
+            "messages refused: an id outside the sender's principal, or a "
+            "service it may not call or serve (CURVE)",
+            s.not_authorized);
+  m.Counter("revoked_messages_total",
+            "messages dropped because their key left the keys file",
+            s.revoked_messages);
   m.Gauge("retained_bytes",
           "request and response bytes the broker keeps for operations now",
           static_cast<double>(s.retained_bytes));

@@ -17,6 +17,7 @@
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <zmq.hpp>
@@ -223,14 +224,18 @@ int Salvage(const std::string& dir, bool yes) {
 }
 
 // Asks the admin endpoint for "status" and prints the answer.
-int BrokerStatus(const std::string& endpoint, bool json, int timeout_ms) {
+// Sends one admin request; the broker's JSON answer, or nullopt after
+// saying why on stderr.
+std::optional<nlohmann::json> AdminRequest(const std::string& endpoint,
+                                           std::string_view request,
+                                           int timeout_ms) {
   std::string reply;
   try {
     zmq::context_t context(1);
     zmq::socket_t socket(context, zmq::socket_type::req);
     socket.set(zmq::sockopt::linger, 0);
     socket.connect(endpoint);
-    socket.send(zmq::str_buffer("status"), zmq::send_flags::none);
+    socket.send(zmq::buffer(request), zmq::send_flags::none);
     zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
     zmq::poll(&item, 1, std::chrono::milliseconds(timeout_ms));
     zmq::message_t msg;
@@ -240,26 +245,40 @@ int BrokerStatus(const std::string& endpoint, bool json, int timeout_ms) {
                    "rejoin-ctl: no broker answered at %s within %d ms (is "
                    "it started with --admin %s?)\n",
                    endpoint.c_str(), timeout_ms, endpoint.c_str());
-      return 1;
+      return std::nullopt;
     }
     reply = msg.to_string();
   } catch (const zmq::error_t& e) {
     std::fprintf(stderr, "rejoin-ctl: %s: %s\n", endpoint.c_str(), e.what());
-    return 1;
+    return std::nullopt;
   }
-  const nlohmann::json st = nlohmann::json::parse(reply, nullptr, false);
+  nlohmann::json st = nlohmann::json::parse(reply, nullptr, false);
   if (st.is_discarded() || !st.is_object()) {
     std::fprintf(stderr,
                  "rejoin-ctl: %s answered something that is not "
                  "JSON\n",
                  endpoint.c_str());
-    return 1;
+    return std::nullopt;
   }
   if (st.contains("error")) {
     std::fprintf(stderr, "rejoin-ctl: broker: %s\n",
                  st["error"].get<std::string>().c_str());
-    return 1;
+    return std::nullopt;
   }
+  return st;
+}
+
+int ReloadKeys(const std::string& endpoint, int timeout_ms) {
+  if (!AdminRequest(endpoint, "reload-keys", timeout_ms)) return 1;
+  std::cout << "keys file reloaded\n";
+  return 0;
+}
+
+int BrokerStatus(const std::string& endpoint, bool json, int timeout_ms) {
+  const std::optional<nlohmann::json> answer =
+      AdminRequest(endpoint, "status", timeout_ms);
+  if (!answer) return 1;
+  const nlohmann::json& st = *answer;
   if (json) {
     std::cout << st.dump(2) << "\n";
     return 0;
@@ -359,6 +378,17 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(1, 600000));
 
+  CLI::App* reload = broker->add_subcommand(
+      "reload-keys",
+      "make a running broker read its keys file again (as SIGHUP does)");
+  reload
+      ->add_option("endpoint", endpoint,
+                   "the broker's admin endpoint (rejoin-broker --admin)")
+      ->required();
+  reload->add_option("--timeout-ms", timeout_ms, "how long to wait")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 600000));
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -368,5 +398,6 @@ int main(int argc, char** argv) {
   if (*inspect) return Inspect(dir, json);
   if (*salvage) return Salvage(dir, yes);
   if (*status) return BrokerStatus(endpoint, json, timeout_ms);
+  if (*reload) return ReloadKeys(endpoint, timeout_ms);
   return 2;
 }

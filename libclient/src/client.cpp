@@ -98,7 +98,7 @@ Result<std::unique_ptr<Client::Impl>> Client::Impl::Create(
     options.endpoint = hub->endpoint();
   } else {
     // A session of its own: a connection and I/O thread of its own.
-    auto started = client_internal::Hub::Start(options.endpoint);
+    auto started = client_internal::Hub::Start(options.endpoint, options.curve);
     if (!started.ok()) return started.status();
     hub = std::move(started).value();
   }

@@ -29,11 +29,18 @@ std::chrono::milliseconds CeilMs(Hub::Clock::duration d) {
 
 }  // namespace
 
-Result<std::shared_ptr<Hub>> Hub::Start(const std::string& endpoint) {
+Result<std::shared_ptr<Hub>> Hub::Start(const std::string& endpoint,
+                                        const CurveOptions& curve) {
   if (endpoint.empty()) {
     return Status(ErrorCode::kInvalidArgument, "endpoint is empty");
   }
-  std::shared_ptr<Hub> hub(new Hub(endpoint));
+  std::optional<transport::CurveKeys> keys;
+  if (curve.enabled()) {
+    Result<transport::CurveKeys> loaded = transport::LoadCurveKeys(curve);
+    if (!loaded.ok()) return loaded.status();
+    keys = std::move(*loaded);
+  }
+  std::shared_ptr<Hub> hub(new Hub(endpoint, std::move(keys)));
   hub->wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (hub->wake_fd_ < 0) {
     return Status(ErrorCode::kIoError,
@@ -53,7 +60,8 @@ Result<std::shared_ptr<Hub>> Hub::Start(const std::string& endpoint) {
   return hub;
 }
 
-Hub::Hub(std::string endpoint) : endpoint_(std::move(endpoint)) {
+Hub::Hub(std::string endpoint, std::optional<transport::CurveKeys> curve)
+    : endpoint_(std::move(endpoint)), curve_(std::move(curve)) {
   last_send_ = last_recv_ = Clock::now();
 }
 
@@ -74,7 +82,7 @@ Status Hub::OpenLink() {
   // ZMQ_IMMEDIATE (set by the Link) keeps a REQUEST that cannot leave in
   // its member's send queue; it goes after the next WELCOME.
   Result<std::unique_ptr<transport::Link>> link =
-      transport::Link::Open(context_, endpoint_);
+      transport::Link::Open(context_, endpoint_, curve_ ? &*curve_ : nullptr);
   if (!link.ok()) return link.status();
   link_ = std::move(*link);
   return Status::Ok();
@@ -461,8 +469,8 @@ void Hub::HandleTimers(TimePoint now) {
 namespace rejoin {
 
 Result<std::shared_ptr<ClientConnection>> ClientConnection::Open(
-    const std::string& endpoint) {
-  auto hub = client_internal::Hub::Start(endpoint);
+    const std::string& endpoint, const CurveOptions& curve) {
+  auto hub = client_internal::Hub::Start(endpoint, curve);
   if (!hub.ok()) return hub.status();
   return std::shared_ptr<ClientConnection>(
       new ClientConnection(std::move(hub).value()));

@@ -24,6 +24,7 @@
 #include <cstddef>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -43,7 +44,10 @@ class Hub {
   using TimePoint = Clock::time_point;
 
   // Opens the link and starts the thread.
-  static Result<std::shared_ptr<Hub>> Start(const std::string& endpoint);
+  // With `curve` enabled, the connection speaks CurveZMQ with its keys
+  // (read here: a bad key file fails Start).
+  static Result<std::shared_ptr<Hub>> Start(const std::string& endpoint,
+                                            const CurveOptions& curve = {});
   ~Hub();
   Hub(const Hub&) = delete;
   Hub& operator=(const Hub&) = delete;
@@ -79,7 +83,7 @@ class Hub {
   TimePoint last_send() const { return last_send_; }
 
  private:
-  explicit Hub(std::string endpoint);
+  Hub(std::string endpoint, std::optional<transport::CurveKeys> curve);
   // Makes the thread's poll return (the eventfd).
   void Wake();
   Status OpenLink();
@@ -98,6 +102,7 @@ class Hub {
   void Release(std::vector<Client::Impl*>& detached);
 
   const std::string endpoint_;
+  const std::optional<transport::CurveKeys> curve_;
   zmq::context_t context_{1};
   std::unique_ptr<transport::Link> link_;
   PreciseTimer timer_;

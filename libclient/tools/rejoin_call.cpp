@@ -66,8 +66,18 @@ int main(int argc, char** argv) {
   std::string payload;
   bool list = false;
   std::uint64_t collect = 0;
+  rejoin::CurveOptions curve;
+  std::string principal;
   app.add_option("--endpoint", endpoint, "broker endpoint")
       ->capture_default_str();
+  app.add_option("--curve-key", curve.key_file,
+                 "this process's CURVE key pair file (rejoin-keygen), for a "
+                 "broker that runs with CURVE");
+  app.add_option("--broker-key", curve.broker_key_file,
+                 "the broker's public key file (with --curve-key)");
+  app.add_option("--principal", principal,
+                 "the principal the broker's keys file names for this key: "
+                 "a random session id is put in its namespace (NAME/...)");
   app.add_option("--service", service, "service name");
   app.add_option("--session", session,
                  "durable session id (default: random, memory journal)");
@@ -98,7 +108,11 @@ int main(int argc, char** argv) {
 
   rejoin::ClientOptions options;
   options.endpoint = endpoint;
-  options.session_id = session.empty() ? RandomSessionId() : session;
+  options.curve = curve;
+  options.session_id = !session.empty() ? session
+                       : principal.empty()
+                           ? RandomSessionId()
+                           : principal + "/" + RandomSessionId();
   options.journal_dir = journal;
   options.durability = journal.empty() ? rejoin::Durability::kMemory
                                        : rejoin::Durability::kProcess;

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <set>
 #include <thread>
 #include <utility>
@@ -110,8 +111,15 @@ class Server::Impl {
     // The first socket is made here so that a bad endpoint is reported by
     // Open; the I/O thread takes it over (thread start is the barrier
     // libzmq asks for when a socket changes threads).
+    std::optional<transport::CurveKeys> curve;
+    if (options_.curve.enabled()) {
+      Result<transport::CurveKeys> keys =
+          transport::LoadCurveKeys(options_.curve);
+      if (!keys.ok()) return keys.status();
+      curve = std::move(*keys);
+    }
     Result<std::unique_ptr<Link>> link =
-        Link::Open(context_, options_.endpoint);
+        Link::Open(context_, options_.endpoint, curve ? &*curve : nullptr);
     if (!link.ok()) return InvalidArgument(link.status().message());
     Result<std::unique_ptr<WorkerPool>> pool = WorkerPool::Start(
         services_, options_.inline_handlers ? 0 : options_.concurrency,

@@ -29,3 +29,14 @@ target_include_directories(broker_core_test PRIVATE
 rejoin_add_test(broker_forgotten_test LABEL unit
   SOURCES broker/broker_forgotten_test.cpp
   LIBS rejoin::broker rejoin::proto rejoin::transport rejoin_e2e_harness)
+# CURVE, principals and authorization (docs/SECURITY.md): a real broker
+# with a keys file, real endpoints and hostile hand-made ones.
+rejoin_add_test(broker_curve_test LABEL unit
+  SOURCES broker/broker_curve_test.cpp broker/broker_principal_test.cpp
+  LIBS rejoin::broker rejoin::client rejoin::server rejoin::proto
+    rejoin::transport)
+rejoin_add_test(access_test LABEL unit
+  SOURCES broker/access_test.cpp
+  LIBS rejoin::broker rejoin::proto rejoin::transport)
+target_include_directories(access_test PRIVATE
+  ${PROJECT_SOURCE_DIR}/broker/src)

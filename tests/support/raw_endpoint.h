@@ -15,15 +15,23 @@
 
 #include "rejoin/proto/codec.h"
 #include "rejoin/proto/messages.h"
+#include "rejoin/transport/curve.h"
 #include "rejoin/transport/wire.h"
 
 namespace rejoin::testing {
 
 class RawEndpoint {
  public:
-  RawEndpoint(zmq::context_t& ctx, const std::string& endpoint)
+  // With `curve`, the connection speaks CurveZMQ with those keys.
+  RawEndpoint(zmq::context_t& ctx, const std::string& endpoint,
+              const transport::CurveKeys* curve = nullptr)
       : socket_(ctx, zmq::socket_type::dealer) {
     socket_.set(zmq::sockopt::linger, 0);
+    if (curve != nullptr) {
+      socket_.set(zmq::sockopt::curve_serverkey, curve->broker_key);
+      socket_.set(zmq::sockopt::curve_publickey, curve->own.public_key);
+      socket_.set(zmq::sockopt::curve_secretkey, curve->own.secret_key);
+    }
     socket_.connect(endpoint);
   }
   // A header-only message (not REQUEST or RESPONSE).

@@ -289,6 +289,7 @@ void BrokerCore::AdmitServer(const std::string& route, const Hello& hello,
   srv.holder =
       Holder{route, hello.incarnation, hello.journal_id, true, now, {}};
   srv.services = hello.services;
+  srv.principal = std::string(principal_);
   srv.credit_limit = 1;
   for (const ServiceSpec& spec : hello.services) {
     srv.credit_limit = std::max(srv.credit_limit, spec.credit);

@@ -46,7 +46,10 @@ void BrokerCore::Start(Time now) {
 }
 
 void BrokerCore::OnMessage(const std::string& route, Message& msg,
-                           InFrames& frames, Time now) {
+                           InFrames& frames, Time now,
+                           std::string_view principal) {
+  principal_ = principal;
+  if (access_ != nullptr && !Permitted(route, msg)) return;
   switch (TypeOf(msg)) {
     case MessageType::kHello:
       OnHello(route, std::get<Hello>(msg), now);

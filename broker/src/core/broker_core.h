@@ -48,6 +48,7 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "access.h"
 #include "core/tables.h"
 #include "forgotten.h"
 #include "rejoin/broker/broker.h"
@@ -117,9 +118,15 @@ class BrokerCore {
   // The broker starts serving: the grace period runs from `now`.
   void Start(Time now);
 
-  // A decoded message from the connection `route`.
+  // The keys file in force (access.h), owned by the shell, which sets it
+  // again after each reload; nullptr (the default): no CURVE, every peer is
+  // the anonymous principal and nothing is checked.
+  void SetAccessPolicy(const AccessPolicy* policy) { access_ = policy; }
+  // A decoded message from the connection `route`, sent by `principal`
+  // (the name the keys file gives the key it was authenticated with; empty
+  // without CURVE).
   void OnMessage(const std::string& route, Message& msg, InFrames& frames,
-                 Time now);
+                 Time now, std::string_view principal = {});
   // A message that did not decode: `status` says why; `header` is its
   // header (empty when the framing itself was bad).
   void OnUndecodable(const std::string& route, const Status& status,
@@ -156,6 +163,22 @@ class BrokerCore {
   void OnProbeReply(const std::string& route, const ProbeReply& reply,
                     Time now);
   void OnGoodbye(const std::string& route, const Goodbye& goodbye, Time now);
+
+  // ---- principals (access_checks.cpp) --------------------------------------
+  // The ids `msg` names for its sender belong to the sender's principal,
+  // and a server's HELLO lists only services it may serve: false after
+  // answering ERROR not_authorized (docs/SECURITY.md).
+  bool Permitted(const std::string& route, const Message& msg);
+  // The principal of the message being handled may call / serve `service`
+  // (always, without a keys file).
+  bool MayCall(const std::string& service) const {
+    return access_ == nullptr || access_->MayCall(principal_, service);
+  }
+  bool MayServe(const std::string& service) const {
+    return access_ == nullptr || access_->MayServe(principal_, service);
+  }
+  void NotAuthorized(const std::string& route, std::string text,
+                     MessageType ref, const SessionId& sid = {}, Seq seq = 0);
 
   // ---- admission and fencing (admission.cpp) -------------------------------
   // The server connection `c` (from `route`) holds, while it is that
@@ -316,6 +339,9 @@ class BrokerCore {
   const BrokerOptions options_;
   const Epoch epoch_;
   Outbox& out_;
+  const AccessPolicy* access_ = nullptr;
+  // The sender of the message being handled (valid during OnMessage).
+  std::string_view principal_;
   std::unordered_map<std::string, std::vector<HeldReplay>> held_;
   Time held_due_ = Time::max();
   Time start_{};

@@ -49,6 +49,20 @@ void BrokerCore::OnRequest(const std::string& route, const Request& req,
         ReplayResponse(req.session, s, t, now);
         return;
       case Phase::kDispatched: {
+        if (access_ != nullptr && t.service.empty()) {
+          // Known only from a server's report: that server must be one
+          // that may serve what the client asks for, or its report was a
+          // claim on a request it never had.
+          auto holder = servers_.find(t.server);
+          if (holder == servers_.end() ||
+              !access_->MayServe(holder->second.principal, req.service)) {
+            Bump(counters_.not_authorized);
+            ReleaseOne(s, it);
+            it = s.ops.end();
+            break;
+          }
+          t.service = req.service;
+        }
         if (!t.has_request) {
           const std::size_t before = TrackBytes(t);
           t.request_header = frames.TakeHeader();
@@ -87,6 +101,16 @@ void BrokerCore::OnRequest(const std::string& route, const Request& req,
     return;
   }
 
+  if (!MayCall(req.service)) {
+    // Answered like a service that cannot be reached: the call completes
+    // with not_authorized, and the answer is kept for its resends.
+    Bump(counters_.not_authorized);
+    LogOnce("may-not-call:" + std::string(principal_) + ":" + req.service,
+            "principal '" + Printable(principal_) + "' may not call '" +
+                Printable(req.service) + "': answered not_authorized");
+    Answer(req.session, s, req.seq, ErrorCode::kNotAuthorized);
+    return;
+  }
   if (frames.payload().size() > options_.max_message_bytes) {
     Bump(counters_.too_large);
     Answer(req.session, s, req.seq, ErrorCode::kTooLarge);
@@ -486,6 +510,13 @@ void BrokerCore::OnResponse(const std::string& route, const Response& resp,
       // is answered by that one. This server learns on release.
       return;
     }
+    if (access_ != nullptr && t.phase != Phase::kDispatched &&
+        (s.servers.count(server_id) == 0 || !MayServe(t.service))) {
+      // Queued or held, dispatched to nobody: only a server that reported
+      // the session and may serve the operation's service can hold it.
+      Bump(counters_.not_authorized);
+      return;
+    }
     service = t.service;
     if (t.phase == Phase::kDispatched && t.dispatched != Time{}) {
       latency_.Observe(static_cast<std::uint64_t>(
@@ -505,7 +536,8 @@ void BrokerCore::OnResponse(const std::string& route, const Response& resp,
     if (s.holder.alive) {
       SendEnvelope(s.holder.route, t.response_header, t.response_payload);
     }
-  } else if (s.holder.alive && resp.seq >= 1) {
+  } else if (s.holder.alive && resp.seq >= 1 &&
+             (access_ == nullptr || s.servers.count(server_id) != 0)) {
     // Untracked (broker restarted, or already released): the client
     // deduplicates, and a response it is waiting for must not be lost.
     zmq::message_t header = frames.TakeHeader();

@@ -128,6 +128,7 @@ BrokerStats BrokerCore::Snapshot() const {
   s.forgotten_routed = v(c.forgotten_routed);
   s.forgotten_in_doubt = v(c.forgotten_in_doubt);
   s.conflicts = v(c.conflicts);
+  s.not_authorized = v(c.not_authorized);
   s.retained_bytes = v(c.retained_bytes);
   s.accept_failures = v(c.accept_failures);
   return s;

@@ -44,7 +44,7 @@ struct Counters {
       connections{0}, servers{0}, grace_ms{0}, grace_ended_early{0},
       roster_servers{0}, servers_silent{0}, forgotten_sessions{0},
       forgotten_dropped{0}, forgotten_routed{0}, forgotten_in_doubt{0},
-      conflicts{0}, refused_connection{0};
+      conflicts{0}, refused_connection{0}, not_authorized{0};
 };
 
 // Text a peer sent, made safe for one log line: every byte outside printable
@@ -146,6 +146,8 @@ struct Session {
 
 struct ServerPeer {
   Holder holder;
+  // The principal its connection authenticated as (empty without CURVE).
+  std::string principal;
   JournalId previous_journal = 0;
   std::vector<ServiceSpec> services;
   std::uint32_t credit_limit = 1;

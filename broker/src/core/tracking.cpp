@@ -155,8 +155,19 @@ void BrokerCore::OnStateExchange(const std::string& route,
     s.servers.insert(server_id);
     std::vector<Seq> to_ask;
     for (const HeldOp& op : sv.held) {
-      s.highest = std::max(s.highest, op.seq);
       auto it = s.ops.find(op.seq);
+      if (access_ != nullptr &&
+          (it == s.ops.end() ? (s.client_seen && op.seq > s.highest)
+                             : (!it->second.service.empty() &&
+                                !MayServe(it->second.service)))) {
+        // With a keys file a server reports only operations of services
+        // it may serve, and none the session's client has not issued: a
+        // claim on a future seq would capture its request (the seq is
+        // tracked as held by that server).
+        Bump(counters_.not_authorized);
+        continue;
+      }
+      s.highest = std::max(s.highest, op.seq);
       if (it == s.ops.end()) {
         Track& t = NewTrack(s, op.seq);
         t.phase = Phase::kDispatched;

@@ -76,10 +76,11 @@ Status CheckEndpoint(const std::string& endpoint, bool bind) {
 }
 
 Result<std::unique_ptr<Link>> Link::Open(zmq::context_t& context,
-                                         const std::string& endpoint) {
+                                         const std::string& endpoint,
+                                         const CurveKeys* curve) {
   if (Status s = CheckEndpoint(endpoint, /*bind=*/false); !s.ok()) return s;
   try {
-    return std::unique_ptr<Link>(new Link(context, endpoint));
+    return std::unique_ptr<Link>(new Link(context, endpoint, curve));
   } catch (const zmq::error_t& e) {
     const bool bad_endpoint = e.num() == EINVAL || e.num() == EPROTONOSUPPORT ||
                               e.num() == ENOCOMPATPROTO;
@@ -89,9 +90,15 @@ Result<std::unique_ptr<Link>> Link::Open(zmq::context_t& context,
   }
 }
 
-Link::Link(zmq::context_t& context, const std::string& endpoint)
+Link::Link(zmq::context_t& context, const std::string& endpoint,
+           const CurveKeys* curve)
     : socket_(context, zmq::socket_type::dealer),
       monitor_(context, zmq::socket_type::pair) {
+  if (curve != nullptr) {
+    socket_.set(zmq::sockopt::curve_serverkey, curve->broker_key);
+    socket_.set(zmq::sockopt::curve_publickey, curve->own.public_key);
+    socket_.set(zmq::sockopt::curve_secretkey, curve->own.secret_key);
+  }
   socket_.set(zmq::sockopt::immediate, 1);
   socket_.set(zmq::sockopt::linger, 0);
   socket_.set(zmq::sockopt::reconnect_ivl, kReconnectIvlMs);

@@ -104,8 +104,18 @@ ReadResult Reader::Next(zmq::socket_t& socket, Frames& out) {
           (void)socket.recv(batch_.back(), zmq::recv_flags::none);
           more = batch_.back().more();
         }
+        if (authenticated_) {
+          // Every frame of a connection carries its metadata; the first
+          // data frame is read (the routing id frame is made by the
+          // ROUTER).
+          zmq::message_t& data = batch_.empty() ? first : batch_.front();
+          const char* uid = zmq_msg_gets(data.handle(), "User-Id");
+          user_id_.assign(uid != nullptr ? uid : "");
+        }
         if (batch_.empty()) {  // a routing id alone: count 0, malformed
           out.route = route_;
+          out.user_id = user_id_;
+          out.source_fd = source_fd_;
           return ReadResult::kMessage;
         }
       }
@@ -117,6 +127,8 @@ ReadResult Reader::Next(zmq::socket_t& socket, Frames& out) {
         continue;  // an empty pack frame holds nothing: read on
       }
       out.route = route_;
+      out.user_id = user_id_;
+      out.source_fd = source_fd_;
       header_frame_ = next_++;
       header_ = frame;
       out.count = 1;
@@ -141,6 +153,8 @@ ReadResult Reader::Next(zmq::socket_t& socket, Frames& out) {
 bool Reader::NextPacked(Frames& out) {
   if (pack_pos_ >= pack_.size()) return false;
   out.route = route_;
+  out.user_id = user_id_;
+  out.source_fd = source_fd_;
   std::string_view rest = pack_.substr(pack_pos_);
   // Ends the pack frame here, and with it the batch when nothing after this
   // point can be told apart.

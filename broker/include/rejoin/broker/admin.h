@@ -1,9 +1,11 @@
 // The broker's admin endpoint: a ZeroMQ REP socket of its own, apart from
 // the endpoint clients and servers use, that answers the request "status"
-// with the broker's status (Broker::status) as one JSON document. It is what
-// `rejoin-ctl broker status` asks. Off unless `rejoin-broker --admin` names
-// an endpoint; bind it to loopback: anyone who reaches it reads the broker's
-// sessions, servers and counters (libproto/FLOWS.md §11).
+// with the broker's status (Broker::status) as one JSON document, and
+// "reload-keys" by re-reading the keys file (Broker::ReloadKeys). It is what
+// `rejoin-ctl broker status` and `rejoin-ctl broker reload-keys` ask. Off
+// unless `rejoin-broker --admin` names an endpoint; bind it to loopback: anyone
+// who reaches it reads the broker's sessions, servers and counters
+// (libproto/FLOWS.md §11).
 #pragma once
 
 #include <atomic>
@@ -25,7 +27,7 @@ class AdminServer {
   // `broker` must outlive the server. kInvalidArgument (endpoint),
   // kIoError (bind).
   static Result<std::unique_ptr<AdminServer>> Start(const std::string& endpoint,
-                                                    const Broker* broker);
+                                                    Broker* broker);
   ~AdminServer();
   AdminServer(const AdminServer&) = delete;
   AdminServer& operator=(const AdminServer&) = delete;
@@ -37,7 +39,7 @@ class AdminServer {
   void Serve();
   struct Sockets;
   std::unique_ptr<Sockets> sockets_;
-  const Broker* broker_ = nullptr;
+  Broker* broker_ = nullptr;
   std::string bound_;
   std::atomic<bool> stop_{false};
   std::thread thread_;

@@ -34,6 +34,16 @@ inline constexpr std::uint64_t kReplayHoldInFlight = 16;
 
 struct BrokerOptions {
   std::string endpoint = "tcp://127.0.0.1:5555";
+  // CurveZMQ (docs/SECURITY.md): the broker's key pair file and the keys
+  // file (who may connect, as which principal, to call and serve what).
+  // Both or neither. With them every connection is encrypted and
+  // authenticated, and ids are bound to principals; without them peers are
+  // anonymous and trusted, and the endpoint must be a loopback address
+  // (tcp://127.0.0.1, tcp://[::1], tcp://localhost), ipc or inproc unless
+  // `insecure` is set.
+  std::string curve_key_file;
+  std::string keys_file;
+  bool insecure = false;
   std::chrono::milliseconds heartbeat{200};
   std::chrono::milliseconds grace{500};
   // Path of the roster file (PROTOCOL.md §6.5): the server ids that have
@@ -163,6 +173,11 @@ struct BrokerStats {
   // Connections shut down after a window of silence because descriptors
   // ran out (FLOWS.md §10).
   std::uint64_t connections_shed = 0;
+  // Messages refused because their sender's principal may not name that id
+  // or call or serve that service (ERROR or RESPONSE not_authorized), and
+  // messages dropped because their key is no longer in the keys file.
+  std::uint64_t not_authorized = 0;
+  std::uint64_t revoked_messages = 0;
 };
 
 // What the broker holds now, for operators (rejoin-ctl broker status, the
@@ -249,6 +264,15 @@ class Broker {
   Result<BrokerStatus> status(std::chrono::milliseconds timeout =
                                   std::chrono::milliseconds(1000)) const;
   Epoch epoch() const;
+  // Reads the keys file again (BrokerOptions::keys_file) and, when it
+  // parses, puts it in force at the broker's next turn, before any handshake
+  // that turn judges (so every handshake that begins after the call is
+  // judged by the new file): connections whose key it no longer lists are
+  // closed and their sessions and server ids dropped. A file that does not
+  // parse changes nothing and is reported (kInvalidArgument with the line,
+  // kNotFound, kIoError); kUnavailable when the broker runs without CURVE. Any
+  // thread (a SIGHUP handler's).
+  Status ReloadKeys();
   // The endpoint actually bound (resolves "tcp://127.0.0.1:*").
   std::string bound_endpoint() const;
 

@@ -32,6 +32,11 @@ namespace rejoin {
 struct ClientOptions {
   // The broker. Ignored when `connection` is set (its endpoint applies).
   std::string endpoint = "tcp://127.0.0.1:5555";
+  // CurveZMQ keys for a broker that requires them (docs/SECURITY.md).
+  // Ignored when `connection` is set (its keys apply). With CURVE the
+  // session id must begin with the principal the broker's keys file names
+  // for this key, then '/': "alice/orders".
+  CurveOptions curve;
   // Instead of a socket and I/O thread of its own: carry this session over
   // a connection shared with other sessions of the process (connection.h).
   std::shared_ptr<ClientConnection> connection;

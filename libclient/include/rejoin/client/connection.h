@@ -20,6 +20,7 @@
 #include <memory>
 #include <string>
 
+#include "rejoin/proto/curve_options.h"
 #include "rejoin/proto/status.h"
 
 namespace rejoin {
@@ -31,9 +32,12 @@ class Hub;
 class ClientConnection {
  public:
   // Creates the socket, starts connecting to `endpoint` and starts the I/O
-  // thread. Errors: kInvalidArgument (an endpoint libzmq rejects), kIoError.
+  // thread; with `curve` enabled the connection speaks CurveZMQ (the keys
+  // are read here). Errors: kInvalidArgument (an endpoint libzmq rejects,
+  // a bad key file), kNotFound (a key file), kUnavailable (no CURVE in
+  // libzmq), kIoError.
   static Result<std::shared_ptr<ClientConnection>> Open(
-      const std::string& endpoint);
+      const std::string& endpoint, const CurveOptions& curve = {});
 
   ~ClientConnection();
   ClientConnection(const ClientConnection&) = delete;

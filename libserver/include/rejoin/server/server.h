@@ -20,6 +20,7 @@
 #include <string_view>
 #include <vector>
 
+#include "rejoin/proto/curve_options.h"
 #include "rejoin/proto/status.h"
 #include "rejoin/proto/types.h"
 
@@ -31,6 +32,19 @@ struct RequestView {
   Seq seq = 0;
   std::string_view service;
   std::string_view payload;
+
+  // The calling principal: the session id up to its first '/'
+  // ("alice/orders" -> "alice"; empty without one). Behind a broker that
+  // runs with CURVE and a keys file, a session id always begins with the
+  // name of the principal that authenticated (docs/SECURITY.md), so a
+  // handler may base its own decisions on it; behind a broker without
+  // CURVE, any client may name any id and this proves nothing.
+  std::string_view principal() const {
+    const std::size_t slash = session.find('/');
+    return slash == SessionId::npos
+               ? std::string_view()
+               : std::string_view(session).substr(0, slash);
+  }
 };
 
 // What a handler returns. kOk or kHandlerFailed (the payload reaches the
@@ -62,6 +76,10 @@ struct ServiceOptions {
 
 struct ServerOptions {
   std::string endpoint = "tcp://127.0.0.1:5555";
+  // CurveZMQ keys for a broker that requires them (docs/SECURITY.md). With
+  // CURVE the server id must begin with the principal the broker's keys
+  // file names for this key, then '/': "billing/server-1".
+  CurveOptions curve;
   std::string server_id;    // durable id, printable ASCII; required
   std::string journal_dir;  // required unless durability is kMemory
   Durability durability = Durability::kProcess;

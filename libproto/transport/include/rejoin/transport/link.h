@@ -28,6 +28,7 @@
 
 #include "rejoin/proto/messages.h"
 #include "rejoin/proto/status.h"
+#include "rejoin/transport/curve.h"
 #include "rejoin/transport/wire.h"
 
 namespace rejoin::transport {
@@ -51,9 +52,12 @@ class Link {
   };
 
   // Creates both sockets and starts connecting to `endpoint`. Each Link gets
-  // its own inproc monitor address, unique within the process.
+  // its own inproc monitor address, unique within the process. With `curve`
+  // the connection speaks CurveZMQ with those keys; a broker that refuses
+  // them fails the handshake, which libzmq retries (kConnected never comes).
   static Result<std::unique_ptr<Link>> Open(zmq::context_t& context,
-                                            const std::string& endpoint);
+                                            const std::string& endpoint,
+                                            const CurveKeys* curve = nullptr);
   ~Link();
   Link(const Link&) = delete;
   Link& operator=(const Link&) = delete;
@@ -89,7 +93,8 @@ class Link {
   void SetLinger(std::chrono::milliseconds linger);
 
  private:
-  Link(zmq::context_t& context, const std::string& endpoint);
+  Link(zmq::context_t& context, const std::string& endpoint,
+       const CurveKeys* curve);
 
   zmq::socket_t socket_;
   zmq::socket_t monitor_;

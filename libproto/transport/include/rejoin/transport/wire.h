@@ -43,6 +43,12 @@ struct Frames {
   std::string_view header;   // the header
   std::string_view payload;  // its payload, if any
   std::size_t count = 0;     // 1, or 2 with a payload; 0: malformed framing
+  // Readers made with `authenticated`: the User-Id the ZAP handler gave the
+  // sender's connection (empty when none). Every reader: the connection's
+  // descriptor (ZMQ_SRCFD; -1 when unknown). Both are the same for every
+  // message of a batch.
+  std::string_view user_id;
+  int source_fd = -1;
 };
 
 enum class ReadResult { kMessage, kNothing, kClosed };
@@ -61,7 +67,10 @@ enum class ReadResult { kMessage, kNothing, kClosed };
 // rest of that pack frame is dropped.
 class Reader {
  public:
-  explicit Reader(bool routed) : routed_(routed) {}
+  // `authenticated`: fill Frames::user_id from each batch's metadata (a
+  // ROUTER whose handshakes a ZAP handler authenticates).
+  explicit Reader(bool routed, bool authenticated = false)
+      : routed_(routed), authenticated_(authenticated) {}
   ReadResult Next(zmq::socket_t& socket, Frames& out);
   // The header and payload of the message Next() handed out last, to keep:
   // moved out when they came as frames of their own, copied out of their
@@ -69,9 +78,6 @@ class Reader {
   zmq::message_t TakeHeader();
   zmq::message_t TakePayload();
   std::uint64_t dropped_frames() const { return dropped_frames_; }
-  // The descriptor of the connection the message Next() handed out last
-  // came from (ZMQ_SRCFD), or -1.
-  int source_fd() const { return source_fd_; }
   // Messages of the last batch not yet handed out.
   bool buffered() const {
     return next_ < batch_.size() || pack_pos_ < pack_.size();
@@ -84,7 +90,9 @@ class Reader {
 
   static constexpr std::size_t kNone = static_cast<std::size_t>(-1);
   bool routed_;
+  bool authenticated_;
   std::string route_;
+  std::string user_id_;
   int source_fd_ = -1;
   std::vector<zmq::message_t> batch_;
   std::size_t next_ = 0;
