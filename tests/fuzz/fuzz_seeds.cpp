@@ -4,8 +4,10 @@
 //   DIR/batch    batches and pack frames as the transport's Batch sends them;
 //   DIR/journal  journal directories written by seeded workloads, some with
 //                compaction, some with a torn tail;
-//   DIR/roster   roster files as the broker writes them.
-// Usage: fuzz_seeds DIR. Deterministic: the same files every run.
+//   DIR/roster   roster files as the broker writes them;
+//   DIR/keys     keys files with fresh CURVE keys.
+// Usage: fuzz_seeds DIR. Deterministic but for the CURVE keys, which are
+// drawn afresh.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -21,6 +23,7 @@
 #include "proto/codec_samples.h"
 #include "rejoin/proto/codec.h"
 #include "rejoin/proto/journal.h"
+#include "rejoin/transport/curve.h"
 #include "rejoin/transport/wire.h"
 #include "roster.h"
 #include "support/fault_env.h"
@@ -163,6 +166,21 @@ bool RosterSeeds(const std::filesystem::path& dir) {
          Write(dir, "full", EncodeRoster(full));
 }
 
+bool KeysSeeds(const std::filesystem::path& dir) {
+  Result<transport::KeyPair> a = transport::GenerateKeyPair();
+  Result<transport::KeyPair> b = transport::GenerateKeyPair();
+  if (!a.ok() || !b.ok()) {
+    std::fprintf(stderr, "cannot generate CURVE keys\n");
+    return false;
+  }
+  const std::string text = "# tellers and the bank\nprincipal alice key " +
+                           a->public_key + "\nprincipal bank key " +
+                           b->public_key +
+                           "\nallow alice call bank.*\n"
+                           "allow bank serve bank.[a-z]*\nallow * call ping\n";
+  return Write(dir, "keys", text);
+}
+
 }  // namespace
 }  // namespace rejoin::fuzz
 
@@ -174,6 +192,7 @@ int main(int argc, char** argv) {
   const std::filesystem::path dir(argv[1]);
   using namespace rejoin::fuzz;
   const bool ok = CodecSeeds(dir / "codec") && BatchSeeds(dir / "batch") &&
-                  JournalSeeds(dir / "journal") && RosterSeeds(dir / "roster");
+                  JournalSeeds(dir / "journal") &&
+                  RosterSeeds(dir / "roster") && KeysSeeds(dir / "keys");
   return ok ? 0 : 1;
 }
