@@ -2,18 +2,22 @@
 # Installs the Debian packages rejoin's build, tests and tools need, and
 # nothing else. Idempotent: packages already present are left alone, and apt
 # is not touched at all when nothing is missing.
-# Usage: scripts/setup.sh [--bench]
+# Usage: scripts/setup.sh [--bench] [--fuzz]
 #   --bench  also the systems rejoin-bench compares rejoin with: nats-server
 #            and libnats-dev (NATS), mosquitto and libmosquitto-dev (MQTT).
 #            The benchmark starts its own servers on free loopback ports; a
 #            mosquitto service the package may have started is not used.
+#   --fuzz   also clang and its runtimes (libFuzzer, the sanitizers) for
+#            scripts/fuzz.sh.
 set -euo pipefail
 
 bench=0
+fuzz=0
 for arg in "$@"; do
   case "$arg" in
     --bench) bench=1 ;;
-    *) echo "setup: unknown argument $arg (usage: setup.sh [--bench])" >&2; exit 2 ;;
+    --fuzz) fuzz=1 ;;
+    *) echo "setup: unknown argument $arg (usage: setup.sh [--bench] [--fuzz])" >&2; exit 2 ;;
   esac
 done
 
@@ -30,6 +34,9 @@ packages=(
 )
 if [ "$bench" = 1 ]; then
   packages+=(nats-server libnats-dev mosquitto libmosquitto-dev)
+fi
+if [ "$fuzz" = 1 ]; then
+  packages+=(clang-14 libclang-rt-14-dev)
 fi
 
 missing=()

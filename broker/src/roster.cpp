@@ -140,6 +140,11 @@ Result<RosterContents> DecodeRoster(std::string_view text) {
     if (!out.servers.emplace(id).second) {
       return Corrupt("server listed twice on line " + std::to_string(i + 1));
     }
+    // The writer lists them sorted; a file in another order was not written
+    // by a broker.
+    if (*out.servers.rbegin() != id) {
+      return Corrupt("server out of order on line " + std::to_string(i + 1));
+    }
   }
   std::string_view count_text;
   std::size_t count = 0;

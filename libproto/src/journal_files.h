@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -147,11 +148,14 @@ class Journal::Files {
                       bool checksummed, std::string* torn, ReplayContext* ctx);
   Status DamageAt(const std::string& name, std::size_t offset,
                   const std::string& what, ReplayContext* ctx);
-  // Cuts a torn tail at `offset` (removes the segment when 0) and reports
-  // it; a read-only Files only reports it.
-  Status CutTail(JournalWritableFile* file, const std::string& name,
-                 std::size_t offset, std::size_t size, std::string reason,
-                 Journal& j);
+  // Reports a torn tail of the last segment at `offset` (the whole segment
+  // when 0). The cut itself waits for ApplyCut, once replay has succeeded:
+  // an open that fails changes nothing. A read-only Files only reports it.
+  void CutTail(const std::string& name, std::size_t offset, std::size_t size,
+               std::string reason, Journal& j);
+  // Makes the cut CutTail reported, if any: truncates segment_file_ or
+  // removes the segment.
+  Status ApplyCut();
   // Applies one checksummed record. Returns a fatal error, or ok with
   // *problem set when the record is damaged (handled like a bad checksum).
   Status ReplayRecord(journal_internal::RecordType type, std::string_view body,
@@ -177,6 +181,12 @@ class Journal::Files {
   Seen seen_;
   std::unique_ptr<JournalFileLock> lock_;
   std::unique_ptr<JournalWritableFile> segment_file_;
+  // The torn tail CutTail reported and ApplyCut makes.
+  struct PendingCut {
+    std::string name;
+    std::size_t offset = 0;
+  };
+  std::optional<PendingCut> pending_cut_;
   std::uint64_t segment_number_ = 0;
   std::size_t segment_size_ = 0;
   std::vector<std::uint64_t> older_segments_;

@@ -159,29 +159,33 @@ Status Journal::Files::ReplayRecord(RecordType type, std::string_view body,
   return Status::Ok();
 }
 
-Status Journal::Files::CutTail(JournalWritableFile* file,
-                               const std::string& name, std::size_t offset,
-                               std::size_t size, std::string reason,
-                               Journal& j) {
+void Journal::Files::CutTail(const std::string& name, std::size_t offset,
+                             std::size_t size, std::string reason, Journal& j) {
   ReplayReport& r = j.report_;
   r.truncated_bytes += size - offset;
   r.truncated_segment = name;
   r.truncated_offset = offset;
   r.truncated_reason = std::move(reason);
-  if (read_only_) return Status::Ok();
-  std::string path = Path(name);
-  if (offset == 0) {
+  if (!read_only_) pending_cut_ = PendingCut{name, offset};
+}
+
+Status Journal::Files::ApplyCut() {
+  if (!pending_cut_) return Status::Ok();
+  const PendingCut cut = *pending_cut_;
+  pending_cut_.reset();
+  std::string path = Path(cut.name);
+  if (cut.offset == 0) {
     // Nothing of the segment is usable, not even its header.
     if (int err = env_->RemoveFile(path); err != 0) {
       return IoError("cannot remove", path, err);
     }
     return Status::Ok();
   }
-  if (int err = file->Truncate(offset); err != 0) {
+  if (int err = segment_file_->Truncate(cut.offset); err != 0) {
     return IoError("cannot truncate torn tail of", path, err);
   }
   if (sync_) {
-    if (int err = file->Sync(); err != 0) {
+    if (int err = segment_file_->Sync(); err != 0) {
       return IoError("cannot sync", path, err);
     }
   }
@@ -240,11 +244,12 @@ Status Journal::Files::ReplaySegment(std::uint64_t number, bool last,
                           (last ? "" : ", followed by newer segments"),
                       ctx);
     }
-    return CutTail(writer.get(), name, 0, size,
-                   size == 0 ? "empty segment"
-                   : zero    ? "zero-filled segment"
-                             : "incomplete segment header",
-                   j);
+    CutTail(name, 0, size,
+            size == 0 ? "empty segment"
+            : zero    ? "zero-filled segment"
+                      : "incomplete segment header",
+            j);
+    return Status::Ok();
   }
   if (int err = reader.Get(0, kSegmentHeaderBytes, &head); err != 0) {
     return read_error(err);
@@ -307,11 +312,7 @@ Status Journal::Files::ReplaySegment(std::uint64_t number, bool last,
         !s.ok()) {
       return s;
     }
-    if (Status s =
-            CutTail(writer.get(), name, offset, size, std::move(torn), j);
-        !s.ok()) {
-      return s;
-    }
+    CutTail(name, offset, size, std::move(torn), j);
     size = offset;
   }
   ++j.report_.segments;
@@ -352,11 +353,6 @@ Status Journal::Files::OpenAndReplay(Journal& j) {
   }
   for (std::size_t i = 0; i < start; ++i) {
     seen_.superseded.push_back(segments[i]);
-    if (read_only_) continue;
-    std::string path = Path(SegmentName(segments[i]));
-    if (int err = env_->RemoveFile(path); err != 0 && err != ENOENT) {
-      return IoError("cannot remove superseded segment", path, err);
-    }
   }
   segments.erase(segments.begin(),
                  segments.begin() + static_cast<std::ptrdiff_t>(start));
@@ -393,6 +389,17 @@ Status Journal::Files::OpenAndReplay(Journal& j) {
     j.incarnation_ = 1;
     j.journal_id_ = *id;
   }
+
+  // The segments before the snapshot go, and a torn tail is cut, only now
+  // that replay succeeded: an open that fails changes nothing (a damaged
+  // snapshot leaves the older segments for salvage).
+  for (std::uint64_t number : seen_.superseded) {
+    std::string path = Path(SegmentName(number));
+    if (int err = env_->RemoveFile(path); err != 0 && err != ENOENT) {
+      return IoError("cannot remove superseded segment", path, err);
+    }
+  }
+  if (Status s = ApplyCut(); !s.ok()) return s;
 
   if (segment_file_ == nullptr) {
     // No segment survived (new journal, or a torn first segment removed).

@@ -14,10 +14,16 @@ using namespace journal_internal;
 Status Journal::Files::Salvage(const Journal& j, SalvageReport* out) {
   // 1. Keep every segment from the damaged one on under a new name. A hard
   //    link: the bytes stay reachable whatever happens next.
+  //    When the damage is in the snapshot replay started at, the segments
+  //    it superseded hold what the damaged part of it held: they are kept
+  //    too.
   std::vector<std::uint64_t> replaced = seen_.superseded;
   for (std::uint64_t number : seen_.segments) replaced.push_back(number);
-  bool from_damage = false;
-  for (std::uint64_t number : seen_.segments) {
+  const bool snapshot_damaged =
+      !seen_.superseded.empty() && !seen_.segments.empty() &&
+      SegmentName(seen_.segments.front()) == seen_.damaged_segment;
+  bool from_damage = snapshot_damaged;
+  for (std::uint64_t number : replaced) {
     const std::string name = SegmentName(number);
     if (name == seen_.damaged_segment) from_damage = true;
     if (!from_damage) continue;

@@ -92,6 +92,7 @@ TEST(RosterFile, DamagedFilesAreCorrupt) {
       "rejoin-roster 1\nstate complete\nserver a\nserver b\nend 1\n",
       "rejoin-roster 1\nstate complete\nserver a\nend 01\n",
       "rejoin-roster 1\nstate complete\nserver a\nserver a\nend 2\n",
+      "rejoin-roster 1\nstate complete\nserver b\nserver a\nend 2\n",
       "rejoin-roster 1\nstate complete\nserver has space\nend 1\n",
       "rejoin-roster 1\nstate complete\nserver \nend 1\n",
       "rejoin-roster 1\nstate complete\nepoch 12\nend 0\n",

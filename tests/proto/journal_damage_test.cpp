@@ -239,6 +239,46 @@ TEST(JournalDamage, DamageInAnEarlierSegmentIsCorrupt) {
   }
 }
 
+// A compaction that stopped before deleting the segments its snapshot
+// supersedes, then damage inside the snapshot: the open fails and keeps
+// those segments (they hold what the damaged part held), and salvage keeps
+// them aside.
+TEST(JournalDamage, DamagedSnapshotKeepsTheSegmentsItSuperseded) {
+  TempDir tmp;
+  const JournalOptions o = Options(tmp.path(), JournalRole::kServer);
+  WriteOps(o, 6);
+  const std::string old_segment = ReadFile(tmp.Sub(kSeg1));
+  {
+    Result<std::unique_ptr<Journal>> r = Journal::Open(o);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    ASSERT_TRUE((*r)->Compact().ok());
+  }
+  ASSERT_FALSE(fs::exists(tmp.Sub(kSeg1)));
+  WriteFile(tmp.Sub(kSeg1), old_segment);
+  std::string snapshot_name;
+  for (const auto& e : fs::directory_iterator(tmp.path())) {
+    const std::string name = e.path().filename().string();
+    if (name.ends_with(".rjl") && name != kSeg1) snapshot_name = name;
+  }
+  ASSERT_FALSE(snapshot_name.empty());
+  const std::string snapshot = ReadFile(tmp.Sub(snapshot_name));
+  const std::vector<std::size_t> at = RecordOffsets(snapshot);
+  // Records: snapshot-begin, open, session, then the ops; the first op is
+  // damaged.
+  ASSERT_GE(at.size(), 6u);
+  WriteFile(tmp.Sub(snapshot_name),
+            Damaged(snapshot, Damage::kBitFlip, at[3], at[4]));
+
+  ExpectRefused(o, snapshot_name, at[3]);
+  Result<SalvageReport> s = Journal::Salvage(tmp.path());
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  const std::vector<std::string> aside = {std::string(kSeg1) + ".damaged",
+                                          snapshot_name + ".damaged"};
+  EXPECT_EQ(s->kept_aside, aside);
+  EXPECT_EQ(ReadFile(tmp.Sub(std::string(kSeg1) + ".damaged")), old_segment);
+  EXPECT_TRUE(Journal::Open(o).ok());
+}
+
 // The torn tails a crash leaves still open, and the cut is reported.
 TEST(JournalDamage, PrefixOfARecordAndZeroFillAreCutAndReported) {
   TempDir tmp;
