@@ -207,6 +207,17 @@ Status Journal::Files::ReplaySegment(std::uint64_t number, bool last,
     if (int err = env_->OpenAppendableFile(path, &writer); err != 0) {
       return IoError("cannot open", path, err);
     }
+    // What a process that crashed appended after its last sync may be in
+    // the OS cache only: readable now, gone at the next power loss. It is
+    // made durable before it is read, so nothing this process does rests on
+    // a record a power loss could still take back (a RESPONSE replayed
+    // from it, an operation answered from it). Older segments ended with a
+    // synced commit before the next one was started.
+    if (sync_) {
+      if (int err = writer->Sync(); err != 0) {
+        return IoError("cannot sync", path, err);
+      }
+    }
   }
   auto size = static_cast<std::size_t>(file->size());
   if (size > kMaxSegmentFileBytes) {

@@ -462,6 +462,39 @@ TEST(JournalPowerLoss, AFailedSyncIsNeverRetriedIntoASuccess) {
   EXPECT_EQ(s.ops.at(1).payload, "a");
 }
 
+// A process appended a record and died before its sync: the record is in
+// the OS cache. The next process reads it and acts on it (replays a
+// RESPONSE from it), so its open makes it durable first: a power loss after
+// that open takes nothing back that the open had read. The record fills the
+// segment, so the open record of the next process starts a new segment
+// and its sync does not cover the old one.
+TEST(JournalPowerLoss, WhatAnOpenReadSurvivesALaterPowerLoss) {
+  FaultEnv env;
+  const JournalOptions o = Options(&env, Durability::kSync);
+  std::string big;
+  {
+    auto j = std::move(Journal::Open(o)).value();
+    ASSERT_TRUE(j->AppendOp("session-0", 1, JournalOp{1, "billing", "a"}).ok());
+    ASSERT_TRUE(j->Commit().ok());
+    // Room for this record in the segment, not for an open record after it.
+    big.assign(o.segment_bytes - j->disk_bytes() - 48, 'b');
+    ASSERT_TRUE(j->AppendOp("session-0", 2, JournalOp{1, "billing", big}).ok());
+    env.FailFileSyncs(EIO);  // written, never synced: the process dies
+    EXPECT_EQ(j->Commit().code(), ErrorCode::kIoError);
+  }
+  env.ClearFaults();
+  {
+    auto j = std::move(Journal::Open(o)).value();
+    ASSERT_EQ(j->state().sessions.at("session-0").ops.count(2), 1u);
+    EXPECT_GT(j->disk_bytes(), o.segment_bytes);  // a second segment
+  }
+  env.PowerLoss(PowerLossMode::kDropUnsynced);
+  auto j = std::move(Journal::Open(o)).value();
+  const JournalSession& s = j->state().sessions.at("session-0");
+  ASSERT_EQ(s.ops.count(2), 1u);
+  EXPECT_EQ(s.ops.at(2).payload, big);
+}
+
 // ---------------------------------------------------------------------------
 // Salvage goes through the Env too, and its result survives a power loss.
 
