@@ -168,9 +168,18 @@ EndpointMachine::Output EndpointMachine::Step(const Input& in) {
         case State::kConnecting:
         case State::kHelloSent:
         case State::kRefused:
+          // An unanswered HELLO is sent again after `H`, then after twice
+          // as long, up to the peer timeout: one lost HELLO or WELCOME
+          // after a broker restart costs less than the grace period, so a
+          // server holding operations still reports within it.
+          if (state_ == State::kHelloSent) {
+            hello_wait_ = std::min(hello_wait_ * 2, peer_timeout());
+          } else {
+            hello_sent_ = now;
+            hello_wait_ = heartbeat_;
+          }
           state_ = State::kHelloSent;
-          hello_sent_ = now;
-          Arm(EndpointTimer::kHelloWait, now + peer_timeout());
+          Arm(EndpointTimer::kHelloWait, now + hello_wait_);
           break;
         case State::kFenced:
           Arm(EndpointTimer::kRetry, now + Jitter(timers_.fenced_retry));
@@ -311,7 +320,7 @@ EndpointMachine::Output EndpointMachine::OnTimer(const Input& in) {
       break;
     case State::kHelloSent:
       if (now < due_) break;
-      if (in.last_heard <= hello_sent_) {
+      if (in.last_heard <= hello_sent_ && now - hello_sent_ >= peer_timeout()) {
         // Nothing at all came back for a peer timeout: the connection is
         // presumed stuck (a broker that died mid-handshake).
         Add(out, Action::kReplaceLink);

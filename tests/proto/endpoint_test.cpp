@@ -320,21 +320,51 @@ TEST(EndpointMachine, EveryStateAnswersEveryEventAsTheTableSays) {
 
 // --- Timers (FLOWS.md §1 table) ------------------------------------------
 
-TEST(EndpointTimers, UnansweredHelloWaitsOnePeerTimeout) {
+TEST(EndpointTimers, UnansweredHelloIsSentAgainAfterOneInterval) {
   Machine m = In(S::kHelloSent);
-  EXPECT_EQ(m.due(), kStart + 300ms);
-  // Something was heard since the HELLO left (an ERROR, a HEARTBEAT): the
-  // connection works, so the HELLO is said again on it.
-  Machine::Input in = At(E::kTimer, kStart + 300ms);
-  in.last_heard = kStart + 1ms;
-  const auto out = m.Step(in);
-  EXPECT_EQ(Describe(out.actions), Describe(Set({A::kSendHello})));
+  // One heartbeat interval, well inside the grace period of a broker that
+  // just started: a lost HELLO or WELCOME does not keep a server from
+  // reporting within it.
+  EXPECT_EQ(m.due(), kStart + 100ms);
+  Machine::Input in = At(E::kTimer, kStart + 100ms);
+  in.last_heard = kStart;  // nothing heard since
+  EXPECT_EQ(Describe(m.Step(in).actions), Describe(Set({A::kSendHello})));
   EXPECT_EQ(m.state(), S::kHelloSent);
+  // The next wait is twice as long, up to the peer timeout; the connection
+  // is replaced once a peer timeout passed since the first HELLO with
+  // nothing heard.
+  (void)m.Step(At(E::kHelloLeft, kStart + 100ms));
+  EXPECT_EQ(m.due(), kStart + 300ms);
+  in = At(E::kTimer, kStart + 300ms);
+  in.last_heard = kStart;
+  EXPECT_EQ(Describe(m.Step(in).actions), Describe(Set({A::kReplaceLink})));
+  EXPECT_EQ(m.state(), S::kNoLink);
+}
+
+TEST(EndpointTimers, HelloWaitDoublesUpToThePeerTimeoutOnAWorkingConnection) {
+  Machine m = In(S::kHelloSent);
+  TimePoint now = kStart;
+  const std::chrono::milliseconds waits[] = {100ms, 200ms, 300ms, 300ms};
+  for (auto w : waits) {
+    EXPECT_EQ(m.due(), now + w);
+    now = m.due();
+    // Something was heard since the HELLO left (an ERROR, a HEARTBEAT):
+    // the connection works, so the HELLO is said again on it.
+    Machine::Input in = At(E::kTimer, now);
+    in.last_heard = kStart + 1ms;
+    EXPECT_EQ(Describe(m.Step(in).actions), Describe(Set({A::kSendHello})));
+    (void)m.Step(At(E::kHelloLeft, now));
+  }
+  // A WELCOME, then a new wait for one: it starts again at one interval.
+  (void)m.Step(At(E::kWelcome, now));
+  (void)m.Step(At(E::kLinkDown, now));
+  (void)m.Step(At(E::kHelloLeft, now));
+  EXPECT_EQ(m.due(), now + 100ms);
 }
 
 TEST(EndpointTimers, HelloTimerDoesNotFireEarly) {
   Machine m = In(S::kHelloSent);
-  EXPECT_TRUE(m.Step(At(E::kTimer, kStart + 299ms)).empty());
+  EXPECT_TRUE(m.Step(At(E::kTimer, kStart + 99ms)).empty());
   EXPECT_EQ(m.state(), S::kHelloSent);
 }
 

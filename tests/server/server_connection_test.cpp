@@ -133,17 +133,30 @@ TEST(ServerConnection, FencedHelloIsAskedAgainAfterASecond) {
 
 // A HELLO without WELCOME is said again after the peer timeout (3 heartbeat
 // intervals), on a new connection when nothing at all came back.
-TEST(ServerConnection, UnansweredHelloWaitsAPeerTimeoutThenUsesANewConnection) {
+TEST(ServerConnection, UnansweredHelloIsSaidAgainThenANewConnectionIsUsed) {
   FakeBroker broker;
   std::atomic<int> runs{0};
   auto server = MustOpen(TestOptions(broker), {CountingEcho(runs)});
-  ASSERT_TRUE(broker.NextAs<Hello>());
-  const std::string first_route = broker.route();
+  const auto heartbeat = TestOptions(broker).heartbeat;
   const auto start = std::chrono::steady_clock::now();
   ASSERT_TRUE(broker.NextAs<Hello>());
-  EXPECT_GE(std::chrono::steady_clock::now() - start,
-            3 * TestOptions(broker).heartbeat);
-  EXPECT_NE(broker.route(), first_route);
+  const std::string first_route = broker.route();
+  // The HELLO is said again on the same connection after one heartbeat
+  // interval (a lost HELLO costs less than the grace period); only after a
+  // peer timeout with nothing heard is the connection replaced. On a busy
+  // machine the first timer may fire after the peer timeout already, so
+  // the repeat on the same connection may be skipped, never come early.
+  int same_route = 0;
+  for (;;) {
+    ASSERT_TRUE(broker.NextAs<Hello>());
+    const auto waited = std::chrono::steady_clock::now() - start;
+    if (broker.route() != first_route) {
+      EXPECT_GE(waited, 3 * heartbeat);
+      break;
+    }
+    EXPECT_GE(waited, heartbeat);
+    ASSERT_LT(++same_route, 3) << "the connection was never replaced";
+  }
 }
 
 TEST(ServerConnection, SendsHeartbeatsAndReconnectsWhenBrokerIsSilent) {

@@ -165,7 +165,10 @@ class EndpointMachine {
   EndpointState state_ = EndpointState::kNoLink;
   EndpointTimer timer_ = EndpointTimer::kNone;
   TimePoint due_{};
+  // The first HELLO of the current wait for WELCOME, and the wait before
+  // the next one: `H`, doubling up to the peer timeout (FLOWS.md §1).
   TimePoint hello_sent_{};
+  std::chrono::milliseconds hello_wait_{};
   std::chrono::milliseconds heartbeat_;
   Epoch epoch_ = 0;
   int refusals_ = 0;  // since the last WELCOME
