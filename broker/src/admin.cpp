@@ -41,6 +41,7 @@ std::string StatusJson(const BrokerStatus& st) {
       {"duplicate_identity", s.duplicate_identity},
       {"protocol_violations", s.protocol_violations},
       {"servers_silent", s.servers_silent},
+      {"reports_asked_again", s.reports_asked_again},
       {"refused_session_quota", s.refused_session_quota},
       {"refused_sessions", s.refused_sessions},
       {"refused_reported_sessions", s.refused_reported_sessions},

@@ -79,6 +79,10 @@ std::vector<MetricSample> BrokerMetrics(const BrokerStats& s) {
   m.Counter("servers_silent_total",
             "servers declared dead after 3 silent heartbeat intervals",
             s.servers_silent);
+  m.Counter("reports_asked_again_total",
+            "welcomed servers asked to HELLO again because their state "
+            "exchange did not come within 3 heartbeat intervals",
+            s.reports_asked_again);
   m.Counter("probes_ended_total",
             "operations answered in_doubt after the same probe answer "
             "repeated",

@@ -191,6 +191,12 @@ class BrokerCoreTest : public ::testing::Test {
     return out;
   }
 
+  bool InGrace() const {
+    BrokerStatus st;
+    core_->FillStatus(st, now_);
+    return st.in_grace;
+  }
+
   BrokerOptions options_;
   RecordingOutbox out_;
   Time now_ = Time{} + std::chrono::hours(1);
@@ -914,6 +920,136 @@ TEST_F(BrokerCoreTest, CreditFreedByOneServiceServesAnothersQueue) {
   ASSERT_EQ(requests.size(), 1u);
   EXPECT_EQ(requests[0].seq, 2u);
   EXPECT_EQ(requests[0].service, "other");
+}
+
+// srv-a ran a non-idempotent operation and its RESPONSE is the answer the
+// broker holds; srv-b returns reporting a copy it received and never ran
+// (RECEIVED in an older incarnation). Its copy is released: deciding from
+// its view alone would have it resolve, that is run, the operation a second
+// time (rejoin-sim seed 4744 of the storm set).
+TEST_F(BrokerCoreTest, ReceivedCopyOfAnOperationAnsweredElsewhereIsReleased) {
+  Start();
+  const ServiceSpec resolve{"echo", 4, false, InDoubtPolicy::kResolveHook};
+  Connect(resolve);
+  ASSERT_EQ(To<Request>(Deliver(kClientRoute, Call("s1", 1), "a"), kServerRoute)
+                .size(),
+            1u);
+  ASSERT_EQ(To<Response>(Deliver(kServerRoute,
+                                 Response{"s1", 1, ErrorCode::kOk}, "done"),
+                         kClientRoute)
+                .size(),
+            1u);
+  ASSERT_EQ(
+      To<Welcome>(Deliver("server-b",
+                          Hello{Role::kServer, "srv-b", 2, 22, 7, {resolve}}),
+                  "server-b")
+          .size(),
+      1u);
+  ServerVector sv{"srv-b", 2, 22,
+                  "s1",    1, {HeldOp{1, ServerOpState::kReceived, 1}}};
+  auto probes = To<Probe>(
+      Deliver("server-b", StateExchange{Role::kServer, {}, {sv}, true}),
+      kClientRoute);
+  ASSERT_EQ(probes.size(), 1u);
+  ClientVector cv;
+  cv.session = "s1";
+  cv.incarnation = 1;
+  cv.journal_id = 11;
+  cv.next_seq = 2;
+  cv.completed_watermark = 1;
+  cv.pending = {1};  // the RESPONSE did not reach it
+  auto sent = Deliver(kClientRoute,
+                      ProbeReply{probes[0].probe_id, Role::kClient, {cv}, {}});
+  auto recover = To<Recover>(sent, "server-b");
+  ASSERT_EQ(recover.size(), 1u);
+  ASSERT_EQ(recover[0].sessions.size(), 1u);
+  ASSERT_EQ(recover[0].sessions[0].ops.size(), 1u);
+  EXPECT_EQ(recover[0].sessions[0].ops[0].seq, 1u);
+  EXPECT_EQ(recover[0].sessions[0].ops[0].action, Action::kRelease);
+  // The client's resend is answered with srv-a's answer, run nowhere again.
+  auto again = Deliver(kClientRoute, Call("s1", 1, kRequestResend), "a");
+  EXPECT_TRUE(To<Request>(again, kServerRoute).empty());
+  EXPECT_TRUE(To<Request>(again, "server-b").empty());
+  auto answers = To<Response>(again, kClientRoute);
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(answers[0].status, ErrorCode::kOk);
+}
+
+// After a start, a server that was welcomed but has not reported yet (its
+// WELCOME or STATE_EXCHANGE lost, or on its way) may hold a resend's
+// request: the grace period runs on until it reports, at most 3 heartbeat
+// intervals past G, and a resend waits for it instead of going elsewhere.
+TEST_F(BrokerCoreTest, GraceRunsOnWhileAWelcomedServerHasNotReported) {
+  options_.grace = milliseconds(200);
+  Start();
+  Deliver(kServerRoute, ServerHello("srv-a", Service(4), 2, 21, 7));
+  Deliver("server-b", ServerHello("srv-b", Service(4), 1, 22));
+  Deliver(kClientRoute, ClientHello("s1"));
+  EXPECT_TRUE(
+      To<Request>(Deliver(kClientRoute, Call("s1", 5, kRequestResend), "x"),
+                  "server-b")
+          .empty());
+  auto during = Advance(milliseconds(400));
+  EXPECT_TRUE(To<Request>(during, "server-b").empty());
+  EXPECT_TRUE(To<Request>(during, kServerRoute).empty());
+  EXPECT_TRUE(InGrace());
+  // srv-a reports that it holds seq 5: the resend goes to it, not srv-b.
+  ServerVector sv{"srv-a", 2, 21,
+                  "s1",    1, {HeldOp{5, ServerOpState::kReceived, 2}}};
+  auto sent =
+      Deliver(kServerRoute, StateExchange{Role::kServer, {}, {sv}, true});
+  EXPECT_TRUE(To<Request>(sent, "server-b").empty());
+  sent = Advance(milliseconds(10));
+  EXPECT_FALSE(InGrace());
+  EXPECT_TRUE(To<Request>(sent, "server-b").empty());
+  EXPECT_EQ(core_->Snapshot().grace_ended_early, 0u);
+}
+
+TEST_F(BrokerCoreTest, ExtendedGraceEndsAfterThreeHeartbeatsWithoutAReport) {
+  options_.grace = milliseconds(200);
+  options_.heartbeat = milliseconds(100);
+  Start();
+  Deliver(kServerRoute, ServerHello("srv-a", Service(4), 2, 21, 7));
+  Advance(milliseconds(210));
+  EXPECT_TRUE(InGrace());
+  Deliver(kServerRoute, Heartbeat{kEpoch});
+  Advance(milliseconds(300));
+  EXPECT_FALSE(InGrace());
+  EXPECT_GE(core_->Snapshot().grace_ms, 500u);
+}
+
+// A welcomed server whose STATE_EXCHANGE never arrives is asked to HELLO
+// again (ERROR unknown_session) 3 heartbeat intervals after its WELCOME,
+// and again each 3 intervals until it reports; then never again.
+TEST_F(BrokerCoreTest, WelcomedServerThatDoesNotReportIsAskedToHelloAgain) {
+  options_.heartbeat = milliseconds(100);
+  Start();
+  Deliver(kServerRoute, ServerHello("srv-a", Service(4), 2, 21, 7));
+  auto errors_in = [&](milliseconds by) {
+    std::vector<Error> errors;
+    for (milliseconds done{0}; done < by; done += milliseconds(50)) {
+      Deliver(kServerRoute, Heartbeat{kEpoch});  // alive all along
+      for (const Error& e :
+           To<Error>(Advance(milliseconds(50)), kServerRoute)) {
+        errors.push_back(e);
+      }
+    }
+    return errors;
+  };
+  EXPECT_TRUE(errors_in(milliseconds(250)).empty());
+  auto asked = errors_in(milliseconds(100));
+  ASSERT_EQ(asked.size(), 1u);
+  EXPECT_EQ(asked[0].code, ErrorCode::kUnknownSession);
+  EXPECT_EQ(core_->Snapshot().reports_asked_again, 1u);
+  // It says HELLO again on its connection and reports this time.
+  ASSERT_EQ(To<Welcome>(Deliver(kServerRoute,
+                                ServerHello("srv-a", Service(4), 2, 21, 7)),
+                        kServerRoute)
+                .size(),
+            1u);
+  Deliver(kServerRoute, StateExchange{Role::kServer, {}, {}, true});
+  EXPECT_TRUE(errors_in(milliseconds(1000)).empty());
+  EXPECT_EQ(core_->Snapshot().reports_asked_again, 1u);
 }
 
 }  // namespace

@@ -305,6 +305,7 @@ void BrokerCore::AdmitServer(const std::string& route, const Hello& hello,
   srv.lease_expired = false;
   srv.said_goodbye = false;
   srv.reported = hello.incarnation == 1 && hello.last_epoch == 0;
+  srv.report_due = now + options_.heartbeat * 3;
   srv.reported_sessions = 0;
   roster_unreturned_.erase(hello.id);
   Connection& c = routes_[route];

@@ -291,7 +291,10 @@ class BrokerCore {
                     const char* source);
 
   // ---- grace period, leases and liveness (timers.cpp) ----------------------
+  void CheckGrace(Time now);
   void EndGrace(Time now);
+  // A live server welcomed in this life that has not reported, if any.
+  const std::string* AwaitingReport() const;
   void ExpireLeases(Time now);
   void CheckPeers(Time now);
   bool InGrace(Time now) const { return now < grace_end_; }
@@ -350,6 +353,7 @@ class BrokerCore {
   Time start_{};
   Time grace_end_{};
   bool grace_over_handled_ = false;
+  bool grace_extended_ = false;  // G ran out with a server unreported
 
   // The roster: what the file says (roster_), and what this broker learned
   // from it at start.

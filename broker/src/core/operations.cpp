@@ -330,6 +330,7 @@ void BrokerCore::Answer(const SessionId& sid, Session& s, Seq seq,
     AddBytes(s, kTrackOverhead, 0);
   }
   MarkAnswered(s, t);
+  t.broker_answered = true;
   const std::size_t before = TrackBytes(t);
   std::string bytes = EncodeHeader(Response{sid, seq, status});
   t.response_header.rebuild(bytes.data(), bytes.size());

@@ -113,6 +113,7 @@ BrokerStats BrokerCore::Snapshot() const {
   s.grace_ended_early = v(c.grace_ended_early);
   s.roster_servers = v(c.roster_servers);
   s.servers_silent = v(c.servers_silent);
+  s.reports_asked_again = v(c.reports_asked_again);
   s.protocol_violations = v(c.protocol_violations);
   s.probes_ended = v(c.probes_ended);
   s.refused_session_quota = v(c.refused_session_quota);

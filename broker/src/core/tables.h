@@ -42,9 +42,10 @@ struct Counters {
       refused_queue_bytes{0}, refused_memory{0}, expired_reported_sessions{0},
       retained_bytes{0}, accept_failures{0}, orphans{0}, sessions{0},
       connections{0}, servers{0}, grace_ms{0}, grace_ended_early{0},
-      roster_servers{0}, servers_silent{0}, forgotten_sessions{0},
-      forgotten_dropped{0}, forgotten_routed{0}, forgotten_in_doubt{0},
-      conflicts{0}, refused_connection{0}, not_authorized{0};
+      roster_servers{0}, servers_silent{0}, reports_asked_again{0},
+      forgotten_sessions{0}, forgotten_dropped{0}, forgotten_routed{0},
+      forgotten_in_doubt{0}, conflicts{0}, refused_connection{0},
+      not_authorized{0};
 };
 
 // Text a peer sent, made safe for one log line: every byte outside printable
@@ -83,6 +84,9 @@ struct Track {
   JournalId server_journal = 0;
   bool credit_taken = false;
   bool has_request = false;
+  // The answer held is the broker's own (an error or in_doubt), not a
+  // server's RESPONSE.
+  bool broker_answered = false;
   // The request's digest (service and payload), kept from the request into
   // the answer: a REQUEST reusing the seq for other content is answered
   // `conflict`, not with this answer. Unknown for operations only a
@@ -158,6 +162,10 @@ struct ServerPeer {
   // STATE_EXCHANGE flagged `last` arrived, or it is a first start that was
   // never welcomed (incarnation 1, last_epoch 0), which holds nothing.
   bool reported = false;
+  // Not reported by then (its WELCOME or STATE_EXCHANGE lost): asked to
+  // HELLO again, so that it reports (FLOWS.md §5). Each fragment of its
+  // STATE_EXCHANGE moves this on.
+  Time report_due{};
   // Sessions its reports created since its last HELLO
   // (BrokerOptions::max_reported_sessions_per_server).
   std::uint64_t reported_sessions = 0;

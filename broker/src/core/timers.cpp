@@ -18,7 +18,7 @@ void BrokerCore::Tick(Time now) {
     next_peer_check_ = now + options_.heartbeat / 2;
   }
   SendProbes(now);
-  if (!grace_over_handled_ && !InGrace(now)) EndGrace(now);
+  if (!grace_over_handled_) CheckGrace(now);
   ExpireLeases(now);
   CheckRoster(now);
   // Probes whose replies never came are forgotten; the operations they were
@@ -45,6 +45,18 @@ void BrokerCore::CheckPeers(Time now) {
     spdlog::info("rejoin-broker: server {} silent for {} ms", Printable(id),
                  timeout.count());
     MarkServerDead(id, now);
+  }
+  // A welcomed server that has not reported within 3 heartbeat intervals
+  // of its WELCOME or of its last STATE_EXCHANGE fragment lost one of them:
+  // it says HELLO again and reports from the start. Without this, what only
+  // its journal holds would wait there for the session expiry.
+  for (auto& [id, srv] : servers_) {
+    if (!srv.holder.alive || srv.reported || now < srv.report_due) continue;
+    srv.report_due = now + timeout;
+    Bump(counters_.reports_asked_again);
+    SendError(srv.holder.route, ErrorCode::kUnknownSession,
+              "no complete STATE_EXCHANGE since WELCOME: send HELLO",
+              MessageType::kStateExchange, id);
   }
   // A client connection's silence is the death of every session on it; each
   // is told when the connection next speaks (Heard).
@@ -88,9 +100,40 @@ void BrokerCore::CheckPeers(Time now) {
   }
 }
 
+// A server this broker welcomed that has not yet told what it holds (its
+// WELCOME or STATE_EXCHANGE was lost, or it is still sending it) may hold an
+// operation a client is about to resend: when G runs out while such a server
+// is alive, the grace period runs one HELLO wait longer (3 × H, FLOWS.md §7),
+// and ends as soon as no welcomed server is left unreported.
+void BrokerCore::CheckGrace(Time now) {
+  if (grace_extended_) {
+    if (InGrace(now) && AwaitingReport() != nullptr) return;
+    EndGrace(now);
+    return;
+  }
+  if (InGrace(now)) return;
+  if (const std::string* id = AwaitingReport()) {
+    grace_extended_ = true;
+    grace_end_ = now + options_.heartbeat * 3;
+    spdlog::info(
+        "rejoin-broker: grace extended by {} ms: server {} was welcomed and "
+        "has not reported",
+        (options_.heartbeat * 3).count(), Printable(*id));
+    return;
+  }
+  EndGrace(now);
+}
+
+const std::string* BrokerCore::AwaitingReport() const {
+  for (const auto& [id, srv] : servers_) {
+    if (srv.holder.alive && !srv.reported) return &id;
+  }
+  return nullptr;
+}
+
 void BrokerCore::EndGrace(Time now) {
   grace_over_handled_ = true;
-  const bool early = now < grace_end_;
+  const bool early = !grace_extended_ && now < grace_end_;
   grace_end_ = std::min(grace_end_, now);
   const auto lasted =
       std::chrono::duration_cast<std::chrono::milliseconds>(now - start_)

@@ -128,6 +128,7 @@ void BrokerCore::OnStateExchange(const std::string& route,
     return;
   }
   const std::string server_id = c->server;
+  srv->report_due = now + options_.heartbeat * 3;
   std::uint64_t refused = 0;
   for (const ServerVector& sv : se.servers) {
     if (sv.server != server_id) continue;  // not its to report
@@ -387,6 +388,22 @@ void BrokerCore::OnProbeReply(const std::string& route, const ProbeReply& reply,
       continue;
     }
     auto it = s.ops.find(d.seq);
+    if (it != s.ops.end() && it->second.phase == Phase::kAnswered &&
+        !it->second.broker_answered && it->second.server != probe.server &&
+        ViewOf(sv, d.seq).state == ServerOpState::kReceived) {
+      // This server reports a copy it received and never ran, while another
+      // server ran the operation and its RESPONSE is the answer this broker
+      // holds (and that server's journal keeps until the client completes
+      // it): the client gets that answer (its resend finds it) and this
+      // copy is released as if the client had completed it. Deciding from
+      // this server's view alone would run a non-idempotent request a
+      // second time (re-execute or resolve an execution in doubt).
+      d = DecideOp(d.seq, ClientOpState::kCompleted, ViewOf(sv, d.seq),
+                   DecisionContext{});
+      NoteDecision(probe.session, d, "state_exchange");
+      ApplyServerDecision(probe.session, s, d, probe.server, to_server, now);
+      continue;
+    }
     if (d.seq <= s.journal_lost_through) {
       d = forgotten.ops[i];
     } else if (it != s.ops.end() && !it->second.service.empty()) {

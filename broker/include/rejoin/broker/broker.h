@@ -142,6 +142,9 @@ struct BrokerStats {
   // Servers declared dead because nothing came from their connection for
   // 3 heartbeat intervals (PROTOCOL.md §6.7).
   std::uint64_t servers_silent = 0;
+  // Welcomed servers whose STATE_EXCHANGE did not come within 3 heartbeat
+  // intervals, asked to HELLO again (ERROR unknown_session) so they report.
+  std::uint64_t reports_asked_again = 0;
   // Well-formed messages refused as wrong in context (ERROR
   // protocol_violation), e.g. an ACK above the session's highest seq.
   std::uint64_t protocol_violations = 0;
