@@ -78,28 +78,22 @@ void Checker::Executed(int server, int client, Seq seq, bool idempotent,
     return;
   }
   if (!idempotent) {
-    // When this server took the call on, and which broker was serving then.
+    // When this server took the call on.
     auto mine = c->received_at.find(server);
     const std::int64_t taken =
         mine == c->received_at.end() ? now_us : mine->second;
-    const BrokerLife* broker = nullptr;
-    for (const BrokerLife& b : brokers_) {
-      if (b.start_us <= taken) broker = &b;
-    }
     for (const Exec& e : c->execs) {
       if (e.forgotten) continue;
-      // The broker restarted after the first execution, and its server
-      // had not reported within the grace period (down, cut off, or its
-      // HELLO lost): the protocol assumes servers return within it.
       auto took = c->received_at.find(e.server);
       const std::int64_t since =
           took == c->received_at.end() ? e.at_us : took->second;
-      const std::int64_t start = broker ? broker->start_us : -1;
-      const std::int64_t grace_end = start + grace_us_;
-      const std::int64_t reported =
-          broker ? broker->reported_at[static_cast<std::size_t>(e.server)] : -1;
-      if (broker != nullptr && since < start && taken >= grace_end &&
-          (reported < 0 || reported > grace_end)) {
+      // Whichever ran first, the copy received first may be one a broker
+      // restart lost track of: its server had not reported within the
+      // grace period (down, cut off, or its HELLO lost) when the other copy
+      // was taken. The protocol assumes servers return within it.
+      const bool mine_first = taken < since;
+      if (GraceMissed(mine_first ? server : e.server,
+                      mine_first ? taken : since, mine_first ? since : taken)) {
         ++grace_misses_;
         continue;
       }
@@ -111,6 +105,21 @@ void Checker::Executed(int server, int client, Seq seq, bool idempotent,
     }
   }
   c->execs.push_back({server, now_us, status, result, false});
+}
+
+bool Checker::GraceMissed(int early_server, std::int64_t early_taken,
+                          std::int64_t late_taken) const {
+  // The broker serving when the later copy was taken.
+  const BrokerLife* broker = nullptr;
+  for (const BrokerLife& b : brokers_) {
+    if (b.start_us <= late_taken) broker = &b;
+  }
+  if (broker == nullptr) return false;
+  const std::int64_t grace_end = broker->start_us + grace_us_;
+  const std::int64_t reported =
+      broker->reported_at[static_cast<std::size_t>(early_server)];
+  return early_taken < broker->start_us && late_taken >= grace_end &&
+         (reported < 0 || reported > grace_end);
 }
 
 void Checker::Received(int server, int client, Seq seq, std::int64_t now_us) {

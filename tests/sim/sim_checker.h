@@ -81,6 +81,11 @@ class Checker {
   std::uint64_t grace_misses() const { return grace_misses_; }
 
  private:
+  // A copy taken at early_server at early_taken, before a broker start,
+  // and another taken at late_taken, after that broker's grace period, with
+  // early_server not reported to it within the grace period.
+  bool GraceMissed(int early_server, std::int64_t early_taken,
+                   std::int64_t late_taken) const;
   struct Exec {
     int server;
     std::int64_t at_us;

@@ -58,5 +58,32 @@ TEST(Sim, RegressionSeedQueueMovesOnSharedCredit) {
   EXPECT_TRUE(r.ok) << r.report;
 }
 
+TEST(Sim, RegressionSeedReceivedCopyOfAnAnsweredCallIsNotRunAgain) {
+  const RunResult r = RunSeed(RegressionConfig(4744));
+  EXPECT_TRUE(r.ok) << r.report;
+}
+
+TEST(Sim, RegressionSeedLostServerStateExchangeIsAskedForAgain) {
+  const RunResult r = RunSeed(RegressionConfig(468));
+  EXPECT_TRUE(r.ok) << r.report;
+}
+
+// A server held a call in its handler while cut off from before a broker
+// restart until after its grace period; the resend ran elsewhere first.
+// That is the protocol's timing assumption, counted, not a violation.
+TEST(Sim, RegressionSeedSlowCopyFromBeforeARestartIsAGraceMiss) {
+  const RunResult r = RunSeed(RegressionConfig(6183));
+  EXPECT_TRUE(r.ok) << r.report;
+  EXPECT_GE(r.stats.grace_misses, 1u);
+}
+
+TEST(Sim, RegressionSeedJournalOpenMakesWhatItReadDurable) {
+  SimConfig c = StormConfig(201534);
+  c.clients = 8;
+  c.servers = 4;
+  const RunResult r = RunSeed(c);
+  EXPECT_TRUE(r.ok) << r.report;
+}
+
 }  // namespace
 }  // namespace rejoin::sim
