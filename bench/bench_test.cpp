@@ -396,6 +396,31 @@ TEST(RejoinOracle, RedeliveredLossLosesNothingAndRunsNothingTwice) {
   EXPECT_EQ(r.errors, 0u);
 }
 
+// CurveZMQ on every link, with the case's own keys: the broker's ZAP
+// handler lets the bench principal in, its ids carry the principal, and
+// nothing is lost or run twice; the raw baseline completes everything too.
+TEST(RejoinCurve, EncryptedCaseLosesNothingAndRunsNothingTwice) {
+  TempDir dir;
+  CaseSpec spec;
+  spec.system = "rejoin-curve";
+  spec.window = 16;
+  spec.seconds = 0.5;
+  spec.loss = 0.05;
+  CaseResult r = RunCase(spec, TestEnvironment(dir), nullptr);
+  ExpectExactlyOnce(r);
+  EXPECT_EQ(r.errors, 0u);
+}
+
+TEST(ZmqRawCurve, EncryptedBaselineCompletesEveryRequest) {
+  TempDir dir;
+  CaseResult r = RunCase(Requests("zmq-raw-curve", 16, 5000, 0),
+                         TestEnvironment(dir), nullptr);
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_EQ(r.completed, 5000u);
+  EXPECT_EQ(r.lost, 0u);
+  EXPECT_EQ(r.duplicate_executions, 0u);
+}
+
 CaseResult Reported(const std::string& system, std::uint64_t window,
                     double loss, double goodput) {
   CaseResult r;
@@ -493,6 +518,20 @@ TEST(Targets, RatiosToEveryBaselineAndTheOracleArePrinted) {
                     "not run | - |"),
             std::string::npos)
       << md;
+  // CURVE rows appear only when a -curve case ran.
+  EXPECT_EQ(md.find("rejoin-curve"), std::string::npos) << md;
+  cases.push_back(Reported("rejoin-curve", 64, 0, 80000));
+  cases.back().spec.durability = "process";
+  const std::string curve = TargetsMarkdown(cases, {});
+  EXPECT_NE(curve.find("| rejoin-curve window 64 throughput >= 0.7 x rejoin | "
+                       "80000 vs 100000 ops/s = 0.80 x | met |"),
+            std::string::npos)
+      << curve;
+  EXPECT_NE(curve.find("| rejoin-curve window 1 p50 latency <= 1.3 x rejoin | "
+                       "not run | - |"),
+            std::string::npos)
+      << curve;
+  cases.pop_back();
   const std::string json = TargetsJson(cases, {{"mqtt-qos1", "not here"}});
   EXPECT_NE(json.find("\"skipped\": {\"mqtt-qos1\": \"not here\"}"),
             std::string::npos)

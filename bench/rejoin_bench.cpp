@@ -36,8 +36,8 @@ using rejoin::bench::CaseResult;
 using rejoin::bench::CaseSpec;
 
 const std::vector<std::string> kAllSystems = {
-    "rejoin", "zmq-raw",   "lazy-pirate-2500", "lazy-pirate-100",
-    "nats",   "mqtt-qos1", "mqtt-qos2"};
+    "rejoin",    "zmq-raw",   "lazy-pirate-2500", "lazy-pirate-100", "nats",
+    "mqtt-qos1", "mqtt-qos2", "rejoin-curve",     "zmq-raw-curve"};
 
 std::string SelfPath() {
   char buf[4096];
@@ -118,8 +118,13 @@ std::vector<CaseSpec> QuickPlan(const CaseSpec& base,
   for (std::uint64_t window : {std::uint64_t{64}, std::uint64_t{1}}) {
     for (double loss : {0.0, 0.01, 0.05, 0.10}) {
       for (const std::string& sys : systems) {
-        // The third-party brokers have no loss injection.
-        if (rejoin::bench::IsExternalSystem(sys) && loss > 0) continue;
+        // The third-party brokers have no loss injection; CURVE's cost is
+        // measured without loss.
+        if ((rejoin::bench::IsExternalSystem(sys) ||
+             rejoin::bench::IsCurveSystem(sys)) &&
+            loss > 0) {
+          continue;
+        }
         CaseSpec c = base;
         c.system = sys;
         c.window = window;
@@ -131,12 +136,13 @@ std::vector<CaseSpec> QuickPlan(const CaseSpec& base,
         // one-second cases vary by 10 %). MQTT's window-1 rows are only
         // for reading.
         if (sys == "rejoin" || (loss == 0 && sys == "zmq-raw") ||
-            sys == "nats" ||
+            sys == "nats" || rejoin::bench::IsCurveSystem(sys) ||
             (rejoin::bench::IsExternalSystem(sys) && window == 64)) {
           c.repeat = 3;
         }
         c.target =
             loss == 0 ? (window == 64 ? "throughput" : "latency") : "loss";
+        if (rejoin::bench::IsCurveSystem(sys)) c.target = "curve";
         plan.push_back(c);
       }
       if (has("rejoin") && window == 64 && loss > 0) {
@@ -232,9 +238,10 @@ int main(int argc, char** argv) {
       "rejoin-bench: throughput, latency and recovery of rejoin under loss "
       "and kill -9, beside zmq-raw, lazy-pirate, NATS and MQTT baselines"};
   app.add_option("--systems", systems,
-                 "rejoin, rejoin-oracle, zmq-raw, lazy-pirate-<timer ms>, "
-                 "nats, mqtt-qos1, mqtt-qos2 (comma list; nats and mqtt run "
-                 "at loss 0 only, and only when installed)")
+                 "rejoin, rejoin-oracle, rejoin-curve, zmq-raw, "
+                 "zmq-raw-curve, lazy-pirate-<timer ms>, nats, mqtt-qos1, "
+                 "mqtt-qos2 (comma list; nats and mqtt run at loss 0 only, "
+                 "and only when installed; -curve: CurveZMQ on every link)")
       ->delimiter(',')
       ->capture_default_str();
   app.add_option("--window", windows,

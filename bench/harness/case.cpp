@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "external.h"
+#include "rejoin/transport/curve.h"
 #include "report.h"
 #include "roles.h"
 #include "shm.h"
@@ -38,6 +39,33 @@ std::int64_t LazyTimerMs(const std::string& system) {
 }
 
 bool IsRejoin(const CaseSpec& s) { return IsRejoinSystem(s.system); }
+
+// Fresh CURVE keys for a case: the broker's pair (and its public key for
+// the peers), one pair for every client and server process, and a keys file
+// that lets that principal call and serve every service.
+std::string WriteCurveKeys(const std::string& dir) {
+  using transport::GenerateKeyPair;
+  using transport::WriteKeyFile;
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  fs::create_directories(dir, ec);
+  if (ec) return "cannot create " + dir + ": " + ec.message();
+  auto broker = GenerateKeyPair();
+  auto peer = GenerateKeyPair();
+  if (!broker.ok()) return broker.status().ToString();
+  if (!peer.ok()) return peer.status().ToString();
+  for (Status s : {WriteKeyFile(CurveBrokerKey(dir), *broker, true),
+                   WriteKeyFile(CurveBrokerPublic(dir), *broker, false),
+                   WriteKeyFile(CurvePeerKey(dir), *peer, true)}) {
+    if (!s.ok()) return s.ToString();
+  }
+  std::FILE* f = std::fopen(CurveKeysFile(dir).c_str(), "w");
+  if (f == nullptr) return "cannot write " + CurveKeysFile(dir);
+  std::fprintf(f, "principal %s key %s\nallow %s call *\nallow %s serve *\n",
+               kCurvePrincipal, peer->public_key.c_str(), kCurvePrincipal,
+               kCurvePrincipal);
+  return std::fclose(f) == 0 ? "" : "cannot write " + CurveKeysFile(dir);
+}
 
 const std::string& ExternalServerBin(const CaseSpec& s,
                                      const Environment& env) {
@@ -107,6 +135,7 @@ class CaseRun {
   std::string LostNote(std::uint64_t c, std::uint64_t op, const ClientHeader& h,
                        const OpRecord& r, std::uint32_t executions) const;
   void RunIdle(const Progress& progress);
+  std::string CurveDir() const { return dir_ + "/curve"; }
   void Fail(std::string why) {
     result_.ok = false;
     if (!result_.error.empty()) result_.error += "; ";
@@ -176,6 +205,20 @@ bool CaseRun::Prepare() {
       }
     }
   }
+  if (IsCurveSystem(spec_.system)) {
+    if (!transport::CurveAvailable()) {
+      Fail(spec_.system + " skipped: libzmq has no CURVE");
+      return false;
+    }
+    if (!env_.endpoint.empty()) {
+      Fail(spec_.system + ": not with --endpoint (the case makes its keys)");
+      return false;
+    }
+    if (const std::string why = WriteCurveKeys(CurveDir()); !why.empty()) {
+      Fail(why);
+      return false;
+    }
+  }
   if (IsRejoin(spec_) && !env_.endpoint.empty()) {
     endpoint_ = env_.endpoint;
   } else {
@@ -202,6 +245,10 @@ std::vector<std::string> CaseRun::BrokerArgv(int restarts) const {
       std::to_string(spec_.seed * 1000 + static_cast<std::uint64_t>(restarts))};
   if (spec_.system == "rejoin-oracle")
     argv.push_back("--inject-loss-redeliver");
+  if (IsCurveSystem(spec_.system)) {
+    argv.insert(argv.end(), {"--curve-key", CurveBrokerKey(CurveDir()),
+                             "--keys", CurveKeysFile(CurveDir())});
+  }
   auto names = [](const std::string& arg, const std::string& flag) {
     return arg == flag || arg.rfind(flag + "=", 0) == 0;
   };
@@ -250,6 +297,7 @@ RoleArgs CaseRun::ArgsFor(const std::string& role, std::uint64_t index) const {
   a.loss = spec_.loss;
   a.seed = spec_.seed;
   a.qos = static_cast<std::uint64_t>(MqttQos(spec_.system));
+  if (IsCurveSystem(spec_.system)) a.curve_dir = CurveDir();
   return a;
 }
 
@@ -747,11 +795,17 @@ CaseResult Aggregate(std::vector<CaseResult> runs) {
 
 bool IsKnownSystem(const std::string& system) {
   return IsRejoinSystem(system) || system == "zmq-raw" ||
-         LazyTimerMs(system) > 0 || IsExternalSystem(system);
+         system == "zmq-raw-curve" || LazyTimerMs(system) > 0 ||
+         IsExternalSystem(system);
 }
 
 bool IsRejoinSystem(const std::string& system) {
-  return system == "rejoin" || system == "rejoin-oracle";
+  return system == "rejoin" || system == "rejoin-oracle" ||
+         system == "rejoin-curve";
+}
+
+bool IsCurveSystem(const std::string& system) {
+  return system == "rejoin-curve" || system == "zmq-raw-curve";
 }
 
 std::optional<std::vector<KillEvent>> ParseKills(const std::string& text) {

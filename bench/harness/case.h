@@ -25,8 +25,12 @@ namespace rejoin::bench {
 // "lazy-pirate-<timer ms>"; the third-party "nats", "mqtt-qos1" and
 // "mqtt-qos2" (external.h).
 bool IsKnownSystem(const std::string& system);
-// rejoin's own processes: "rejoin" and "rejoin-oracle".
+// rejoin's own processes: "rejoin", "rejoin-oracle" and "rejoin-curve".
 bool IsRejoinSystem(const std::string& system);
+// CurveZMQ on every link: "rejoin-curve" (the broker with a keys file, its
+// ZAP handler and per-service authorization) and "zmq-raw-curve" (the raw
+// broker's sockets as CURVE servers, without ZAP).
+bool IsCurveSystem(const std::string& system);
 
 struct KillEvent {
   std::string role;  // "server", "broker" or "client" (index 0 of the role)

@@ -9,6 +9,9 @@
 // lock-step, so reopening would only lose the replies still in flight. It
 // retries without limit (the guide gives up after three tries) so every
 // operation is eventually completed and its duplicates are counted.
+//
+// zmq-raw-curve: the same, with CurveZMQ on every link (the broker's sockets
+// CURVE servers with no ZAP handler, so libzmq lets every peer key in).
 #include "raw_roles.h"
 
 #include <sys/prctl.h>
@@ -17,7 +20,10 @@
 #include <chrono>
 #include <cstring>
 #include <deque>
+#include <fstream>
 #include <random>
+#include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -29,6 +35,34 @@ namespace rejoin::bench {
 namespace {
 
 constexpr char kReady[] = "R";
+
+// One `name value` line of a key file the orchestrator wrote (roles.h).
+std::string KeyLine(const std::string& path, const std::string& name) {
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream words(line);
+    std::string key, value;
+    if (words >> key >> value && key == name) return value;
+  }
+  throw std::runtime_error("no " + name + " in " + path);
+}
+
+void CurveServer(zmq::socket_t& s, const RoleArgs& a) {
+  if (a.curve_dir.empty()) return;
+  s.set(zmq::sockopt::curve_server, 1);
+  s.set(zmq::sockopt::curve_secretkey,
+        KeyLine(CurveBrokerKey(a.curve_dir), "secret-key"));
+}
+
+void CurveClient(zmq::socket_t& s, const RoleArgs& a) {
+  if (a.curve_dir.empty()) return;
+  const std::string own = CurvePeerKey(a.curve_dir);
+  s.set(zmq::sockopt::curve_serverkey,
+        KeyLine(CurveBrokerPublic(a.curve_dir), "public-key"));
+  s.set(zmq::sockopt::curve_publickey, KeyLine(own, "public-key"));
+  s.set(zmq::sockopt::curve_secretkey, KeyLine(own, "secret-key"));
+}
 
 // Reads one multipart message without blocking; false when none waits.
 bool TryRecvFrames(zmq::socket_t& s, std::vector<zmq::message_t>& frames) {
@@ -82,6 +116,7 @@ int RunRawBroker(const RoleArgs& a) {
   for (zmq::socket_t* s : {&front, &back}) {
     s->set(zmq::sockopt::router_mandatory, 1);
     s->set(zmq::sockopt::linger, 0);
+    CurveServer(*s, a);
   }
   front.bind(a.endpoint);
   back.bind(a.back_endpoint);
@@ -143,6 +178,7 @@ int RunRawWorker(const RoleArgs& a) {
   zmq::context_t ctx(1);
   zmq::socket_t s(ctx, zmq::socket_type::dealer);
   s.set(zmq::sockopt::linger, 0);
+  CurveClient(s, a);
   s.connect(a.back_endpoint);
   std::vector<zmq::message_t> frames;
   std::int64_t next_ready = 0;
@@ -175,6 +211,7 @@ int RunRawClient(const RoleArgs& a) {
   zmq::context_t ctx(1);
   zmq::socket_t s(ctx, zmq::socket_type::dealer);
   s.set(zmq::sockopt::linger, 0);
+  CurveClient(s, a);
   s.connect(a.endpoint);
   zmq::pollitem_t items[] = {{s.handle(), 0, ZMQ_POLLIN, 0}};
   std::vector<zmq::message_t> frames;

@@ -63,6 +63,18 @@ struct Window {
   std::uint64_t in_flight = 0;
 };
 
+// rejoin-curve: every process speaks CURVE with the case's keys, and its
+// ids live in the principal's namespace (docs/SECURITY.md).
+CurveOptions Curve(const RoleArgs& a) {
+  if (a.curve_dir.empty()) return {};
+  return CurveOptions{CurvePeerKey(a.curve_dir),
+                      CurveBrokerPublic(a.curve_dir)};
+}
+
+std::string IdPrefix(const RoleArgs& a) {
+  return a.curve_dir.empty() ? "" : std::string(kCurvePrincipal) + "/";
+}
+
 }  // namespace
 
 int RunRejoinServer(const RoleArgs& a) {
@@ -70,7 +82,8 @@ int RunRejoinServer(const RoleArgs& a) {
   if (!exec.ok()) return 2;
   ServerOptions o;
   o.endpoint = a.endpoint;
-  o.server_id = "bench-s" + std::to_string(a.index);
+  o.server_id = IdPrefix(a) + "bench-s" + std::to_string(a.index);
+  o.curve = Curve(a);
   o.durability = ParseDurability(a.durability);
   if (o.durability != Durability::kMemory) {
     o.journal_dir = a.dir + "/server-" + std::to_string(a.index);
@@ -152,7 +165,8 @@ void RunSession(const RoleArgs& a, std::uint64_t index, const Group& group,
 
   ClientOptions o;
   o.endpoint = a.endpoint;
-  o.session_id = "bench-c" + std::to_string(index);
+  o.session_id = IdPrefix(a) + "bench-c" + std::to_string(index);
+  o.curve = Curve(a);
   o.durability = ParseDurability(a.durability);
   o.connection = group.connection;
   if (group.journal != nullptr) {
@@ -345,7 +359,7 @@ int RunRejoinClient(const RoleArgs& a) {
         SharedJournal::Open(a.dir + "/client-group-" + std::to_string(a.index),
                             ParseDurability(a.durability),
                             "bench-group-" + std::to_string(a.index));
-    auto connection = ClientConnection::Open(a.endpoint);
+    auto connection = ClientConnection::Open(a.endpoint, Curve(a));
     if (!journal.ok() || !connection.ok()) {
       std::fprintf(stderr, "rejoin-client: %s\n",
                    (journal.ok() ? connection.status() : journal.status())

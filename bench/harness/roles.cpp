@@ -74,8 +74,17 @@ std::vector<std::string> RoleArgs::ToArgv(const std::string& self) const {
           "--deadline-ms",
           std::to_string(deadline_ms),
           "--qos",
-          std::to_string(qos)};
+          std::to_string(qos),
+          "--curve-dir",
+          curve_dir};
 }
+
+std::string CurveBrokerKey(const std::string& d) { return d + "/broker.key"; }
+std::string CurveBrokerPublic(const std::string& d) {
+  return d + "/broker.pub";
+}
+std::string CurvePeerKey(const std::string& d) { return d + "/bench.key"; }
+std::string CurveKeysFile(const std::string& d) { return d + "/keys"; }
 
 int RunRole(int argc, char** argv) {
   // A role never outlives the orchestrator.
@@ -106,6 +115,7 @@ int RunRole(int argc, char** argv) {
   app.add_option("--idle-sessions", a.idle_sessions);
   app.add_option("--deadline-ms", a.deadline_ms);
   app.add_option("--qos", a.qos);
+  app.add_option("--curve-dir", a.curve_dir);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

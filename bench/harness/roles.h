@@ -51,6 +51,9 @@ struct RoleArgs {
   std::uint64_t idle_sessions = 0;
   std::int64_t deadline_ms = 60000;  // rejoin call deadline
   std::uint64_t qos = 1;             // MQTT
+  // CurveZMQ on every link (the "-curve" systems): the directory holding
+  // the case's key files (CurveKeyDir); empty: plain TCP.
+  std::string curve_dir;
 
   std::vector<std::string> ToArgv(const std::string& self) const;
 };
@@ -62,5 +65,15 @@ int RunRole(int argc, char** argv);
 std::string ControlPath(const std::string& dir);
 std::string ExecPath(const std::string& dir);
 std::string ClientLogPath(const std::string& dir, std::uint64_t client);
+
+// CURVE key files of a case (written by the orchestrator): the broker's pair
+// and public key, one pair shared by every client and server process (the
+// principal "bench"), and the broker's keys file.
+std::string CurveBrokerKey(const std::string& curve_dir);
+std::string CurveBrokerPublic(const std::string& curve_dir);
+std::string CurvePeerKey(const std::string& curve_dir);
+std::string CurveKeysFile(const std::string& curve_dir);
+// The principal of the peers' key: session and server ids start with it.
+inline constexpr char kCurvePrincipal[] = "bench";
 
 }  // namespace rejoin::bench

@@ -68,15 +68,23 @@ class Rows {
   std::vector<TargetRow> rows_;
 };
 
-// Window-64 throughput of rejoin against `system`: met when the ratio
-// reaches `need` (no target when need <= 0).
+// The name of a row about `subject`: rejoin's rows say only what they
+// compare.
+std::string About(const std::string& subject, std::string what) {
+  return subject == "rejoin" ? what : subject + " " + what;
+}
+
+// Window-64 throughput of `subject` (rejoin) against `system`: met when the
+// ratio reaches `need` (no target when need <= 0).
 void ThroughputRow(Rows& rows, const std::vector<CaseResult>& cases,
-                   const std::string& system, double need) {
-  const CaseResult* r = Find(cases, "rejoin", 64, 0);
+                   const std::string& system, double need,
+                   const std::string& subject = "rejoin") {
+  const CaseResult* r = Find(cases, subject, 64, 0);
   const CaseResult* b = Find(cases, system, 64, 0);
-  const std::string name =
+  const std::string name = About(
+      subject,
       need > 0 ? "window 64 throughput >= " + Fmt("%g", need) + " x " + system
-               : "window 64 throughput vs " + system + " (no target)";
+               : "window 64 throughput vs " + system + " (no target)");
   if (r == nullptr || b == nullptr || !b->ok || b->throughput_rps <= 0) {
     if (b != nullptr && !b->ok) {
       rows.Add(name, system + " failed: " + b->error, "**not met**");
@@ -93,15 +101,17 @@ void ThroughputRow(Rows& rows, const std::vector<CaseResult>& cases,
            need > 0 ? Met(ratio >= need) : "-");
 }
 
-// Window-1 p50 of rejoin against `system`: met when rejoin's is at most
-// `most` times the other's.
+// Window-1 p50 of `subject` (rejoin) against `system`: met when the
+// subject's is at most `most` times the other's.
 void LatencyRow(Rows& rows, const std::vector<CaseResult>& cases,
-                const std::string& system, double most) {
-  const CaseResult* r = Find(cases, "rejoin", 1, 0);
+                const std::string& system, double most,
+                const std::string& subject = "rejoin") {
+  const CaseResult* r = Find(cases, subject, 1, 0);
   const CaseResult* b = Find(cases, system, 1, 0);
   const std::string name =
-      most == 1 ? "window 1 p50 latency <= " + system + " p50"
-                : "window 1 p50 latency <= " + Fmt("%g", most) + " x " + system;
+      About(subject, most == 1 ? "window 1 p50 latency <= " + system + " p50"
+                               : "window 1 p50 latency <= " + Fmt("%g", most) +
+                                     " x " + system);
   if (r == nullptr || b == nullptr || !b->ok || b->p50_us <= 0) {
     if (b != nullptr && !b->ok) {
       rows.Add(name, system + " failed: " + b->error, "**not met**");
@@ -186,9 +196,36 @@ std::vector<TargetRow> EvaluateTargets(
                  " us = " + Fmt("%.2f", mine / theirs) + " x",
              Met(mine <= theirs));
   }
+  // CurveZMQ on every link: rejoin-curve against rejoin in clear, and
+  // libzmq's own cost (zmq-raw-curve against zmq-raw) beside it.
+  const bool curve_ran = Find(cases, "rejoin-curve", 64, 0) != nullptr ||
+                         Find(cases, "rejoin-curve", 1, 0) != nullptr;
+  if (curve_ran) {
+    ThroughputRow(rows, cases, "rejoin", 0.7, "rejoin-curve");
+    LatencyRow(rows, cases, "rejoin", 1.3, "rejoin-curve");
+    ThroughputRow(rows, cases, "zmq-raw", 0, "zmq-raw-curve");
+    const CaseResult* c64 = Find(cases, "rejoin-curve", 64, 0);
+    for (const char* role : {"broker", "client", "server"}) {
+      const std::string name = std::string("rejoin-curve window 64 ") + role +
+                               " CPU per operation vs rejoin (no target)";
+      const double mine = c64 != nullptr ? CpuPerOpUs(*c64, role) : -1;
+      const double clear = r64 != nullptr ? CpuPerOpUs(*r64, role) : -1;
+      if (mine < 0 || clear <= 0) {
+        rows.Missing(name, "rejoin-curve");
+        continue;
+      }
+      rows.Add(name,
+               Fmt("%.2f", mine) + " vs " + Fmt("%.2f", clear) +
+                   " us = " + Fmt("%.2f", mine / clear) + " x",
+               "-");
+    }
+  }
   std::uint64_t lost = 0, dup = 0, n = 0;
   for (const CaseResult& r : cases) {
-    if (r.spec.system != "rejoin" || r.spec.kind != "load") continue;
+    if ((r.spec.system != "rejoin" && r.spec.system != "rejoin-curve") ||
+        r.spec.kind != "load") {
+      continue;
+    }
     lost += r.lost;
     dup += r.duplicate_executions;
     ++n;
