@@ -190,6 +190,22 @@ std::vector<CaseSpec> QuickPlan(const CaseSpec& base,
       c.repeat = 3;  // fdatasync latency on a shared disk drifts
       plan.push_back(c);
     }
+    // Many sessions, many processes: 64 sessions in 4 client processes (16
+    // sharing one connection and journal each) against 4 servers, 16 calls
+    // in flight per session. What each role spends per operation there,
+    // beside the one-session case.
+    CaseSpec many = base;
+    many.system = "rejoin";
+    many.window = 16;
+    many.loss = 0;
+    many.seconds = 2.0;
+    many.sessions = 64;
+    many.sessions_per_process = 16;
+    many.servers = 4;
+    many.durability = "process";
+    many.target = "many-sessions";
+    many.repeat = 3;
+    plan.push_back(many);
     CaseSpec rss = base;
     rss.system = "rejoin";
     rss.window = 64;

@@ -220,6 +220,31 @@ std::vector<TargetRow> EvaluateTargets(
                "-");
     }
   }
+  // Many sessions (64 in 4 client processes, 4 servers): throughput, and
+  // each role's CPU per operation beside the one-session window-64 case.
+  for (const CaseResult& m : cases) {
+    if (m.spec.system != "rejoin" || m.spec.kind != "load" ||
+        m.spec.sessions < 16 || !m.spec.kills.empty() || m.spec.loss != 0 ||
+        m.spec.durability != "process") {
+      continue;
+    }
+    std::string measured =
+        Fmt("%.0f", m.throughput_rps) + " ops/s; CPU per operation";
+    for (const char* role : {"broker", "client", "server"}) {
+      const double many = CpuPerOpUs(m, role);
+      const double one = r64 != nullptr ? CpuPerOpUs(*r64, role) : -1;
+      measured += std::string(" ") + role + " " + Fmt("%.2f", many) + " us";
+      if (one > 0) measured += " (1 session: " + Fmt("%.2f", one) + ")";
+    }
+    rows.Add(std::to_string(m.spec.sessions) + " sessions in " +
+                 std::to_string(
+                     m.spec.sessions /
+                     std::max<std::uint64_t>(m.spec.sessions_per_process, 1)) +
+                 " client processes, " + std::to_string(m.spec.servers) +
+                 " servers, window " + std::to_string(m.spec.window) +
+                 " (no target)",
+             measured + Runs(m), "-");
+  }
   std::uint64_t lost = 0, dup = 0, n = 0;
   for (const CaseResult& r : cases) {
     if ((r.spec.system != "rejoin" && r.spec.system != "rejoin-curve") ||
