@@ -33,10 +33,15 @@ fail() { echo "install-test: FAIL: $*" >&2; exit 1; }
 jobs=$(nproc 2>/dev/null || echo 2)
 
 # A loopback port nobody listens on now.
+# A port nothing listens on, below the kernel's ephemeral range: a port in
+# that range may be held by an outgoing connection, which a connect test
+# does not see and which makes a bind fail.
 free_port() {
-  local p
+  local p low=32768
+  read -r low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+  [ "$low" -gt 11000 ] || low=32768
   while :; do
-    p=$((20000 + RANDOM % 40000))
+    p=$((10000 + RANDOM % (low - 10000)))
     (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
   done
 }
@@ -45,23 +50,37 @@ free_port() {
 # consumer's server and 200 calls of its client.
 run_consumer() {
   local broker=$1 server=$2 client=$3 label=$4
-  local port; port=$(free_port)
-  local endpoint="tcp://127.0.0.1:$port"
-  local admin="tcp://127.0.0.1:$(free_port)"
   local dir="$work/run-$label"
+  local endpoint admin attempt
   mkdir -p "$dir"
-  cat >"$dir/broker.toml" <<TOML
+  # Another process may take a chosen port before the broker binds it: a
+  # broker that exits at start is tried again on other ports.
+  for attempt in 1 2 3 4 5; do
+    endpoint="tcp://127.0.0.1:$(free_port)"
+    admin="tcp://127.0.0.1:$(free_port)"
+    [ "$endpoint" != "$admin" ] || continue
+    cat >"$dir/broker.toml" <<TOML
 endpoint = "$endpoint"
 roster = "$dir/roster"
 admin = "$admin"
 log-level = "warn"
 TOML
-  "$broker" --config "$dir/broker.toml" >"$dir/broker.log" 2>&1 &
-  broker_pid=$!
+    "$broker" --config "$dir/broker.toml" >"$dir/broker.log" 2>&1 &
+    broker_pid=$!
+    sleep 0.3
+    kill -0 "$broker_pid" 2>/dev/null && break
+    wait "$broker_pid" 2>/dev/null || true
+    broker_pid=
+    grep -q "already in use" "$dir/broker.log" ||
+      fail "$label: broker did not start: $(cat "$dir/broker.log")"
+  done
+  [ -n "$broker_pid" ] || fail "$label: no free ports for the broker"
   "$server" "$endpoint" "$dir/server-journal" >"$dir/server.log" 2>&1 &
   local server_pid=$!
   local out
-  if ! out=$("$client" "$endpoint" "$dir/client-journal" 200 2>&1); then
+  # Bounded: a consumer that cannot reach the broker fails the run instead
+  # of holding it.
+  if ! out=$(timeout 120 "$client" "$endpoint" "$dir/client-journal" 200 2>&1); then
     cat "$dir"/*.log >&2 || true
     kill -9 "$server_pid" 2>/dev/null || true
     fail "$label: consumer client: $out"
