@@ -179,6 +179,19 @@ class BrokerCoreTest : public ::testing::Test {
     ASSERT_EQ(Deliver(kClientRoute, ClientHello("s1")).size(), 1u);
   }
 
+  // Session s1's client vector as Connect's client journals it
+  // (incarnation 1, journal 11, nothing completed) with `pending` sent.
+  static ClientVector S1Vector(Seq next_seq, std::vector<Seq> pending) {
+    ClientVector cv;
+    cv.session = "s1";
+    cv.incarnation = 1;
+    cv.journal_id = 11;
+    cv.next_seq = next_seq;
+    cv.completed_watermark = 1;
+    cv.pending = std::move(pending);
+    return cv;
+  }
+
   // The messages of type T among `sent` that went to `route`.
   template <typename T>
   static std::vector<T> To(const std::vector<Sent>& sent,
@@ -606,13 +619,7 @@ TEST_F(BrokerCoreTest, PendingSeqNobodyReportedIsResentAfterGrace) {
   options_.grace = milliseconds(200);
   Start();
   Connect();
-  ClientVector cv;
-  cv.session = "s1";
-  cv.incarnation = 1;
-  cv.journal_id = 11;
-  cv.next_seq = 4;
-  cv.completed_watermark = 1;
-  cv.pending = {3};
+  ClientVector cv = S1Vector(4, {3});
   auto sent = Deliver(kClientRoute, StateExchange{Role::kClient, {cv}, {}});
   EXPECT_TRUE(To<Recover>(sent, kClientRoute).empty());
   auto recover = To<Recover>(Advance(milliseconds(250)), kClientRoute);
@@ -853,13 +860,7 @@ TEST_F(BrokerCoreTest, ClientReturningTwiceDuringGraceGetsEachSeqOnce) {
   options_.grace = milliseconds(200);
   Start();
   Connect();
-  ClientVector cv;
-  cv.session = "s1";
-  cv.incarnation = 1;
-  cv.journal_id = 11;
-  cv.next_seq = 5;
-  cv.completed_watermark = 1;
-  cv.pending = {3, 4};
+  ClientVector cv = S1Vector(5, {3, 4});
   Deliver(kClientRoute, StateExchange{Role::kClient, {cv}, {}});
   cv.next_seq = 6;
   cv.pending = {3, 4, 5};
@@ -951,13 +952,7 @@ TEST_F(BrokerCoreTest, ReceivedCopyOfAnOperationAnsweredElsewhereIsReleased) {
       Deliver("server-b", StateExchange{Role::kServer, {}, {sv}, true}),
       kClientRoute);
   ASSERT_EQ(probes.size(), 1u);
-  ClientVector cv;
-  cv.session = "s1";
-  cv.incarnation = 1;
-  cv.journal_id = 11;
-  cv.next_seq = 2;
-  cv.completed_watermark = 1;
-  cv.pending = {1};  // the RESPONSE did not reach it
+  ClientVector cv = S1Vector(2, {1});  // the RESPONSE did not reach it
   auto sent = Deliver(kClientRoute,
                       ProbeReply{probes[0].probe_id, Role::kClient, {cv}, {}});
   auto recover = To<Recover>(sent, "server-b");

@@ -388,9 +388,10 @@ void BrokerCore::OnProbeReply(const std::string& route, const ProbeReply& reply,
       continue;
     }
     auto it = s.ops.find(d.seq);
+    const ServerOpView view = ViewOf(sv, d.seq);
     if (it != s.ops.end() && it->second.phase == Phase::kAnswered &&
         !it->second.broker_answered && it->second.server != probe.server &&
-        ViewOf(sv, d.seq).state == ServerOpState::kReceived) {
+        view.state == ServerOpState::kReceived) {
       // This server reports a copy it received and never ran, while another
       // server ran the operation and its RESPONSE is the answer this broker
       // holds (and that server's journal keeps until the client completes
@@ -398,8 +399,7 @@ void BrokerCore::OnProbeReply(const std::string& route, const ProbeReply& reply,
       // copy is released as if the client had completed it. Deciding from
       // this server's view alone would run a non-idempotent request a
       // second time (re-execute or resolve an execution in doubt).
-      d = DecideOp(d.seq, ClientOpState::kCompleted, ViewOf(sv, d.seq),
-                   DecisionContext{});
+      d = DecideOp(d.seq, ClientOpState::kCompleted, view, DecisionContext{});
       NoteDecision(probe.session, d, "state_exchange");
       ApplyServerDecision(probe.session, s, d, probe.server, to_server, now);
       continue;
@@ -407,7 +407,7 @@ void BrokerCore::OnProbeReply(const std::string& route, const ProbeReply& reply,
     if (d.seq <= s.journal_lost_through) {
       d = forgotten.ops[i];
     } else if (it != s.ops.end() && !it->second.service.empty()) {
-      d = DecideOp(d.seq, cv.StateOf(d.seq), ViewOf(sv, d.seq),
+      d = DecideOp(d.seq, cv.StateOf(d.seq), view,
                    ContextFor(&it->second, srv, false));
     }
     NoteDecision(probe.session, d, "state_exchange");
