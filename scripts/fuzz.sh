@@ -16,7 +16,7 @@ seconds=${FUZZ_SECONDS:-10}
 cxx=${CXX_FUZZ:-clang++-14}
 jobs=${FUZZ_JOBS:-2}
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(codec batch journal roster keys)
+[ ${#targets[@]} -eq 0 ] && targets=(codec batch journal roster keys keyfile)
 
 # What the build needs, and clang with its runtimes (libFuzzer, the
 # sanitizers).

@@ -149,5 +149,37 @@ TEST(KeyFile, MismatchedPairAndBadLinesAreRefused) {
             ErrorCode::kNotFound);
 }
 
+TEST(KeyFile, NulBytesDirectoriesAndHugeFilesAreRefused) {
+  auto a = transport::GenerateKeyPair();
+  ASSERT_TRUE(a.ok());
+  // libzmq's decoder stops at a NUL: five valid characters and a NUL would
+  // otherwise pass for a 40-character key.
+  std::string nul_key = a->public_key;
+  nul_key[5] = '\0';
+  EXPECT_FALSE(transport::ValidZ85Key(nul_key));
+  EXPECT_FALSE(
+      transport::ParseKeyFile("public-key " + nul_key + "\n", "k", false).ok());
+  std::string text = transport::KeyFileText(*a, true);
+  EXPECT_TRUE(transport::ParseKeyFile(text, "k", true).ok());
+  text.insert(text.find("secret-key"), std::string("#\0\n", 3));
+  auto r = transport::ParseKeyFile(text, "k", true);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("k:3: a NUL byte"), std::string::npos)
+      << r.status().message();
+
+  testing::TempDir dir;
+  EXPECT_EQ(transport::ReadKeyFile(dir.path(), false).status().code(),
+            ErrorCode::kInvalidArgument);
+  const std::string big = dir.Sub("big");
+  {
+    std::ofstream out(big);
+    out << transport::KeyFileText(*a, false)
+        << std::string(transport::kMaxKeyFileBytes, '#') << "\n";
+  }
+  r = transport::ReadKeyFile(big, false);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("not a key file"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace rejoin::broker_internal

@@ -5,7 +5,9 @@
 //   DIR/journal  journal directories written by seeded workloads, some with
 //                compaction, some with a torn tail;
 //   DIR/roster   roster files as the broker writes them;
-//   DIR/keys     keys files with fresh CURVE keys.
+//   DIR/keys     keys files with fresh CURVE keys;
+//   DIR/keyfile  an endpoint's key files (a flags byte, then the file), as
+//                WriteKeyFile writes them and as a person might edit them.
 // Usage: fuzz_seeds DIR. Deterministic but for the CURVE keys, which are
 // drawn afresh.
 #include <cstddef>
@@ -181,6 +183,23 @@ bool KeysSeeds(const std::filesystem::path& dir) {
   return Write(dir, "keys", text);
 }
 
+bool KeyFileSeeds(const std::filesystem::path& dir) {
+  Result<transport::KeyPair> a = transport::GenerateKeyPair();
+  if (!a.ok()) {
+    std::fprintf(stderr, "cannot generate CURVE keys\n");
+    return false;
+  }
+  const std::string pair = transport::KeyFileText(*a, /*with_secret=*/true);
+  const std::string pub = transport::KeyFileText(*a, /*with_secret=*/false);
+  const std::string edited =
+      "\r\n  # the echo server's pair\r\n\tsecret-key  " + a->secret_key +
+      "\t\r\npublic-key " + a->public_key + "   \r\n# end";
+  return Write(dir, "pair", std::string(1, '\1') + pair) &&
+         Write(dir, "public", std::string(1, '\0') + pub) &&
+         Write(dir, "pair_as_public", std::string(1, '\0') + pair) &&
+         Write(dir, "edited", std::string(1, '\1') + edited);
+}
+
 }  // namespace
 }  // namespace rejoin::fuzz
 
@@ -193,6 +212,7 @@ int main(int argc, char** argv) {
   using namespace rejoin::fuzz;
   const bool ok = CodecSeeds(dir / "codec") && BatchSeeds(dir / "batch") &&
                   JournalSeeds(dir / "journal") &&
-                  RosterSeeds(dir / "roster") && KeysSeeds(dir / "keys");
+                  RosterSeeds(dir / "roster") && KeysSeeds(dir / "keys") &&
+                  KeyFileSeeds(dir / "keyfile");
   return ok ? 0 : 1;
 }

@@ -36,7 +36,10 @@ std::string_view Trim(std::string_view s) {
 bool CurveAvailable() { return zmq_has("curve") != 0; }
 
 bool ValidZ85Key(std::string_view key) {
+  // libzmq decodes up to the first NUL: a NUL inside the 40 characters
+  // would pass for a shorter key.
   if (key.size() != kZ85KeyChars) return false;
+  if (key.find('\0') != std::string_view::npos) return false;
   const std::string text(key);
   std::array<std::uint8_t, 32> raw{};
   return zmq_z85_decode(raw.data(), text.c_str()) != nullptr;
@@ -66,55 +69,85 @@ Result<std::string> PublicKeyOf(const std::string& secret_key) {
   return std::string(pub);
 }
 
-Result<KeyPair> ReadKeyFile(const std::string& path, bool need_secret) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) {
-    return Status(errno == ENOENT ? ErrorCode::kNotFound : ErrorCode::kIoError,
-                  path + ": " + std::strerror(errno));
-  }
-  std::ifstream in(path);
-  if (!in) return Status(ErrorCode::kIoError, path + ": cannot open");
+Result<KeyPair> ParseKeyFile(std::string_view text, const std::string& name,
+                             bool need_secret) {
   KeyPair keys;
-  std::string line;
-  for (int number = 1; std::getline(in, line); ++number) {
-    const std::string where = path + ":" + std::to_string(number);
+  int number = 0;
+  while (!text.empty()) {
+    ++number;
+    const std::size_t end = text.find('\n');
+    const std::string_view line = text.substr(0, end);
+    text.remove_prefix(end == std::string_view::npos ? text.size() : end + 1);
+    const std::string where = name + ":" + std::to_string(number);
+    if (line.find('\0') != std::string_view::npos) {
+      return Bad(where, "a NUL byte");
+    }
     std::string_view rest = Trim(line);
     if (rest.empty() || rest.front() == '#') continue;
     const std::size_t space = rest.find_first_of(" \t");
     if (space == std::string_view::npos) {
       return Bad(where, "expected 'public-key KEY' or 'secret-key KEY'");
     }
-    const std::string_view name = rest.substr(0, space);
+    const std::string_view field = rest.substr(0, space);
     const std::string_view value = Trim(rest.substr(space));
-    std::string* slot = name == "public-key"   ? &keys.public_key
-                        : name == "secret-key" ? &keys.secret_key
-                                               : nullptr;
+    std::string* slot = field == "public-key"   ? &keys.public_key
+                        : field == "secret-key" ? &keys.secret_key
+                                                : nullptr;
     if (slot == nullptr) {
-      return Bad(where, "unknown field '" + std::string(name) + "'");
+      return Bad(where, "unknown field '" + std::string(field) + "'");
     }
     if (!slot->empty()) {
-      return Bad(where, std::string(name) + " given twice");
+      return Bad(where, std::string(field) + " given twice");
     }
     if (!ValidZ85Key(value)) {
-      return Bad(where, std::string(name) + " is not a 40-character z85 key");
+      return Bad(where, std::string(field) + " is not a 40-character z85 key");
     }
     *slot = std::string(value);
   }
-  if (keys.public_key.empty()) return Bad(path, "no public-key line");
+  if (keys.public_key.empty()) return Bad(name, "no public-key line");
   if (need_secret) {
     if (keys.secret_key.empty()) {
-      return Bad(path, "no secret-key line (a public key file?)");
-    }
-    if ((st.st_mode & 077) != 0) {
-      return Bad(path,
-                 "a secret key file must be readable by its owner only "
-                 "(chmod 600)");
+      return Bad(name, "no secret-key line (a public key file?)");
     }
     Result<std::string> derived = PublicKeyOf(keys.secret_key);
     if (!derived.ok()) return derived.status();
     if (*derived != keys.public_key) {
-      return Bad(path, "public-key does not belong to secret-key");
+      return Bad(name, "public-key does not belong to secret-key");
     }
+  }
+  return keys;
+}
+
+std::string KeyFileText(const KeyPair& keys, bool with_secret) {
+  std::string text = "# rejoin CURVE ";
+  text += with_secret ? "key pair: keep it private" : "public key";
+  text += "\npublic-key " + keys.public_key + "\n";
+  if (with_secret) text += "secret-key " + keys.secret_key + "\n";
+  return text;
+}
+
+Result<KeyPair> ReadKeyFile(const std::string& path, bool need_secret) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    return Status(errno == ENOENT ? ErrorCode::kNotFound : ErrorCode::kIoError,
+                  path + ": " + std::strerror(errno));
+  }
+  if (!S_ISREG(st.st_mode)) return Bad(path, "not a regular file");
+  if (st.st_size > kMaxKeyFileBytes) {
+    return Bad(path, "larger than " + std::to_string(kMaxKeyFileBytes) +
+                         " bytes: not a key file");
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status(ErrorCode::kIoError, path + ": cannot open");
+  std::ostringstream bytes;
+  bytes << in.rdbuf();
+  if (in.bad()) return Status(ErrorCode::kIoError, path + ": cannot read");
+  Result<KeyPair> keys = ParseKeyFile(bytes.str(), path, need_secret);
+  if (!keys.ok()) return keys.status();
+  if (need_secret && (st.st_mode & 077) != 0) {
+    return Bad(path,
+               "a secret key file must be readable by its owner only "
+               "(chmod 600)");
   }
   return keys;
 }
@@ -125,12 +158,7 @@ Status WriteKeyFile(const std::string& path, const KeyPair& keys,
       (with_secret && !ValidZ85Key(keys.secret_key))) {
     return Status(ErrorCode::kInvalidArgument, "not a z85 key pair");
   }
-  std::ostringstream text;
-  text << "# rejoin CURVE "
-       << (with_secret ? "key pair: keep it private" : "public key") << "\n"
-       << "public-key " << keys.public_key << "\n";
-  if (with_secret) text << "secret-key " << keys.secret_key << "\n";
-  const std::string bytes = text.str();
+  const std::string bytes = KeyFileText(keys, with_secret);
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
                         with_secret ? 0600 : 0644);
   if (fd < 0) {

@@ -43,6 +43,18 @@ Result<KeyPair> GenerateKeyPair();
 // The public key that belongs to a z85 secret key.
 Result<std::string> PublicKeyOf(const std::string& secret_key);
 
+// The largest key file read: a pair with comments is well under 1 KiB.
+inline constexpr long kMaxKeyFileBytes = 64 * 1024;
+
+// Parses a key file's bytes (`name` only labels the errors): lines of
+// `public-key KEY`, `secret-key KEY`, blank or `#` comments, each field at
+// most once. With `need_secret` the secret key must be there and match the
+// public key. Errors: kInvalidArgument naming the line.
+Result<KeyPair> ParseKeyFile(std::string_view text, const std::string& name,
+                             bool need_secret);
+// The bytes WriteKeyFile writes for `keys`.
+std::string KeyFileText(const KeyPair& keys, bool with_secret);
+
 // Reads a key file. With `need_secret` it must hold a secret key and be
 // private to its owner. Errors: kNotFound, kIoError, kInvalidArgument (a
 // line that does not parse, a key that does not decode, a secret key that
