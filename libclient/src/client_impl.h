@@ -281,6 +281,10 @@ class Client::Impl {
   void ScheduleResend(Seq seq, client_internal::PendingOp& op, TimePoint now);
   void Complete(Seq seq, ErrorCode status, std::string payload, TimePoint now);
   void FailAllWaiters(ErrorCode code, const char* why);
+  // Fenced or not authorized, the session is shut out until the broker
+  // admits it: its calls stay journaled (and go out once it is admitted),
+  // but their callers learn it now rather than at their deadlines.
+  void FailWaitersIfShutOut();
   void Emit(RecoveryEventKind kind, Seq seq);
   // Raises both next seqs above `seen`, a seq the broker named that this
   // journal never issued (PROTOCOL.md §1.2).
@@ -375,6 +379,8 @@ class Client::Impl {
       io_recovery_cb_;
   std::vector<RecoveryEvent> events_;  // delivered after the commit
   bool logged_malformed_ = false;
+  // The broker's words on the last HELLO it refused as not authorized.
+  std::string denied_why_;
 
   // The connection life cycle (FLOWS.md §1.1): welcomed, returning, the
   // broker's epoch and heartbeat, and the HELLO timers.

@@ -59,6 +59,7 @@ void Client::Impl::HandleCall(CallCommand& c) {
   p.waiters.push_back(std::move(w));
   p.queued = true;
   send_queue_.push_back({c.seq, 0});
+  FailWaitersIfShutOut();
 }
 
 void Client::Impl::HandleCollect(CollectCommand& c) {
@@ -69,6 +70,7 @@ void Client::Impl::HandleCollect(CollectCommand& c) {
     w.deadline = c.deadline;
     deadline_timers_.push({w.deadline, c.seq, w.id});
     it->second.waiters.push_back(std::move(w));
+    FailWaitersIfShutOut();
     return;
   }
   if (const JournalSession* s = journal_->session()) {

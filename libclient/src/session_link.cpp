@@ -98,6 +98,7 @@ void Client::Impl::HandleError(const Error& e) {
       Log().debug("session {}: HELLO refused: {}", options_.session_id,
                   ErrorCodeName(e.code));
     }
+    if (*event == EndpointEvent::kDenied) denied_why_ = e.message;
     Drive(*event, Clock::now());
     return;
   }
@@ -107,6 +108,20 @@ void Client::Impl::HandleError(const Error& e) {
 
 // --- The machine
 // --------------------------------------------------------------
+
+void Client::Impl::FailWaitersIfShutOut() {
+  switch (conn_.state()) {
+    case EndpointState::kFenced:
+      FailAllWaiters(ErrorCode::kFenced, "a newer process holds the session");
+      break;
+    case EndpointState::kDenied:
+      FailAllWaiters(ErrorCode::kNotAuthorized,
+                     "the broker does not authorize the session");
+      break;
+    default:
+      break;
+  }
+}
 
 EndpointMachine::Input Client::Impl::LinkInput(EndpointEvent event,
                                                TimePoint now) const {
@@ -137,7 +152,16 @@ void Client::Impl::Carry(const EndpointMachine::Output& out, TimePoint now,
         "session {}: fenced: a newer process holds the session; calls fail "
         "until it is gone",
         options_.session_id);
-    FailAllWaiters(ErrorCode::kFenced, "a newer process holds the session");
+    FailWaitersIfShutOut();
+  }
+  if (out.Has(EndpointAction::kReportDenied)) {
+    // A key or keys file to fix, not a fault to ride out: waiting calls
+    // learn it now instead of at their deadline.
+    Log().error(
+        "session {}: not authorized by the broker ({}); calls fail until "
+        "its keys file allows the session (asking again every second)",
+        options_.session_id, denied_why_);
+    FailWaitersIfShutOut();
   }
   if (out.Has(EndpointAction::kSendStateExchange)) {
     outbox_.push_back(OutStateExchange{});

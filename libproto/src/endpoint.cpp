@@ -65,6 +65,7 @@ void EndpointMachine::AwaitReconnect(Output& out, TimePoint now,
       break;
     case State::kNoLink:
     case State::kFenced:
+    case State::kDenied:
     case State::kClosed:
       break;
   }
@@ -113,8 +114,9 @@ EndpointMachine::Output EndpointMachine::Step(const Input& in) {
       switch (state_) {
         case State::kClosed:
         case State::kFenced:
-          // Fenced stays fenced on a new socket: the broker would refuse
-          // again; the fenced timer asks it.
+        case State::kDenied:
+          // Fenced or denied stays so on a new socket: the broker would
+          // refuse again; the retry timer asks it.
           break;
         case State::kWelcomed:
           Lose(out, "connection replaced");
@@ -147,6 +149,7 @@ EndpointMachine::Output EndpointMachine::Step(const Input& in) {
         case State::kHelloSent:
         case State::kRefused:
         case State::kFenced:
+        case State::kDenied:
         case State::kWelcomed:
         case State::kClosed:
           break;
@@ -182,6 +185,7 @@ EndpointMachine::Output EndpointMachine::Step(const Input& in) {
           Arm(EndpointTimer::kHelloWait, now + hello_wait_);
           break;
         case State::kFenced:
+        case State::kDenied:
           Arm(EndpointTimer::kRetry, now + Jitter(timers_.fenced_retry));
           break;
         case State::kNoLink:
@@ -202,6 +206,7 @@ EndpointMachine::Output EndpointMachine::Step(const Input& in) {
           break;
         case State::kRefused:
         case State::kFenced:
+        case State::kDenied:
           Arm(EndpointTimer::kRetry, now + wait);
           break;
         case State::kNoLink:
@@ -246,7 +251,8 @@ EndpointMachine::Output EndpointMachine::Step(const Input& in) {
         case State::kConnecting:
         case State::kHelloSent:
         case State::kRefused:
-        case State::kFenced: {
+        case State::kFenced:
+        case State::kDenied: {
           // The holder may be a process killed a moment ago that the broker
           // has not noticed yet: the first retry comes soon.
           const int shift = std::min(refusals_++, 4);
@@ -270,6 +276,26 @@ EndpointMachine::Output EndpointMachine::Step(const Input& in) {
       Lose(out, "fenced");
       state_ = State::kFenced;
       Arm(EndpointTimer::kRetry, now + Jitter(timers_.fenced_retry));
+      break;
+    case EndpointEvent::kDenied:
+      switch (state_) {
+        case State::kConnecting:
+        case State::kHelloSent:
+        case State::kRefused:
+        case State::kFenced:
+          Add(out, Action::kReportDenied);
+          [[fallthrough]];
+        case State::kDenied:
+          // Reported once. The keys file may change (SIGHUP): ask rarely.
+          state_ = State::kDenied;
+          Arm(EndpointTimer::kRetry, now + Jitter(timers_.fenced_retry));
+          break;
+        case State::kWelcomed:
+          // The answer to a HELLO it no longer waits for.
+        case State::kNoLink:
+        case State::kClosed:
+          break;
+      }
       break;
     case EndpointEvent::kGoodbye:
       // Its successor on the endpoint gets a HELLO once the socket
@@ -314,6 +340,7 @@ EndpointMachine::Output EndpointMachine::OnTimer(const Input& in) {
     case State::kConnecting:
     case State::kRefused:
     case State::kFenced:
+    case State::kDenied:
       if (now < due_) break;
       Add(out, Action::kSendHello);
       Arm(timer_, now + heartbeat_);  // until the outcome re-arms it
@@ -360,6 +387,8 @@ std::string_view EndpointStateName(EndpointState s) {
       return "refused";
     case State::kFenced:
       return "fenced";
+    case State::kDenied:
+      return "denied";
     case State::kWelcomed:
       return "welcomed";
     case State::kClosed:
@@ -396,6 +425,8 @@ std::string_view EndpointEventName(EndpointEvent e) {
       return "refused";
     case EndpointEvent::kFenced:
       return "fenced";
+    case EndpointEvent::kDenied:
+      return "denied";
     case EndpointEvent::kGoodbye:
       return "goodbye";
     case EndpointEvent::kTimer:

@@ -18,6 +18,13 @@ std::optional<EndpointEvent> EndpointEventOf(const Error& e) {
         return EndpointEvent::kRefused;
       }
       return std::nullopt;
+    case ErrorCode::kNotAuthorized:
+      // Refused REQUESTs, ACKs and reports are answered one by one; only a
+      // refused HELLO keeps the endpoint out.
+      if (e.ref_type == static_cast<std::uint8_t>(MessageType::kHello)) {
+        return EndpointEvent::kDenied;
+      }
+      return std::nullopt;
     default:
       return std::nullopt;
   }

@@ -185,6 +185,12 @@ void IoLoop::Carry(const EndpointMachine::Output& out, Clock::time_point now) {
     Log().warn("server {}: fenced: a newer process holds the server id",
                options_.server_id);
   }
+  if (out.Has(EndpointAction::kReportDenied)) {
+    Log().error(
+        "server {}: not authorized by the broker (the id or a service); "
+        "asking again every second until its keys file allows it",
+        options_.server_id);
+  }
   if (out.Has(EndpointAction::kDropLink)) link_.reset();
   if (out.Has(EndpointAction::kSendStateExchange)) QueueStateExchange();
   if (out.Has(EndpointAction::kSendHeartbeat)) {
@@ -459,8 +465,9 @@ void IoLoop::OnError(const Error& e, Clock::time_point now) {
   if (const auto event = EndpointEventOf(e)) {
     // unknown_session: the broker does not know this connection (it
     // restarted, or dropped us). The others: another process holds the id,
-    // or the broker is full. Keep asking: the holder may be a previous
-    // incarnation whose death the broker has not noticed yet.
+    // the broker is full, or the principal may not use the id or serve a
+    // service. Keep asking: the holder may be a previous incarnation whose
+    // death the broker has not noticed yet, and the keys file may change.
     if (*event != EndpointEvent::kUnknownSession && LogOnce(key)) {
       Log().warn("server {}: broker refused HELLO: {} ({}); retrying",
                  options_.server_id, ErrorCodeName(e.code), e.message);

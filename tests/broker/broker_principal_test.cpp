@@ -7,6 +7,7 @@
 #include <chrono>
 #include <limits>
 #include <string>
+#include <thread>
 #include <variant>
 
 #include "broker/curve_fixture.h"
@@ -199,6 +200,77 @@ TEST_F(CurveBroker, CallOfAServiceThePrincipalMayNotCallIsNotAuthorized) {
   EXPECT_EQ(r->status, ErrorCode::kNotAuthorized);
   VictimCallsWork(*alice);
   EXPECT_GE(broker_->stats().not_authorized, 1u);
+}
+
+// A real client whose session id is outside its principal's namespace (a
+// misconfiguration, or a hostile program built on the library): its HELLO
+// is refused not_authorized, its calls fail with that code at once instead
+// of at their deadlines, and it asks again only about once a second.
+TEST_F(CurveBroker, ClientRefusedNotAuthorizedIsToldAtOnceAndAsksRarely) {
+  StartBroker();
+  auto server = EchoServer();
+  auto alice = Alice();
+  ASSERT_TRUE(server && alice);
+  ClientOptions o;
+  o.endpoint = broker_->bound_endpoint();
+  o.curve = CurveOf("mallory");
+  o.session_id = "alice/s1";
+  o.journal_dir = dir_.Sub("journal-mallory");
+  o.heartbeat = 200ms;
+  o.default_deadline = 30s;
+  auto opened = Client::Open(o);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  std::unique_ptr<Client> mallory = std::move(*opened);
+  for (int i = 0; i < 3; ++i) {
+    auto r = mallory->Call("echo", "forged-" + std::to_string(i));
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), ErrorCode::kNotAuthorized)
+        << r.status().ToString();
+  }
+  const std::uint64_t refused = broker_->stats().not_authorized;
+  std::this_thread::sleep_for(1500ms);
+  // At most two more HELLOs in 1.5 s (one per second, plus jitter), where a
+  // retry at the pace of other refusals would be a dozen.
+  EXPECT_LE(broker_->stats().not_authorized, refused + 2);
+  VictimCallsWork(*alice);
+}
+
+// A real server refused a service it may not serve asks again rarely and is
+// admitted once the keys file allows it (SIGHUP, here ReloadKeys): the call
+// queued meanwhile is then answered by it.
+TEST_F(CurveBroker, ServerRefusedAServiceIsAdmittedOnceTheKeysFileAllowsIt) {
+  StartBroker();
+  auto alice = Alice();
+  ASSERT_TRUE(alice);
+  ServerOptions o;
+  o.endpoint = broker_->bound_endpoint();
+  o.curve = CurveOf("evilsrv");
+  o.server_id = "evilsrv/1";
+  o.durability = Durability::kMemory;
+  o.heartbeat = 200ms;
+  ServiceOptions svc;
+  svc.name = "echo";
+  svc.handler = [](const RequestView& r) {
+    return HandlerReply{ErrorCode::kOk, "late:" + std::string(r.payload)};
+  };
+  auto opened = Server::Open(o, {svc});
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  std::unique_ptr<Server> late = std::move(*opened);
+  const auto until = std::chrono::steady_clock::now() + 5s;
+  while (broker_->stats().not_authorized == 0 &&
+         std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_GE(broker_->stats().not_authorized, 1u);
+  EXPECT_EQ(broker_->stats().servers, 0u);
+  std::string text = DefaultKeysFile();
+  text += "allow evilsrv serve echo\n";
+  WriteKeysFile(text);
+  ASSERT_TRUE(broker_->ReloadKeys().ok());
+  auto r = alice->Call("echo", "queued", 10s);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->status, ErrorCode::kOk);
+  EXPECT_EQ(r->payload, "late:queued");
 }
 
 }  // namespace

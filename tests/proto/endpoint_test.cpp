@@ -72,6 +72,9 @@ Machine In(S state) {
     case S::kFenced:
       feed({E::kLinkOpened, E::kHelloLeft, E::kFenced});
       break;
+    case S::kDenied:
+      feed({E::kLinkOpened, E::kHelloLeft, E::kDenied});
+      break;
     case S::kWelcomed:
       feed({E::kLinkOpened, E::kHelloLeft, E::kWelcome});
       break;
@@ -112,6 +115,7 @@ const std::vector<Cell>& Table() {
       {S::kNoLink, E::kUnknownSession, S::kNoLink, 0, T::kRelink, false},
       {S::kNoLink, E::kRefused, S::kNoLink, 0, T::kRelink, false},
       {S::kNoLink, E::kFenced, S::kNoLink, 0, T::kRelink, false},
+      {S::kNoLink, E::kDenied, S::kNoLink, 0, T::kRelink, false},
       {S::kNoLink, E::kGoodbye, S::kNoLink, 0, T::kRelink, false},
       {S::kNoLink, E::kTimer, S::kNoLink, Set({A::kOpenLink}), T::kRelink,
        false},
@@ -136,6 +140,8 @@ const std::vector<Cell>& Table() {
       {S::kConnecting, E::kUnknownSession, S::kConnecting, 0, T::kHello, false},
       {S::kConnecting, E::kRefused, S::kRefused, 0, T::kRetry, false},
       {S::kConnecting, E::kFenced, S::kFenced, Set({A::kReportFenced}),
+       T::kRetry, false},
+      {S::kConnecting, E::kDenied, S::kDenied, Set({A::kReportDenied}),
        T::kRetry, false},
       {S::kConnecting, E::kGoodbye, S::kConnecting, 0, T::kHello, false},
       {S::kConnecting, E::kTimer, S::kConnecting, Set({A::kSendHello}),
@@ -162,6 +168,8 @@ const std::vector<Cell>& Table() {
       {S::kHelloSent, E::kRefused, S::kRefused, 0, T::kRetry, false},
       {S::kHelloSent, E::kFenced, S::kFenced, Set({A::kReportFenced}),
        T::kRetry, false},
+      {S::kHelloSent, E::kDenied, S::kDenied, Set({A::kReportDenied}),
+       T::kRetry, false},
       {S::kHelloSent, E::kGoodbye, S::kConnecting, 0, T::kHello, false},
       // Nothing heard since the HELLO for a peer timeout: a new socket.
       {S::kHelloSent, E::kTimer, S::kNoLink, Set({A::kReplaceLink}), T::kRelink,
@@ -187,6 +195,8 @@ const std::vector<Cell>& Table() {
       {S::kRefused, E::kRefused, S::kRefused, 0, T::kRetry, false},
       {S::kRefused, E::kFenced, S::kFenced, Set({A::kReportFenced}), T::kRetry,
        false},
+      {S::kRefused, E::kDenied, S::kDenied, Set({A::kReportDenied}), T::kRetry,
+       false},
       {S::kRefused, E::kGoodbye, S::kConnecting, 0, T::kHello, false},
       {S::kRefused, E::kTimer, S::kRefused, Set({A::kSendHello}), T::kRetry,
        false},
@@ -210,11 +220,39 @@ const std::vector<Cell>& Table() {
       {S::kFenced, E::kRefused, S::kRefused, 0, T::kRetry, false},
       // Reported once, not per refusal.
       {S::kFenced, E::kFenced, S::kFenced, 0, T::kRetry, false},
+      {S::kFenced, E::kDenied, S::kDenied, Set({A::kReportDenied}), T::kRetry,
+       false},
       {S::kFenced, E::kGoodbye, S::kFenced, 0, T::kRetry, false},
       {S::kFenced, E::kTimer, S::kFenced, Set({A::kSendHello}), T::kRetry,
        false},
       {S::kFenced, E::kDrain, S::kFenced, 0, T::kNone, false},
       {S::kFenced, E::kStop, S::kClosed, 0, T::kNone, false},
+
+      // --- kDenied: not authorized; like kFenced, asking again rarely (the
+      // broker re-reads its keys file on SIGHUP).
+      {S::kDenied, E::kLinkOpened, S::kDenied, 0, T::kRetry, false},
+      {S::kDenied, E::kLinkOpenFailed, S::kNoLink, 0, T::kRelink, false},
+      {S::kDenied, E::kLinkUp, S::kDenied, 0, T::kRetry, false},
+      {S::kDenied, E::kLinkDown, S::kDenied, 0, T::kRetry, false},
+      {S::kDenied, E::kLinkClosed, S::kNoLink, Set({A::kDropLink}), T::kRelink,
+       false},
+      {S::kDenied, E::kHelloLeft, S::kDenied, 0, T::kRetry, false},
+      {S::kDenied, E::kHelloBlocked, S::kDenied, 0, T::kRetry, false},
+      {S::kDenied, E::kHelloNoPeer, S::kDenied, 0, T::kRetry, false},
+      {S::kDenied, E::kWelcome, S::kWelcomed, Set({A::kReportWelcomed}),
+       T::kLiveness, false},
+      {S::kDenied, E::kHeartbeat, S::kDenied, 0, T::kRetry, false},
+      {S::kDenied, E::kUnknownSession, S::kDenied, 0, T::kRetry, false},
+      {S::kDenied, E::kRefused, S::kRefused, 0, T::kRetry, false},
+      {S::kDenied, E::kFenced, S::kFenced, Set({A::kReportFenced}), T::kRetry,
+       false},
+      // Reported once, not per refusal.
+      {S::kDenied, E::kDenied, S::kDenied, 0, T::kRetry, false},
+      {S::kDenied, E::kGoodbye, S::kDenied, 0, T::kRetry, false},
+      {S::kDenied, E::kTimer, S::kDenied, Set({A::kSendHello}), T::kRetry,
+       false},
+      {S::kDenied, E::kDrain, S::kDenied, 0, T::kNone, false},
+      {S::kDenied, E::kStop, S::kClosed, 0, T::kNone, false},
 
       // --- kWelcomed: every way out of it is a loss, and then a return.
       {S::kWelcomed, E::kLinkOpened, S::kConnecting,
@@ -239,6 +277,8 @@ const std::vector<Cell>& Table() {
       {S::kWelcomed, E::kRefused, S::kWelcomed, 0, T::kLiveness, false},
       {S::kWelcomed, E::kFenced, S::kFenced,
        Set({A::kReportLost, A::kReportFenced}), T::kRetry, true},
+      // The answer to a HELLO it no longer waits for.
+      {S::kWelcomed, E::kDenied, S::kWelcomed, 0, T::kLiveness, false},
       {S::kWelcomed, E::kGoodbye, S::kConnecting, Set({A::kReportLost}),
        T::kHello, true},
       // Silent for a peer timeout: the broker is presumed dead.
@@ -262,6 +302,7 @@ const std::vector<Cell>& Table() {
       {S::kClosed, E::kUnknownSession, S::kClosed, 0, T::kNone, false},
       {S::kClosed, E::kRefused, S::kClosed, 0, T::kNone, false},
       {S::kClosed, E::kFenced, S::kClosed, 0, T::kNone, false},
+      {S::kClosed, E::kDenied, S::kClosed, 0, T::kNone, false},
       {S::kClosed, E::kGoodbye, S::kClosed, 0, T::kNone, false},
       {S::kClosed, E::kTimer, S::kClosed, 0, T::kNone, false},
       {S::kClosed, E::kDrain, S::kClosed, 0, T::kNone, false},
@@ -271,7 +312,7 @@ const std::vector<Cell>& Table() {
 }
 
 std::string Describe(std::uint16_t actions) {
-  static constexpr std::array<const char*, 11> kNames = {
+  static constexpr std::array<const char*, 12> kNames = {
       "drop_link",
       "replace_link",
       "open_link",
@@ -282,7 +323,8 @@ std::string Describe(std::uint16_t actions) {
       "send_hello",
       "send_state_exchange",
       "send_heartbeat",
-      "send_goodbye"};
+      "send_goodbye",
+      "report_denied"};
   std::string out = "{";
   for (std::size_t i = 0; i < kNames.size(); ++i) {
     if ((actions & (1u << i)) == 0) continue;
@@ -538,6 +580,27 @@ TEST(EndpointDrain, NoHelloWhileDraining) {
   EXPECT_TRUE(m.Step(At(E::kTimer, kLater)).empty());
 }
 
+// Denied: the HELLO is asked again about once a second (plus jitter), never
+// faster, also across a reconnect; a WELCOME (the keys file changed) ends
+// it.
+TEST(EndpointTimers, DeniedAsksAgainRarelyUntilWelcomed) {
+  Machine m = In(S::kDenied);
+  EXPECT_EQ(m.timer(), T::kRetry);
+  EXPECT_GE(m.due(), kStart + 1000ms);
+  EXPECT_LE(m.due(), kStart + 1250ms);
+  EXPECT_TRUE(m.Step(At(E::kTimer, kStart + 999ms)).empty());
+  const TimePoint due = m.due();
+  EXPECT_TRUE(m.Step(At(E::kTimer, due)).Has(A::kSendHello));
+  (void)m.Step(At(E::kHelloLeft, due));
+  EXPECT_GE(m.due(), due + 1000ms);
+  // A reconnect does not hurry it.
+  EXPECT_FALSE(m.Step(At(E::kLinkDown, due + 10ms)).Has(A::kSendHello));
+  EXPECT_FALSE(m.Step(At(E::kLinkUp, due + 20ms)).Has(A::kSendHello));
+  EXPECT_EQ(m.state(), S::kDenied);
+  EXPECT_TRUE(m.Step(At(E::kWelcome, due + 2s)).Has(A::kReportWelcomed));
+  EXPECT_EQ(m.state(), S::kWelcomed);
+}
+
 // Which broker ERRORs drive the life cycle, for both libraries.
 TEST(EndpointErrors, OnlyAdmissionErrorsAreLifeCycleEvents) {
   auto of = [](ErrorCode code, MessageType ref) {
@@ -554,6 +617,8 @@ TEST(EndpointErrors, OnlyAdmissionErrorsAreLifeCycleEvents) {
             EndpointEvent::kRefused);
   EXPECT_EQ(of(ErrorCode::kFenced, MessageType::kHello),
             EndpointEvent::kFenced);
+  EXPECT_EQ(of(ErrorCode::kNotAuthorized, MessageType::kHello),
+            EndpointEvent::kDenied);
   // A bound on a REQUEST is not about the connection.
   EXPECT_EQ(of(ErrorCode::kLimitExceeded, MessageType::kRequest), std::nullopt);
   EXPECT_EQ(of(ErrorCode::kProtocolViolation, MessageType::kAck), std::nullopt);

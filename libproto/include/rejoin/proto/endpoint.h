@@ -27,10 +27,11 @@ enum class EndpointState : std::uint8_t {
   kHelloSent,   // HELLO left; waiting for WELCOME
   kRefused,     // HELLO refused (duplicate_identity, limit_exceeded): retry
   kFenced,      // HELLO refused as an older incarnation: retry rarely
+  kDenied,      // HELLO refused as not authorized: retry rarely
   kWelcomed,    // admitted: messages flow, heartbeats and the silence check
   kClosed,      // left (or failed); every event is ignored
 };
-inline constexpr int kEndpointStates = 7;
+inline constexpr int kEndpointStates = 8;
 
 enum class EndpointEvent : std::uint8_t {
   kLinkOpened,      // a new socket (first one, or a replacement)
@@ -46,17 +47,19 @@ enum class EndpointEvent : std::uint8_t {
   kUnknownSession,  // ERROR unknown_session
   kRefused,         // ERROR duplicate_identity or limit_exceeded
   kFenced,          // ERROR fenced
+  kDenied,          // ERROR not_authorized in answer to a HELLO
   kGoodbye,         // GOODBYE from the broker
   kTimer,           // time passed (Input::now, last_heard, last_sent)
   kDrain,           // the endpoint is stopping: no reconnecting any more
   kStop,            // the endpoint leaves now
 };
-inline constexpr int kEndpointEvents = 17;
+inline constexpr int kEndpointEvents = 18;
 
 // The life-cycle event an ERROR from the broker is: unknown_session,
-// duplicate_identity, fenced, and limit_exceeded in answer to a HELLO (the
-// broker holds its maximum of sessions). Any other ERROR is about something
-// else and only worth a log line: nullopt.
+// duplicate_identity, fenced, and, in answer to a HELLO, limit_exceeded (the
+// broker holds its maximum of sessions) and not_authorized (the principal
+// may not use the id or serve a service it names). Any other ERROR is about
+// something else and only worth a log line: nullopt.
 std::optional<EndpointEvent> EndpointEventOf(const Error& e);
 
 // What the I/O loop is asked to do, in this order when several are set.
@@ -72,6 +75,7 @@ enum class EndpointAction : std::uint16_t {
   kSendStateExchange = 1 << 8,     // return: send STATE_EXCHANGE
   kSendHeartbeat = 1 << 9,         // HEARTBEAT carrying epoch()
   kSendGoodbye = 1 << 10,          // GOODBYE, before the socket closes
+  kReportDenied = 1 << 11,         // newly not authorized: tell the app
 };
 
 // Which timer runs after a step; the machine keeps one at a time.
@@ -96,7 +100,9 @@ struct EndpointTimers {
   // refused_retry; plus up to a quarter of jitter.
   std::chrono::milliseconds first_refused_retry{10};
   std::chrono::milliseconds refused_retry{100};
-  // Fenced: ask again this rarely (plus up to a quarter of jitter).
+  // Fenced or not authorized: ask again this rarely (plus up to a quarter
+  // of jitter). Neither goes away soon: a newer process holds the id, or
+  // the broker's keys file must change (it is re-read on SIGHUP).
   std::chrono::milliseconds fenced_retry{1000};
   // A socket that closed or failed to open is opened again after this.
   std::chrono::milliseconds relink_delay{100};
