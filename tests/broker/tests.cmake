@@ -22,7 +22,8 @@ rejoin_add_test(broker_bounds_test LABEL unit
 # The broker's core driven with decoded messages and a fake clock: no
 # sockets, no sleeps.
 rejoin_add_test(broker_core_test LABEL unit
-  SOURCES broker/broker_core_test.cpp broker/idle_shedder_test.cpp
+  SOURCES broker/broker_core_test.cpp broker/broker_core_access_test.cpp
+    broker/idle_shedder_test.cpp
   LIBS rejoin::broker rejoin::proto rejoin::transport)
 target_include_directories(broker_core_test PRIVATE
   ${PROJECT_SOURCE_DIR}/broker/src)
