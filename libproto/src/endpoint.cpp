@@ -80,6 +80,10 @@ void EndpointMachine::HelloAgain(Output& out, TimePoint now, const char* why) {
   Arm(EndpointTimer::kHello, now + heartbeat_);
 }
 
+void EndpointMachine::AskAgainRarely(TimePoint now) {
+  Arm(EndpointTimer::kRetry, now + Jitter(timers_.fenced_retry));
+}
+
 void EndpointMachine::Lose(Output& out, const char* why) {
   if (state_ != State::kWelcomed) return;
   // Messages may have been lost with the broker, or the broker may have
@@ -186,7 +190,7 @@ EndpointMachine::Output EndpointMachine::Step(const Input& in) {
           break;
         case State::kFenced:
         case State::kDenied:
-          Arm(EndpointTimer::kRetry, now + Jitter(timers_.fenced_retry));
+          AskAgainRarely(now);
           break;
         case State::kNoLink:
         case State::kWelcomed:
@@ -275,7 +279,7 @@ EndpointMachine::Output EndpointMachine::Step(const Input& in) {
       if (state_ != State::kFenced) Add(out, Action::kReportFenced);
       Lose(out, "fenced");
       state_ = State::kFenced;
-      Arm(EndpointTimer::kRetry, now + Jitter(timers_.fenced_retry));
+      AskAgainRarely(now);
       break;
     case EndpointEvent::kDenied:
       switch (state_) {
@@ -288,7 +292,7 @@ EndpointMachine::Output EndpointMachine::Step(const Input& in) {
         case State::kDenied:
           // Reported once. The keys file may change (SIGHUP): ask rarely.
           state_ = State::kDenied;
-          Arm(EndpointTimer::kRetry, now + Jitter(timers_.fenced_retry));
+          AskAgainRarely(now);
           break;
         case State::kWelcomed:
           // The answer to a HELLO it no longer waits for.

@@ -17,6 +17,7 @@
 
 #include "core/broker_core.h"
 #include "rejoin/proto/codec.h"
+#include "support/view_frames.h"
 
 namespace rejoin::broker_internal::core_test {
 
@@ -65,24 +66,6 @@ class RecordingOutbox final : public Outbox {
  private:
   std::vector<Sent> sent_;
   std::set<std::string> gone_;
-};
-
-// The frames of one message handed to the core.
-class TestFrames final : public InFrames {
- public:
-  TestFrames(std::string header, std::string payload)
-      : header_(std::move(header)), payload_(std::move(payload)) {}
-  std::string_view header() const override { return header_; }
-  std::string_view payload() const override { return payload_; }
-  zmq::message_t TakeHeader() override {
-    return zmq::message_t(header_.data(), header_.size());
-  }
-  zmq::message_t TakePayload() override {
-    return zmq::message_t(payload_.data(), payload_.size());
-  }
-
- private:
-  std::string header_, payload_;
 };
 
 // The roster file in memory.
@@ -136,7 +119,8 @@ class BrokerCoreTest : public ::testing::Test {
   std::vector<Sent> Deliver(const std::string& route, Message m,
                             std::string payload = {},
                             std::string_view principal = {}) {
-    TestFrames frames(EncodeHeader(m), std::move(payload));
+    const std::string header = EncodeHeader(m);
+    rejoin::testing::ViewFrames frames(header, payload);
     core_->OnMessage(route, m, frames, now_, principal);
     core_->EndTurn(now_);
     return out_.Take();

@@ -71,13 +71,8 @@ TEST_F(CurveBroker, EavesdropperSeesNoIdOrPayload) {
   auto server = EchoServer();
   ASSERT_TRUE(server);
   TcpTap tap(PortOf(broker_->bound_endpoint()));
-  ClientOptions o;
+  ClientOptions o = ClientOf("alice", "alice/sniffed-session");
   o.endpoint = tap.endpoint();
-  o.curve = CurveOf("alice");
-  o.session_id = "alice/sniffed-session";
-  o.journal_dir = dir_.Sub("journal-sniffed");
-  o.heartbeat = 2000ms;
-  o.default_deadline = 5s;
   auto client = Client::Open(o);
   ASSERT_TRUE(client.ok()) << client.status().ToString();
   auto r = (*client)->Call("echo", "payload-that-must-not-leak");

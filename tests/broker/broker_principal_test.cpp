@@ -211,10 +211,7 @@ TEST_F(CurveBroker, ClientRefusedNotAuthorizedIsToldAtOnceAndAsksRarely) {
   auto server = EchoServer();
   auto alice = Alice();
   ASSERT_TRUE(server && alice);
-  ClientOptions o;
-  o.endpoint = broker_->bound_endpoint();
-  o.curve = CurveOf("mallory");
-  o.session_id = "alice/s1";
+  ClientOptions o = ClientOf("mallory", "alice/s1");
   o.journal_dir = dir_.Sub("journal-mallory");
   o.heartbeat = 200ms;
   o.default_deadline = 30s;
@@ -242,20 +239,10 @@ TEST_F(CurveBroker, ServerRefusedAServiceIsAdmittedOnceTheKeysFileAllowsIt) {
   StartBroker();
   auto alice = Alice();
   ASSERT_TRUE(alice);
-  ServerOptions o;
-  o.endpoint = broker_->bound_endpoint();
-  o.curve = CurveOf("evilsrv");
-  o.server_id = "evilsrv/1";
-  o.durability = Durability::kMemory;
+  ServerOptions o = ServerOf("evilsrv", "evilsrv/1");
   o.heartbeat = 200ms;
-  ServiceOptions svc;
-  svc.name = "echo";
-  svc.handler = [](const RequestView& r) {
-    return HandlerReply{ErrorCode::kOk, "late:" + std::string(r.payload)};
-  };
-  auto opened = Server::Open(o, {svc});
-  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
-  std::unique_ptr<Server> late = std::move(*opened);
+  std::unique_ptr<Server> late = OpenServer(o, "echo", "late:");
+  ASSERT_TRUE(late);
   const auto until = std::chrono::steady_clock::now() + 5s;
   while (broker_->stats().not_authorized == 0 &&
          std::chrono::steady_clock::now() < until) {

@@ -11,6 +11,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <map>
@@ -101,34 +102,62 @@ class CurveBroker : public ::testing::Test {
     return std::make_unique<RawEndpoint>(ctx_, broker_->bound_endpoint(), &k);
   }
 
-  // The real victim: alice's durable session and echosrv's server.
-  std::unique_ptr<Client> Alice(const std::string& session = "alice/s1") {
+  // A real client session of `principal` (its key pair and the broker's
+  // public key), with a journal of its own.
+  ClientOptions ClientOf(const std::string& principal,
+                         const std::string& session) const {
     ClientOptions o;
     o.endpoint = broker_->bound_endpoint();
-    o.curve = CurveOf("alice");
+    o.curve = CurveOf(principal);
     o.session_id = session;
-    o.journal_dir = dir_.Sub("journal-" + session.substr(6));
+    std::string journal = session;
+    std::replace(journal.begin(), journal.end(), '/', '-');
+    o.journal_dir = dir_.Sub("journal-" + journal);
     o.heartbeat = 2000ms;
     o.resend_delay = 100ms;
     o.default_deadline = 5s;
-    auto c = Client::Open(o);
+    return o;
+  }
+  // A real in-memory server of `principal` serving `service` with a
+  // handler that answers `prefix` + the payload.
+  static std::unique_ptr<Server> OpenServer(ServerOptions o,
+                                            const std::string& service,
+                                            std::string prefix) {
+    ServiceOptions svc;
+    svc.name = service;
+    svc.handler = [prefix](const RequestView& r) {
+      return HandlerReply{ErrorCode::kOk, prefix + std::string(r.payload)};
+    };
+    auto s = Server::Open(o, {svc});
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    return s.ok() ? std::move(*s) : nullptr;
+  }
+  ServerOptions ServerOf(const std::string& principal,
+                         const std::string& id) const {
+    ServerOptions o;
+    o.endpoint = broker_->bound_endpoint();
+    o.curve = CurveOf(principal);
+    o.server_id = id;
+    o.durability = Durability::kMemory;
+    o.heartbeat = 2000ms;
+    return o;
+  }
+
+  // The real victim: alice's durable session and echosrv's server.
+  std::unique_ptr<Client> Alice(const std::string& session = "alice/s1") {
+    auto c = Client::Open(ClientOf("alice", session));
     EXPECT_TRUE(c.ok()) << c.status().ToString();
     return c.ok() ? std::move(*c) : nullptr;
   }
   std::unique_ptr<Server> EchoServer(const std::string& id = "echosrv/1") {
-    ServerOptions o;
-    o.endpoint = broker_->bound_endpoint();
-    o.curve = CurveOf("echosrv");
-    o.server_id = id;
-    o.durability = Durability::kMemory;
-    o.heartbeat = 2000ms;
     ServiceOptions svc;
     svc.name = "echo";
+    // The calling principal, as the server sees it.
     svc.handler = [](const RequestView& r) {
       return HandlerReply{ErrorCode::kOk, std::string(r.principal()) + ":" +
                                               std::string(r.payload)};
     };
-    auto s = Server::Open(o, {svc});
+    auto s = Server::Open(ServerOf("echosrv", id), {svc});
     EXPECT_TRUE(s.ok()) << s.status().ToString();
     return s.ok() ? std::move(*s) : nullptr;
   }

@@ -5,29 +5,10 @@
 #include <set>
 
 #include "rejoin/proto/codec.h"
+#include "support/view_frames.h"
 
 namespace rejoin::sim {
 namespace {
-
-// The frames of one delivered message; the core may take them (copies: the
-// simulated wire owns its bytes).
-class Frames final : public broker_internal::InFrames {
- public:
-  Frames(const std::string& header, const std::string& payload)
-      : header_(header), payload_(payload) {}
-  std::string_view header() const override { return header_; }
-  std::string_view payload() const override { return payload_; }
-  zmq::message_t TakeHeader() override {
-    return zmq::message_t(header_.data(), header_.size());
-  }
-  zmq::message_t TakePayload() override {
-    return zmq::message_t(payload_.data(), payload_.size());
-  }
-
- private:
-  const std::string& header_;
-  const std::string& payload_;
-};
 
 std::string Bytes(const zmq::message_t& m) {
   return std::string(static_cast<const char*>(m.data()), m.size());
@@ -56,7 +37,8 @@ void SimBroker::OnPacket(std::uint64_t conn, const std::string& header,
   if (!m.ok()) {
     core_.OnUndecodable(route, m.status(), header);
   } else {
-    Frames frames(header, payload);
+    // Views: the simulated wire owns the bytes.
+    testing::ViewFrames frames(header, payload);
     core_.OnMessage(route, *m, frames, world_.now());
   }
   core_.EndTurn(world_.now());

@@ -165,6 +165,8 @@ class EndpointMachine {
   void AwaitReconnect(Output& out, TimePoint now, const char* why);
   void HelloAgain(Output& out, TimePoint now, const char* why);
   void Arm(EndpointTimer timer, TimePoint due);
+  // Fenced or denied: HELLO again after the fenced retry (with jitter).
+  void AskAgainRarely(TimePoint now);
   std::chrono::milliseconds Jitter(std::chrono::milliseconds d);
 
   const EndpointTimers timers_;
