@@ -348,6 +348,14 @@ Status Journal::Files::OpenAndReplay(Journal& j) {
   std::vector<std::uint64_t> segments;
   if (Status s = ListSegments(&segments); !s.ok()) return s;
   seen_.highest_number = highest_number_;
+  // A segment renamed into place whose directory entry was never synced (a
+  // compaction or a roll that crashed between its rename and the directory
+  // sync) is listed now and gone at the next power loss, with everything
+  // this process would append to it. The directory is made durable before
+  // anything rests on what it lists.
+  if (sync_ && !read_only_) {
+    if (Status s = SyncDir(dir_); !s.ok()) return s;
+  }
 
   // Replay starts at the newest snapshot: everything before it is already
   // folded into it (a compaction that crashed before deleting them).

@@ -495,6 +495,58 @@ TEST(JournalPowerLoss, WhatAnOpenReadSurvivesALaterPowerLoss) {
   EXPECT_EQ(s.ops.at(2).payload, big);
 }
 
+// A compaction that stops at any step (the process dies: that write and
+// every one after it, its clean-up included, never happen), then a process
+// that opens the journal and commits, then a power loss: what that process
+// committed is there, and so is everything committed before the compaction.
+// At one step the snapshot is renamed into place but its directory entry is
+// not yet durable: the next open must make it durable before appending to
+// it.
+TEST(JournalPowerLoss, CompactionCutAtAnyStepThenAPowerLossLosesNothing) {
+  for (std::uint64_t step = 0; step < 12; ++step) {
+    SCOPED_TRACE("compaction cut after " + std::to_string(step) + " writes");
+    FaultEnv env;
+    JournalOptions o = Options(&env, Durability::kSync);
+    o.segment_bytes = 512;
+    o.compact_min_bytes = 1024;
+    {
+      auto j = std::move(Journal::Open(o)).value();
+      for (Seq seq = 1; seq <= 40; ++seq) {
+        ASSERT_TRUE(
+            j->AppendOp("session-0", seq, JournalOp{1, "billing", "p"}).ok());
+        ASSERT_TRUE(j->Commit().ok());
+        if (seq < 40) {
+          ASSERT_TRUE(j->AppendRelease("session-0", seq).ok());
+          ASSERT_TRUE(j->Commit().ok());
+        }
+      }
+      ASSERT_TRUE(j->NeedsCompaction());
+      env.FailFrom(env.mutations() + step, EIO);
+      (void)j->Compact();
+    }
+    env.ClearFaults();
+    Incarnation incarnation = 0;
+    {
+      auto opened = Journal::Open(o);
+      ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+      auto& j = *opened;
+      incarnation = j->incarnation();
+      ASSERT_TRUE(
+          j->AppendOp("session-0", 41, JournalOp{1, "billing", "after"}).ok());
+      ASSERT_TRUE(j->Commit().ok());
+    }
+    env.PowerLoss(PowerLossMode::kDropUnsynced);
+    auto opened = Journal::Open(o);
+    ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+    auto& j = *opened;
+    EXPECT_EQ(j->incarnation(), incarnation + 1);
+    const JournalSession& s = j->state().sessions.at("session-0");
+    EXPECT_EQ(s.ops.count(40), 1u);
+    ASSERT_EQ(s.ops.count(41), 1u);
+    EXPECT_EQ(s.ops.at(41).payload, "after");
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Salvage goes through the Env too, and its result survives a power loss.
 
