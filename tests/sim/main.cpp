@@ -29,6 +29,15 @@ int main(int argc, char** argv) {
   std::size_t dump_all = 0;
   bool verbose = false;
   std::uint64_t expect_crashes = 0, expect_net_faults = 0;
+  double in_turn = -1, in_compaction = -1;
+  app.add_option("--crash-broker-in-turn", in_turn,
+                 "per broker turn that sends: the broker dies mid-send "
+                 "(default: the storm's)")
+      ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--crash-in-compaction", in_compaction,
+                 "per journal compaction: the process dies inside it "
+                 "(default: the storm's)")
+      ->check(CLI::Range(0.0, 1.0));
   app.add_option("--expect-crashes", expect_crashes,
                  "fail unless the seeds crashed and restarted this often");
   app.add_option("--expect-net-faults", expect_net_faults,
@@ -77,6 +86,8 @@ int main(int argc, char** argv) {
     c.fault_time = std::chrono::microseconds(
         static_cast<std::int64_t>(fault_seconds * 1e6));
     c.defect = d;
+    if (in_turn >= 0) c.faults.crash_broker_in_turn = in_turn;
+    if (in_compaction >= 0) c.faults.crash_in_compaction = in_compaction;
     c.dump_all = dump_all;
     c.verbose = verbose;
     const RunResult r = rejoin::sim::RunSeed(c);
@@ -86,6 +97,8 @@ int main(int argc, char** argv) {
     total.duplicated += st.duplicated;
     total.reordered += st.reordered;
     total.crashes += st.crashes;
+    total.broker_crashes_in_turn += st.broker_crashes_in_turn;
+    total.compaction_crashes += st.compaction_crashes;
     total.restarts += st.restarts;
     total.calls_answered += st.calls_answered;
     total.events += st.events;
@@ -95,7 +108,8 @@ int main(int argc, char** argv) {
     if (!quiet || !r.ok) {
       std::printf(
           "seed %llu: %s hash=%016llx sim=%.1fs messages=%llu answered=%llu "
-          "in_doubt=%llu crashes=%llu (broker %llu) lost=%llu dup=%llu "
+          "in_doubt=%llu crashes=%llu (broker %llu, in a turn %llu; in "
+          "compaction %llu) lost=%llu dup=%llu "
           "reordered=%llu resets=%llu partitions=%llu power_losses=%llu "
           "torn=%llu disk_faults=%llu journals_lost=%llu gone=%llu "
           "ghosts=%llu grace_misses=%llu\n",
@@ -107,6 +121,8 @@ int main(int argc, char** argv) {
           static_cast<unsigned long long>(st.in_doubt),
           static_cast<unsigned long long>(st.crashes),
           static_cast<unsigned long long>(st.broker_crashes),
+          static_cast<unsigned long long>(st.broker_crashes_in_turn),
+          static_cast<unsigned long long>(st.compaction_crashes),
           static_cast<unsigned long long>(st.lost),
           static_cast<unsigned long long>(st.duplicated),
           static_cast<unsigned long long>(st.reordered),
@@ -128,13 +144,16 @@ int main(int argc, char** argv) {
   // CPU time of this process: the machine may be shared.
   const double cpu = static_cast<double>(std::clock() - start) / CLOCKS_PER_SEC;
   std::printf(
-      "%llu seeds, %llu failed; %llu messages, %llu crashes, %llu "
+      "%llu seeds, %llu failed; %llu messages, %llu crashes (%llu of the "
+      "broker inside a turn, %llu inside compaction), %llu "
       "restarts, %llu lost+dup+reordered, %llu faults in all; %.2f CPU s: "
       "%.0f messages/s, %.0f faults/s\n",
       static_cast<unsigned long long>(seeds),
       static_cast<unsigned long long>(failed),
       static_cast<unsigned long long>(total.messages),
       static_cast<unsigned long long>(total.crashes),
+      static_cast<unsigned long long>(total.broker_crashes_in_turn),
+      static_cast<unsigned long long>(total.compaction_crashes),
       static_cast<unsigned long long>(total.restarts),
       static_cast<unsigned long long>(total.lost + total.duplicated +
                                       total.reordered),

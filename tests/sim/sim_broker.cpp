@@ -2,6 +2,7 @@
 #include "sim_broker.h"
 
 #include <cstdlib>
+#include <limits>
 #include <set>
 
 #include "rejoin/proto/codec.h"
@@ -28,6 +29,7 @@ std::uint64_t SimBroker::ConnOf(const std::string& route) const {
 
 void SimBroker::OnPacket(std::uint64_t conn, const std::string& header,
                          const std::string& payload) {
+  if (dead_) return;
   const std::string route = world_.RouteOf(conn);
   // REQUEST and RESPONSE travel as two frames, everything else as one.
   Result<MessageType> type = PeekType(std::span<const std::byte>(
@@ -46,6 +48,7 @@ void SimBroker::OnPacket(std::uint64_t conn, const std::string& header,
 }
 
 void SimBroker::Tick() {
+  if (dead_) return;
   core_.Tick(world_.now());
   core_.EndTurn(world_.now());
   Flush();
@@ -88,11 +91,23 @@ bool SimBroker::SendNow(const std::string& route, const Message& m) {
 }
 
 void SimBroker::Flush() {
+  // A crash in the middle of the turn's sends: `left` messages leave, the
+  // process dies before the rest (the batch is at least one message).
+  std::size_t left = std::numeric_limits<std::size_t>::max();
+  if (!batch_.empty() && world_.faults_on() &&
+      world_.rng().Chance(world_.config().faults.crash_broker_in_turn)) {
+    left = static_cast<std::size_t>(world_.rng().Below(batch_.size()));
+  }
   while (!batch_.empty()) {
     std::vector<Out> batch = std::move(batch_);
     batch_.clear();
     std::set<std::string> gone;
     for (Out& o : batch) {
+      if (left-- == 0) {
+        dead_ = true;
+        world_.BrokerDiesInTurn();
+        return;
+      }
       const std::uint64_t conn = ConnOf(o.route);
       if (!world_.ConnOpen(conn)) {
         gone.insert(o.route);

@@ -50,6 +50,9 @@ class SimBroker final : public broker_internal::Outbox {
   World& world_;
   broker_internal::BrokerCore core_;
   std::vector<Out> batch_;
+  // Died inside a turn (FaultKnobs::crash_broker_in_turn): reads nothing
+  // more until the world's crash event removes it.
+  bool dead_ = false;
 };
 
 }  // namespace rejoin::sim

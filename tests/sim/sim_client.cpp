@@ -43,6 +43,7 @@ void SimClient::Booted() {
   accepted_now_.clear();
   answers_now_.clear();
   ack_at_ = INT64_MAX;
+  forget_after_boot_ = false;
   next_seq_ = kSeqClockBase + static_cast<Seq>(world_.now_us());
   const auto& sessions = journal_->state().sessions;
   auto it = sessions.find(id());
@@ -52,6 +53,7 @@ void SimClient::Booted() {
     if (op.state == static_cast<std::uint8_t>(ClientOpState::kCompleted)) {
       completed_.insert(seq);
       unacked_.insert(seq);
+      forget_after_boot_ = true;
       if (app_has_.count(seq) == 0) {
         world_.checker().Accepted(client_, seq);
         answers_now_.push_back({seq, op.status, op.payload});
@@ -197,7 +199,8 @@ void SimClient::AfterCommit() {
   }
   // Forgotten only once the application has them; committed with the next
   // turn (a crash before only keeps them a little longer).
-  if (!answers_now_.empty()) Forget();
+  if (!answers_now_.empty() || forget_after_boot_) Forget();
+  forget_after_boot_ = false;
   answers_now_.clear();
 }
 

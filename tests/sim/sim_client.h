@@ -61,6 +61,9 @@ class SimClient final : public SimEndpoint {
   std::set<Seq> completed_;  // COMPLETED at or above the watermark
   std::set<Seq> unacked_;    // completed, not yet told to the broker
   std::int64_t ack_at_ = INT64_MAX;
+  // Booted with completed calls in the journal: they are forgotten after
+  // the first commit, even if no new answer comes to do it.
+  bool forget_after_boot_ = false;
   Seq next_seq_ = 1;
   std::vector<Seq> accepted_now_;
   struct Answer {

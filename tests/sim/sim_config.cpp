@@ -45,6 +45,11 @@ SimConfig StormConfig(std::uint64_t seed) {
   f.crash_client = 0.004;
   f.crash_server = 0.004;
   f.crash_broker = 0.0003;
+  f.crash_broker_in_turn = 0.0005;
+  f.crash_in_compaction = 0.2;
+  // Compactions often enough that crashes inside them are many.
+  c.segment_bytes = 4 * 1024;
+  c.compact_min_bytes = 8 * 1024;
   f.never_return = 0.02;
   f.stale = 0.2;
   f.power_loss = 0.3;

@@ -31,7 +31,13 @@ struct FaultKnobs {
   // Processes, per handled event of the party (one step).
   double crash_client = 0;
   double crash_server = 0;
-  double crash_broker = 0;  // per broker turn
+  double crash_broker = 0;  // per simulated millisecond, between turns
+  // Per broker turn that sends: the broker dies after a random prefix of
+  // the turn's messages left (none, some, all but one).
+  double crash_broker_in_turn = 0;
+  // Per journal compaction of an endpoint: the process dies after a random
+  // number of the compaction's writes (renames, deletions, syncs).
+  double crash_in_compaction = 0;
   Micros restart_min{1'000};
   Micros restart_max{400'000};
   double never_return = 0;  // a crashed endpoint stays down for good
@@ -76,6 +82,10 @@ struct SimConfig {
   // (answer in_doubt), "hook" (resolve hook over the application's own
   // records).
   bool with_hook_service = true;
+  // The endpoints' journals: small segments, and compaction once the disk
+  // holds this much and four times what is live.
+  std::size_t segment_bytes = 16 * 1024;
+  std::size_t compact_min_bytes = 32 * 1024;
   FaultKnobs faults;
   // Faults stop at this simulated time; after it the run must converge
   // within `settle` (liveness).

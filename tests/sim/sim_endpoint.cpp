@@ -73,8 +73,8 @@ void SimEndpoint::Boot() {
   const JournalId jid = rng.Next() | 1;
   o.new_journal_id = [jid] { return jid; };
   o.env = env_.get();
-  o.segment_bytes = 16 * 1024;
-  o.compact_min_bytes = 32 * 1024;
+  o.segment_bytes = world_.config().segment_bytes;
+  o.compact_min_bytes = world_.config().compact_min_bytes;
   Result<std::unique_ptr<Journal>> j = Journal::Open(std::move(o));
   if (!j.ok()) {
     world_.checker().Fail("journal_open_failed", -1, 0,
@@ -366,7 +366,22 @@ void SimEndpoint::EndTurn() {
       return;
     }
     if (journal_->NeedsCompaction()) {
-      if (Status s = journal_->Compact(); !s.ok()) {
+      // A crash inside compaction: the process stops after a random number
+      // of the compaction's disk mutations; nothing after them happens, its
+      // own clean-up included (the environment fails them all). The next
+      // process opens what is on disk, with the unsynced part subject to
+      // the power loss of its crash.
+      const bool inside =
+          world_.faults_on() && world_.rng().Chance(f.crash_in_compaction);
+      if (inside)
+        env_->FailFrom(env_->mutations() + world_.rng().Below(8), EIO);
+      const Status s = journal_->Compact();
+      if (inside) {
+        ++world_.stats().compaction_crashes;
+        Crash(CrashHow::kInCompaction);
+        return;
+      }
+      if (!s.ok()) {
         Crash(CrashHow::kDiskFailed);
         return;
       }
@@ -425,6 +440,8 @@ void SimEndpoint::Crash(CrashHow how) {
   } else {
     env_->ClearFaults();
   }
+  // The process, not the disk, stopped the compaction: the next one writes.
+  if (how == CrashHow::kInCompaction) env_->ClearFaults();
   world_.EndpointCrashed(party_, static_cast<int>(how));
 }
 

@@ -21,12 +21,14 @@ namespace rejoin::sim {
 
 // How a process stopped (trace).
 enum class CrashHow : std::uint8_t {
-  kBeforeSync = 1,  // records appended, commit not reached
-  kAfterSync = 2,   // committed, the turn's messages not sent
-  kInHandler = 3,   // a handler's side effect done, nothing journaled
-  kDiskFailed = 4,  // the commit failed (ENOSPC / EIO): the process stops
-  kAtRandom = 5,    // between turns
-  kBroker = 6,
+  kBeforeSync = 1,    // records appended, commit not reached
+  kAfterSync = 2,     // committed, the turn's messages not sent
+  kInHandler = 3,     // a handler's side effect done, nothing journaled
+  kDiskFailed = 4,    // the commit failed (ENOSPC / EIO): the process stops
+  kAtRandom = 5,      // between turns
+  kBroker = 6,        // between its turns
+  kBrokerInTurn = 7,  // sending a turn's messages: only some left
+  kInCompaction = 8,  // compacting its journal: stopped after some writes
 };
 
 class SimEndpoint {

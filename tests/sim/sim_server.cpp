@@ -54,12 +54,26 @@ void SimServer::AfterCommit() {
 }
 
 void SimServer::Booted() {
+  // Receipts whose commit did not finish may still be in the journal (the
+  // write reached the file, the sync failed, and no power loss followed):
+  // then this server took the call on when it first appended them.
+  for (const auto& [key, at_us] : unconfirmed_) {
+    const JournalOp* op = FindOp(key.first, key.second);
+    if (op != nullptr && StateOf(*op) != ServerOpState::kReleased) {
+      world_.checker().Received(server_, world_.ClientOf(key.first), key.second,
+                                at_us);
+    }
+  }
+  unconfirmed_.clear();
   received_now_.clear();
   jobs_.clear();
   send_early_ = false;
 }
 
 void SimServer::Halted() {
+  for (const auto& [s, seq] : received_now_) {
+    unconfirmed_.emplace(std::make_pair(s, seq), world_.now_us());
+  }
   received_now_.clear();
   jobs_.clear();
   send_early_ = false;

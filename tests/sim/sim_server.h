@@ -71,6 +71,9 @@ class SimServer final : public SimEndpoint {
   std::uint64_t next_job_ = 1;
   bool send_early_ = false;
   std::vector<std::pair<SessionId, Seq>> received_now_;  // this turn
+  // Receipts of a turn whose commit failed or was cut by a crash, with the
+  // time: the next process's journal tells whether they were kept.
+  std::map<std::pair<SessionId, Seq>, std::int64_t> unconfirmed_;
   // The application's own records (a database beside the journal): what
   // each handler did. The resolve hook reads them; they survive crashes.
   std::map<std::pair<SessionId, Seq>, std::pair<ErrorCode, std::string>> db_;

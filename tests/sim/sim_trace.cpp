@@ -58,6 +58,10 @@ const char* CrashName(int how) {
       return "journal commit failed";
     case 6:
       return "broker";
+    case 7:
+      return "broker, in the middle of a turn's sends";
+    case 8:
+      return "in journal compaction";
     default:
       return "between steps";
   }

@@ -246,10 +246,14 @@ void World::BrokerStart() {
   Schedule(now_us_ + kTickUs, EventKind::kBrokerTick, 0, broker_life_, 0);
 }
 
-void World::BrokerCrash() {
+void World::BrokerDiesInTurn() {
+  Schedule(now_us_, EventKind::kBrokerCrash, 0, broker_life_, 0);
+}
+
+void World::BrokerCrash(CrashHow how) {
   ++stats_.crashes;
   ++stats_.broker_crashes;
-  Note(TraceKind::kCrash, 0, -1, 0, static_cast<int>(CrashHow::kBroker));
+  Note(TraceKind::kCrash, 0, -1, 0, static_cast<int>(how));
   broker_.reset();
   broker_up_ = false;
   ++broker_life_;
@@ -267,7 +271,7 @@ void World::BrokerCrash() {
 
 void World::FaultTick() {
   const FaultKnobs& f = config_.faults;
-  if (broker_up_ && rng_.Chance(f.crash_broker)) BrokerCrash();
+  if (broker_up_ && rng_.Chance(f.crash_broker)) BrokerCrash(CrashHow::kBroker);
   for (auto& e : endpoints_) {
     const int party = e->party();
     if (rng_.Chance(f.partition) && !Partitioned(party)) {
@@ -338,6 +342,12 @@ RunResult World::Run() {
         break;
       case EventKind::kGhost:
         Ghost(e.party, e.arg);
+        break;
+      case EventKind::kBrokerCrash:
+        if (broker_up_ && e.life == broker_life_) {
+          ++stats_.broker_crashes_in_turn;
+          BrokerCrash(CrashHow::kBrokerInTurn);
+        }
         break;
       case EventKind::kLinkDown:
         if (e.party == 0) {

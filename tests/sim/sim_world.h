@@ -25,6 +25,8 @@
 
 namespace rejoin::sim {
 
+enum class CrashHow : std::uint8_t;  // sim_endpoint.h
+
 using Clock = std::chrono::steady_clock;
 using Time = Clock::time_point;
 
@@ -40,8 +42,9 @@ enum class EventKind : std::uint8_t {
   kRestart,      // a crashed party starts again
   kBrokerTick,
   kPartitionEnd,
-  kFaultTick,  // once per simulated millisecond while faults run
-  kGhost,      // a stale old process says HELLO (arg: ghost slot)
+  kFaultTick,    // once per simulated millisecond while faults run
+  kGhost,        // a stale old process says HELLO (arg: ghost slot)
+  kBrokerCrash,  // the broker died inside its turn (life: its life)
 };
 
 struct Event {
@@ -67,6 +70,8 @@ struct RunStats {
   std::uint64_t partitions = 0;
   std::uint64_t crashes = 0;  // of endpoints and the broker
   std::uint64_t broker_crashes = 0;
+  std::uint64_t broker_crashes_in_turn = 0;
+  std::uint64_t compaction_crashes = 0;
   std::uint64_t restarts = 0;
   std::uint64_t power_losses = 0;
   std::uint64_t torn_writes = 0;
@@ -164,7 +169,11 @@ class World {
   // nobody has any more, outside what fencing can tell (two journals for
   // one id); they fall silent.
   void DropGhosts(int party);
-  void BrokerCrash();
+  // The broker process stops, `how` as the trace tells it.
+  void BrokerCrash(CrashHow how);
+  // The broker dies in the middle of its turn's sends: it is gone at once
+  // (SimBroker stops reading), and crashed by an event at the same time.
+  void BrokerDiesInTurn();
 
  private:
   struct Packet {
