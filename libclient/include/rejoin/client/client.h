@@ -11,6 +11,10 @@
 // Failure model: a per-call deadline ends the *wait* with kDeadlineExceeded;
 // the operation stays in the journal, recovery goes on, and its outcome can be
 // collected later (Collect), also by a later process on the same journal.
+// The wait also ends early, the same way, while the broker shuts the session
+// out: kFenced (a newer process holds the session) or kNotAuthorized (the
+// broker's keys file does not let this key use the session id); the calls
+// go out if the session is admitted later.
 #pragma once
 
 #include <chrono>
@@ -139,7 +143,8 @@ class Client {
 
   // Issues one operation. The callback runs exactly once on the I/O thread:
   // with the Reply, with kDeadlineExceeded when `deadline` (0: default)
-  // passes first, or with kClosed at shutdown. Returns the operation's seq, or
+  // passes first, kFenced or kNotAuthorized while the session is shut out
+  // (above), or with kClosed at shutdown. Returns the operation's seq, or
   // kLimitExceeded when max_outstanding calls are in flight, kInvalidArgument
   // for a bad service name, kClosed after shutdown began.
   //
