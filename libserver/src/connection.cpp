@@ -52,9 +52,10 @@ void IoLoop::Run(const std::atomic<bool>& stop) {
 bool IoLoop::Step(const std::atomic<bool>& stop) {
   if (!draining_ && stop.load(std::memory_order_acquire)) {
     draining_ = true;
+    core_.Drain();
     Drive(EndpointEvent::kDrain, Clock::now());
   }
-  if (draining_ && outstanding_ == 0 && jobs_.empty()) {
+  if (draining_ && outstanding_ == 0 && core_.jobs().empty()) {
     Leave(Clock::now());
     return true;
   }
@@ -96,7 +97,6 @@ void IoLoop::Poll(Clock::time_point now) {
 }
 
 void IoLoop::Turn(Clock::time_point now) {
-  turn_now_ = now;
   if (link_ && !failed_) {
     HandleLinkEvents(now);
     ReadMessages(now);
@@ -115,17 +115,7 @@ void IoLoop::Turn(Clock::time_point now) {
     if (!merge) Flush(now);
   }
   Timers(now);
-  ExpireSessions(now);
-}
-
-bool IoLoop::TakeCompletions() {
-  pool_.Take(completions_, pool_ready_);
-  pool_ready_ = false;
-  for (Completion& c : completions_) {
-    --outstanding_;
-    if (!failed_) OnCompletion(std::move(c));
-  }
-  return !completions_.empty();
+  if (!failed_) core_.ExpireSessions(now);
 }
 
 void IoLoop::Leave(Clock::time_point now) {
@@ -192,7 +182,7 @@ void IoLoop::Carry(const EndpointMachine::Output& out, Clock::time_point now) {
         options_.server_id);
   }
   if (out.Has(EndpointAction::kDropLink)) link_.reset();
-  if (out.Has(EndpointAction::kSendStateExchange)) QueueStateExchange();
+  if (out.Has(EndpointAction::kSendStateExchange)) core_.QueueStateExchange();
   if (out.Has(EndpointAction::kSendHeartbeat)) {
     Send(Heartbeat{conn_.epoch()}, nullptr, now);
   }
@@ -286,7 +276,7 @@ void IoLoop::SendHello(Clock::time_point now) {
   h.incarnation = incarnation_;
   h.journal_id = journal_->journal_id();
   h.last_epoch = conn_.epoch();
-  h.services = specs_;
+  h.services = core_.specs();
   const transport::SendResult sent = link_->Send(h);
   Log().debug("server {}: HELLO incarnation {} last epoch {:016x}: {}",
               options_.server_id, incarnation_, h.last_epoch,
@@ -351,7 +341,7 @@ void IoLoop::SendOutbox(Clock::time_point now) {
 void IoLoop::Flush(Clock::time_point now) {
   if (failed_) {
     outbox_.Clear();
-    jobs_.clear();
+    core_.jobs().clear();
     return;
   }
   // The one commit of the turn: the group commit that makes every record of
@@ -361,11 +351,11 @@ void IoLoop::Flush(Clock::time_point now) {
     return;
   }
   SendOutbox(now);
-  for (Job& job : jobs_) {
+  for (Job& job : core_.jobs()) {
     pool_.Submit(std::move(job));
     ++outstanding_;
   }
-  jobs_.clear();
+  core_.jobs().clear();
   if (journal_->NeedsCompaction()) {
     if (Status s = journal_->Compact(); !s.ok()) Fail(s);
   }
@@ -381,7 +371,7 @@ void IoLoop::Fail(const Status& status) {
   counters_.health.Fail(
       Status(status.code(), "journal failed: " + status.message()));
   outbox_.Clear();
-  jobs_.clear();
+  core_.jobs().clear();
   // Tell the broker at once, so it stops dispatching here and its lease
   // rules take over; nothing else may leave without its record.
   const EndpointMachine::Output out =
@@ -393,51 +383,7 @@ void IoLoop::Fail(const Status& status) {
 }
 
 // ---------------------------------------------------------------------------
-// Messages from the broker.
-
-void IoLoop::Dispatch(Message& m, std::string_view payload,
-                      Clock::time_point now) {
-  const MessageType type = TypeOf(m);
-  switch (type) {
-    case MessageType::kWelcome:
-      OnWelcome(std::get<Welcome>(m), now);
-      return;
-    case MessageType::kRequest:
-      OnRequest(std::get<Request>(m), payload);
-      return;
-    case MessageType::kAck:
-      OnAck(std::get<Ack>(m));
-      return;
-    case MessageType::kHeartbeat:
-      OnHeartbeat(std::get<Heartbeat>(m), now);
-      return;
-    case MessageType::kRecover:
-      OnRecover(std::get<Recover>(m));
-      return;
-    case MessageType::kProbe:
-      OnProbe(std::get<Probe>(m));
-      return;
-    case MessageType::kError:
-      OnError(std::get<Error>(m), now);
-      return;
-    case MessageType::kGoodbye:
-      // The broker is leaving; its successor on the same endpoint gets a
-      // HELLO as soon as libzmq reconnects, or at the next hello timer.
-      Drive(EndpointEvent::kGoodbye, now);
-      return;
-    case MessageType::kHello:
-    case MessageType::kResponse:
-    case MessageType::kStateExchange:
-    case MessageType::kProbeReply:
-      break;
-  }
-  // Well-formed, but never sent to a server.
-  Bump(counters_.malformed);
-  if (LogOnce("unexpected:" + std::string(MessageTypeName(type)))) {
-    Log().warn("server {}: dropped an unexpected {} from the broker",
-               options_.server_id, MessageTypeName(type));
-  }
-}
+// Connection messages from the broker.
 
 void IoLoop::OnWelcome(const Welcome& w, Clock::time_point now) {
   EndpointMachine::Input in = LinkInput(EndpointEvent::kWelcome, now);

@@ -6,6 +6,13 @@ rejoin_add_test(server_test LABEL unit
           server/server_connection_test.cpp
   LIBS rejoin::server rejoin_fake_broker)
 
+# The server's operation logic alone: no socket, no thread, a fake clock.
+rejoin_add_test(server_core_test LABEL unit
+  SOURCES server/server_core_test.cpp support/fault_env.cpp
+  LIBS rejoin::server)
+target_include_directories(server_core_test PRIVATE
+  ${PROJECT_SOURCE_DIR}/libserver/src)
+
 if(TARGET bank_server)
   rejoin_add_test(bank_example_test LABEL unit
     SOURCES server/bank_ledger_test.cpp server/bank_server_test.cpp
