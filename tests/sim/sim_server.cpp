@@ -1,9 +1,9 @@
-// The server model (sim_server.h).
+// The server of the simulation (sim_server.h).
 #include "sim_server.h"
 
-#include <algorithm>
+#include <optional>
 
-#include "rejoin/proto/breakpoint.h"
+#include "log.h"
 
 namespace rejoin::sim {
 namespace {
@@ -12,23 +12,44 @@ ServerOpState StateOf(const JournalOp& op) {
   return static_cast<ServerOpState>(op.state);
 }
 
-}  // namespace
-
-std::vector<ServiceSpec> SimServer::Specs(bool with_hook) {
-  std::vector<ServiceSpec> v = {
-      {"idem", 4, true, InDoubtPolicy::kReexecute},
-      {"once", 4, false, InDoubtPolicy::kAnswerInDoubt},
-  };
-  if (with_hook) v.push_back({"hook", 4, false, InDoubtPolicy::kResolveHook});
+std::vector<ServiceOptions> Services(bool with_hook) {
+  std::vector<ServiceOptions> v(2);
+  v[0].name = "idem";
+  v[0].idempotent = true;
+  v[0].policy = InDoubtPolicy::kReexecute;
+  v[1].name = "once";
+  v[1].policy = InDoubtPolicy::kAnswerInDoubt;
+  if (with_hook) {
+    ServiceOptions hook;
+    hook.name = "hook";
+    hook.policy = InDoubtPolicy::kResolveHook;
+    // Never called: the simulation's worker answers resolve jobs from the
+    // application's records. The core only looks whether there is one.
+    hook.resolve = [](const RequestView&) {
+      return std::optional<HandlerReply>();
+    };
+    v.push_back(std::move(hook));
+  }
   return v;
 }
+
+}  // namespace
 
 SimServer::SimServer(World& world, int server)
     : SimEndpoint(world, world.ServerParty(server), Role::kServer,
                   "srv" + std::to_string(server)),
       server_(server),
-      specs_(Specs(world.config().with_hook_service)) {
+      services_(Services(world.config().with_hook_service)) {
   crash_p_ = world.config().faults.crash_server;
+  options_.server_id = id();
+  options_.concurrency = 4;
+  for (const ServiceOptions& s : services_) {
+    specs_.push_back(
+        ServiceSpec{s.name, options_.concurrency, s.idempotent, s.policy});
+  }
+  // The core's warnings (a RECOVER action meant for a client, a conflict)
+  // are counted in counters_; thousands of restarts would repeat them.
+  server_internal::Log().set_level(spdlog::level::off);
 }
 
 std::size_t SimServer::held_ops() const {
@@ -43,6 +64,18 @@ std::size_t SimServer::held_ops() const {
     }
   }
   return n;
+}
+
+const JournalOp* SimServer::FindOp(const SessionId& s, Seq seq) const {
+  const auto& sessions = journal_->state().sessions;
+  auto it = sessions.find(s);
+  if (it == sessions.end()) return nullptr;
+  auto op = it->second.ops.find(seq);
+  return op == it->second.ops.end() ? nullptr : &op->second;
+}
+
+void SimServer::Add(const Message& m, std::string_view payload) {
+  Send(m, std::string(payload));
 }
 
 void SimServer::AfterCommit() {
@@ -68,6 +101,9 @@ void SimServer::Booted() {
   received_now_.clear();
   jobs_.clear();
   send_early_ = false;
+  server_internal::Outbox& outbox = *this;
+  core_ = std::make_unique<server_internal::ServerCore>(
+      options_, services_, *journal_, outbox, counters_, world_.now());
 }
 
 void SimServer::Halted() {
@@ -77,6 +113,7 @@ void SimServer::Halted() {
   received_now_.clear();
   jobs_.clear();
   send_early_ = false;
+  core_.reset();
 }
 
 Hello SimServer::MakeHello() const {
@@ -84,239 +121,66 @@ Hello SimServer::MakeHello() const {
                journal_->journal_id(), 0,    specs_};
 }
 
-const ServiceSpec* SimServer::SpecOf(const std::string& service) const {
-  for (const ServiceSpec& s : specs_) {
-    if (s.name == service) return &s;
-  }
-  return nullptr;
-}
-
-const JournalOp* SimServer::FindOp(const SessionId& s, Seq seq) const {
-  const auto& sessions = journal_->state().sessions;
-  auto it = sessions.find(s);
-  if (it == sessions.end()) return nullptr;
-  auto op = it->second.ops.find(seq);
-  return op == it->second.ops.end() ? nullptr : &op->second;
-}
-
-bool SimServer::IsReleased(const SessionId& s, Seq seq) const {
-  const auto& sessions = journal_->state().sessions;
-  auto it = sessions.find(s);
-  if (it == sessions.end()) return false;
-  if (seq < it->second.released_below) return true;
-  auto op = it->second.ops.find(seq);
-  return op != it->second.ops.end() &&
-         StateOf(op->second) == ServerOpState::kReleased;
-}
-
-ServerVector SimServer::VectorOf(const SessionId& s,
-                                 const std::vector<Seq>* only) const {
-  ServerVector v;
-  v.server = id();
-  v.incarnation = incarnation();
-  v.journal_id = journal_->journal_id();
-  v.session = s;
-  const auto& sessions = journal_->state().sessions;
-  auto it = sessions.find(s);
-  if (it == sessions.end()) return v;
-  v.released_watermark = it->second.released_below;
-  for (const auto& [seq, op] : it->second.ops) {
-    if (StateOf(op) != ServerOpState::kReceived &&
-        StateOf(op) != ServerOpState::kExecuted) {
-      continue;
-    }
-    if (only != nullptr &&
-        !std::binary_search(only->begin(), only->end(), seq)) {
-      continue;
-    }
-    v.held.push_back(HeldOp{seq, StateOf(op), op.incarnation});
-  }
-  return v;
-}
-
 void SimServer::QueueStateExchange() {
-  StateExchange se;
-  se.role = Role::kServer;
-  for (const auto& [sid, s] : journal_->state().sessions) {
-    ServerVector v = VectorOf(sid, nullptr);
-    if (!v.held.empty()) se.servers.push_back(std::move(v));
-  }
-  se.last = true;
-  Send(se);
+  core_->QueueStateExchange();
+  AfterCore();
 }
 
 void SimServer::OnMessage(Message& m, const std::string& payload) {
   send_early_ = false;
+  const Time now = world_.now();
   switch (TypeOf(m)) {
-    case MessageType::kRequest:
-      OnRequest(std::get<Request>(m), payload);
-      return;
-    case MessageType::kAck: {
-      const Ack& a = std::get<Ack>(m);
-      Release(a.session, a.completed_watermark, a.seqs);
-      return;
+    case MessageType::kRequest: {
+      const Request& r = std::get<Request>(m);
+      world_.Note(TraceKind::kDeliver, party(), world_.ClientOf(r.session),
+                  r.seq, static_cast<int>(MessageType::kRequest), r.flags);
+      core_->OnRequest(r, payload, now);
+      break;
     }
-    case MessageType::kProbe: {
-      const Probe& p = std::get<Probe>(m);
-      ProbeReply reply;
-      reply.probe_id = p.probe_id;
-      reply.role = Role::kServer;
-      reply.servers.push_back(VectorOf(p.session, &p.seqs));
-      Send(reply);
-      return;
-    }
-    case MessageType::kRecover:
-      for (const RecoverSession& rs : std::get<Recover>(m).sessions) {
-        ReleaseBelow(rs.session, rs.release_below);
+    case MessageType::kAck:
+      core_->OnAck(std::get<Ack>(m), now);
+      break;
+    case MessageType::kProbe:
+      core_->OnProbe(std::get<Probe>(m), now);
+      break;
+    case MessageType::kRecover: {
+      const Recover& r = std::get<Recover>(m);
+      for (const RecoverSession& rs : r.sessions) {
         for (const OpDecision& d : rs.ops) {
-          if (!alive()) return;
           world_.Note(
               TraceKind::kDecision, party(), world_.ClientOf(rs.session), d.seq,
               static_cast<int>(d.action), static_cast<int>(d.breakpoint));
-          ApplyDecision(rs.session, d);
         }
       }
-      return;
+      core_->OnRecover(r, now);
+      break;
+    }
     default:
       return;
   }
+  AfterCore();
 }
 
-void SimServer::OnRequest(const Request& r, const std::string& payload) {
-  world_.Note(TraceKind::kDeliver, party(), world_.ClientOf(r.session), r.seq,
-              static_cast<int>(MessageType::kRequest), r.flags);
-  ReleaseBelow(r.session, r.completed_watermark);
-  if (!alive()) return;
-  if (IsReleased(r.session, r.seq)) {
-    Respond(r.session, r.seq, ErrorCode::kInDoubt, {});  // not journaled
-    return;
-  }
-  if (const JournalOp* op = FindOp(r.session, r.seq)) {
-    switch (StateOf(*op)) {
-      case ServerOpState::kExecuted:
-        Respond(r.session, r.seq, op->status, op->payload);
-        return;
-      case ServerOpState::kReceived:
-        if (op->incarnation != incarnation()) {
-          SettleInDoubt(r.session, r.seq, InDoubtAction(op->service));
-        }
-        return;  // running in this incarnation: its answer will come
-      case ServerOpState::kReleased:
-      case ServerOpState::kNone:
-        return;
-    }
-  }
-  if (SpecOf(r.service) == nullptr) {
-    Execute(r.session, r.seq, ErrorCode::kUnknownService, {});
-    return;
-  }
-  JournalOp received;
-  received.state = static_cast<std::uint8_t>(ServerOpState::kReceived);
-  received.service = r.service;
-  received.payload = payload;
-  if (Status s = journal_->AppendOp(r.session, r.seq, std::move(received));
-      !s.ok()) {
+void SimServer::AfterCore() {
+  if (core_->failed()) {
     Crash(CrashHow::kDiskFailed);
     return;
   }
-  // The handler starts after this turn's commit (the job's first event is
-  // later than the commit).
-  StartJob(r.session, r.seq, r.service, payload, false);
+  for (server_internal::Job& job : core_->jobs()) StartJob(std::move(job));
+  core_->jobs().clear();
 }
 
-Action SimServer::InDoubtAction(const std::string& service) const {
-  const ServiceSpec* spec = SpecOf(service);
-  if (spec == nullptr) return Action::kAnswerInDoubt;
-  DecisionContext ctx;
-  ctx.idempotent = spec->idempotent;
-  ctx.policy = spec->policy;
-  return DecideOp(1, ClientOpState::kSent,
-                  ServerOpView{ServerOpState::kReceived, true}, ctx)
-      .action;
-}
-
-void SimServer::ApplyDecision(const SessionId& s, const OpDecision& d) {
-  const JournalOp* op = FindOp(s, d.seq);
-  const ServerOpState state = op ? StateOf(*op) : ServerOpState::kNone;
-  const bool released = IsReleased(s, d.seq);
-  switch (d.action) {
-    case Action::kNone:
-    case Action::kWait:
-    case Action::kKeepOrphan:
-    case Action::kResendRequest:
-      return;
-    case Action::kResendResponse:
-      if (state == ServerOpState::kExecuted) {
-        Respond(s, d.seq, op->status, op->payload);
-      } else if (state == ServerOpState::kReceived &&
-                 op->incarnation != incarnation()) {
-        SettleInDoubt(s, d.seq, InDoubtAction(op->service));
-      } else if (released) {
-        Respond(s, d.seq, ErrorCode::kInDoubt, {});
-      }
-      return;
-    case Action::kReexecute:
-    case Action::kResolve:
-    case Action::kAnswerInDoubt:
-      if (state == ServerOpState::kExecuted) {
-        Respond(s, d.seq, op->status, op->payload);
-      } else if (state == ServerOpState::kReceived &&
-                 op->incarnation != incarnation()) {
-        SettleInDoubt(s, d.seq, d.action);
-      } else if (released) {
-        Respond(s, d.seq, ErrorCode::kInDoubt, {});
-      } else if (state == ServerOpState::kNone &&
-                 d.action == Action::kAnswerInDoubt) {
-        Execute(s, d.seq, ErrorCode::kInDoubt, {});
-      }
-      return;
-    case Action::kRelease:
-      if (state == ServerOpState::kReceived ||
-          state == ServerOpState::kExecuted) {
-        Release(s, 0, {d.seq});
-      }
-      return;
-  }
-}
-
-void SimServer::SettleInDoubt(const SessionId& s, Seq seq, Action action) {
-  const JournalOp* op = FindOp(s, seq);
-  if (op == nullptr) return;
-  const std::string service = op->service;
-  const ServiceSpec* spec = SpecOf(service);
-  if (spec == nullptr) {
-    action = Action::kAnswerInDoubt;
-  } else if (action == Action::kResolve &&
-             spec->policy != InDoubtPolicy::kResolveHook) {
-    action = InDoubtAction(service);  // no hook here
-  }
-  if (action == Action::kAnswerInDoubt) {
-    Execute(s, seq, ErrorCode::kInDoubt, {});
-    return;
-  }
-  if (action != Action::kReexecute && action != Action::kResolve) return;
-  const std::string request = op->payload;
-  JournalOp received;  // RECEIVED again, in this incarnation
-  received.state = static_cast<std::uint8_t>(ServerOpState::kReceived);
-  received.service = service;
-  if (Status st = journal_->AppendOp(s, seq, std::move(received)); !st.ok()) {
-    Crash(CrashHow::kDiskFailed);
-    return;
-  }
-  StartJob(s, seq, service, request, action == Action::kResolve);
-}
-
-void SimServer::StartJob(const SessionId& s, Seq seq,
-                         const std::string& service, const std::string& request,
-                         bool resolve) {
-  received_now_.emplace_back(s, seq);
+void SimServer::StartJob(server_internal::Job job) {
+  received_now_.emplace_back(job.session, job.seq);
   const std::uint64_t id = next_job_++;
-  jobs_[id] = Job{s, seq, service, request, resolve};
+  jobs_[id] = std::move(job);
   Rng& rng = world_.rng();
   const bool slow =
       world_.faults_on() && rng.Chance(world_.config().faults.slow_handler);
   const std::int64_t took =
       slow ? rng.Between(20'000, 600'000) : rng.Between(20, 300);
+  // The handler starts after this turn's commit (the job's first event is
+  // later than the commit).
   world_.Schedule(world_.now_us() + took, EventKind::kHandlerDone, party(),
                   life(), id);
 }
@@ -325,99 +189,39 @@ void SimServer::OnHandlerDone(std::uint64_t id) {
   send_early_ = false;
   auto it = jobs_.find(id);
   if (it == jobs_.end()) return;
-  Job job = std::move(it->second);
+  server_internal::Completion done;
+  done.job = std::move(it->second);
   jobs_.erase(it);
-  const JournalOp* op = FindOp(job.session, job.seq);
-  // Released or settled while it ran: its result is dropped.
-  if (op == nullptr || StateOf(*op) != ServerOpState::kReceived ||
-      op->incarnation != incarnation()) {
-    return;
-  }
+  const server_internal::Job& job = done.job;
   const auto key = std::make_pair(job.session, job.seq);
-  const int client = world_.ClientOf(job.session);
-  if (job.resolve) {
-    // The hook reads the application's records: a reply if it ran.
-    auto done = db_.find(key);
-    if (done != db_.end()) {
-      Execute(job.session, job.seq, done->second.first, done->second.second);
-      return;
+  if (job.kind == server_internal::JobKind::kResolve) {
+    // The hook reads the application's records: a reply if it ran; none,
+    // and the core runs the handler next.
+    auto found = db_.find(key);
+    if (found != db_.end()) {
+      done.reply = HandlerReply{found->second.first, found->second.second};
     }
+  } else {
+    // The handler, as a worker runs it whatever the journal says meanwhile:
+    // its side effect, then its result.
+    const int client = world_.ClientOf(job.session);
+    const ServiceOptions& service = services_[job.service];
+    const bool fails =
+        world_.faults_on() &&
+        world_.rng().Chance(world_.config().faults.failing_handler);
+    const ErrorCode status = fails ? ErrorCode::kHandlerFailed : ErrorCode::kOk;
+    std::string result = (fails ? "f:" : "r:") + job.request;
+    db_[key] = {status, result};
+    world_.checker().Executed(server_, client, job.seq, service.idempotent,
+                              status, result, world_.now_us());
+    world_.Note(TraceKind::kExecuted, party(), client, job.seq,
+                static_cast<int>(status));
+    if (MaybeCrash(crash_p_, CrashHow::kInHandler)) return;
+    send_early_ = world_.config().defect == Defect::kServerSendsBeforeJournal;
+    done.reply = HandlerReply{status, std::move(result)};
   }
-  // The handler: its side effect, then its result.
-  const ServiceSpec* spec = SpecOf(job.service);
-  const bool fails =
-      world_.faults_on() &&
-      world_.rng().Chance(world_.config().faults.failing_handler);
-  const ErrorCode status = fails ? ErrorCode::kHandlerFailed : ErrorCode::kOk;
-  const std::string result = (fails ? "f:" : "r:") + job.request;
-  db_[key] = {status, result};
-  world_.checker().Executed(server_, client, job.seq,
-                            spec != nullptr && spec->idempotent, status, result,
-                            world_.now_us());
-  world_.Note(TraceKind::kExecuted, party(), client, job.seq,
-              static_cast<int>(status));
-  if (MaybeCrash(crash_p_, CrashHow::kInHandler)) return;
-  send_early_ = world_.config().defect == Defect::kServerSendsBeforeJournal;
-  Execute(job.session, job.seq, status, result);
-}
-
-void SimServer::Execute(const SessionId& s, Seq seq, ErrorCode status,
-                        const std::string& payload) {
-  JournalOp executed;
-  executed.state = static_cast<std::uint8_t>(ServerOpState::kExecuted);
-  executed.status = status;
-  const bool with_payload =
-      status == ErrorCode::kOk || status == ErrorCode::kHandlerFailed;
-  executed.payload = with_payload ? payload : std::string();
-  if (Status st = journal_->AppendOp(s, seq, std::move(executed)); !st.ok()) {
-    Crash(CrashHow::kDiskFailed);
-    return;
-  }
-  Respond(s, seq, status, with_payload ? payload : std::string());
-}
-
-void SimServer::Respond(const SessionId& s, Seq seq, ErrorCode status,
-                        const std::string& payload) {
-  Send(Response{s, seq, status}, payload);
-}
-
-void SimServer::ReleaseBelow(const SessionId& s, Seq below) {
-  const auto& sessions = journal_->state().sessions;
-  auto it = sessions.find(s);
-  const Seq current = it == sessions.end() ? 1 : it->second.released_below;
-  if (below <= current) return;
-  Release(s, below, {});
-}
-
-void SimServer::Release(const SessionId& s, Seq below,
-                        const std::vector<Seq>& seqs) {
-  const auto& sessions = journal_->state().sessions;
-  auto it = sessions.find(s);
-  const Seq current = it == sessions.end() ? 1 : it->second.released_below;
-  std::vector<Seq> held;
-  bool dropped = false;
-  if (it != sessions.end()) {
-    for (const auto& [seq, op] : it->second.ops) {
-      if (seq >= below) break;
-      if (StateOf(op) != ServerOpState::kReleased) dropped = true;
-    }
-    for (Seq seq : seqs) {
-      if (seq < below) continue;
-      auto op = it->second.ops.find(seq);
-      if (op == it->second.ops.end() ||
-          StateOf(op->second) == ServerOpState::kReleased) {
-        continue;
-      }
-      held.push_back(seq);
-      dropped = true;
-    }
-  }
-  if (!dropped && below <= current) return;
-  if (Status st = journal_->AppendRelease(s, std::max(below, current), held);
-      !st.ok()) {
-    if (st.code() == ErrorCode::kInvalidArgument) return;
-    Crash(CrashHow::kDiskFailed);
-  }
+  core_->OnCompletion(std::move(done));
+  AfterCore();
 }
 
 }  // namespace rejoin::sim

@@ -1,30 +1,33 @@
-// A server of the simulation: a model of libserver's operation logic
-// written from PROTOCOL.md §4.3 and §4.8 and FLOWS.md §3-6 over the real
-// Journal (RECEIVED with the request, EXECUTED with the response, releases
-// and tombstones, as libserver writes them) and the real EndpointMachine;
-// in-doubt operations are settled through the real decision table
-// (DecideOp). Three services: "idem" (idempotent, re-execute), "once" (not
-// idempotent, answer in_doubt) and "hook" (not idempotent, a resolve hook
-// that reads the application's own records). Handlers run on a simulated
-// worker: their side effect happens when they finish, and goes to the
-// checker and to the application's records, which outlive the process.
+// A server of the simulation: libserver's own operation logic (the
+// ServerCore of libserver/src/server_core.h, the code the product runs)
+// over the real Journal on this process's FaultEnv and the real
+// EndpointMachine. This file is only the shell the product's I/O loop is:
+// it feeds the core the broker's messages and finished handlers, and runs
+// the jobs the core starts on a simulated worker. Three services:
+// "idem" (idempotent, re-execute), "once" (not idempotent, answer in_doubt)
+// and "hook" (not idempotent, a resolve hook that reads the application's
+// own records). A handler's side effect happens when it finishes and goes to
+// the checker and to the application's records, which outlive the process.
 #pragma once
 
 #include <map>
+#include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
+#include "counters.h"
+#include "server_core.h"
 #include "sim_endpoint.h"
 
 namespace rejoin::sim {
 
-class SimServer final : public SimEndpoint {
+class SimServer final : public SimEndpoint, private server_internal::Outbox {
  public:
   SimServer(World& world, int server);
   // Operations held RECEIVED or EXECUTED (tombstones not counted).
   std::size_t held_ops() const;
-  static std::vector<ServiceSpec> Specs(bool with_hook);
 
  protected:
   void Booted() override;
@@ -41,33 +44,22 @@ class SimServer final : public SimEndpoint {
   void AfterCommit() override;
 
  private:
-  struct Job {
-    SessionId session;
-    Seq seq;
-    std::string service;
-    std::string request;
-    bool resolve;
-  };
-  const ServiceSpec* SpecOf(const std::string& service) const;
+  // The core's messages leave with the turn.
+  void Add(const Message& m, std::string_view payload) override;
+  // After each call into the core: a failed journal stops the process (the
+  // product's server stops answering and must be restarted); the jobs it
+  // started go to the worker.
+  void AfterCore();
+  void StartJob(server_internal::Job job);
   const JournalOp* FindOp(const SessionId& s, Seq seq) const;
-  bool IsReleased(const SessionId& s, Seq seq) const;
-  void OnRequest(const Request& r, const std::string& payload);
-  void ApplyDecision(const SessionId& s, const OpDecision& d);
-  Action InDoubtAction(const std::string& service) const;
-  void SettleInDoubt(const SessionId& s, Seq seq, Action action);
-  void StartJob(const SessionId& s, Seq seq, const std::string& service,
-                const std::string& request, bool resolve);
-  void Execute(const SessionId& s, Seq seq, ErrorCode status,
-               const std::string& payload);
-  void Respond(const SessionId& s, Seq seq, ErrorCode status,
-               const std::string& payload);
-  void ReleaseBelow(const SessionId& s, Seq below);
-  void Release(const SessionId& s, Seq below, const std::vector<Seq>& seqs);
-  ServerVector VectorOf(const SessionId& s, const std::vector<Seq>* only) const;
 
   const int server_;
-  const std::vector<ServiceSpec> specs_;
-  std::map<std::uint64_t, Job> jobs_;
+  ServerOptions options_;
+  std::vector<ServiceOptions> services_;
+  std::vector<ServiceSpec> specs_;
+  server_internal::Counters counters_;
+  std::unique_ptr<server_internal::ServerCore> core_;  // while alive
+  std::map<std::uint64_t, server_internal::Job> jobs_;
   std::uint64_t next_job_ = 1;
   bool send_early_ = false;
   std::vector<std::pair<SessionId, Seq>> received_now_;  // this turn

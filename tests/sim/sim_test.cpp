@@ -72,9 +72,11 @@ TEST(Sim, RegressionSeedsKeepEveryInvariant) {
 
 // A server held a call in its handler while cut off from before a broker
 // restart until after its grace period; the resend ran elsewhere first.
-// That is the protocol's timing assumption, counted, not a violation.
+// That is the protocol's timing assumption, counted, not a violation. (Seed
+// 6183 found it while servers were models of libserver; since they run its
+// ServerCore, seed 8 is one that shows such a miss.)
 TEST(Sim, RegressionSeedSlowCopyFromBeforeARestartIsAGraceMiss) {
-  const RunResult r = RunSeed(RegressionConfig(6183));
+  const RunResult r = RunSeed(RegressionConfig(8));
   EXPECT_TRUE(r.ok) << r.report;
   EXPECT_GE(r.stats.grace_misses, 1u);
 }
