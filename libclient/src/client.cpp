@@ -122,44 +122,23 @@ Client::Impl::Impl(ClientOptions options,
       journal_id_(journal->journal_id()),
       journal_(std::move(journal)),
       hub_(std::move(hub)),
+      wire_(*hub_),
       conn_(client_internal::LinkTimers(options_.heartbeat),
             // A restarted process returns at its first WELCOME.
             /*returning=*/incarnation_ > 1,
             // The retry jitter differs per process and session, no clock
             // read needed.
             journal_id_ ^ (incarnation_ << 32) ^
-                std::hash<std::string>{}(options_.session_id)) {
+                std::hash<std::string>{}(options_.session_id)),
+      // Seqs continue above both the journal's and the clock's floor: the
+      // clock may be behind a session that issued faster than it ticks.
+      core_(
+          options_, *journal_, conn_, incarnation_, journal_id_, stats_, wire_,
+          [this](Seq next) { SkipTo(next); },
+          client_internal::TimeBasedFirstSeq(), Clock::now()) {
   limit_ = options_.max_outstanding;
-  // Seqs continue above both the journal's and the clock's floor: the
-  // journal may be older than the session (restored from a backup), and the
-  // clock may be behind a session that issued faster than it ticks.
-  const JournalSession* records = journal_->session();
-  Seq first = client_internal::TimeBasedFirstSeq();
-  if (records != nullptr) first = std::max(first, records->next_seq);
-  next_seq_ = io_next_seq_ = first;
-
-  auto now = Clock::now();
-  if (records != nullptr) {
-    for (const auto& [seq, op] : records->ops) {
-      auto state = static_cast<ClientOpState>(op.state);
-      if (state == ClientOpState::kPrepared || state == ClientOpState::kSent) {
-        client_internal::PendingOp& p = pending_[seq];
-        p.service = op.service;
-        p.inherited = true;
-        ScheduleResend(seq, p, now);
-      }
-    }
-    // Outcomes journaled by an earlier process may never have been
-    // acknowledged; telling the broker again costs one small message.
-    for (const auto& [seq, op] : records->ops) {
-      if (static_cast<ClientOpState>(op.state) == ClientOpState::kCompleted &&
-          seq >= Watermark()) {
-        unacked_.insert(seq);
-      }
-    }
-  }
-  outstanding_ = static_cast<std::uint32_t>(pending_.size());
-  ack_due_ = now;
+  next_seq_ = core_.next_seq();
+  outstanding_ = static_cast<std::uint32_t>(core_.pending_count());
 }
 
 Client::Impl::~Impl() {
@@ -273,7 +252,7 @@ Result<Reply> Client::Impl::Call(std::string_view service,
 }
 
 std::vector<OperationInfo> Client::Impl::ListOperations() {
-  if (OnIoThread()) return ListFromJournal();
+  if (OnIoThread()) return core_.List();
   auto done = std::make_shared<std::promise<std::vector<OperationInfo>>>();
   auto result = done->get_future();
   {
@@ -317,7 +296,7 @@ Status Client::Impl::CollectAsync(Seq seq, Client::Callback callback,
 }
 
 Status Client::Impl::Forget(Seq seq) {
-  if (OnIoThread()) return ForgetSeq(seq);
+  if (OnIoThread()) return core_.Forget(seq);
   auto done = std::make_shared<std::promise<Status>>();
   auto result = done->get_future();
   {

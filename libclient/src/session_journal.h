@@ -19,6 +19,7 @@
 
 #include "rejoin/client/shared_journal.h"
 #include "rejoin/proto/journal.h"
+#include "session_records.h"
 
 namespace rejoin {
 
@@ -44,7 +45,7 @@ struct SharedJournal::Impl {
 
 namespace client_internal {
 
-class SessionJournal {
+class SessionJournal final : public SessionRecords {
  public:
   // Attaches `session` to `shared`; kJournalLocked when another Client of
   // this process already uses that session in it.
@@ -55,8 +56,8 @@ class SessionJournal {
   SessionJournal(const SessionJournal&) = delete;
   SessionJournal& operator=(const SessionJournal&) = delete;
 
-  Status AppendOp(Seq seq, JournalOp op);
-  Status AppendRelease(Seq below, const std::vector<Seq>& seqs);
+  Status AppendOp(Seq seq, JournalOp op) override;
+  Status AppendRelease(Seq below, const std::vector<Seq>& seqs) override;
   // Whether this session appended records no commit has covered yet, as far
   // as this session knows (Commit finds out the rest).
   bool dirty() const { return last_appended_ > known_durable_; }
@@ -69,7 +70,7 @@ class SessionJournal {
   Status CompactIfNeeded();
 
   // The session's live records; nullptr when it has none yet.
-  const JournalSession* session() const;
+  const JournalSession* session() const override;
   Incarnation incarnation() const { return journal().incarnation(); }
   JournalId journal_id() const { return journal().journal_id(); }
   bool created() const { return journal().report().created; }

@@ -16,8 +16,6 @@ namespace rejoin {
 
 using client_internal::Clock;
 using client_internal::Log;
-using client_internal::OutStateExchange;
-using client_internal::SendItem;
 
 // --- Events from the hub ----------------------------------------------------
 
@@ -55,26 +53,11 @@ void Client::Impl::ConnectionTimers(TimePoint now) {
 // -------------------------------------------------
 
 void Client::Impl::HandleWelcome(const Welcome& w) {
-  // Calls of this process that never left are ordinary first sends; they
-  // go ahead of the state exchange so the broker already tracks them when
-  // it reads the vector. Whatever did leave (or came from an earlier
-  // process) is covered by the exchange.
-  bool covered = false;
-  for (auto& [seq, op] : pending_) {
-    if (op.sent || op.inherited) {
-      covered = true;
-    } else if (!op.queued) {
-      op.queued = true;
-      send_queue_.push_back({seq, 0});
-    }
-  }
-  std::sort(send_queue_.begin(), send_queue_.end(),
-            [](const SendItem& a, const SendItem& b) { return a.seq < b.seq; });
   EndpointMachine::Input in = LinkInput(EndpointEvent::kWelcome, Clock::now());
   in.epoch = w.epoch;
   in.heartbeat = std::chrono::milliseconds(w.heartbeat_ms);
-  in.records =
-      covered || !unacked_.empty() || !BuildVector(nullptr).completed.empty();
+  // Calls that never left are queued ahead of the state exchange.
+  in.records = core_.OnWelcomed();
   const EndpointMachine::Output out = conn_.Step(in);
   if (out.Has(EndpointAction::kReportWelcomed)) {
     {
@@ -112,11 +95,12 @@ void Client::Impl::HandleError(const Error& e) {
 void Client::Impl::FailWaitersIfShutOut() {
   switch (conn_.state()) {
     case EndpointState::kFenced:
-      FailAllWaiters(ErrorCode::kFenced, "a newer process holds the session");
+      core_.FailAllWaiters(ErrorCode::kFenced,
+                           "a newer process holds the session");
       break;
     case EndpointState::kDenied:
-      FailAllWaiters(ErrorCode::kNotAuthorized,
-                     "the broker does not authorize the session");
+      core_.FailAllWaiters(ErrorCode::kNotAuthorized,
+                           "the broker does not authorize the session");
       break;
     default:
       break;
@@ -145,7 +129,7 @@ void Client::Impl::Carry(const EndpointMachine::Output& out, TimePoint now,
     Log().info("session {}: lost the broker ({})", options_.session_id, why);
   }
   if (out.Has(EndpointAction::kReportBrokerReturned)) {
-    events_.push_back({RecoveryEventKind::kBrokerReturned, 0});
+    core_.events().push_back({RecoveryEventKind::kBrokerReturned, 0});
   }
   if (out.Has(EndpointAction::kReportFenced)) {
     Log().error(
@@ -163,9 +147,7 @@ void Client::Impl::Carry(const EndpointMachine::Output& out, TimePoint now,
         options_.session_id, denied_why_);
     FailWaitersIfShutOut();
   }
-  if (out.Has(EndpointAction::kSendStateExchange)) {
-    outbox_.push_back(OutStateExchange{});
-  }
+  if (out.Has(EndpointAction::kSendStateExchange)) core_.QueueStateExchange();
   if (out.Has(EndpointAction::kSendHeartbeat)) {
     // One per connection: the send stamps the hub's last send, which the
     // other sessions' machines then read.
