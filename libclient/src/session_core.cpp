@@ -70,22 +70,26 @@ bool SessionCore::OnMessage(Message& m, std::string_view payload,
   }
 }
 
-bool SessionCore::OnWelcomed() {
+void SessionCore::OnWelcomed() {
   // Calls of this process that never left are ordinary first sends; they
   // go ahead of the state exchange so the broker already tracks them when
   // it reads the vector. Whatever did leave (or came from an earlier
   // process) is covered by the exchange.
-  bool covered = false;
   for (auto& [seq, op] : pending_) {
-    if (op.sent || op.inherited) {
-      covered = true;
-    } else if (!op.queued) {
+    if (!op.sent && !op.inherited && !op.queued) {
       op.queued = true;
       send_queue_.push_back({seq, 0});
     }
   }
   std::sort(send_queue_.begin(), send_queue_.end(),
             [](const SendItem& a, const SendItem& b) { return a.seq < b.seq; });
+}
+
+bool SessionCore::HasRecords() const {
+  const bool covered =
+      std::any_of(pending_.begin(), pending_.end(), [](const auto& entry) {
+        return entry.second.sent || entry.second.inherited;
+      });
   return covered || !unacked_.empty() ||
          !BuildVector(nullptr).completed.empty();
 }

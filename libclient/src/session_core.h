@@ -187,10 +187,13 @@ class SessionCore {
   // RESPONSE, RECOVER and PROBE; false for any other type (not the core's).
   // `now`: when the message was read.
   bool OnMessage(Message& m, std::string_view payload, TimePoint now);
-  // The session was welcomed: calls that never left are queued ahead of
-  // the state exchange. True when the session has records the broker may
-  // lack (EndpointMachine::Input::records).
-  bool OnWelcomed();
+  // The session is being welcomed: calls that never left are queued ahead
+  // of the state exchange.
+  void OnWelcomed();
+  // The session has records the broker may lack
+  // (EndpointMachine::Input::records): calls sent or inherited, outcomes
+  // not yet acknowledged or still above the watermark.
+  bool HasRecords() const;
   void QueueStateExchange() { outbox_.push_back(OutStateExchange{}); }
   // Deadlines, resends and the ACK due (resends wait for the broker).
   void Timers(TimePoint now);

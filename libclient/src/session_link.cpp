@@ -57,7 +57,8 @@ void Client::Impl::HandleWelcome(const Welcome& w) {
   in.epoch = w.epoch;
   in.heartbeat = std::chrono::milliseconds(w.heartbeat_ms);
   // Calls that never left are queued ahead of the state exchange.
-  in.records = core_.OnWelcomed();
+  core_.OnWelcomed();
+  in.records = core_.HasRecords();
   const EndpointMachine::Output out = conn_.Step(in);
   if (out.Has(EndpointAction::kReportWelcomed)) {
     {

@@ -1,19 +1,30 @@
-// The client model (sim_client.h).
+// The client of the simulation (sim_client.h).
 #include "sim_client.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
+
+namespace rejoin::client_internal {
+// libclient/src/log.h (declared here: libserver/src has a log.h too).
+spdlog::logger& Log();
+}  // namespace rejoin::client_internal
 
 namespace rejoin::sim {
 namespace {
 
-constexpr std::int64_t kResendUs = 200'000;       // R (FLOWS.md §1)
-constexpr std::int64_t kResendMaxUs = 2'000'000;  // R_max
-constexpr std::int64_t kAckDelayUs = 20'000;      // ack delay
 // Seqs start at the time in microseconds (FLOWS.md §2.2): this is the
 // simulated clock's "Unix time" at its zero.
 constexpr Seq kSeqClockBase = 1'700'000'000'000'000ull;
 
 const char* const kServices[] = {"idem", "once", "hook"};
+
+std::int64_t MicrosAt(Time t) {
+  if (t == Time::max()) return INT64_MAX;
+  return std::chrono::duration_cast<Micros>(t -
+                                            (Time{} + std::chrono::hours(1)))
+      .count();
+}
 
 }  // namespace
 
@@ -22,11 +33,53 @@ SimClient::SimClient(World& world, int client)
                   "s" + std::to_string(client)),
       client_(client) {
   crash_p_ = world.config().faults.crash_client;
+  options_.session_id = id();
+  options_.endpoint = "sim";
+  // The core's warnings (a seq above any issued, a journal that failed)
+  // would repeat at thousands of restarts.
+  client_internal::Log().set_level(spdlog::level::off);
 }
+
+// ---------------------------------------------------------------------------
+// The core's records and wire.
+
+Status SimClient::Records::AppendOp(Seq seq, JournalOp op) {
+  return c_.journal_->AppendOp(c_.id(), seq, std::move(op));
+}
+
+Status SimClient::Records::AppendRelease(Seq below,
+                                         const std::vector<Seq>& seqs) {
+  return c_.journal_->AppendRelease(c_.id(), below, seqs);
+}
+
+const JournalSession* SimClient::Records::session() const {
+  const auto& sessions = c_.journal_->state().sessions;
+  auto it = sessions.find(c_.id());
+  return it == sessions.end() ? nullptr : &it->second;
+}
+
+bool SimClient::Wire::Send(const Message& m) {
+  c_.Send(m);
+  return true;
+}
+
+void SimClient::Wire::AddRequest(const Request& r, std::string_view payload) {
+  batch_.emplace_back(r, std::string(payload));
+}
+
+bool SimClient::Wire::SendRequests() {
+  for (auto& [r, payload] : batch_) c_.Send(r, std::move(payload));
+  batch_.clear();
+  return true;
+}
+
+// ---------------------------------------------------------------------------
+// The process.
 
 bool SimClient::idle() const {
   const SimConfig& c = world_.config();
-  return calls_made_ >= c.calls_per_client + c.final_calls && pending_.empty();
+  return calls_made_ >= c.calls_per_client + c.final_calls && core_ &&
+         !core_->has_pending() && collecting_ == 0;
 }
 
 std::size_t SimClient::journal_ops() const {
@@ -36,49 +89,40 @@ std::size_t SimClient::journal_ops() const {
   return n;
 }
 
+bool SimClient::HasRecords() const {
+  if (core_) return core_->HasRecords();
+  const JournalSession* js = records_.session();
+  return js != nullptr && !js->ops.empty();
+}
+
 void SimClient::Booted() {
-  pending_.clear();
-  completed_.clear();
-  unacked_.clear();
   accepted_now_.clear();
-  answers_now_.clear();
-  ack_at_ = INT64_MAX;
-  forget_after_boot_ = false;
-  next_seq_ = kSeqClockBase + static_cast<Seq>(world_.now_us());
-  const auto& sessions = journal_->state().sessions;
-  auto it = sessions.find(id());
-  if (it == sessions.end()) return;
-  next_seq_ = std::max(next_seq_, it->second.next_seq);
-  for (const auto& [seq, op] : it->second.ops) {
-    if (op.state == static_cast<std::uint8_t>(ClientOpState::kCompleted)) {
-      completed_.insert(seq);
-      unacked_.insert(seq);
-      forget_after_boot_ = true;
-      if (app_has_.count(seq) == 0) {
-        world_.checker().Accepted(client_, seq);
-        answers_now_.push_back({seq, op.status, op.payload});
-      }
+  collecting_ = 0;
+  core_ = std::make_unique<client_internal::SessionCore>(
+      options_, records_, machine(), incarnation(), journal_->journal_id(),
+      stats_, wire_, [](Seq) {},
+      kSeqClockBase + static_cast<Seq>(world_.now_us()), world_.now());
+  // What the library asks of an application after a restart: look at what
+  // the journal holds; collect the answers it does not have, forget the
+  // outcomes it has.
+  for (const OperationInfo& op : core_->List()) {
+    const bool completed = op.state == ClientOpState::kCompleted;
+    if (completed && app_has_.count(op.seq) != 0) {
+      (void)core_->Forget(op.seq);
       continue;
     }
-    // PREPARED in the journal: the call is recorded, and it is resent.
-    Pending& p = pending_[seq];
-    p.service = op.service;
-    p.payload = op.payload;
-    p.resend = true;
-    world_.checker().Accepted(client_, seq);
+    // Journaled: the call was made (a PREPARED record that reached the
+    // disk although its commit failed counts too).
+    world_.checker().Accepted(client_, op.seq);
+    ++collecting_;
+    core_->Collect(op.seq, WaiterFor(op.seq, true));
   }
 }
 
 void SimClient::Halted() {
-  pending_.clear();
-  completed_.clear();
-  unacked_.clear();
+  core_.reset();
   accepted_now_.clear();
-  answers_now_.clear();
-}
-
-bool SimClient::HasRecords() const {
-  return !pending_.empty() || !completed_.empty() || !unacked_.empty();
+  collecting_ = 0;
 }
 
 Hello SimClient::MakeHello() const {
@@ -86,58 +130,39 @@ Hello SimClient::MakeHello() const {
                journal_->journal_id(), 0,    {}};
 }
 
-Seq SimClient::Watermark() const {
-  return pending_.empty() ? next_seq_ : pending_.begin()->first;
-}
+void SimClient::QueueStateExchange() { core_->QueueStateExchange(); }
 
-ClientVector SimClient::Vector(const std::vector<Seq>* only) const {
-  ClientVector v;
-  v.session = id();
-  v.incarnation = incarnation();
-  v.journal_id = journal_->journal_id();
-  v.next_seq = next_seq_;
-  v.completed_watermark = Watermark();
-  for (const auto& [seq, p] : pending_) {
-    if (only == nullptr || std::binary_search(only->begin(), only->end(), seq))
-      v.pending.push_back(seq);
-  }
-  for (Seq seq : completed_) {
-    if (seq < v.completed_watermark) continue;
-    if (only == nullptr || std::binary_search(only->begin(), only->end(), seq))
-      v.completed.push_back(seq);
-  }
-  return v;
-}
-
-void SimClient::QueueStateExchange() {
-  StateExchange se;
-  se.role = Role::kClient;
-  se.clients.push_back(Vector(nullptr));
-  se.last = true;
-  Send(se);
-}
-
-void SimClient::OnWelcomed() {
-  // First sends wait for WELCOME; what was journaled meanwhile goes now.
-  for (auto& [seq, p] : pending_) {
-    if (!p.sent) SendRequest(seq, p);
-  }
-}
-
-bool SimClient::MayCall() const {
-  const SimConfig& c = world_.config();
-  if (static_cast<int>(pending_.size()) >= c.window) return false;
-  if (calls_made_ < c.calls_per_client) return true;
-  return !world_.faults_on() &&
-         calls_made_ < c.calls_per_client + c.final_calls;
-}
+void SimClient::OnWelcomed() { core_->OnWelcomed(); }
 
 bool SimClient::SendBeforeCommit() const {
   return world_.config().defect == Defect::kClientSendsBeforeJournal;
 }
 
+// ---------------------------------------------------------------------------
+// The application.
+
+bool SimClient::MayCall() const {
+  const SimConfig& c = world_.config();
+  if (!core_ || static_cast<int>(core_->pending_count()) >= c.window) {
+    return false;
+  }
+  if (calls_made_ < c.calls_per_client) return true;
+  return !world_.faults_on() &&
+         calls_made_ < c.calls_per_client + c.final_calls;
+}
+
+client_internal::Waiter SimClient::WaiterFor(Seq seq, bool collected) {
+  client_internal::Waiter w;
+  w.id = core_->NewWaiterId();
+  w.deadline = Time::max();
+  w.callback = [this, seq, collected](const Result<Reply>& r) {
+    OnAnswer(seq, collected, r);
+  };
+  return w;
+}
+
 void SimClient::Call() {
-  const Seq seq = next_seq_++;
+  const Seq seq = core_->next_seq();
   const int n = world_.config().with_hook_service ? 3 : 2;
   const std::string service =
       kServices[world_.rng().Below(static_cast<std::uint64_t>(n))];
@@ -146,157 +171,81 @@ void SimClient::Call() {
   ++calls_made_;
   world_.checker().Attempted(client_, seq, service, payload);
   world_.Note(TraceKind::kCall, party(), client_, seq);
-  JournalOp op;
-  op.state = static_cast<std::uint8_t>(ClientOpState::kPrepared);
-  op.service = service;
-  op.payload = payload;
-  Pending& p = pending_[seq];
-  p.service = service;
-  p.payload = payload;
-  if (SendBeforeCommit()) SendRequest(seq, p);  // the seeded defect
-  if (Status s = journal_->AppendOp(id(), seq, std::move(op)); !s.ok()) {
-    Crash(CrashHow::kDiskFailed);
-    return;
-  }
+  const std::size_t before = core_->pending_count();
+  core_->Call(seq, service, payload, WaiterFor(seq, false));
+  if (core_->pending_count() == before) return;  // not journaled: refused
   accepted_now_.push_back(seq);
+  // The seeded defect: the REQUEST leaves before its PREPARED record is
+  // durable.
+  if (SendBeforeCommit()) core_->Flush(world_.now(), true);
 }
 
-void SimClient::SendRequest(Seq seq, Pending& p) {
-  if (!welcomed()) {
-    p.sent = false;  // it goes when the session is welcomed again
-    return;
+void SimClient::OnAnswer(Seq seq, bool collected, const Result<Reply>& r) {
+  if (collected) --collecting_;
+  // Only the journal's failure or the process's end fail a wait here (no
+  // deadlines); the operation stays journaled and is collected again by
+  // the next process.
+  if (!r.ok()) return;
+  app_has_.insert(seq);
+  world_.Note(TraceKind::kAnswered, party(), client_, seq,
+              static_cast<int>(r->status));
+  world_.checker().Delivered(client_, seq, r->status, r->payload);
+  // A caller's outcome is dropped by the library once acknowledged; a
+  // collected one is the application's to forget.
+  if (collected) (void)core_->Forget(seq);
+}
+
+// ---------------------------------------------------------------------------
+// The turn.
+
+void SimClient::OnMessage(Message& m, const std::string& payload) {
+  world_.Note(TraceKind::kDeliver, party(), -1, 0, static_cast<int>(TypeOf(m)));
+  if (const auto* r = std::get_if<Response>(&m)) {
+    world_.Note(TraceKind::kDeliver, party(), client_, r->seq,
+                static_cast<int>(MessageType::kResponse),
+                static_cast<int>(r->status));
+  } else if (const auto* rec = std::get_if<Recover>(&m)) {
+    for (const RecoverSession& rs : rec->sessions) {
+      if (rs.session != id()) continue;
+      for (const OpDecision& d : rs.ops) {
+        world_.Note(TraceKind::kDecision, party(), client_, d.seq,
+                    static_cast<int>(d.action), static_cast<int>(d.breakpoint));
+      }
+    }
   }
-  Request r;
-  r.session = id();
-  r.seq = seq;
-  r.service = p.service;
-  r.completed_watermark = std::min(Watermark(), seq);
-  r.flags = p.resend ? kRequestResend : 0;
-  Send(r, p.payload);
-  p.sent = true;
-  p.resend = true;
-  p.backoff =
-      p.backoff == 0 ? kResendUs : std::min(p.backoff * 2, kResendMaxUs);
-  p.resend_at = world_.now_us() + p.backoff;
+  (void)core_->OnMessage(m, payload, world_.now());
+}
+
+void SimClient::Timers() {
+  while (alive() && MayCall()) Call();
+  if (!alive()) return;
+  core_->Timers(world_.now());
 }
 
 void SimClient::AfterCommit() {
   for (Seq seq : accepted_now_) {
     world_.checker().Accepted(client_, seq);
     world_.Note(TraceKind::kAccepted, party(), client_, seq);
-    auto it = pending_.find(seq);
-    if (it != pending_.end() && !it->second.sent) {
-      SendRequest(seq, it->second);
-    }
   }
   accepted_now_.clear();
-  // COMPLETED is durable: the application gets its answer.
-  for (const Answer& a : answers_now_) {
-    app_has_.insert(a.seq);
-    world_.Note(TraceKind::kAnswered, party(), client_, a.seq,
-                static_cast<int>(a.status));
-    world_.checker().Delivered(client_, a.seq, a.status, a.payload);
+  // As the library's turn: after the commit, send, then hand the outcomes
+  // the commit made durable to their waiters.
+  core_->Flush(world_.now(), true);
+  client_internal::SessionCore::Deliveries deliveries;
+  deliveries.swap(core_->deliveries());
+  for (auto& [callback, result] : deliveries) {
+    if (callback) callback(result);
   }
-  // Forgotten only once the application has them; committed with the next
-  // turn (a crash before only keeps them a little longer).
-  if (!answers_now_.empty() || forget_after_boot_) Forget();
-  forget_after_boot_ = false;
-  answers_now_.clear();
-}
-
-void SimClient::OnMessage(Message& m, const std::string& payload) {
-  world_.Note(TraceKind::kDeliver, party(), -1, 0, static_cast<int>(TypeOf(m)));
-  if (auto* r = std::get_if<Response>(&m)) {
-    if (r->session == id()) OnResponse(*r, payload);
-    return;
-  }
-  if (auto* p = std::get_if<Probe>(&m)) {
-    if (p->session != id()) return;
-    ProbeReply reply;
-    reply.probe_id = p->probe_id;
-    reply.role = Role::kClient;
-    reply.clients.push_back(Vector(&p->seqs));
-    Send(reply);
-    return;
-  }
-  if (auto* rec = std::get_if<Recover>(&m)) {
-    for (const RecoverSession& rs : rec->sessions) {
-      if (rs.session != id()) continue;
-      for (const OpDecision& d : rs.ops) {
-        world_.Note(TraceKind::kDecision, party(), client_, d.seq,
-                    static_cast<int>(d.action), static_cast<int>(d.breakpoint));
-        if (d.action != Action::kResendRequest) continue;
-        auto it = pending_.find(d.seq);
-        if (it != pending_.end()) SendRequest(d.seq, it->second);
-      }
-    }
-  }
-}
-
-void SimClient::OnResponse(const Response& r, const std::string& payload) {
-  next_seq_ = std::max(next_seq_, r.seq + 1);
-  auto it = pending_.find(r.seq);
-  world_.Note(TraceKind::kDeliver, party(), client_, r.seq,
-              static_cast<int>(MessageType::kResponse),
-              static_cast<int>(r.status));
-  if (it == pending_.end()) return;  // a duplicate: dropped
-  JournalOp op;
-  op.state = static_cast<std::uint8_t>(ClientOpState::kCompleted);
-  op.service = it->second.service;
-  op.payload = payload;
-  op.status = r.status;
-  if (Status s = journal_->AppendOp(id(), r.seq, std::move(op)); !s.ok()) {
-    Crash(CrashHow::kDiskFailed);
-    return;
-  }
-  pending_.erase(it);
-  completed_.insert(r.seq);
-  unacked_.insert(r.seq);
-  answers_now_.push_back({r.seq, r.status, payload});
-  if (ack_at_ == INT64_MAX) ack_at_ = world_.now_us() + kAckDelayUs;
-}
-
-void SimClient::Forget() {
-  // Completed below the watermark: the journal forgets them.
-  const Seq wm = Watermark();
-  const auto& sessions = journal_->state().sessions;
-  auto it = sessions.find(id());
-  if (it == sessions.end() || wm <= it->second.released_below) return;
-  if (Status s = journal_->AppendRelease(id(), wm); !s.ok()) {
-    Crash(CrashHow::kDiskFailed);
-    return;
-  }
-  completed_.erase(completed_.begin(), completed_.lower_bound(wm));
-}
-
-void SimClient::Timers() {
-  const std::int64_t now = world_.now_us();
-  while (alive() && MayCall()) Call();
-  if (!alive()) return;
-  for (auto& [seq, p] : pending_) {
-    if (p.sent && p.resend_at <= now) SendRequest(seq, p);
-  }
-  if (ack_at_ <= now) {
-    Ack a;
-    a.session = id();
-    a.completed_watermark = Watermark();
-    for (Seq s : unacked_) {
-      if (s >= a.completed_watermark) a.seqs.push_back(s);
-    }
-    Send(a);
-    unacked_.clear();
-    ack_at_ = INT64_MAX;
-  }
+  core_->events().clear();
+  (void)core_->TakeSlotsFreed();
+  core_->DropStaleResendTimers();
 }
 
 std::int64_t SimClient::NextTimerUs() const {
   if (MayCall()) return world_.now_us();
-  std::int64_t next = ack_at_;
-  for (const auto& [seq, p] : pending_) {
-    if (p.sent) next = std::min(next, p.resend_at);
-  }
+  std::int64_t next = MicrosAt(core_->NextWakeup(Time::max()));
   // Waiting for the faults to end before the final calls.
-  if (!pending_.empty() || !world_.faults_on()) return next;
+  if (core_->has_pending() || !world_.faults_on()) return next;
   const SimConfig& c = world_.config();
   if (calls_made_ < c.calls_per_client + c.final_calls) {
     next = std::min<std::int64_t>(next, c.fault_time.count());

@@ -1,17 +1,22 @@
-// A client of the simulation: one session, its application (which makes
-// calls and records each answer it gets with the checker), and a model of
-// libclient's operation logic written from FLOWS.md §3-6 over the real
-// Journal (the records libclient writes: PREPARED with the request,
-// COMPLETED with the response, releases below the watermark) and the real
-// EndpointMachine. Resends use a fixed delay with doubling backoff instead
-// of libclient's round-trip estimate.
+// A client of the simulation: one session, its application, and libclient's
+// own operation logic (the SessionCore of libclient/src/session_core.h, the
+// code the product runs: journaling, resends timed by the round-trip
+// estimate, loss hints, acknowledgements, recovery) over the real Journal on
+// this process's FaultEnv and the real EndpointMachine. This file is the
+// shell Client::Impl is, and the application: it makes calls, records each
+// answer it gets with the checker, and after a restart does what the
+// library asks of an application: Collect() every operation the journal
+// holds that it has no answer for, and Forget() the outcomes it has.
 #pragma once
 
-#include <map>
+#include <memory>
 #include <set>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
+#include "session_core.h"
 #include "sim_endpoint.h"
 
 namespace rejoin::sim {
@@ -38,43 +43,49 @@ class SimClient final : public SimEndpoint {
   bool SendBeforeCommit() const override;
 
  private:
-  struct Pending {
-    std::string service;
-    std::string payload;
-    bool sent = false;    // sent by this process
-    bool resend = false;  // not the first send of the operation
-    std::int64_t resend_at = 0;
-    std::int64_t backoff = 0;
+  // The session's records in this process's journal.
+  class Records final : public client_internal::SessionRecords {
+   public:
+    explicit Records(SimClient& c) : c_(c) {}
+    Status AppendOp(Seq seq, JournalOp op) override;
+    Status AppendRelease(Seq below, const std::vector<Seq>& seqs) override;
+    const JournalSession* session() const override;
+
+   private:
+    SimClient& c_;
   };
+  // The core's messages leave with the turn.
+  class Wire final : public client_internal::SessionWire {
+   public:
+    explicit Wire(SimClient& c) : c_(c) {}
+    bool Send(const Message& m) override;
+    void AddRequest(const Request& r, std::string_view payload) override;
+    bool SendRequests() override;
+    void ClearRequests() override { batch_.clear(); }
+
+   private:
+    SimClient& c_;
+    std::vector<std::pair<Request, std::string>> batch_;
+  };
+
   bool MayCall() const;
   void Call();
-  void SendRequest(Seq seq, Pending& p);
-  void OnResponse(const Response& r, const std::string& payload);
-  void Forget();
-  Seq Watermark() const;
-  ClientVector Vector(const std::vector<Seq>* only) const;
+  // The application's waiter for `seq`; `collected`: a Collect() after a
+  // restart (its outcome is then the application's to Forget()).
+  client_internal::Waiter WaiterFor(Seq seq, bool collected);
+  void OnAnswer(Seq seq, bool collected, const Result<Reply>& result);
 
   const int client_;
-  int calls_made_ = 0;  // by the application, across processes
-  // The process's state, rebuilt from the journal at each start.
-  std::map<Seq, Pending> pending_;
-  std::set<Seq> completed_;  // COMPLETED at or above the watermark
-  std::set<Seq> unacked_;    // completed, not yet told to the broker
-  std::int64_t ack_at_ = INT64_MAX;
-  // Booted with completed calls in the journal: they are forgotten after
-  // the first commit, even if no new answer comes to do it.
-  bool forget_after_boot_ = false;
-  Seq next_seq_ = 1;
-  std::vector<Seq> accepted_now_;
-  struct Answer {
-    Seq seq;
-    ErrorCode status;
-    std::string payload;
-  };
-  std::vector<Answer> answers_now_;
+  ClientOptions options_;
+  client_internal::AtomicStats stats_;
+  Records records_{*this};
+  Wire wire_{*this};
+  std::unique_ptr<client_internal::SessionCore> core_;  // while alive
+  int calls_made_ = 0;             // by the application, across processes
+  std::vector<Seq> accepted_now_;  // calls journaled this turn
+  std::size_t collecting_ = 0;     // Collect() waiters not yet answered
   // The application's own record of the answers it has (it outlives the
-  // process): at a start, outcomes the journal holds and the application
-  // never got (a commit that failed yet reached the disk) are handed over.
+  // process).
   std::set<Seq> app_has_;
 };
 

@@ -86,6 +86,8 @@ class SimEndpoint {
   // did (the caller returns at once).
   bool MaybeCrash(double p, CrashHow how);
   bool welcomed() const { return machine_ && machine_->welcomed(); }
+  // The connection's life cycle; exists from Booted() until Halted().
+  const EndpointMachine& machine() const { return *machine_; }
   std::unique_ptr<Journal> journal_;
   testing::FaultEnv* env() { return env_.get(); }
   Incarnation incarnation() const {

@@ -1,9 +1,14 @@
 // The server of the simulation (sim_server.h).
 #include "sim_server.h"
 
+#include <spdlog/spdlog.h>
+
 #include <optional>
 
-#include "log.h"
+namespace rejoin::server_internal {
+// libserver/src/log.h (declared here: libclient/src has a log.h too).
+spdlog::logger& Log();
+}  // namespace rejoin::server_internal
 
 namespace rejoin::sim {
 namespace {

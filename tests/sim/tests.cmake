@@ -1,7 +1,7 @@
 # rejoin-sim, the deterministic simulation of the whole system
 # (docs/SIMULATION.md), included from tests/CMakeLists.txt. The library
-# rejoin_sim runs the real broker core, server core, journal, codec,
-# endpoint machine and decision table; rejoin-sim is its program.
+# rejoin_sim runs the real broker core, server core, client session core,
+# journal, codec, endpoint machine and decision table; rejoin-sim is its program.
 # rejoin-sim-defects is a test-only build whose broker core and decision
 # table are compiled with REJOIN_SIM_DEFECTS, so the checker's tests can
 # switch seeded defects on; no product target is built with it.
@@ -16,9 +16,9 @@ set(rejoin_sim_sources
 add_library(rejoin_sim STATIC ${rejoin_sim_sources})
 target_include_directories(rejoin_sim PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}
   ${CMAKE_CURRENT_SOURCE_DIR}/sim ${PROJECT_SOURCE_DIR}/broker/src
-  ${PROJECT_SOURCE_DIR}/libserver/src)
+  ${PROJECT_SOURCE_DIR}/libserver/src ${PROJECT_SOURCE_DIR}/libclient/src)
 target_link_libraries(rejoin_sim PUBLIC rejoin::broker rejoin::server
-  rejoin::proto spdlog::spdlog)
+  rejoin::client rejoin::proto spdlog::spdlog)
 rejoin_target_warnings(rejoin_sim)
 
 add_executable(rejoin-sim sim/main.cpp)
