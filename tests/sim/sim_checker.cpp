@@ -129,7 +129,7 @@ void Checker::Received(int server, int client, Seq seq, std::int64_t now_us) {
 }
 
 void Checker::Delivered(int client, Seq seq, ErrorCode status,
-                        const std::string& payload) {
+                        const std::string& payload, std::int64_t now_us) {
   Call* c = Find(client, seq);
   if (c == nullptr) {
     Fail("answer_to_unknown_call", client, seq,
@@ -160,8 +160,30 @@ void Checker::Delivered(int client, Seq seq, ErrorCode status,
       return;
     }
     case ErrorCode::kInDoubt:
-    case ErrorCode::kUnavailable:
       ++in_doubt_;
+      return;
+    case ErrorCode::kUnavailable:
+    case ErrorCode::kUnknownService:
+      // Both say the call did not run (PROTOCOL.md §9): no server may have
+      // run it, unless the answering broker could not know, its server
+      // having been away across that broker's start for longer than the
+      // grace period (the protocol's timing assumption), or its journal
+      // having been wiped since.
+      ++in_doubt_;
+      for (const Exec& e : c->execs) {
+        if (e.forgotten) continue;
+        auto took = c->received_at.find(e.server);
+        const std::int64_t taken =
+            took == c->received_at.end() ? e.at_us : took->second;
+        if (GraceMissed(e.server, taken, now_us)) {
+          ++grace_misses_;
+          continue;
+        }
+        Fail("answered_not_run_but_ran", client, seq,
+             "answered " + std::string(ErrorCodeName(status)) +
+                 " after server " + std::to_string(e.server) + " ran it");
+        return;
+      }
       return;
     default:
       Fail("answer_status_not_allowed", client, seq,

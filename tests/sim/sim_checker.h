@@ -40,7 +40,7 @@ class Checker {
   // A server took the call on: its RECEIVED record was committed.
   void Received(int server, int client, Seq seq, std::int64_t now_us);
   void Delivered(int client, Seq seq, ErrorCode status,
-                 const std::string& payload);
+                 const std::string& payload, std::int64_t now_us);
   // The party's journal directory was wiped: what it remembered is gone.
   void ClientJournalLost(int client);
   void ServerJournalLost(int server);

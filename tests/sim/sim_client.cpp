@@ -189,7 +189,8 @@ void SimClient::OnAnswer(Seq seq, bool collected, const Result<Reply>& r) {
   app_has_.insert(seq);
   world_.Note(TraceKind::kAnswered, party(), client_, seq,
               static_cast<int>(r->status));
-  world_.checker().Delivered(client_, seq, r->status, r->payload);
+  world_.checker().Delivered(client_, seq, r->status, r->payload,
+                             world_.now_us());
   // A caller's outcome is dropped by the library once acknowledged; a
   // collected one is the application's to forget.
   if (collected) (void)core_->Forget(seq);

@@ -2,6 +2,7 @@
 // pass every invariant, and a seed must replay to the same trace.
 #include <gtest/gtest.h>
 
+#include "sim_checker.h"
 #include "sim_world.h"
 
 namespace rejoin::sim {
@@ -125,6 +126,51 @@ TEST(Sim, RegressionSeedJournalOpenMakesWhatItReadDurable) {
   c.compact_min_bytes = 32 * 1024;
   const RunResult r = RunSeed(c);
   EXPECT_TRUE(r.ok) << r.report;
+}
+
+}  // namespace
+}  // namespace rejoin::sim
+
+namespace rejoin::sim {
+namespace {
+
+// `unavailable` and `unknown_service` say the call did not run: the checker
+// refuses them after an execution the answering broker could have known of,
+// and counts them as grace misses after one it could not.
+TEST(SimChecker, NotRunAnswerAfterAKnownExecutionFails) {
+  Checker c(1, 1);
+  c.BrokerStarted(0, 500'000);
+  c.Attempted(0, 1, "once", "p");
+  c.Accepted(0, 1);
+  c.Received(0, 0, 1, 1'000'000);
+  c.Executed(0, 0, 1, false, ErrorCode::kOk, "r:p", 1'000'100);
+  c.Delivered(0, 1, ErrorCode::kUnavailable, "", 2'000'000);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.violations()[0].invariant, "answered_not_run_but_ran");
+}
+
+TEST(SimChecker, NotRunAnswerAfterAGraceMissIsCounted) {
+  Checker c(1, 1);
+  c.BrokerStarted(0, 500'000);
+  c.Attempted(0, 1, "once", "p");
+  c.Accepted(0, 1);
+  c.Received(0, 0, 1, 100'000);
+  c.Executed(0, 0, 1, false, ErrorCode::kOk, "r:p", 100'100);
+  // A new broker; the server does not report within its grace period.
+  c.BrokerStarted(1'000'000, 500'000);
+  c.Delivered(0, 1, ErrorCode::kUnknownService, "", 3'000'000);
+  EXPECT_TRUE(c.ok());
+  EXPECT_EQ(c.grace_misses(), 1u);
+}
+
+TEST(SimChecker, NotRunAnswerWithoutAnExecutionIsAllowed) {
+  Checker c(1, 1);
+  c.BrokerStarted(0, 500'000);
+  c.Attempted(0, 1, "once", "p");
+  c.Accepted(0, 1);
+  c.Delivered(0, 1, ErrorCode::kUnavailable, "", 3'000'000);
+  EXPECT_TRUE(c.ok());
+  EXPECT_EQ(c.in_doubt(), 1u);
 }
 
 }  // namespace
