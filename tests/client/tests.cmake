@@ -15,3 +15,9 @@ rejoin_add_test(client_internals_test LABEL unit
   LIBS rejoin::client rejoin::transport)
 target_include_directories(client_internals_test PRIVATE
   ${PROJECT_SOURCE_DIR}/libclient/src)
+# A session's operation logic alone: no socket, no thread, a fake clock.
+rejoin_add_test(session_core_test LABEL unit
+  SOURCES client/session_core_test.cpp support/fault_env.cpp
+  LIBS rejoin::client)
+target_include_directories(session_core_test PRIVATE
+  ${PROJECT_SOURCE_DIR}/libclient/src)
