@@ -806,6 +806,23 @@ TEST_F(BrokerCoreTest, GraceRunsOnWhileAWelcomedServerHasNotReported) {
   EXPECT_EQ(core_->Snapshot().grace_ended_early, 0u);
 }
 
+// The extension holds from the moment G runs out, not from the next timer
+// turn: a resend read in between is still held for the unreported server.
+TEST_F(BrokerCoreTest, GraceRunsOnForAResendReadBeforeTheNextTimerTurn) {
+  options_.grace = milliseconds(200);
+  Start();
+  Deliver(kServerRoute, ServerHello("srv-a", Service(4), 2, 21, 7));
+  Deliver("server-b", ServerHello("srv-b", Service(4), 1, 22));
+  Deliver("server-b", StateExchange{Role::kServer, {}, {}, true});
+  Deliver(kClientRoute, ClientHello("s1"));
+  Advance(milliseconds(195));
+  now_ += milliseconds(10);  // past G; no timer turn yet
+  auto sent = Deliver(kClientRoute, Call("s1", 5, kRequestResend), "x");
+  EXPECT_TRUE(To<Request>(sent, "server-b").empty());
+  EXPECT_TRUE(To<Request>(sent, kServerRoute).empty());
+  EXPECT_TRUE(InGrace());
+}
+
 TEST_F(BrokerCoreTest, ExtendedGraceEndsAfterThreeHeartbeatsWithoutAReport) {
   options_.grace = milliseconds(200);
   options_.heartbeat = milliseconds(100);

@@ -56,6 +56,10 @@ void BrokerCore::OnMessage(const std::string& route, Message& msg,
                            std::string_view principal) {
   principal_ = principal;
   if (access_ != nullptr && !Permitted(route, msg)) return;
+  // The grace period's end (or its extension for a welcomed server that has
+  // not reported) takes effect at G itself, not at the next timer turn: a
+  // resend read in between must be held like one read before G.
+  if (!grace_over_handled_) CheckGrace(now);
   switch (TypeOf(msg)) {
     case MessageType::kHello:
       OnHello(route, std::get<Hello>(msg), now);

@@ -117,6 +117,9 @@ class BrokerCore {
   Status KeepRoster(RosterStore& store, Result<RosterContents> read);
   // The broker starts serving: the grace period runs from `now`.
   void Start(Time now);
+  // The grace period is over (every server this life waited for reported,
+  // or the wait ran out); once true, it stays true.
+  bool grace_over() const { return grace_over_handled_; }
 
   // The keys file in force (access.h), owned by the shell, which sets it
   // again after each reload; nullptr (the default): no CURVE, every peer is
