@@ -43,13 +43,21 @@ void SimBroker::OnPacket(std::uint64_t conn, const std::string& header,
     testing::ViewFrames frames(header, payload);
     core_.OnMessage(route, *m, frames, world_.now());
   }
+  NoteGraceEnd();
   core_.EndTurn(world_.now());
   Flush();
+}
+
+void SimBroker::NoteGraceEnd() {
+  if (grace_end_noted_ || !core_.grace_over()) return;
+  grace_end_noted_ = true;
+  world_.checker().GraceEnded(world_.now_us());
 }
 
 void SimBroker::Tick() {
   if (dead_) return;
   core_.Tick(world_.now());
+  NoteGraceEnd();
   core_.EndTurn(world_.now());
   Flush();
 }

@@ -45,6 +45,9 @@ class SimBroker final : public broker_internal::Outbox {
   // Sends the turn's batch; routes found gone are told to the core, whose
   // answers go out in the same way.
   void Flush();
+  // Tells the checker when the core's grace period really ended (it may run
+  // longer than G, or end early).
+  void NoteGraceEnd();
   std::uint64_t ConnOf(const std::string& route) const;
 
   World& world_;
@@ -53,6 +56,7 @@ class SimBroker final : public broker_internal::Outbox {
   // Died inside a turn (FaultKnobs::crash_broker_in_turn): reads nothing
   // more until the world's crash event removes it.
   bool dead_ = false;
+  bool grace_end_noted_ = false;
 };
 
 }  // namespace rejoin::sim

@@ -13,9 +13,19 @@ Checker::Checker(int clients, int servers)
 
 void Checker::BrokerStarted(std::int64_t now_us, std::int64_t grace_us) {
   welcomed_.clear();
-  grace_us_ = grace_us;
-  brokers_.push_back({now_us, std::vector<std::int64_t>(
-                                  static_cast<std::size_t>(servers_), -1)});
+  brokers_.push_back(
+      {now_us, now_us + grace_us,
+       std::vector<std::int64_t>(static_cast<std::size_t>(servers_), -1)});
+}
+
+void Checker::GraceEnded(std::int64_t now_us) {
+  // Later than G: the broker held resends for a server that had not
+  // reported, and a copy taken before now was taken inside its grace. Never
+  // earlier: the protocol's assumption is that servers return within G,
+  // and a broker that stops waiting sooner is at fault (a trusted roster
+  // ends it early only once every server reported, when nothing is missed).
+  BrokerLife& b = brokers_.back();
+  b.grace_end_us = std::max(b.grace_end_us, now_us);
 }
 
 void Checker::ServerReported(int server, std::int64_t now_us) {
@@ -115,7 +125,7 @@ bool Checker::GraceMissed(int early_server, std::int64_t early_taken,
     if (b.start_us <= late_taken) broker = &b;
   }
   if (broker == nullptr) return false;
-  const std::int64_t grace_end = broker->start_us + grace_us_;
+  const std::int64_t grace_end = broker->grace_end_us;
   const std::int64_t reported =
       broker->reported_at[static_cast<std::size_t>(early_server)];
   return early_taken < broker->start_us && late_taken >= grace_end &&

@@ -54,6 +54,10 @@ class Checker {
   // A new broker knows no incarnation yet, and waits `grace_us` for the
   // servers to report (PROTOCOL.md §6.5).
   void BrokerStarted(std::int64_t now_us, std::int64_t grace_us);
+  // The broker's grace period ended (it may run past `grace_us` while a
+  // welcomed server has not reported); an end before `grace_us` counts as
+  // `grace_us`.
+  void GraceEnded(std::int64_t now_us);
   // A server's report (STATE_EXCHANGE with `last`) reached the broker.
   void ServerReported(int server, std::int64_t now_us);
   // A violation found by the run itself (write-ahead, journal open).
@@ -125,10 +129,10 @@ class Checker {
   // reached it (-1: never).
   struct BrokerLife {
     std::int64_t start_us;
+    std::int64_t grace_end_us;  // start + G, or later (GraceEnded)
     std::vector<std::int64_t> reported_at;
   };
   std::vector<BrokerLife> brokers_;
-  std::int64_t grace_us_ = 0;
   int servers_ = 0;
 };
 
