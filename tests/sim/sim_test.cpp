@@ -137,25 +137,30 @@ namespace {
 // `unavailable` and `unknown_service` say the call did not run: the checker
 // refuses them after an execution the answering broker could have known of,
 // and counts them as grace misses after one it could not.
-TEST(SimChecker, NotRunAnswerAfterAKnownExecutionFails) {
+
+// A checker with one broker started at 0 (G = 0.5 s) and one call of a
+// non-idempotent service made; `ran_at_us` >= 0: server 0 ran it then.
+Checker OneCall(std::int64_t ran_at_us) {
   Checker c(1, 1);
   c.BrokerStarted(0, 500'000);
   c.Attempted(0, 1, "once", "p");
   c.Accepted(0, 1);
-  c.Received(0, 0, 1, 1'000'000);
-  c.Executed(0, 0, 1, false, ErrorCode::kOk, "r:p", 1'000'100);
+  if (ran_at_us >= 0) {
+    c.Received(0, 0, 1, ran_at_us);
+    c.Executed(0, 0, 1, false, ErrorCode::kOk, "r:p", ran_at_us + 100);
+  }
+  return c;
+}
+
+TEST(SimChecker, NotRunAnswerAfterAKnownExecutionFails) {
+  Checker c = OneCall(1'000'000);
   c.Delivered(0, 1, ErrorCode::kUnavailable, "", 2'000'000);
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.violations()[0].invariant, "answered_not_run_but_ran");
 }
 
 TEST(SimChecker, NotRunAnswerAfterAGraceMissIsCounted) {
-  Checker c(1, 1);
-  c.BrokerStarted(0, 500'000);
-  c.Attempted(0, 1, "once", "p");
-  c.Accepted(0, 1);
-  c.Received(0, 0, 1, 100'000);
-  c.Executed(0, 0, 1, false, ErrorCode::kOk, "r:p", 100'100);
+  Checker c = OneCall(100'000);
   // A new broker; the server does not report within its grace period.
   c.BrokerStarted(1'000'000, 500'000);
   c.Delivered(0, 1, ErrorCode::kUnknownService, "", 3'000'000);
@@ -163,11 +168,24 @@ TEST(SimChecker, NotRunAnswerAfterAGraceMissIsCounted) {
   EXPECT_EQ(c.grace_misses(), 1u);
 }
 
+TEST(SimChecker, AnAnswerInsideAnExtendedGracePeriodIsNoGraceMiss) {
+  Checker c = OneCall(100'000);
+  c.BrokerStarted(1'000'000, 500'000);
+  c.GraceEnded(2'000'000);  // held on past G for an unreported server
+  c.Delivered(0, 1, ErrorCode::kUnavailable, "", 1'800'000);
+  EXPECT_FALSE(c.ok());
+}
+
+TEST(SimChecker, AGracePeriodEndedBeforeGCountsAsG) {
+  Checker c = OneCall(100'000);
+  c.BrokerStarted(1'000'000, 500'000);
+  c.GraceEnded(1'000'001);  // a broker that stopped waiting at once
+  c.Delivered(0, 1, ErrorCode::kUnavailable, "", 1'200'000);
+  EXPECT_FALSE(c.ok());
+}
+
 TEST(SimChecker, NotRunAnswerWithoutAnExecutionIsAllowed) {
-  Checker c(1, 1);
-  c.BrokerStarted(0, 500'000);
-  c.Attempted(0, 1, "once", "p");
-  c.Accepted(0, 1);
+  Checker c = OneCall(-1);
   c.Delivered(0, 1, ErrorCode::kUnavailable, "", 3'000'000);
   EXPECT_TRUE(c.ok());
   EXPECT_EQ(c.in_doubt(), 1u);
