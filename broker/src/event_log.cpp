@@ -89,7 +89,12 @@ void SetJsonLogs() {
   json_logs.store(true);
 }
 
+bool EventsLogged() {
+  return spdlog::default_logger_raw()->should_log(spdlog::level::info);
+}
+
 void LogEvent(std::initializer_list<LogField> fields) {
+  if (!EventsLogged()) return;
   std::string line;
   if (json_logs.load(std::memory_order_relaxed)) {
     line.push_back(kEventMark);

@@ -17,6 +17,10 @@ using LogField = std::pair<std::string_view, std::string>;
 // {"time":"…Z","level":"info","msg":"…"}, an event's fields in place of msg.
 void SetJsonLogs();
 
+// Whether events are written at all (the level lets info through): callers
+// that build fields for many events look first.
+bool EventsLogged();
+
 // Logs one event at info level.
 void LogEvent(std::initializer_list<LogField> fields);
 

@@ -463,6 +463,7 @@ void BrokerCore::NoteDecision(const SessionId& sid, const OpDecision& d,
   const auto action = static_cast<std::size_t>(d.action);
   if (action < kActionCount) ++decisions_[action];
   if (d.action == Action::kNone || d.action == Action::kWait) return;
+  if (!EventsLogged()) return;
   LogEvent({{"event", "recovery"},
             {"session", sid},
             {"seq", std::to_string(d.seq)},
