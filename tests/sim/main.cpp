@@ -112,7 +112,7 @@ int main(int argc, char** argv) {
           "compaction %llu) lost=%llu dup=%llu "
           "reordered=%llu resets=%llu partitions=%llu power_losses=%llu "
           "torn=%llu disk_faults=%llu journals_lost=%llu gone=%llu "
-          "ghosts=%llu grace_misses=%llu\n",
+          "ghosts=%llu grace_misses=%llu deadlines=%llu\n",
           static_cast<unsigned long long>(s), r.ok ? "ok" : "VIOLATION",
           static_cast<unsigned long long>(r.trace_hash),
           static_cast<double>(st.sim_us) / 1e6,
@@ -134,7 +134,8 @@ int main(int argc, char** argv) {
           static_cast<unsigned long long>(st.journals_lost),
           static_cast<unsigned long long>(st.never_returned),
           static_cast<unsigned long long>(st.ghosts),
-          static_cast<unsigned long long>(st.grace_misses));
+          static_cast<unsigned long long>(st.grace_misses),
+          static_cast<unsigned long long>(st.deadlines));
     }
     if (!r.ok) {
       ++failed;

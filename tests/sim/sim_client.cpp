@@ -155,6 +155,10 @@ client_internal::Waiter SimClient::WaiterFor(Seq seq, bool collected) {
   client_internal::Waiter w;
   w.id = core_->NewWaiterId();
   w.deadline = Time::max();
+  if (world_.faults_on() &&
+      world_.rng().Chance(world_.config().faults.call_deadline)) {
+    w.deadline = world_.now() + Micros(world_.rng().Between(1'000, 500'000));
+  }
   w.callback = [this, seq, collected](const Result<Reply>& r) {
     OnAnswer(seq, collected, r);
   };
@@ -182,10 +186,17 @@ void SimClient::Call() {
 
 void SimClient::OnAnswer(Seq seq, bool collected, const Result<Reply>& r) {
   if (collected) --collecting_;
-  // Only the journal's failure or the process's end fail a wait here (no
-  // deadlines); the operation stays journaled and is collected again by
-  // the next process.
-  if (!r.ok()) return;
+  if (!r.ok()) {
+    // The wait ended, not the operation: after its deadline the application
+    // collects it again (what the library's message says to do). A failed
+    // journal or the process's end leave it to the next process.
+    if (r.status().code() == ErrorCode::kDeadlineExceeded) {
+      ++world_.stats().deadlines;
+      ++collecting_;
+      core_->Collect(seq, WaiterFor(seq, true));
+    }
+    return;
+  }
   app_has_.insert(seq);
   world_.Note(TraceKind::kAnswered, party(), client_, seq,
               static_cast<int>(r->status));
@@ -232,10 +243,14 @@ void SimClient::AfterCommit() {
   // As the library's turn: after the commit, send, then hand the outcomes
   // the commit made durable to their waiters.
   core_->Flush(world_.now(), true);
-  client_internal::SessionCore::Deliveries deliveries;
-  deliveries.swap(core_->deliveries());
-  for (auto& [callback, result] : deliveries) {
-    if (callback) callback(result);
+  // A callback's Collect of an outcome already journaled delivers at once:
+  // those go out in this turn too.
+  while (!core_->deliveries().empty()) {
+    client_internal::SessionCore::Deliveries deliveries;
+    deliveries.swap(core_->deliveries());
+    for (auto& [callback, result] : deliveries) {
+      if (callback) callback(result);
+    }
   }
   core_->events().clear();
   (void)core_->TakeSlotsFreed();

@@ -59,6 +59,7 @@ SimConfig StormConfig(std::uint64_t seed) {
   f.journal_lost = 0.02;
   f.slow_handler = 0.05;
   f.failing_handler = 0.05;
+  f.call_deadline = 0.2;
   return c;
 }
 

@@ -53,6 +53,9 @@ struct FaultKnobs {
   // Handlers, per execution.
   double slow_handler = 0;     // runs 20..600 ms instead of 20..300 us
   double failing_handler = 0;  // returns handler_failed
+  // Applications, per wait: the caller (or a collector) waits only
+  // 1..500 ms; when its deadline passes it collects the call again.
+  double call_deadline = 0;
 };
 
 // The seeded defects of the checker's own tests (never in the product's

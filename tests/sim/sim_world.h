@@ -82,6 +82,7 @@ struct RunStats {
   std::uint64_t calls_answered = 0;
   std::uint64_t in_doubt = 0;
   std::uint64_t grace_misses = 0;  // see Checker::grace_misses
+  std::uint64_t deadlines = 0;     // waits that ended at their deadline
   std::uint64_t executions = 0;
   std::uint64_t events = 0;
   std::int64_t sim_us = 0;
