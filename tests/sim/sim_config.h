@@ -41,7 +41,7 @@ struct FaultKnobs {
   Micros restart_min{1'000};
   Micros restart_max{400'000};
   double never_return = 0;  // a crashed endpoint stays down for good
-  double stale = 0;         // a crashed client's old process talks on
+  double stale = 0;         // a crashed endpoint's old process talks on
   // Disks, per crash of an endpoint: a power loss instead of a process
   // crash (unsynced data dropped), with its last write torn; per commit:
   // the append or sync fails (ENOSPC / EIO) and the process stops.

@@ -424,7 +424,7 @@ void SimEndpoint::Crash(CrashHow how) {
   if (!alive_) return;
   world_.Note(TraceKind::kCrash, party_, -1, 0, static_cast<int>(how));
   ++world_.stats().crashes;
-  if (role_ == Role::kClient) world_.AddGhost(party_, MakeHello());
+  world_.AddGhost(party_, MakeHello());
   Halted();
   journal_.reset();
   machine_.reset();
