@@ -73,14 +73,19 @@ TEST(Sim, RegressionSeedsKeepEveryInvariant) {
 
 // A server held a call in its handler while cut off from before a broker
 // restart until after its grace period; the resend ran elsewhere first.
-// That is the protocol's timing assumption, counted, not a violation. (Seed
+// That is the protocol's timing assumption, counted, not a violation. Seed
 // 6183 found it while clients and servers were models of the libraries;
-// since they run the libraries' cores, seed 46 is one that shows such a
-// miss.)
-TEST(Sim, RegressionSeedSlowCopyFromBeforeARestartIsAGraceMiss) {
-  const RunResult r = RunSeed(RegressionConfig(46));
-  EXPECT_TRUE(r.ok) << r.report;
-  EXPECT_GE(r.stats.grace_misses, 1u);
+// every change to the simulated parties moves such seeds, so the first 100
+// seeds of the same storm must show at least one such miss, and no
+// violation.
+TEST(Sim, SlowCopyFromBeforeARestartIsAGraceMiss) {
+  std::uint64_t misses = 0;
+  for (std::uint64_t seed = 1; seed <= 100; ++seed) {
+    const RunResult r = RunSeed(RegressionConfig(seed));
+    ASSERT_TRUE(r.ok) << r.report;
+    misses += r.stats.grace_misses;
+  }
+  EXPECT_GE(misses, 1u);
 }
 
 // Found once crashes inside compaction were simulated: a compaction cut
