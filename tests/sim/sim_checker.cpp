@@ -94,6 +94,10 @@ void Checker::Executed(int server, int client, Seq seq, bool idempotent,
         mine == c->received_at.end() ? now_us : mine->second;
     for (const Exec& e : c->execs) {
       if (e.forgotten) continue;
+      if (Superseded(*c, e)) {
+        ++grace_misses_;
+        continue;
+      }
       auto took = c->received_at.find(e.server);
       const std::int64_t since =
           took == c->received_at.end() ? e.at_us : took->second;
@@ -115,6 +119,13 @@ void Checker::Executed(int server, int client, Seq seq, bool idempotent,
     }
   }
   c->execs.push_back({server, now_us, status, result, false});
+}
+
+bool Checker::Superseded(const Call& c, const Exec& e) {
+  for (const Exec& later : c.execs) {
+    if (later.forgotten && later.at_us > e.at_us) return true;
+  }
+  return false;
 }
 
 bool Checker::GraceMissed(int early_server, std::int64_t early_taken,
@@ -182,6 +193,10 @@ void Checker::Delivered(int client, Seq seq, ErrorCode status,
       ++in_doubt_;
       for (const Exec& e : c->execs) {
         if (e.forgotten) continue;
+        if (Superseded(*c, e)) {
+          ++grace_misses_;
+          continue;
+        }
         auto took = c->received_at.find(e.server);
         const std::int64_t taken =
             took == c->received_at.end() ? e.at_us : took->second;

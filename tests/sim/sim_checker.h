@@ -107,6 +107,12 @@ class Checker {
     std::map<int, std::int64_t> received_at;  // server -> first time
   };
   Call* Find(int client, Seq seq);
+  // A later execution of the call, whose server has lost its journal since,
+  // took `e`'s place: it ran only because `e`'s copy was missed across a
+  // broker restart (or it would have been reported), and the servers then
+  // dropped `e`'s record as answered elsewhere. With that answer's journal
+  // wiped, nothing is left that says the call ran.
+  static bool Superseded(const Call& c, const Exec& e);
 
   std::vector<std::map<Seq, Call>> calls_;  // by client
   std::vector<bool> gone_;
