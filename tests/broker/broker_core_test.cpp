@@ -392,6 +392,44 @@ TEST_F(BrokerCoreTest, IdempotentOperationMovesToAnotherServerAfterTheLease) {
   EXPECT_EQ(To<Response>(sent, kClientRoute).size(), 1u);
 }
 
+// An idempotent operation moved off a dead server after its lease waits in
+// the queue; when no server of the service comes for another lease, the
+// broker answers it. It may have run at the dead server, so the answer is
+// in_doubt, never unavailable ("not executed"). Found by rejoin-sim (seed
+// 5071663 of the default storm: the dead server had reported the operation
+// EXECUTED).
+TEST_F(BrokerCoreTest, MovedOperationWithNoServerLeftIsAnsweredInDoubt) {
+  Start();
+  Connect(Service(4, /*idempotent=*/true));
+  Deliver(kClientRoute, Call("s1", 1), "a");
+  Deliver(kServerRoute, Goodbye{"leaving", {}});
+  std::vector<Response> answers;
+  for (int i = 0; i < 100 && answers.empty(); ++i) {
+    Deliver(kClientRoute, Heartbeat{kEpoch});
+    answers = To<Response>(Advance(milliseconds(50)), kClientRoute);
+  }
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(answers[0].seq, 1u);
+  EXPECT_EQ(answers[0].status, ErrorCode::kInDoubt);
+  EXPECT_EQ(core_->Snapshot().moved, 1u);
+}
+
+// A request that never reached a server, queued for a service with no
+// server for a whole lease, is answered unavailable: it did not run.
+TEST_F(BrokerCoreTest, QueuedRequestThatNeverRanIsAnsweredUnavailable) {
+  Start();
+  Connect(Service(4, /*idempotent=*/true));
+  Deliver(kServerRoute, Goodbye{"leaving", {}});
+  Deliver(kClientRoute, Call("s1", 1), "a");
+  std::vector<Response> answers;
+  for (int i = 0; i < 100 && answers.empty(); ++i) {
+    Deliver(kClientRoute, Heartbeat{kEpoch});
+    answers = To<Response>(Advance(milliseconds(50)), kClientRoute);
+  }
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(answers[0].status, ErrorCode::kUnavailable);
+}
+
 TEST_F(BrokerCoreTest, ServerReturnWithinItsLeaseGetsItsOperationsAgain) {
   Start();
   Connect();

@@ -265,9 +265,14 @@ void BrokerCore::ExpireLeases(Time now) {
       if (t == s->second.ops.end() || t->second.phase != Phase::kQueued) {
         continue;
       }
+      // One that a server held before (moved here after that server's
+      // lease, or known from its report) may have run there: in_doubt.
+      // One never handed to a server did not run.
+      const bool held_before = !t->second.server.empty();
       Answer(sid, s->second, seq,
-             svc.registered ? ErrorCode::kUnavailable
-                            : ErrorCode::kUnknownService);
+             held_before      ? ErrorCode::kInDoubt
+             : svc.registered ? ErrorCode::kUnavailable
+                              : ErrorCode::kUnknownService);
     }
   }
 }
