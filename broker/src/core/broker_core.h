@@ -228,9 +228,12 @@ class BrokerCore {
   // RESPONSE `conflict` for a REQUEST reusing the seq of a kept answer.
   void AnswerConflict(const std::string& route, const Request& req);
   void ReplayResponse(const SessionId& sid, Session& s, Track& t, Time now);
-  // The client completed everything below `below` / the answered `it`.
+  // The client completed everything below `below` / the tracked `it`.
   void ReleaseBelow(Session& s, Seq below);
   void ReleaseCompleted(Session& s, std::map<Seq, Track>::iterator it);
+  // The client confirmed `seq` completed: a later REQUEST for it is a
+  // journal gone back in time (Session::completed_above).
+  void NoteCompleted(Session& s, Seq seq);
   void ReleaseOne(Session& s, std::map<Seq, Track>::iterator it);
   void ReturnCredit(Track& t);
   void DrainQueue(const std::string& service, Time now);

@@ -476,13 +476,16 @@ void BrokerCore::ReleaseBelow(Session& s, Seq below) {
 
 void BrokerCore::ReleaseCompleted(Session& s,
                                   std::map<Seq, Track>::iterator it) {
-  if (it->first >= s.completed_below) {
-    s.completed_above.insert(it->first);
-    if (s.completed_above.size() > kMaxCompletedAbove) {
-      s.completed_above.erase(s.completed_above.begin());
-    }
-  }
+  NoteCompleted(s, it->first);
   ReleaseOne(s, it);
+}
+
+void BrokerCore::NoteCompleted(Session& s, Seq seq) {
+  if (seq < s.completed_below) return;
+  s.completed_above.insert(seq);
+  if (s.completed_above.size() > kMaxCompletedAbove) {
+    s.completed_above.erase(s.completed_above.begin());
+  }
 }
 
 // ---- RESPONSE -------------------------------------------------------------
@@ -590,9 +593,15 @@ void BrokerCore::OnAck(const std::string& route, const Ack& ack,
   }
   ReleaseBelow(s, ack.completed_watermark);
   for (Seq seq : ack.seqs) {
+    // The client has the outcome, whatever the broker tracks: a copy of
+    // the request held for the grace period or queued (a resend that an
+    // answer overtook after a broker restart) must never run, and a later
+    // copy is refused like one below the watermark (OnRequest).
     auto it = s.ops.find(seq);
-    if (it != s.ops.end() && it->second.phase == Phase::kAnswered) {
+    if (it != s.ops.end()) {
       ReleaseCompleted(s, it);
+    } else {
+      NoteCompleted(s, seq);
     }
   }
   for (const std::string& id : s.servers) {

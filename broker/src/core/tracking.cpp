@@ -64,9 +64,13 @@ void BrokerCore::OnStateExchange(const std::string& route,
     s.highest = std::max(s.highest, cv.next_seq - 1);
     ReleaseBelow(s, cv.completed_watermark);
     for (Seq seq : cv.completed) {
+      // As for an ACK (OnAck): whatever its phase, a copy of a completed
+      // call must not run again.
       auto it = s.ops.find(seq);
-      if (it != s.ops.end() && it->second.phase == Phase::kAnswered) {
+      if (it != s.ops.end()) {
         ReleaseCompleted(s, it);
+      } else {
+        NoteCompleted(s, seq);
       }
     }
     RecoverSession to_client{sid, cv.completed_watermark, {}};
