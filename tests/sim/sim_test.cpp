@@ -75,12 +75,12 @@ TEST(Sim, RegressionSeedsKeepEveryInvariant) {
 // restart until after its grace period; the resend ran elsewhere first.
 // That is the protocol's timing assumption, counted, not a violation. Seed
 // 6183 found it while clients and servers were models of the libraries;
-// every change to the simulated parties moves such seeds, so the first 100
+// every change to the simulated parties moves such seeds, so the first 400
 // seeds of the same storm must show at least one such miss, and no
 // violation.
 TEST(Sim, SlowCopyFromBeforeARestartIsAGraceMiss) {
   std::uint64_t misses = 0;
-  for (std::uint64_t seed = 1; seed <= 100; ++seed) {
+  for (std::uint64_t seed = 1; seed <= 400; ++seed) {
     const RunResult r = RunSeed(RegressionConfig(seed));
     ASSERT_TRUE(r.ok) << r.report;
     misses += r.stats.grace_misses;
