@@ -93,14 +93,8 @@ void Checker::Executed(int server, int client, Seq seq, bool idempotent,
     const std::int64_t taken =
         mine == c->received_at.end() ? now_us : mine->second;
     for (const Exec& e : c->execs) {
-      if (e.forgotten) continue;
-      if (Superseded(*c, e)) {
-        ++grace_misses_;
-        continue;
-      }
-      auto took = c->received_at.find(e.server);
-      const std::int64_t since =
-          took == c->received_at.end() ? e.at_us : took->second;
+      if (Untraceable(*c, e)) continue;
+      const std::int64_t since = TakenAt(*c, e);
       // Whichever ran first, the copy received first may be one a broker
       // restart lost track of: its server had not reported within the
       // grace period (down, cut off, or its HELLO lost) when the other copy
@@ -119,6 +113,18 @@ void Checker::Executed(int server, int client, Seq seq, bool idempotent,
     }
   }
   c->execs.push_back({server, now_us, status, result, false});
+}
+
+bool Checker::Untraceable(const Call& c, const Exec& e) {
+  if (e.forgotten) return true;
+  if (!Superseded(c, e)) return false;
+  ++grace_misses_;
+  return true;
+}
+
+std::int64_t Checker::TakenAt(const Call& c, const Exec& e) {
+  auto took = c.received_at.find(e.server);
+  return took == c.received_at.end() ? e.at_us : took->second;
 }
 
 bool Checker::Superseded(const Call& c, const Exec& e) {
@@ -192,15 +198,8 @@ void Checker::Delivered(int client, Seq seq, ErrorCode status,
       // having been wiped since.
       ++in_doubt_;
       for (const Exec& e : c->execs) {
-        if (e.forgotten) continue;
-        if (Superseded(*c, e)) {
-          ++grace_misses_;
-          continue;
-        }
-        auto took = c->received_at.find(e.server);
-        const std::int64_t taken =
-            took == c->received_at.end() ? e.at_us : took->second;
-        if (GraceMissed(e.server, taken, now_us)) {
+        if (Untraceable(*c, e)) continue;
+        if (GraceMissed(e.server, TakenAt(*c, e), now_us)) {
           ++grace_misses_;
           continue;
         }

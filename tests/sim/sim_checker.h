@@ -113,6 +113,12 @@ class Checker {
   // dropped `e`'s record as answered elsewhere. With that answer's journal
   // wiped, nothing is left that says the call ran.
   static bool Superseded(const Call& c, const Exec& e);
+  // Nothing the system kept can tell that `e` ran: its server lost its
+  // journal, or `e` was superseded (counted as a grace miss).
+  bool Untraceable(const Call& c, const Exec& e);
+  // When `e`'s server took the call on (its RECEIVED commit), or when `e`
+  // ran if the receipt is not known.
+  static std::int64_t TakenAt(const Call& c, const Exec& e);
 
   std::vector<std::map<Seq, Call>> calls_;  // by client
   std::vector<bool> gone_;
