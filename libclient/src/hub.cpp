@@ -230,7 +230,7 @@ bool Hub::RunTurn() {
       wakeup <= now ? 0 : static_cast<int>(CeilMs(wakeup - now).count());
   // A wake-up this close is left to the timerfd: zmq_poll's millisecond
   // timeout would overshoot it by up to a millisecond.
-  if (timeout > 0 && wakeup - now < kPreciseWakeup) timer_.Arm(wakeup);
+  if (timeout > 0 && wakeup - now < kPreciseWakeup) timer_.ArmBy(wakeup);
   // Messages left in the reader by the last turn's budget are already here:
   // the socket will not announce them again.
   const bool unread = link_ && link_->buffered();

@@ -32,6 +32,11 @@ void PreciseTimer::Arm(TimePoint at) {
   }
 }
 
+void PreciseTimer::ArmBy(TimePoint at) {
+  if (armed_ != TimePoint{} && armed_ <= at) return;
+  Arm(at);
+}
+
 void PreciseTimer::Disarm() {
   if (fd_ < 0 || armed_ == TimePoint{}) return;
   itimerspec spec{};

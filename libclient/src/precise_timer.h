@@ -22,6 +22,13 @@ class PreciseTimer {
   // Fires at `at` (steady_clock is CLOCK_MONOTONIC); a repeated call for the
   // same deadline costs no system call.
   void Arm(TimePoint at);
+  // Fires no later than `at`. A deadline already armed at or before `at` is
+  // kept: the loop it wakes early arms again, off the path of the message
+  // that moved the deadline. Re-arming costs a timerfd_settime, which on a
+  // virtual machine reprograms the vCPU's timer through the hypervisor
+  // (6-13 us each, measured in docs/BENCHMARKS.md), and at window 1 every
+  // call's deadline is new.
+  void ArmBy(TimePoint at);
   void Disarm();
   // Consumes the expiry after the fd polled readable.
   void Clear();
