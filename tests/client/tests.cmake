@@ -11,7 +11,7 @@ rejoin_add_test(client_connection_test LABEL unit
 rejoin_add_test(client_internals_test LABEL unit
   SOURCES client/rtt_estimator_test.cpp client/timer_heap_test.cpp
     client/session_journal_test.cpp client/reorder_slack_test.cpp
-    client/seq_set_test.cpp
+    client/seq_set_test.cpp client/precise_timer_test.cpp
   LIBS rejoin::client rejoin::transport)
 target_include_directories(client_internals_test PRIVATE
   ${PROJECT_SOURCE_DIR}/libclient/src)
