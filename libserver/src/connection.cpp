@@ -50,12 +50,11 @@ void IoLoop::Run(const std::atomic<bool>& stop) {
 }
 
 bool IoLoop::Step(const std::atomic<bool>& stop) {
-  if (!draining_ && stop.load(std::memory_order_acquire)) {
-    draining_ = true;
+  if (!core_.draining() && stop.load(std::memory_order_acquire)) {
     core_.Drain();
     Drive(EndpointEvent::kDrain, Clock::now());
   }
-  if (draining_ && outstanding_ == 0 && core_.jobs().empty()) {
+  if (core_.draining() && outstanding_ == 0 && core_.jobs().empty()) {
     Leave(Clock::now());
     return true;
   }

@@ -130,7 +130,6 @@ class IoLoop {
   Clock::time_point last_heard_;
 
   std::size_t outstanding_ = 0;  // jobs submitted, completion not yet taken
-  bool draining_ = false;        // stopping: no new handler work
   bool failed_ = false;          // the journal failed: nothing may leave
   std::set<std::string> logged_;
 };

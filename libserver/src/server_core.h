@@ -73,6 +73,7 @@ class ServerCore {
   // Leaving: no new handler work; what is in doubt stays for the next
   // incarnation.
   void Drain() { draining_ = true; }
+  bool draining() const { return draining_; }
 
   // Handler work of the turn, to start after its commit. The caller takes
   // them and clears the vector.
