@@ -254,10 +254,12 @@ int main(int argc, char** argv) {
       "rejoin-bench: throughput, latency and recovery of rejoin under loss "
       "and kill -9, beside zmq-raw, lazy-pirate, NATS and MQTT baselines"};
   app.add_option("--systems", systems,
-                 "rejoin, rejoin-oracle, rejoin-curve, zmq-raw, "
+                 "rejoin, rejoin-oracle, rejoin-curve, rejoin-call, zmq-raw, "
                  "zmq-raw-curve, lazy-pirate-<timer ms>, nats, mqtt-qos1, "
                  "mqtt-qos2 (comma list; nats and mqtt run at loss 0 only, "
-                 "and only when installed; -curve: CurveZMQ on every link)")
+                 "and only when installed; -curve: CurveZMQ on every link; "
+                 "rejoin-call: window threads per session in the blocking "
+                 "Client::Call instead of completion callbacks)")
       ->delimiter(',')
       ->capture_default_str();
   app.add_option("--window", windows,

@@ -297,6 +297,7 @@ RoleArgs CaseRun::ArgsFor(const std::string& role, std::uint64_t index) const {
   a.loss = spec_.loss;
   a.seed = spec_.seed;
   a.qos = static_cast<std::uint64_t>(MqttQos(spec_.system));
+  a.blocking = spec_.system == "rejoin-call";
   if (IsCurveSystem(spec_.system)) a.curve_dir = CurveDir();
   return a;
 }
@@ -801,7 +802,7 @@ bool IsKnownSystem(const std::string& system) {
 
 bool IsRejoinSystem(const std::string& system) {
   return system == "rejoin" || system == "rejoin-oracle" ||
-         system == "rejoin-curve";
+         system == "rejoin-curve" || system == "rejoin-call";
 }
 
 bool IsCurveSystem(const std::string& system) {

@@ -52,11 +52,8 @@ void WaitForGo(const Control& control) {
   while (NowNs() < go) std::this_thread::yield();
 }
 
-// Slots of the window, shared with the callbacks on the client's I/O thread.
-// The window is refilled from the completion callback, as a pipelined
-// application does: the next call leaves on the I/O thread's next turn with
-// no thread hand-off. The main thread fills the window at the start, retries
-// calls the client refused, and waits for the end.
+// Slots of the window, shared with the callbacks on the client's I/O thread
+// (RunCallbackWindow).
 struct Window {
   std::mutex mutex;
   std::condition_variable changed;  // a refill failed, or in_flight fell
@@ -152,6 +149,138 @@ struct Group {
   std::shared_ptr<SharedJournal> journal;
   std::shared_ptr<ClientConnection> connection;
 };
+
+using OnAnswer = std::function<void(std::uint64_t, const Result<Reply>&)>;
+
+// Reserves op `op` in the shared log and records its first send.
+void MarkIssued(ClientLog& log, std::uint64_t op) {
+  ClientHeader& h = log.header();
+  OpRecord& rec = log.op(op);
+  Store(rec.state, static_cast<std::uint32_t>(OpState::kReserved));
+  Store(h.next_op, op + 1);
+  Store(rec.send_ns, NowNs());
+  Store(rec.sends, std::uint32_t{1});
+}
+
+// The window kept full by completion callbacks, as a pipelined application
+// does: the next call leaves on the I/O thread's next turn with no thread
+// hand-off. This thread fills the window at the start, retries calls the
+// client refused, and waits for the end and the drain.
+void RunCallbackWindow(const RoleArgs& a, std::uint64_t index, Client& client,
+                       ClientLog& log, std::int64_t end, std::uint64_t limit,
+                       const OnAnswer& on_answer) {
+  ClientHeader& h = log.header();
+  Window window;
+  std::uint64_t next = Load(h.next_op);
+  bool refused = false;  // the client refused the last call: retry later
+  // Issues op `next` if the window, the op budget and the time allow; the
+  // caller holds window.mutex.
+  std::function<bool()> issue;
+  auto done = [&window, &on_answer, &issue](std::uint64_t op,
+                                            const Result<Reply>& r) {
+    on_answer(op, r);
+    std::lock_guard lock(window.mutex);
+    --window.in_flight;
+    if (!issue()) window.changed.notify_all();
+  };
+  issue = [&]() -> bool {
+    if (refused || window.in_flight >= a.window || next >= limit ||
+        (end != 0 && NowNs() >= end)) {
+      return false;
+    }
+    const std::uint64_t op = next;
+    MarkIssued(log, op);
+    OpRecord& rec = log.op(op);
+    auto issued =
+        client.CallAsync(kService, MakePayload(PackTag(index, op), a.size),
+                         [&done, op](const Result<Reply>& r) { done(op, r); });
+    if (!issued.ok()) {
+      // Not accepted (leftovers of a previous process fill the window): the
+      // main thread tries the same op again shortly.
+      Store(rec.state, static_cast<std::uint32_t>(OpState::kNone));
+      Store(h.next_op, op);
+      refused = true;
+      return false;
+    }
+    Store(rec.state, static_cast<std::uint32_t>(OpState::kIssued));
+    ++window.in_flight;
+    ++next;
+    return true;
+  };
+  {
+    std::unique_lock lock(window.mutex);
+    for (;;) {
+      refused = false;
+      while (issue()) {
+      }
+      if (next >= limit || (end != 0 && NowNs() >= end)) break;
+      if (refused) {
+        lock.unlock();
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        lock.lock();
+        continue;
+      }
+      // Callbacks keep the window full; they wake this thread when a call
+      // was refused or the run is over.
+      const auto wake = [&] { return refused || window.in_flight < a.window; };
+      if (end != 0) {
+        window.changed.wait_until(lock,
+                                  std::chrono::steady_clock::time_point(
+                                      std::chrono::nanoseconds(end)),
+                                  wake);
+      } else {
+        window.changed.wait(lock, wake);
+      }
+    }
+  }
+  const std::int64_t drain_end =
+      (end != 0 ? std::max(end, NowNs()) : NowNs()) + a.drain_ms * 1000000;
+  std::unique_lock lock(window.mutex);
+  window.changed.wait_until(lock,
+                            std::chrono::steady_clock::time_point(
+                                std::chrono::nanoseconds(drain_end)),
+                            [&] { return window.in_flight == 0; });
+}
+
+// rejoin-call: `window` application threads, each calling the blocking
+// Client::Call in a loop, as a synchronous application does. Each call
+// crosses from the calling thread to the library's I/O thread and its
+// outcome back, the hand-off the callback window does not pay.
+void RunBlockingCalls(const RoleArgs& a, std::uint64_t index, Client& client,
+                      ClientLog& log, std::int64_t end, std::uint64_t limit,
+                      const OnAnswer& on_answer) {
+  std::mutex mutex;
+  std::uint64_t next = Load(log.header().next_op);
+  // Ends once the run is over and every call returned; a call still
+  // unanswered when the drain ends returns kDeadlineExceeded.
+  auto caller = [&] {
+    for (;;) {
+      std::uint64_t op = 0;
+      {
+        std::lock_guard lock(mutex);
+        if (next >= limit || (end != 0 && NowNs() >= end)) return;
+        op = next++;
+        MarkIssued(log, op);
+        Store(log.op(op).state, static_cast<std::uint32_t>(OpState::kIssued));
+      }
+      auto deadline = std::chrono::milliseconds(a.deadline_ms);
+      if (end != 0) {
+        const std::int64_t left_ms =
+            (end + a.drain_ms * 1000000 - NowNs()) / 1000000;
+        deadline = std::clamp(std::chrono::milliseconds(left_ms),
+                              std::chrono::milliseconds(1), deadline);
+      }
+      on_answer(op,
+                client.Call(kService, MakePayload(PackTag(index, op), a.size),
+                            deadline));
+    }
+  };
+  std::vector<std::thread> callers;
+  for (std::uint64_t i = 0; i < std::max<std::uint64_t>(a.window, 1); ++i) {
+    callers.emplace_back(caller);
+  }
+  for (std::thread& t : callers) t.join();
+}
 
 // One session of a client process: session `index` of the case, with a
 // journal and connection of its own, or those of its group.
@@ -265,81 +394,13 @@ void RunSession(const RoleArgs& a, std::uint64_t index, const Group& group,
     }
   }
 
-  Window window;
-  std::uint64_t next = Load(h.next_op);
-  bool refused = false;  // the client refused the last call: retry later
-  // Issues op `next` if the window, the op budget and the time allow; the
-  // caller holds window.mutex.
-  std::function<bool()> issue;
-  auto done = [&window, &on_answer, &issue](std::uint64_t op,
-                                            const Result<Reply>& r) {
-    on_answer(op, r);
-    std::lock_guard lock(window.mutex);
-    --window.in_flight;
-    if (!issue()) window.changed.notify_all();
-  };
-  issue = [&]() -> bool {
-    if (refused || window.in_flight >= a.window || next >= limit ||
-        (end != 0 && NowNs() >= end)) {
-      return false;
-    }
-    const std::uint64_t op = next;
-    OpRecord& rec = log.op(op);
-    Store(rec.state, static_cast<std::uint32_t>(OpState::kReserved));
-    Store(h.next_op, op + 1);
-    Store(rec.send_ns, NowNs());
-    Store(rec.sends, std::uint32_t{1});
-    auto issued =
-        client.CallAsync(kService, MakePayload(PackTag(index, op), a.size),
-                         [&done, op](const Result<Reply>& r) { done(op, r); });
-    if (!issued.ok()) {
-      // Not accepted (leftovers of a previous process fill the window): the
-      // main thread tries the same op again shortly.
-      Store(rec.state, static_cast<std::uint32_t>(OpState::kNone));
-      Store(h.next_op, op);
-      refused = true;
-      return false;
-    }
-    Store(rec.state, static_cast<std::uint32_t>(OpState::kIssued));
-    ++window.in_flight;
-    ++next;
-    return true;
-  };
-  {
-    std::unique_lock lock(window.mutex);
-    for (;;) {
-      refused = false;
-      while (issue()) {
-      }
-      if (next >= limit || (end != 0 && NowNs() >= end)) break;
-      if (refused) {
-        lock.unlock();
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-        lock.lock();
-        continue;
-      }
-      // Callbacks keep the window full; they wake this thread when a call
-      // was refused or the run is over.
-      const auto wake = [&] { return refused || window.in_flight < a.window; };
-      if (end != 0) {
-        window.changed.wait_until(lock,
-                                  std::chrono::steady_clock::time_point(
-                                      std::chrono::nanoseconds(end)),
-                                  wake);
-      } else {
-        window.changed.wait(lock, wake);
-      }
-    }
+  if (a.blocking) {
+    RunBlockingCalls(a, index, client, log, end, limit, on_answer);
+  } else {
+    RunCallbackWindow(a, index, client, log, end, limit, on_answer);
   }
   const std::int64_t drain_end =
       (end != 0 ? std::max(end, NowNs()) : NowNs()) + a.drain_ms * 1000000;
-  {
-    std::unique_lock lock(window.mutex);
-    window.changed.wait_until(lock,
-                              std::chrono::steady_clock::time_point(
-                                  std::chrono::nanoseconds(drain_end)),
-                              [&] { return window.in_flight == 0; });
-  }
   while (uncollected.load() > 0 && NowNs() < drain_end) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }

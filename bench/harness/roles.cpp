@@ -75,6 +75,8 @@ std::vector<std::string> RoleArgs::ToArgv(const std::string& self) const {
           std::to_string(deadline_ms),
           "--qos",
           std::to_string(qos),
+          "--blocking",
+          blocking ? "1" : "0",
           "--curve-dir",
           curve_dir};
 }
@@ -115,6 +117,7 @@ int RunRole(int argc, char** argv) {
   app.add_option("--idle-sessions", a.idle_sessions);
   app.add_option("--deadline-ms", a.deadline_ms);
   app.add_option("--qos", a.qos);
+  app.add_option("--blocking", a.blocking);
   app.add_option("--curve-dir", a.curve_dir);
   try {
     app.parse(argc, argv);

@@ -51,6 +51,10 @@ struct RoleArgs {
   std::uint64_t idle_sessions = 0;
   std::int64_t deadline_ms = 60000;  // rejoin call deadline
   std::uint64_t qos = 1;             // MQTT
+  // rejoin-call: `window` application threads per session, each calling the
+  // blocking Client::Call, instead of completion callbacks on the library's
+  // I/O thread issuing the next call.
+  bool blocking = false;
   // CurveZMQ on every link (the "-curve" systems): the directory holding
   // the case's key files (CurveKeyDir); empty: plain TCP.
   std::string curve_dir;
