@@ -162,8 +162,16 @@ Client::Impl::TimePoint Client::Impl::DeadlineFrom(
 }
 
 void Client::Impl::Enqueue(std::unique_lock<std::mutex>& lock, Command c) {
+  const bool call = std::holds_alternative<client_internal::CallCommand>(c);
   queue_.push_back(std::move(c));
   lock.unlock();
+  // A call made while the I/O thread sleeps is journaled and sent on this
+  // thread: waking the I/O thread for it would add a thread hand-off to
+  // the call's path.
+  if (call && hub_->SendOnCaller(this)) {
+    stats_.calls_sent_by_caller.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
   // Only a sleeping I/O thread needs the eventfd; an awake one takes the
   // queue in its next turn without a syscall from us.
   hub_->Notify(this);
@@ -335,6 +343,7 @@ ClientStats Client::Impl::stats() const {
   s.deadline_exceeded = get(stats_.deadline_exceeded);
   s.malformed = get(stats_.malformed);
   s.welcomes = get(stats_.welcomes);
+  s.calls_sent_by_caller = get(stats_.calls_sent_by_caller);
   return s;
 }
 

@@ -134,8 +134,8 @@ class Client::Impl {
                   TimePoint deadline);
   bool OnIoThread() const;
 
-  // --- I/O thread (io_loop.cpp, commands.cpp, send_path.cpp,
-  // session_link.cpp), called by the hub (hub.h) --------------------------
+  // --- Under the hub's loop lock (io_loop.cpp, commands.cpp,
+  // session_link.cpp): the hub's thread, or a caller in Hub::SendOnCaller --
   // Admitted to the hub: say HELLO.
   void Start();
   // Detached from the hub: commit, say GOODBYE, fail the waiters.
@@ -146,6 +146,12 @@ class Client::Impl {
   void OnLinkReopened(const char* why);
   // Requests wait for the socket to take them (POLLOUT wanted).
   bool WantsToSend() const { return core_.WantsToSend(); }
+  // After Hub::SendOnCaller ran this session's commands: whether the loop
+  // has work from them (outcomes or replies to hand out on its thread,
+  // requests the socket did not take).
+  bool HasWorkForLoop() const {
+    return core_.HasOutput() || !forget_replies_.empty() || WantsToSend();
+  }
   // Commits wait for fdatasync (Durability::kSync).
   bool SyncsCommits() const {
     return journal_->durability() == Durability::kSync;

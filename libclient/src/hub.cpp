@@ -5,6 +5,7 @@
 // describes it.
 #include "hub.h"
 
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -25,6 +26,25 @@ namespace {
 
 std::chrono::milliseconds CeilMs(Hub::Clock::duration d) {
   return std::chrono::ceil<std::chrono::milliseconds>(d);
+}
+
+// A zmq socket's readiness (ZMQ_POLLIN / ZMQ_POLLOUT), -1 if the socket is
+// gone. Reading it also runs the socket's pending commands, which may
+// consume the signal of its file descriptor: whoever reads it, or sends or
+// receives on the socket, must act on what it says rather than wait for
+// the descriptor.
+int SocketEvents(void* socket) {
+  int events = 0;
+  std::size_t size = sizeof events;
+  if (zmq_getsockopt(socket, ZMQ_EVENTS, &events, &size) != 0) return -1;
+  return events;
+}
+
+int SocketFd(void* socket) {
+  int fd = -1;
+  std::size_t size = sizeof fd;
+  if (zmq_getsockopt(socket, ZMQ_FD, &fd, &size) != 0) return -1;
+  return fd;
 }
 
 }  // namespace
@@ -195,6 +215,7 @@ void Hub::ReadMonitor() {
 // -------------------------------------------------------------------
 
 void Hub::Run() {
+  loop_lock_.lock();
   bool running = true;
   while (running) {
     try {
@@ -213,6 +234,109 @@ void Hub::Run() {
   // A short linger lets the members' GOODBYEs reach the broker, so that a
   // restarted process of their sessions is not refused as a duplicate.
   if (link_) link_->SetLinger(std::chrono::milliseconds(100));
+  loop_lock_.unlock();
+}
+
+bool Hub::Sleep(int timeout_ms, bool* monitor_ready) {
+  // The sockets are polled through their file descriptors, as zmq_poll
+  // does, but with the loop lock released, so that SendOnCaller may use
+  // the socket meanwhile. A descriptor signals only a change: what is
+  // ready already is read from ZMQ_EVENTS first.
+  pollfd fds[4];
+  nfds_t n = 0;
+  if (link_) {
+    const int events = SocketEvents(link_->socket_handle());
+    const int monitor = SocketEvents(link_->monitor_handle());
+    if ((events < 0 || monitor < 0) && zmq_errno() == ETERM) return false;
+    if ((events > 0 && (events & ZMQ_POLLIN) != 0) ||
+        (events > 0 && sleep_wants_out_ && (events & ZMQ_POLLOUT) != 0) ||
+        (monitor > 0 && (monitor & ZMQ_POLLIN) != 0)) {
+      timeout_ms = 0;
+    }
+    fds[n++] = {SocketFd(link_->socket_handle()), POLLIN, 0};
+    fds[n++] = {SocketFd(link_->monitor_handle()), POLLIN, 0};
+  }
+  const nfds_t wake_index = n;
+  fds[n++] = {wake_fd_, POLLIN, 0};
+  nfds_t timer_index = n;
+  if (timer_.fd() >= 0) fds[n++] = {timer_.fd(), POLLIN, 0};
+
+  loop_lock_.unlock();
+  const int rc = ::poll(fds, n, timeout_ms);
+  const int poll_errno = errno;
+  loop_lock_.lock();
+
+  if (rc < 0 && poll_errno != EINTR) {
+    Log().warn("connection to {}: poll: {}", endpoint_,
+               std::strerror(poll_errno));
+  }
+  if (rc > 0 && (fds[wake_index].revents & POLLIN) != 0) {
+    std::uint64_t count = 0;
+    (void)!::read(wake_fd_, &count, sizeof count);
+  }
+  if (rc > 0 && timer_index < n && (fds[timer_index].revents & POLLIN) != 0) {
+    timer_.Clear();
+  }
+  // The socket is read every turn anyway; the monitor only when it has an
+  // event. Its descriptor may have signalled, or not (the loop never
+  // sends on it, so only ZMQ_EVENTS above could have taken its signal).
+  if (link_) {
+    const int monitor = SocketEvents(link_->monitor_handle());
+    if (monitor < 0 && zmq_errno() == ETERM) return false;
+    *monitor_ready = monitor > 0 && (monitor & ZMQ_POLLIN) != 0;
+  }
+  return true;
+}
+
+bool Hub::SendOnCaller(Client::Impl* member) {
+  // std::mutex may not be tried by its owner: the loop's own thread (a
+  // callback making a call) queues, and the call leaves with its turn.
+  if (OnIoThread()) return false;
+  std::unique_lock loop(loop_mutex_, std::try_to_lock);
+  if (!loop.owns_lock()) return false;
+  {
+    std::lock_guard lock(mutex_);
+    if (!sleeping_ || stopping_ || !ready_.empty() || !attaching_.empty() ||
+        !detaching_.empty()) {
+      return false;
+    }
+  }
+  if (!link_ || syncing_members_ > 0 || sleep_wants_out_ || link_->buffered() ||
+      std::find(members_.begin(), members_.end(), member) == members_.end()) {
+    return false;
+  }
+  const TimePoint now = Clock::now();
+  member->TakeAndHandleCommands();
+  member->Commit();
+  member->Flush(now);
+  bool wake = member->HasWorkForLoop();
+  if (!wake) {
+    // A message that arrived meanwhile may have been announced to this
+    // send rather than to the sleeping poll.
+    const int events = SocketEvents(link_->socket_handle());
+    wake = events < 0 || (events & ZMQ_POLLIN) != 0;
+  }
+  if (!wake) {
+    const TimePoint next = member->NextWakeup(now);
+    if (next < sleep_until_) {
+      // The loop's poll timeout was set before this call's resend time.
+      if (timer_.fd() < 0) {
+        wake = true;
+      } else {
+        timer_.ArmBy(next);
+        sleep_until_ = next;
+      }
+    }
+  }
+  loop.unlock();
+  if (wake) {
+    {
+      std::lock_guard lock(mutex_);
+      sleeping_ = false;
+    }
+    Wake();
+  }
+  return true;
 }
 
 Hub::TimePoint Hub::NextWakeup(TimePoint now) const {
@@ -228,7 +352,7 @@ bool Hub::RunTurn() {
   const TimePoint wakeup = NextWakeup(now);
   int timeout =
       wakeup <= now ? 0 : static_cast<int>(CeilMs(wakeup - now).count());
-  // A wake-up this close is left to the timerfd: zmq_poll's millisecond
+  // A wake-up this close is left to the timerfd: poll's millisecond
   // timeout would overshoot it by up to a millisecond.
   if (timeout > 0 && wakeup - now < kPreciseWakeup) timer_.ArmBy(wakeup);
   // Messages left in the reader by the last turn's budget are already here:
@@ -243,29 +367,13 @@ bool Hub::RunTurn() {
       timeout = 0;
     }
   }
-  zmq_pollitem_t items[4];
-  int n = 0;
-  int monitor_index = -1;
-  if (link_) {
-    short events = ZMQ_POLLIN;
-    for (const Client::Impl* m : members_) {
-      if (m->WantsToSend()) {
-        events |= ZMQ_POLLOUT;
-        break;
-      }
-    }
-    items[n++] = {link_->socket_handle(), 0, events, 0};
-    items[n] = {link_->monitor_handle(), 0, ZMQ_POLLIN, 0};
-    monitor_index = n++;
-  }
-  items[n] = {nullptr, wake_fd_, ZMQ_POLLIN, 0};
-  const int wake_index = n++;
-  int timer_index = -1;
-  if (timer_.fd() >= 0) {
-    items[n] = {nullptr, timer_.fd(), ZMQ_POLLIN, 0};
-    timer_index = n++;
-  }
-  const int rc = zmq_poll(items, n, timeout);
+  bool wants_out = false;
+  for (const Client::Impl* m : members_)
+    wants_out = wants_out || m->WantsToSend();
+  sleep_until_ = timeout == 0 ? now : wakeup;
+  sleep_wants_out_ = wants_out;
+  bool monitor_ready = false;
+  if (!Sleep(timeout, &monitor_ready)) return false;
   std::vector<Client::Impl*> attached, detached;
   bool stopping = false;
   {
@@ -275,26 +383,8 @@ bool Hub::RunTurn() {
     detached.swap(detaching_);
     stopping = stopping_;
   }
-  if (rc < 0) {
-    if (zmq_errno() == ETERM) return false;
-    if (zmq_errno() != EINTR) {
-      Log().warn("connection to {}: zmq_poll: {}", endpoint_,
-                 zmq_strerror(zmq_errno()));
-    }
-  }
-  if (rc > 0 && (items[wake_index].revents & ZMQ_POLLIN) != 0) {
-    std::uint64_t count = 0;
-    (void)!::read(wake_fd_, &count, sizeof count);
-  }
-  if (timer_index >= 0 && rc > 0 &&
-      (items[timer_index].revents & ZMQ_POLLIN) != 0) {
-    timer_.Clear();
-  }
   Admit(attached);
-  if (monitor_index >= 0 && rc > 0 &&
-      (items[monitor_index].revents & ZMQ_POLLIN) != 0) {
-    ReadMonitor();
-  }
+  if (monitor_ready) ReadMonitor();
 
   TakeReady();
   ReadInbound();

@@ -13,9 +13,13 @@
 // connection state machines judge heartbeats and silence by (per
 // connection, as the broker judges liveness per connection).
 //
-// Threads: Attach, Detach and Notify are called by application threads;
-// everything else runs on the hub's thread. `mutex_` guards the lists that
-// cross threads.
+// Threads: Attach, Detach, Notify and SendOnCaller are called by
+// application threads; everything else runs under the loop lock
+// (`loop_mutex_`), which the hub's thread holds except while it sleeps in
+// poll. SendOnCaller takes it then, so that a call made while the loop
+// sleeps is journaled and sent on the caller's thread instead of waking the
+// loop for it (one thread hand-off less on a synchronous call's path).
+// `mutex_` guards the lists that cross threads.
 #pragma once
 
 #include <atomic>
@@ -62,6 +66,14 @@ class Hub {
   // The member has queued commands: take them on the next turn, waking the
   // thread if it sleeps.
   void Notify(Client::Impl* member);
+  // If the loop sleeps with nothing else to do, runs `member`'s queued
+  // commands on the calling thread, commits and sends what they queued, and
+  // returns true; false (nothing done) otherwise, and the caller Notifies.
+  // Wakes the loop if what it did left the loop work (an outcome to
+  // deliver, a message that arrived meanwhile, an earlier timer). Not for
+  // members whose commits wait for fdatasync: their commits are grouped in
+  // the loop's turn.
+  bool SendOnCaller(Client::Impl* member);
   bool OnIoThread() const {
     return std::this_thread::get_id() == thread_.get_id();
   }
@@ -89,6 +101,10 @@ class Hub {
   Status OpenLink();
   void Run();
   bool RunTurn();
+  // Sleeps in poll until a socket, the eventfd or the timer wakes the loop
+  // or `timeout_ms` passes, with the loop lock released; false when the
+  // socket's context is gone.
+  bool Sleep(int timeout_ms, bool* monitor_ready);
   void ReadMonitor();
   void ReadInbound();
   void Route(Message& m, std::string_view payload);
@@ -121,7 +137,13 @@ class Hub {
   bool sleeping_ = false;
   bool stopping_ = false;
 
-  // --- The hub's thread ---------------------------------------------------
+  // --- Under the loop lock (the hub's thread, or SendOnCaller) -------------
+  std::mutex loop_mutex_;
+  std::unique_lock<std::mutex> loop_lock_{loop_mutex_, std::defer_lock};
+  // What the sleeping loop's poll waits for: its timeout, and whether it
+  // waits for the socket to take messages.
+  TimePoint sleep_until_;
+  bool sleep_wants_out_ = false;
   std::vector<Client::Impl*> members_;
   std::size_t syncing_members_ = 0;  // of members_, with kSync journals
   std::unordered_map<std::string, Client::Impl*> by_session_;

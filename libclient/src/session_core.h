@@ -136,6 +136,7 @@ struct AtomicStats {
   std::atomic<std::uint64_t> deadline_exceeded{0};
   std::atomic<std::uint64_t> malformed{0};
   std::atomic<std::uint64_t> welcomes{0};
+  std::atomic<std::uint64_t> calls_sent_by_caller{0};
 };
 
 // Where the session's messages go.
@@ -220,6 +221,10 @@ class SessionCore {
   std::vector<RecoveryEvent>& events() { return events_; }
   // Slots of max_outstanding given back since the last call.
   std::uint32_t TakeSlotsFreed() { return std::exchange(slots_freed_, 0); }
+  // Whether any of the three above waits to be taken.
+  bool HasOutput() const {
+    return !deliveries_.empty() || !events_.empty() || slots_freed_ > 0;
+  }
 
   // --- State --------------------------------------------------------------
   std::size_t pending_count() const { return pending_.size(); }

@@ -901,6 +901,79 @@ TEST(ClientCall, DeadlineAfterWelcomeDoesNotBlameTheBroker) {
   EXPECT_NE(r.status().message().find("still pending"), std::string::npos);
 }
 
+// Blocking calls, each answered by the test: `calls` in a row, returning
+// how many the caller's thread journaled and sent itself.
+std::uint64_t CallAndAnswer(Client& client, FakeBroker& broker, int calls) {
+  for (int i = 0; i < calls; ++i) {
+    const std::string payload = "ping-" + std::to_string(i);
+    Result<Reply> reply = Status(ErrorCode::kInternal, "not returned");
+    std::thread caller([&] { reply = client.Call("echo", payload); });
+    auto req = broker.Expect<Request>();
+    EXPECT_TRUE(req);
+    if (req) {
+      EXPECT_EQ(req->payload, payload);
+      broker.Respond("test-session", req->message.seq, "pong-" + payload);
+    }
+    caller.join();
+    EXPECT_TRUE(reply.ok()) << reply.status().ToString();
+    if (reply.ok()) {
+      EXPECT_EQ(reply->payload, "pong-" + payload);
+    }
+  }
+  return client.stats().calls_sent_by_caller;
+}
+
+TEST(ClientCall, CallWhileTheIoThreadSleepsLeavesOnTheCallersThread) {
+  TempDir dir;
+  FakeBroker broker;
+  auto client = OpenClient(DurableOptions(broker, dir));
+  ASSERT_TRUE(broker.AcceptHello());
+  ASSERT_TRUE(Eventually([&] { return client->stats().welcomes == 1; }));
+  // The I/O thread sleeps between these calls (nothing else happens on the
+  // session), so nearly every one leaves on its caller's thread; a call
+  // that meets the loop awake (a heartbeat, an ACK) queues for its turn.
+  const std::uint64_t by_caller = CallAndAnswer(*client, broker, 20);
+  EXPECT_GE(by_caller, 1u);
+  EXPECT_LE(by_caller, 20u);
+  EXPECT_EQ(client->stats().completed, 20u);
+}
+
+TEST(ClientCall, SyncCommitsLeaveWithTheIoThreadsTurn) {
+  // fdatasync'd commits are grouped by the I/O thread's turn, never made
+  // by one caller alone.
+  TempDir dir;
+  FakeBroker broker;
+  ClientOptions o = DurableOptions(broker, dir);
+  o.durability = Durability::kSync;
+  auto client = OpenClient(o);
+  ASSERT_TRUE(broker.AcceptHello());
+  ASSERT_TRUE(Eventually([&] { return client->stats().welcomes == 1; }));
+  EXPECT_EQ(CallAndAnswer(*client, broker, 5), 0u);
+}
+
+TEST(ClientCall, CallFromACallbackLeavesWithTheIoThreadsTurn) {
+  FakeBroker broker;
+  auto client = OpenClient(MemoryOptions(broker));
+  ASSERT_TRUE(broker.AcceptHello());
+  Outcomes out;
+  auto first = client->CallAsync("echo", "first", [&](const Result<Reply>&) {
+    // On the I/O thread: queued for its turn, not sent from here.
+    EXPECT_TRUE(client->CallAsync("echo", "second", out.Callback()).ok());
+  });
+  ASSERT_TRUE(first.ok());
+  auto req = broker.Expect<Request>();
+  ASSERT_TRUE(req);
+  EXPECT_EQ(req->payload, "first");
+  broker.Respond("test-session", req->message.seq, "one");
+  auto second = broker.Expect<Request>();
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->payload, "second");
+  broker.Respond("test-session", second->message.seq, "two");
+  ASSERT_TRUE(out.WaitForCount(1));
+  // The first call, made on the test's thread, may have left from it.
+  EXPECT_LE(client->stats().calls_sent_by_caller, 1u);
+}
+
 TEST(ClientCall, InvalidServiceNameIsRefused) {
   FakeBroker broker;
   auto client = OpenClient(MemoryOptions(broker));

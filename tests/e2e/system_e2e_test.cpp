@@ -105,6 +105,82 @@ TEST_F(SystemEndToEnd, SmallAndLargePayloadsShareBatchesIntact) {
   }
 }
 
+// Blocking calls from several application threads, beside a window of
+// callback-driven calls on the same session: calls made while the I/O thread
+// sleeps are journaled and sent on the caller's thread, the others on the
+// I/O thread's turn, and answers arriving while a caller sends must still
+// reach the sleeping loop. Every call is answered once and run once.
+TEST_F(SystemEndToEnd,
+       CallersAndTheIoThreadShareTheSocketWithoutLosingAnswers) {
+  StartBroker();
+  StartServer("shared");
+  auto client = OpenClient("callers");
+  constexpr int kThreads = 4;
+  constexpr int kCallsPerThread = 150;
+  constexpr int kChained = 300;
+  std::mutex mu;
+  std::vector<std::pair<Seq, std::string>> answered;
+  std::vector<std::string> failures;
+
+  // The chain: each answer's callback makes the next call on the I/O
+  // thread, which queues it for the turn.
+  std::atomic<int> chained{0};
+  std::function<void()> next_in_chain = [&] {
+    const std::string p = "chain-" + std::to_string(chained.load());
+    auto seq = client->CallAsync("echo", p, [&, p](const Result<Reply>& r) {
+      {
+        std::lock_guard lock(mu);
+        if (!r.ok()) {
+          failures.push_back(r.status().ToString());
+        } else {
+          answered.emplace_back(r->seq, r->payload);
+          if (r->payload != Expected(p, r->seq)) failures.push_back(p);
+        }
+      }
+      if (chained.fetch_add(1) + 1 < kChained) next_in_chain();
+    });
+    if (!seq.ok()) {
+      std::lock_guard lock(mu);
+      failures.push_back(seq.status().ToString());
+    }
+  };
+  next_in_chain();
+
+  std::vector<std::thread> callers;
+  for (int t = 0; t < kThreads; ++t) {
+    callers.emplace_back([&, t] {
+      for (int i = 0; i < kCallsPerThread; ++i) {
+        const std::string p =
+            "thread-" + std::to_string(t) + "-" + std::to_string(i);
+        Result<Reply> r = client->Call("echo", p);
+        std::lock_guard lock(mu);
+        if (!r.ok()) {
+          failures.push_back(r.status().ToString());
+        } else {
+          answered.emplace_back(r->seq, r->payload);
+          if (r->payload != Expected(p, r->seq)) failures.push_back(p);
+        }
+      }
+    });
+  }
+  for (std::thread& t : callers) t.join();
+  ASSERT_TRUE(WaitFor([&] { return chained.load() >= kChained; }, kWait));
+
+  std::lock_guard lock(mu);
+  EXPECT_TRUE(failures.empty()) << failures.front();
+  ASSERT_EQ(answered.size(),
+            static_cast<std::size_t>(kThreads * kCallsPerThread + kChained));
+  std::set<Seq> seqs;
+  for (const auto& [seq, payload] : answered) {
+    EXPECT_TRUE(seqs.insert(seq).second) << "seq " << seq << " answered twice";
+    EXPECT_EQ(Executions("callers", seq), 1) << "seq " << seq;
+  }
+  const ClientStats stats = client->stats();
+  EXPECT_EQ(stats.completed, answered.size());
+  EXPECT_LE(stats.calls_sent_by_caller,
+            static_cast<std::uint64_t>(kThreads * kCallsPerThread));
+}
+
 TEST_F(SystemEndToEnd, ServerThatNeverReturnsHasIdempotentWorkMoved) {
   StartBroker();
   Process& a = StartServer("a", {"--idempotent", "--delay-ms", "5000"});

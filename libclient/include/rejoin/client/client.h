@@ -110,6 +110,9 @@ struct ClientStats {
   std::uint64_t malformed = 0;  // inbound frames dropped as undecodable
                                 // (on the session's connection)
   std::uint64_t welcomes = 0;   // admissions by a broker (WELCOMEs)
+  // Calls journaled and sent on the calling thread because the I/O thread
+  // was asleep with nothing else to do (the rest leave on its next turn).
+  std::uint64_t calls_sent_by_caller = 0;
 };
 
 enum class RecoveryEventKind : std::uint8_t {
