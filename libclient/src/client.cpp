@@ -162,13 +162,16 @@ Client::Impl::TimePoint Client::Impl::DeadlineFrom(
 }
 
 void Client::Impl::Enqueue(std::unique_lock<std::mutex>& lock, Command c) {
-  const bool call = std::holds_alternative<client_internal::CallCommand>(c);
+  // A call made while no other call of the session is in flight and the
+  // I/O thread sleeps is journaled and sent on this thread: waking the I/O
+  // thread for it would add a thread hand-off to the path of a synchronous
+  // call. With calls in flight the I/O thread has answers coming and
+  // batches the new calls with its turn (one commit and one send for many).
+  const bool alone = std::holds_alternative<client_internal::CallCommand>(c) &&
+                     outstanding_ == 1;
   queue_.push_back(std::move(c));
   lock.unlock();
-  // A call made while the I/O thread sleeps is journaled and sent on this
-  // thread: waking the I/O thread for it would add a thread hand-off to
-  // the call's path.
-  if (call && hub_->SendOnCaller(this)) {
+  if (alone && hub_->SendOnCaller(this)) {
     stats_.calls_sent_by_caller.fetch_add(1, std::memory_order_relaxed);
     return;
   }

@@ -30,6 +30,10 @@ std::vector<MetricSample> ClientMetrics(const ClientStats& s,
   m.Counter("malformed_total", "inbound frames dropped as undecodable",
             s.malformed, l);
   m.Counter("welcomes_total", "admissions by a broker", s.welcomes, l);
+  m.Counter("calls_sent_by_caller_total",
+            "calls journaled and sent on the calling thread while the I/O "
+            "thread slept",
+            s.calls_sent_by_caller, l);
   return m.Take();
 }
 

@@ -25,6 +25,7 @@ TEST(Metrics, ClientCountersCarryTheSessionLabel) {
   ClientStats stats;
   stats.calls = 7;
   stats.requests_resent = 2;
+  stats.calls_sent_by_caller = 5;
   const std::string text = Serialize(ClientMetrics(stats, "s-1"));
   EXPECT_NE(text.find("# TYPE rejoin_client_calls_total counter"),
             std::string::npos)
@@ -34,6 +35,10 @@ TEST(Metrics, ClientCountersCarryTheSessionLabel) {
       << text;
   EXPECT_NE(text.find("rejoin_client_requests_resent_total{session=\"s-1\"} 2"),
             std::string::npos)
+      << text;
+  EXPECT_NE(
+      text.find("rejoin_client_calls_sent_by_caller_total{session=\"s-1\"} 5"),
+      std::string::npos)
       << text;
 }
 

@@ -5,8 +5,13 @@
 //
 // Threading: all methods are thread-safe. One internal I/O thread owns the
 // socket and the journal; callbacks run on that thread and must not block
-// (hand work off instead). Sessions opened on one ClientConnection share its
-// socket and I/O thread (connection.h). No method throws.
+// (hand work off instead). A call made from an application thread while the
+// I/O thread sleeps and no other call of the session is in flight (a
+// synchronous caller's usual case) is journaled and sent by the calling
+// thread itself, under the I/O thread's lock, before the method returns;
+// other calls are journaled and sent by the I/O thread's next turn.
+// Sessions opened on one ClientConnection share its socket and I/O thread
+// (connection.h). No method throws.
 //
 // Failure model: a per-call deadline ends the *wait* with kDeadlineExceeded;
 // the operation stays in the journal, recovery goes on, and its outcome can be
@@ -151,11 +156,12 @@ class Client {
   // kLimitExceeded when max_outstanding calls are in flight, kInvalidArgument
   // for a bad service name, kClosed after shutdown began.
   //
-  // Durability: the I/O thread journals the call (PREPARED) on its next loop
-  // turn, before the request leaves the process. A crash between this return
-  // and that turn loses the call without trace, and safely: it was never
-  // sent, so it never ran. A call ListOperations() shows after a restart is
-  // recovered to its one outcome.
+  // Durability: the call is journaled (PREPARED) before the request leaves
+  // the process: by the I/O thread on its next loop turn, or by this thread
+  // before it returns (the case above Threading describes). A crash before
+  // that loses the call without trace, and safely: it was never sent, so it
+  // never ran. A call ListOperations() shows after a restart is recovered to
+  // its one outcome.
   Result<Seq> CallAsync(std::string_view service, std::string_view payload,
                         Callback callback,
                         std::chrono::milliseconds deadline = {});
