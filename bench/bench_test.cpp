@@ -397,6 +397,12 @@ void ExpectLossyCaseExactlyOnce(const std::string& system, double loss) {
   EXPECT_EQ(r.errors, 0u);
 }
 
+// The blocking Call from application threads, with loss: every call
+// answered once, run once, no error.
+TEST(RejoinCall, BlockingCallersLoseNothingAndRunNothingTwice) {
+  ExpectLossyCaseExactlyOnce("rejoin-call", 0.05);
+}
+
 TEST(RejoinOracle, RedeliveredLossLosesNothingAndRunsNothingTwice) {
   // Every envelope the 10 % loss draws arrives one broker turn late instead.
   ExpectLossyCaseExactlyOnce("rejoin-oracle", 0.1);
@@ -529,6 +535,24 @@ TEST(Targets, RatiosToEveryBaselineAndTheOracleArePrinted) {
                        "not run | - |"),
             std::string::npos)
       << curve;
+  cases.pop_back();
+  // The synchronous caller's rows appear only when rejoin-call ran.
+  EXPECT_EQ(md.find("rejoin-call"), std::string::npos) << md;
+  cases.push_back(Reported("rejoin", 1, 0, 4000));
+  cases.back().p50_us = 200;
+  cases.push_back(Reported("rejoin-call", 1, 0, 3500));
+  cases.back().p50_us = 230;
+  for (CaseResult& c : cases) c.spec.durability = "process";
+  const std::string call = TargetsMarkdown(cases, {});
+  EXPECT_NE(call.find("| rejoin-call window 1 p50 latency vs rejoin (no "
+                      "target) | 230 vs 200 us = 1.15 x | - |"),
+            std::string::npos)
+      << call;
+  EXPECT_NE(call.find("| rejoin-call window 1 p50 latency vs zmq-raw (no "
+                      "target) | not run | - |"),
+            std::string::npos)
+      << call;
+  cases.pop_back();
   cases.pop_back();
   const std::string json = TargetsJson(cases, {{"mqtt-qos1", "not here"}});
   EXPECT_NE(json.find("\"skipped\": {\"mqtt-qos1\": \"not here\"}"),

@@ -145,6 +145,20 @@ std::vector<CaseSpec> QuickPlan(const CaseSpec& base,
         if (rejoin::bench::IsCurveSystem(sys)) c.target = "curve";
         plan.push_back(c);
       }
+      if (has("rejoin") && window == 1 && loss == 0) {
+        // What a synchronous caller pays beside the callback window: the
+        // blocking Call from an application thread (no target).
+        CaseSpec c = base;
+        c.system = "rejoin-call";
+        c.window = window;
+        c.loss = loss;
+        c.seconds = 1.0;
+        c.sessions = 1;
+        c.durability = "process";
+        c.repeat = 3;
+        c.target = "latency";
+        plan.push_back(c);
+      }
       if (has("rejoin") && window == 64 && loss > 0) {
         CaseSpec c = base;
         c.system = "rejoin-oracle";
