@@ -115,6 +115,18 @@ std::vector<CaseSpec> QuickPlan(const CaseSpec& base,
   auto has = [&](const std::string& s) {
     return std::find(systems.begin(), systems.end(), s) != systems.end();
   };
+  // A one-second, one-session case at `window` and `loss`.
+  auto short_case = [&](const std::string& sys, std::uint64_t window,
+                        double loss) {
+    CaseSpec c = base;
+    c.system = sys;
+    c.window = window;
+    c.loss = loss;
+    c.seconds = 1.0;
+    c.sessions = 1;
+    c.durability = "process";
+    return c;
+  };
   for (std::uint64_t window : {std::uint64_t{64}, std::uint64_t{1}}) {
     for (double loss : {0.0, 0.01, 0.05, 0.10}) {
       for (const std::string& sys : systems) {
@@ -125,13 +137,7 @@ std::vector<CaseSpec> QuickPlan(const CaseSpec& base,
             loss > 0) {
           continue;
         }
-        CaseSpec c = base;
-        c.system = sys;
-        c.window = window;
-        c.loss = loss;
-        c.seconds = 1.0;
-        c.sessions = 1;
-        c.durability = "process";
+        CaseSpec c = short_case(sys, window, loss);
         // Every case a target divides: medians of three runs (single
         // one-second cases vary by 10 %). MQTT's window-1 rows are only
         // for reading.
@@ -148,25 +154,13 @@ std::vector<CaseSpec> QuickPlan(const CaseSpec& base,
       if (has("rejoin") && window == 1 && loss == 0) {
         // What a synchronous caller pays beside the callback window: the
         // blocking Call from an application thread (no target).
-        CaseSpec c = base;
-        c.system = "rejoin-call";
-        c.window = window;
-        c.loss = loss;
-        c.seconds = 1.0;
-        c.sessions = 1;
-        c.durability = "process";
+        CaseSpec c = short_case("rejoin-call", window, loss);
         c.repeat = 3;
         c.target = "latency";
         plan.push_back(c);
       }
       if (has("rejoin") && window == 64 && loss > 0) {
-        CaseSpec c = base;
-        c.system = "rejoin-oracle";
-        c.window = window;
-        c.loss = loss;
-        c.seconds = 1.0;
-        c.sessions = 1;
-        c.durability = "process";
+        CaseSpec c = short_case("rejoin-oracle", window, loss);
         c.repeat = 3;
         c.target = "oracle";
         plan.push_back(c);

@@ -121,6 +121,16 @@ TEST_F(SystemEndToEnd,
   std::mutex mu;
   std::vector<std::pair<Seq, std::string>> answered;
   std::vector<std::string> failures;
+  // Notes the outcome of the call that sent payload `p`.
+  auto record = [&](const std::string& p, const Result<Reply>& r) {
+    std::lock_guard lock(mu);
+    if (!r.ok()) {
+      failures.push_back(r.status().ToString());
+      return;
+    }
+    answered.emplace_back(r->seq, r->payload);
+    if (r->payload != Expected(p, r->seq)) failures.push_back(p);
+  };
 
   // The chain: each answer's callback makes the next call on the I/O
   // thread, which queues it for the turn.
@@ -128,15 +138,7 @@ TEST_F(SystemEndToEnd,
   std::function<void()> next_in_chain = [&] {
     const std::string p = "chain-" + std::to_string(chained.load());
     auto seq = client->CallAsync("echo", p, [&, p](const Result<Reply>& r) {
-      {
-        std::lock_guard lock(mu);
-        if (!r.ok()) {
-          failures.push_back(r.status().ToString());
-        } else {
-          answered.emplace_back(r->seq, r->payload);
-          if (r->payload != Expected(p, r->seq)) failures.push_back(p);
-        }
-      }
+      record(p, r);
       if (chained.fetch_add(1) + 1 < kChained) next_in_chain();
     });
     if (!seq.ok()) {
@@ -152,14 +154,7 @@ TEST_F(SystemEndToEnd,
       for (int i = 0; i < kCallsPerThread; ++i) {
         const std::string p =
             "thread-" + std::to_string(t) + "-" + std::to_string(i);
-        Result<Reply> r = client->Call("echo", p);
-        std::lock_guard lock(mu);
-        if (!r.ok()) {
-          failures.push_back(r.status().ToString());
-        } else {
-          answered.emplace_back(r->seq, r->payload);
-          if (r->payload != Expected(p, r->seq)) failures.push_back(p);
-        }
+        record(p, client->Call("echo", p));
       }
     });
   }
