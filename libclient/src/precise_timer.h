@@ -1,5 +1,5 @@
-// PreciseTimer: a timerfd that wakes the I/O thread's zmq_poll at a
-// microsecond deadline. zmq_poll counts its timeout in whole milliseconds,
+// PreciseTimer: a timerfd that wakes the I/O thread's poll at a
+// microsecond deadline. poll counts its timeout in whole milliseconds,
 // which is longer than a round trip on a local network: a resend due in
 // 300 us would otherwise wait a full millisecond or two.
 #pragma once
