@@ -4,6 +4,7 @@
 #include "rejoin/client/client.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -375,6 +376,53 @@ Seq MicrosNow() {
       std::chrono::duration_cast<std::chrono::microseconds>(
           std::chrono::system_clock::now().time_since_epoch())
           .count());
+}
+
+// A call its caller's thread journals and sends (the I/O thread asleep) is
+// in the journal before the broker sees it: kill -9 of the process right
+// after leaves it PREPARED for the next process to recover.
+TEST(ClientRestart, CallSentByItsCallerSurvivesKill9) {
+  FakeBroker broker;
+  TempDir dir;
+  const ClientOptions o = DurableOptions(broker, dir);
+  int report[2];
+  ASSERT_EQ(::pipe(report), 0);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::close(report[0]);
+    auto client = Client::Open(o);
+    if (!client.ok()) ::_exit(1);
+    while ((*client)->stats().welcomes == 0) {
+      std::this_thread::sleep_for(1ms);
+    }
+    std::this_thread::sleep_for(100ms);  // the I/O thread goes to sleep
+    auto seq = (*client)->CallAsync("bank.transfer", "a b 5", nullptr);
+    if (!seq.ok()) ::_exit(2);
+    const std::uint64_t out[2] = {*seq,
+                                  (*client)->stats().calls_sent_by_caller};
+    if (::write(report[1], out, sizeof out) != sizeof out) ::_exit(3);
+    for (;;) ::pause();
+  }
+  ::close(report[1]);
+  ASSERT_TRUE(broker.AcceptHello());
+  auto req = broker.Expect<Request>();
+  std::uint64_t got[2] = {0, 0};
+  const bool reported = ::read(report[0], got, sizeof got) == sizeof got;
+  ::close(report[0]);
+  ::kill(pid, SIGKILL);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(req);
+  ASSERT_TRUE(reported);
+  EXPECT_EQ(req->message.seq, got[0]);
+  EXPECT_EQ(got[1], 1u) << "the call went through the I/O thread's turn";
+
+  auto client = OpenClient(o);
+  auto ops = client->ListOperations();
+  ASSERT_EQ(ops.size(), 1u);
+  EXPECT_EQ(ops[0].seq, got[0]);
+  EXPECT_EQ(ops[0].state, ClientOpState::kPrepared);
 }
 
 TEST(ClientRestart, SeqsAfterRestartStartAboveTheClock) {
