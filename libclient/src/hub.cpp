@@ -302,7 +302,7 @@ bool Hub::SendOnCaller(Client::Impl* member) {
     }
   }
   if (!link_ || syncing_members_ > 0 || sleep_wants_out_ || link_->buffered() ||
-      std::find(members_.begin(), members_.end(), member) == members_.end()) {
+      MemberFor(member->session_id()) != member) {
     return false;
   }
   const TimePoint now = Clock::now();
@@ -330,11 +330,13 @@ bool Hub::SendOnCaller(Client::Impl* member) {
   }
   loop.unlock();
   if (wake) {
+    bool asleep = false;
     {
       std::lock_guard lock(mutex_);
-      sleeping_ = false;
+      asleep = std::exchange(sleeping_, false);
     }
-    Wake();
+    // Awake already, the loop takes the lock after this and runs its turn.
+    if (asleep) Wake();
   }
   return true;
 }
@@ -367,11 +369,10 @@ bool Hub::RunTurn() {
       timeout = 0;
     }
   }
-  bool wants_out = false;
-  for (const Client::Impl* m : members_)
-    wants_out = wants_out || m->WantsToSend();
   sleep_until_ = timeout == 0 ? now : wakeup;
-  sleep_wants_out_ = wants_out;
+  sleep_wants_out_ =
+      std::any_of(members_.begin(), members_.end(),
+                  [](const Client::Impl* m) { return m->WantsToSend(); });
   bool monitor_ready = false;
   if (!Sleep(timeout, &monitor_ready)) return false;
   std::vector<Client::Impl*> attached, detached;
