@@ -50,6 +50,15 @@ class EndToEnd : public ::testing::Test {
   }
   void StopBroker() { broker_.reset(); }
   BrokerStats BrokerCounters() { return broker_->stats(); }
+  // Waits until the in-process broker counts `n` live servers: a server
+  // process still starting when the first calls arrive would leave them
+  // queued, and after a lease answered unknown_service.
+  void WaitForServers(std::uint64_t n) {
+    ASSERT_TRUE(WaitFor([&] { return broker_->stats().servers >= n; },
+                        std::chrono::seconds(20)))
+        << "only " << broker_->stats().servers << " of " << n
+        << " servers registered";
+  }
 
   // Drops the next `n` envelopes matching where/type (and seq, if non-zero).
   void DropNext(FaultPoint::Where where, MessageType type, int n = 1,

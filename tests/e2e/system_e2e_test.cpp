@@ -66,6 +66,7 @@ TEST_F(SystemEndToEnd, ClientGivesUpOnDeadlineAndCollectsAfterRestart) {
 TEST_F(SystemEndToEnd, SmallAndLargePayloadsShareBatchesIntact) {
   StartBroker();
   StartServer("mixed");
+  WaitForServers(1);
   auto client = OpenClient("mixer");
   const std::vector<std::string> payloads = {
       "small",
@@ -114,6 +115,7 @@ TEST_F(SystemEndToEnd,
        CallersAndTheIoThreadShareTheSocketWithoutLosingAnswers) {
   StartBroker();
   StartServer("shared");
+  WaitForServers(1);
   auto client = OpenClient("callers");
   constexpr int kThreads = 4;
   constexpr int kCallsPerThread = 150;
