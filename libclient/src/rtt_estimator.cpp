@@ -6,6 +6,7 @@
 namespace rejoin::client_internal {
 
 void RttEstimator::Sample(double rtt_us) {
+  ++epoch_answered_;
   ring_[count_ % kWindow] = rtt_us;
   ++count_;
   srtt_us_ = count_ == 1 ? rtt_us : 0.875 * srtt_us_ + 0.125 * rtt_us;
@@ -30,6 +31,7 @@ void RttEstimator::Recompute() {
 }
 
 void RttEstimator::ResendAnswered() {
+  ++epoch_answered_;
   ++epoch_resends_;
   CloseEpochIfDue();
 }
@@ -50,16 +52,23 @@ void RttEstimator::CloseEpochIfDue() {
   } else if (spurious < kSpuriousLow) {
     backoff_ = std::max(backoff_ / 2, 1.0);
   }
+  // A resend answered once was a real loss (a second answer still on its
+  // way is counted in the next epoch's needless ones).
+  const std::uint32_t lost =
+      epoch_resends_ > epoch_spurious_ ? epoch_resends_ - epoch_spurious_ : 0;
+  loss_ = static_cast<double>(lost) / static_cast<double>(epoch_answered_);
   epoch_resends_ = 0;
   epoch_spurious_ = 0;
+  epoch_answered_ = 0;
 }
 
 std::chrono::microseconds RttEstimator::FirstResend(
     std::size_t in_flight, std::chrono::microseconds fallback,
     std::chrono::microseconds ceiling) const {
   if (!ready()) return std::min(fallback, ceiling);
+  const double few = loss_ >= kLossyRate ? kLossyFewFactor : kFewFactor;
   double base =
-      in_flight < kFewInFlight ? kFewFactor * q90_us_ : kBusyFactor * q99_us_;
+      in_flight < kFewInFlight ? few * q90_us_ : kBusyFactor * q99_us_;
   if (count_ < kMinSamples) base = kEarlyFactor * q50_us_;
   const auto wait =
       std::chrono::microseconds(static_cast<std::int64_t>(base * backoff_));

@@ -29,6 +29,14 @@
 // resends of an epoch (kEpoch answered resends) were needless, the waits are
 // doubled (up to kMaxBackoff): the machine stalls or the path queues more
 // than the samples show. Below kSpuriousLow they are halved back towards 1.
+//
+// The same epochs measure the loss: resends answered once, per operation
+// answered. A session that loses kLossyRate or more of its round trips
+// waits kLossyFewFactor x the 90th percentile instead of kFewFactor x:
+// there a lost call costs more than the late answers a shorter wait mistakes
+// for losses, while with few losses the needless resends of the shorter wait
+// cost more than they gain (docs/BENCHMARKS.md, "Loss: the resend wait of a
+// lossy session").
 #pragma once
 
 #include <array>
@@ -50,6 +58,8 @@ class RttEstimator {
   static constexpr double kEarlyFactor = 4;
   static constexpr std::size_t kFewInFlight = 16;
   static constexpr double kFewFactor = 1.25;
+  static constexpr double kLossyFewFactor = 1.0;
+  static constexpr double kLossyRate = 0.05;
   static constexpr double kBusyFactor = 3;
   static constexpr std::uint32_t kEpoch = 32;
   static constexpr double kSpuriousHigh = 0.75;
@@ -68,6 +78,9 @@ class RttEstimator {
   // The smoothed round trip (RFC 6298's estimator), 0 before any sample.
   double srtt_us() const { return srtt_us_; }
   double backoff() const { return backoff_; }
+  // Round trips lost per operation answered, over the last closed epoch
+  // (0 until one closed).
+  double loss() const { return loss_; }
 
   // The wait before the first resend of an operation sent while `in_flight`
   // operations of the session were awaiting answers; `fallback` before any
@@ -89,6 +102,8 @@ class RttEstimator {
   double backoff_ = 1;
   std::uint32_t epoch_resends_ = 0;
   std::uint32_t epoch_spurious_ = 0;
+  std::uint32_t epoch_answered_ = 0;  // operations answered in the epoch
+  double loss_ = 0;
 };
 
 }  // namespace rejoin::client_internal

@@ -116,9 +116,11 @@ TEST(RttEstimator, BacksOffWhenMostResendsWereNeedless) {
     }
   }
   EXPECT_EQ(e.backoff(), RttEstimator::kMaxBackoff);
-  // Real losses (resends answered once) bring it back, halving per epoch.
+  // Real losses (resends answered once, one call in a hundred) bring it
+  // back, halving per epoch.
   for (int epoch = 0; epoch < 4; ++epoch) {
     for (std::uint32_t i = 0; i < RttEstimator::kEpoch; ++i) {
+      for (int k = 0; k < 99; ++k) e.Sample(1000);
       e.ResendAnswered();
     }
   }
@@ -137,6 +139,53 @@ TEST(RttEstimator, AMixOfLossesAndEarlyResendsKeepsTheWait) {
     }
   }
   EXPECT_EQ(e.backoff(), 1);
+}
+
+// Epochs of `kEpoch` resends answered, each after `clean` calls answered at
+// their first send; `spurious_every` > 0 makes every that-many-th resend
+// needless.
+void LoseOneIn(RttEstimator& e, int clean, int epochs,
+               std::uint32_t spurious_every = 0) {
+  for (int epoch = 0; epoch < epochs; ++epoch) {
+    for (std::uint32_t i = 0; i < RttEstimator::kEpoch; ++i) {
+      for (int k = 0; k < clean; ++k) e.Sample(1000);
+      e.ResendAnswered();
+      if (spurious_every > 0 && i % spurious_every == 0) e.SpuriousResend();
+    }
+  }
+}
+
+TEST(RttEstimator, ALossySessionWaitsLessForTheResendOfAFewCalls) {
+  RttEstimator e;
+  for (int i = 0; i < 100; ++i) e.Sample(1000);
+  const auto wait = [&](std::size_t in_flight) {
+    return e.FirstResend(in_flight, kFallback, kCeiling);
+  };
+  EXPECT_EQ(e.loss(), 0);
+  EXPECT_EQ(wait(1), microseconds(1250));  // kFewFactor x the 90th
+  // One call in a hundred lost: the wait stays.
+  LoseOneIn(e, 99, 2);
+  EXPECT_NEAR(e.loss(), 0.01, 1e-9);
+  EXPECT_EQ(wait(1), microseconds(1250));
+  // One in five lost: a lost call costs more than the needless resends of a
+  // shorter wait.
+  LoseOneIn(e, 4, 1);
+  EXPECT_NEAR(e.loss(), 0.2, 1e-9);
+  EXPECT_EQ(wait(1), microseconds(1000));  // kLossyFewFactor x the 90th
+  // Busy sessions find their losses by the order of answers: unchanged.
+  EXPECT_EQ(wait(64), microseconds(3000));
+  // Resends answered twice were not losses: half of them here, so one call
+  // in forty lost, not one in twenty.
+  LoseOneIn(e, 19, 1, /*spurious_every=*/2);
+  EXPECT_NEAR(e.loss(), 0.025, 1e-9);
+  EXPECT_EQ(e.backoff(), 1);
+  EXPECT_EQ(wait(1), microseconds(1250));
+  // The loss ends: the next epoch brings the wait back.
+  LoseOneIn(e, 4, 1);
+  EXPECT_EQ(wait(1), microseconds(1000));
+  LoseOneIn(e, 199, 1);
+  EXPECT_NEAR(e.loss(), 0.005, 1e-9);
+  EXPECT_EQ(wait(1), microseconds(1250));
 }
 
 }  // namespace

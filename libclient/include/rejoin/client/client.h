@@ -70,9 +70,10 @@ struct ClientOptions {
   std::chrono::milliseconds heartbeat{200};
   // A pending operation with no response for a while is sent again (the
   // client's report that it is still waiting): first after a quantile of
-  // the recently measured round trips (the 90th percentile while the session
-  // has fewer than 16 calls in flight, the 99th when busier, when the order
-  // of answers reveals most losses sooner; at least 200 us),
+  // the recently measured round trips (1.25 x the 90th percentile while the
+  // session has fewer than 16 calls in flight, 1.0 x while it loses 5 % or
+  // more of its round trips; 3 x the 99th when busier, when the order of
+  // answers reveals most losses sooner; at least 200 us),
   // at most after this; the wait doubles per attempt up to 2 s. Until a
   // round trip has been measured, this value is used.
   std::chrono::milliseconds resend_delay{200};
