@@ -19,7 +19,11 @@ operation: wake-ups per operation, and the wake latency (from the waker's
 sched_waking to the wakee's switch-in) at p50 and p90, split by whether the
 wakee ran on the waker's CPU or on another one. Then, for each named
 thread, its turn: from its switch-in after a wake-up to the first thread
-it wakes, p50 (the work it does on the round trip's path).
+it wakes, p50 (the work it does on the round trip's path). Last, what every
+thread costs per operation: its time on a CPU (the trace's
+sched_stat_runtime events), and the wake-ups and context switches of all
+threads together. At window 64, where batches make wake-ups rare, these say
+which thread's work per operation sets the pace.
 """
 import argparse
 import collections
@@ -29,6 +33,7 @@ import statistics
 LINE = re.compile(r'\s*(\S.*?)\s+(\d+)\s+\[(\d+)\]\s+([\d.]+):\s+(\S+):\s*(.*)')
 WAKEE = re.compile(r'pid=(\d+) prio=\d+ target_cpu=(\d+)')
 NEXT = re.compile(r'next_pid=(\d+)')
+RUNTIME = re.compile(r'pid=(\d+) runtime=(\d+)')
 
 
 def read(path):
@@ -56,9 +61,17 @@ def main():
     latency = collections.defaultdict(lambda: ([], []))  # same, other
     woken_by = {}  # tid -> time it was switched in after a wake-up
     turns = collections.defaultdict(list)
+    on_cpu_ns = collections.Counter()  # tid -> time on a CPU
+    wakeups = switches = 0
     for c, tid, cpu, ts, event, rest in read(args.trace):
         comm[tid] = c
+        if event == 'sched:sched_stat_runtime':
+            m = RUNTIME.search(rest)
+            if m:
+                on_cpu_ns[int(m.group(1))] += int(m.group(2))
+            continue
         if event == 'sched:sched_waking':
+            wakeups += 1
             m = WAKEE.search(rest)
             wakee, target = int(m.group(1)), int(m.group(2))
             if wakee not in pending:
@@ -66,6 +79,7 @@ def main():
             if tid in woken_by:
                 turns[tid].append(ts - woken_by.pop(tid))
         elif event == 'sched:sched_switch':
+            switches += 1
             nxt = int(NEXT.search(rest).group(1))
             if nxt in pending:
                 t0, waker, same = pending.pop(nxt)
@@ -96,6 +110,17 @@ def main():
             print('  %-22s p50 %5.1f us  p90 %5.1f us  (%d)' %
                   (named[tid], statistics.median(turns[tid]),
                    pct(turns[tid], 0.9), len(turns[tid])))
+    print('\nper operation, all threads: %.3f wake-ups, %.3f context switches'
+          % (wakeups / args.ops, switches / args.ops))
+    if on_cpu_ns:
+        print('time on a CPU per operation (sched_stat_runtime)')
+        for tid in named:
+            print('  %-22s %6.2f us' % (named[tid],
+                                        on_cpu_ns[tid] / 1000 / args.ops))
+        rest = sum(v for t, v in on_cpu_ns.items() if t not in named)
+        print('  %-22s %6.2f us' % ('other threads', rest / 1000 / args.ops))
+        print('  %-22s %6.2f us' % ('all',
+                                    sum(on_cpu_ns.values()) / 1000 / args.ops))
 
 
 if __name__ == '__main__':
