@@ -102,7 +102,9 @@ class RttEstimator {
   double backoff_ = 1;
   std::uint32_t epoch_resends_ = 0;
   std::uint32_t epoch_spurious_ = 0;
-  std::uint32_t epoch_answered_ = 0;  // operations answered in the epoch
+  // Operations answered in the epoch: 64 bits, since a session that never
+  // resends never closes one.
+  std::uint64_t epoch_answered_ = 0;
   double loss_ = 0;
 };
 
