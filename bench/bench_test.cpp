@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -445,6 +446,13 @@ std::size_t Count(const std::string& text, const std::string& what) {
   return n;
 }
 
+// `text` holds `row`; a failure shows both.
+void ExpectHas(const std::string& text, std::string_view row) {
+  EXPECT_NE(text.find(row), std::string::npos)
+      << "missing: " << row << "\nin:\n"
+      << text;
+}
+
 TEST(Report, ChartHasAGoodputPanelPerWindowAndTheLatencyCdf) {
   std::vector<CaseResult> cases = {
       Reported("rejoin", 1, 0, 3000), Reported("rejoin", 1, 0.1, 2000),
@@ -468,9 +476,7 @@ TEST(Report, SoakCaseAddsTheBrokerRssCurve) {
   const std::string points = svg.substr(line, end - line);
   EXPECT_EQ(Count(points, ","), soak.broker_rss.size());
   const std::string json = ToJson(MachineInfo{}, {soak});
-  EXPECT_NE(json.find("\"broker_rss_kib_curve\": [[0, 8000], [60, 8001]"),
-            std::string::npos)
-      << json;
+  ExpectHas(json, "\"broker_rss_kib_curve\": [[0, 8000], [60, 8001]");
 }
 
 TEST(Report, TenMinuteSoakWithAFlatCurveMeetsTheMemoryTarget) {
@@ -481,13 +487,13 @@ TEST(Report, TenMinuteSoakWithAFlatCurveMeetsTheMemoryTarget) {
     soak.broker_rss.push_back({i * 0.1 + 0.001, i < 100 ? 7500 : 8200});
   }
   std::string md = TargetsMarkdown({soak});
-  EXPECT_NE(md.find("over 10.0 min | met |"), std::string::npos) << md;
+  ExpectHas(md, "over 10.0 min | met |");
   // Growth over the run is reported as such.
   for (std::size_t i = 3000; i < soak.broker_rss.size(); ++i) {
     soak.broker_rss[i].second = 20000;
   }
   md = TargetsMarkdown({soak});
-  EXPECT_NE(md.find("over 10.0 min | **not met** |"), std::string::npos) << md;
+  ExpectHas(md, "over 10.0 min | **not met** |");
 }
 
 TEST(Targets, RatiosToEveryBaselineAndTheOracleArePrinted) {
@@ -499,42 +505,33 @@ TEST(Targets, RatiosToEveryBaselineAndTheOracleArePrinted) {
                                    Reported("rejoin-oracle", 64, 0.05, 92000)};
   for (CaseResult& c : cases) c.spec.durability = "process";
   const std::string md = TargetsMarkdown(cases, {{"mqtt-qos1", "not here"}});
-  EXPECT_NE(md.find("| window 64 throughput >= 0.85 x zmq-raw | 100000 vs "
-                    "110000 ops/s = 0.91 x | met |"),
-            std::string::npos)
-      << md;
-  EXPECT_NE(md.find("| window 64 throughput >= 4 x nats | 100000 vs 20000 "
-                    "ops/s = 5.00 x | met |"),
-            std::string::npos)
-      << md;
-  EXPECT_NE(md.find("| window 64 throughput >= 20 x mqtt-qos2 | 100000 vs "
-                    "8000 ops/s = 12.50 x | **not met** |"),
-            std::string::npos)
-      << md;
-  EXPECT_NE(md.find("skipped: mqtt-qos1: not here | skipped |"),
-            std::string::npos)
-      << md;
-  EXPECT_NE(md.find("| window 64 goodput at 5 % loss >= 0.95 x oracle | "
-                    "90000 / 92000 = 0.98"),
-            std::string::npos)
-      << md;
-  EXPECT_NE(md.find("| window 64 goodput at 1 % loss >= 0.95 x oracle | "
-                    "not run | - |"),
-            std::string::npos)
-      << md;
+  ExpectHas(md,
+            "| window 64 throughput >= 0.85 x zmq-raw | 100000 vs "
+            "110000 ops/s = 0.91 x | met |");
+  ExpectHas(md,
+            "| window 64 throughput >= 4 x nats | 100000 vs 20000 "
+            "ops/s = 5.00 x | met |");
+  ExpectHas(md,
+            "| window 64 throughput >= 20 x mqtt-qos2 | 100000 vs "
+            "8000 ops/s = 12.50 x | **not met** |");
+  ExpectHas(md, "skipped: mqtt-qos1: not here | skipped |");
+  ExpectHas(md,
+            "| window 64 goodput at 5 % loss >= 0.95 x oracle | "
+            "90000 / 92000 = 0.98");
+  ExpectHas(md,
+            "| window 64 goodput at 1 % loss >= 0.95 x oracle | "
+            "not run | - |");
   // CURVE rows appear only when a -curve case ran.
   EXPECT_EQ(md.find("rejoin-curve"), std::string::npos) << md;
   cases.push_back(Reported("rejoin-curve", 64, 0, 80000));
   cases.back().spec.durability = "process";
   const std::string curve = TargetsMarkdown(cases, {});
-  EXPECT_NE(curve.find("| rejoin-curve window 64 throughput >= 0.7 x rejoin | "
-                       "80000 vs 100000 ops/s = 0.80 x | met |"),
-            std::string::npos)
-      << curve;
-  EXPECT_NE(curve.find("| rejoin-curve window 1 p50 latency <= 1.3 x rejoin | "
-                       "not run | - |"),
-            std::string::npos)
-      << curve;
+  ExpectHas(curve,
+            "| rejoin-curve window 64 throughput >= 0.7 x rejoin | "
+            "80000 vs 100000 ops/s = 0.80 x | met |");
+  ExpectHas(curve,
+            "| rejoin-curve window 1 p50 latency <= 1.3 x rejoin | "
+            "not run | - |");
   cases.pop_back();
   // The synchronous caller's rows appear only when rejoin-call ran.
   EXPECT_EQ(md.find("rejoin-call"), std::string::npos) << md;
@@ -544,20 +541,16 @@ TEST(Targets, RatiosToEveryBaselineAndTheOracleArePrinted) {
   cases.back().p50_us = 230;
   for (CaseResult& c : cases) c.spec.durability = "process";
   const std::string call = TargetsMarkdown(cases, {});
-  EXPECT_NE(call.find("| rejoin-call window 1 p50 latency vs rejoin (no "
-                      "target) | 230 vs 200 us = 1.15 x | - |"),
-            std::string::npos)
-      << call;
-  EXPECT_NE(call.find("| rejoin-call window 1 p50 latency vs zmq-raw (no "
-                      "target) | not run | - |"),
-            std::string::npos)
-      << call;
+  ExpectHas(call,
+            "| rejoin-call window 1 p50 latency vs rejoin (no "
+            "target) | 230 vs 200 us = 1.15 x | - |");
+  ExpectHas(call,
+            "| rejoin-call window 1 p50 latency vs zmq-raw (no "
+            "target) | not run | - |");
   cases.pop_back();
   cases.pop_back();
   const std::string json = TargetsJson(cases, {{"mqtt-qos1", "not here"}});
-  EXPECT_NE(json.find("\"skipped\": {\"mqtt-qos1\": \"not here\"}"),
-            std::string::npos)
-      << json;
+  ExpectHas(json, "\"skipped\": {\"mqtt-qos1\": \"not here\"}");
 }
 
 }  // namespace

@@ -108,11 +108,11 @@ void LatencyRow(Rows& rows, const std::vector<CaseResult>& cases,
                 const std::string& subject = "rejoin") {
   const CaseResult* r = Find(cases, subject, 1, 0);
   const CaseResult* b = Find(cases, system, 1, 0);
-  const std::string name = About(
-      subject, most <= 0 ? "window 1 p50 latency vs " + system + " (no target)"
-               : most == 1 ? "window 1 p50 latency <= " + system + " p50"
-                           : "window 1 p50 latency <= " + Fmt("%g", most) +
-                                 " x " + system);
+  std::string what =
+      "window 1 p50 latency <= " + Fmt("%g", most) + " x " + system;
+  if (most <= 0) what = "window 1 p50 latency vs " + system + " (no target)";
+  if (most == 1) what = "window 1 p50 latency <= " + system + " p50";
+  const std::string name = About(subject, what);
   if (r == nullptr || b == nullptr || !b->ok || b->p50_us <= 0) {
     if (b != nullptr && !b->ok) {
       rows.Add(name, system + " failed: " + b->error, "**not met**");

@@ -54,9 +54,9 @@ class EndToEnd : public ::testing::Test {
   // process still starting when the first calls arrive would leave them
   // queued, and after a lease answered unknown_service.
   void WaitForServers(std::uint64_t n) {
-    ASSERT_TRUE(WaitFor([&] { return broker_->stats().servers >= n; },
+    ASSERT_TRUE(WaitFor([&] { return BrokerCounters().servers >= n; },
                         std::chrono::seconds(20)))
-        << "only " << broker_->stats().servers << " of " << n
+        << "only " << BrokerCounters().servers << " of " << n
         << " servers registered";
   }
 
