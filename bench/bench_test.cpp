@@ -515,6 +515,8 @@ TEST(Targets, RatiosToEveryBaselineAndTheOracleArePrinted) {
             "| window 64 throughput >= 20 x mqtt-qos2 | 100000 vs "
             "8000 ops/s = 12.50 x | **not met** |");
   ExpectHas(md, "skipped: mqtt-qos1: not here | skipped |");
+  ExpectHas(md, "| window 1 p50 latency <= 1.1 x zmq-raw | not run | - |");
+  ExpectHas(md, "| window 1 p50 latency <= nats p50 | not run | - |");
   ExpectHas(md,
             "| window 64 goodput at 5 % loss >= 0.95 x oracle | "
             "90000 / 92000 = 0.98");
